@@ -1,0 +1,222 @@
+//! The write side of the storage contract: a batch of coalesced metric operations.
+//!
+//! Increments to the same (key, field) are added together and HLL inserts and set members
+//! are deduplicated as they arrive, so a batch of 10,000 events holds about as many
+//! operations as there are distinct (key, field) pairs.
+
+use hashbrown::{HashMap, HashSet};
+
+use crate::bucket::BucketKind;
+
+/// A hash-field increment: integer (`HINCRBY`) or float (`HINCRBYFLOAT`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Number {
+    /// Integer counter.
+    Int(i64),
+    /// Float sum.
+    Float(f64),
+}
+
+impl Number {
+    /// The sum of two numbers; integers stay integers.
+    pub fn plus(self, other: Number) -> Number {
+        match (self, other) {
+            (Number::Int(a), Number::Int(b)) => Number::Int(a.saturating_add(b)),
+            (a, b) => Number::Float(a.as_f64() + b.as_f64()),
+        }
+    }
+
+    /// The value as `f64`.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(n) => n as f64,
+            Number::Float(x) => x,
+        }
+    }
+
+    /// The value as `i64` (floats rounded).
+    pub fn as_i64(self) -> i64 {
+        match self {
+            Number::Int(n) => n,
+            Number::Float(x) => x.round() as i64,
+        }
+    }
+}
+
+/// What a batch does to one key. A key has exactly one type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyOps {
+    /// Hash field increments (`add`, `adv`, `adv` summaries).
+    Hash(HashMap<String, Number>),
+    /// Values inserted into a HyperLogLog (`bmp`).
+    Hll(HashSet<String>),
+    /// Sorted-set score increments (`top`).
+    Scores(HashMap<String, f64>),
+    /// Members added to a set (the per-bucket key sets).
+    Members(HashSet<String>),
+}
+
+impl KeyOps {
+    /// Number of (field/member/value) operations.
+    pub fn len(&self) -> usize {
+        match self {
+            KeyOps::Hash(m) => m.len(),
+            KeyOps::Hll(s) | KeyOps::Members(s) => s.len(),
+            KeyOps::Scores(m) => m.len(),
+        }
+    }
+
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The operations on one key, and the bucket the key belongs to (for retention/expiry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyEntry {
+    /// Bucket granularity of the key.
+    pub bucket: BucketKind,
+    /// Bucket start, unix seconds.
+    pub bucket_start: i64,
+    /// What to do.
+    pub ops: KeyOps,
+}
+
+/// A set of coalesced operations, applied by a `Storage` in one go (atomically where it can).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    entries: HashMap<String, KeyEntry>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The keys and their operations, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &KeyEntry)> {
+        self.entries.iter().map(|(k, e)| (k.as_str(), e))
+    }
+
+    /// The entry of `key`, if the batch touches it.
+    pub fn get(&self, key: &str) -> Option<&KeyEntry> {
+        self.entries.get(key)
+    }
+
+    /// Number of keys touched.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the batch touches no key.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Total number of coalesced (key, field) operations.
+    pub fn op_count(&self) -> usize {
+        self.entries.values().map(|e| e.ops.len()).sum()
+    }
+
+    fn entry(
+        &mut self,
+        key: &str,
+        bucket: BucketKind,
+        bucket_start: i64,
+        empty: fn() -> KeyOps,
+    ) -> &mut KeyOps {
+        &mut self
+            .entries
+            .entry_ref(key)
+            .or_insert_with(|| KeyEntry {
+                bucket,
+                bucket_start,
+                ops: empty(),
+            })
+            .ops
+    }
+
+    /// Adds `by` to hash field `field` of `key`.
+    pub fn incr(&mut self, key: &str, bucket: (BucketKind, i64), field: &str, by: Number) {
+        if let KeyOps::Hash(m) = self.entry(key, bucket.0, bucket.1, || KeyOps::Hash(HashMap::new())) {
+            let slot = m.entry_ref(field).or_insert(match by {
+                Number::Int(_) => Number::Int(0),
+                Number::Float(_) => Number::Float(0.0),
+            });
+            *slot = slot.plus(by);
+        }
+    }
+
+    /// Inserts `value` into the HyperLogLog `key`.
+    pub fn hll_insert(&mut self, key: &str, bucket: (BucketKind, i64), value: &str) {
+        if let KeyOps::Hll(s) = self.entry(key, bucket.0, bucket.1, || KeyOps::Hll(HashSet::new())) {
+            if !s.contains(value) {
+                s.insert(value.to_owned());
+            }
+        }
+    }
+
+    /// Adds `by` to the score of `member` in sorted set `key`.
+    pub fn zincr(&mut self, key: &str, bucket: (BucketKind, i64), member: &str, by: f64) {
+        if let KeyOps::Scores(m) = self.entry(key, bucket.0, bucket.1, || KeyOps::Scores(HashMap::new())) {
+            *m.entry_ref(member).or_insert(0.0) += by;
+        }
+    }
+
+    /// Adds `member` to set `key`.
+    pub fn sadd(&mut self, key: &str, bucket: (BucketKind, i64), member: &str) {
+        if let KeyOps::Members(s) = self.entry(key, bucket.0, bucket.1, || KeyOps::Members(HashSet::new())) {
+            if !s.contains(member) {
+                s.insert(member.to_owned());
+            }
+        }
+    }
+
+    /// Folds `other` into `self`, coalescing as if its operations had been added here.
+    pub fn merge(&mut self, other: Batch) {
+        for (key, entry) in other.entries {
+            let b = (entry.bucket, entry.bucket_start);
+            match entry.ops {
+                KeyOps::Hash(m) => m.iter().for_each(|(f, n)| self.incr(&key, b, f, *n)),
+                KeyOps::Hll(s) => s.iter().for_each(|v| self.hll_insert(&key, b, v)),
+                KeyOps::Scores(m) => m.iter().for_each(|(f, n)| self.zincr(&key, b, f, *n)),
+                KeyOps::Members(s) => s.iter().for_each(|v| self.sadd(&key, b, v)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesces() {
+        let d = (BucketKind::Day, 0);
+        let mut b = Batch::new();
+        for _ in 0..3 {
+            b.incr("k", d, "f", Number::Int(1));
+            b.incr("s", d, "sum", Number::Float(0.5));
+            b.hll_insert("h", d, "x");
+            b.zincr("z", d, "m", 2.0);
+            b.sadd("set", d, "a");
+        }
+        assert_eq!(b.len(), 5);
+        assert_eq!(b.op_count(), 5);
+        let KeyOps::Hash(m) = &b.get("k").unwrap().ops else {
+            panic!()
+        };
+        assert_eq!(m["f"], Number::Int(3));
+        let KeyOps::Hash(m) = &b.get("s").unwrap().ops else {
+            panic!()
+        };
+        assert_eq!(m["sum"], Number::Float(1.5));
+        let KeyOps::Scores(m) = &b.get("z").unwrap().ops else {
+            panic!()
+        };
+        assert_eq!(m["m"], 6.0);
+    }
+}

@@ -1,0 +1,265 @@
+//! The library's configuration: what to derive from events, in which time zone, within which limits.
+//!
+//! Mirrors the TOML file section by section. Every field has a default and unknown fields are
+//! rejected, so a typo in a config file is an error instead of a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+
+use crate::pattern::Pattern;
+use crate::{Error, Result};
+
+/// The whole library configuration (`[time]`, `[mapping]`, `[limits]`, `[event]`,
+/// `[retention]`, `[query]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraqqConfig {
+    /// Time zone and bucket granularity.
+    pub time: TimeConfig,
+    /// Which patterns become which metrics.
+    pub mapping: MappingConfig,
+    /// Caps on names, values and per-event work.
+    pub limits: LimitsConfig,
+    /// Which event fields have special meaning.
+    pub event: EventConfig,
+    /// How long buckets are kept (used by backends and `prune`).
+    pub retention: RetentionConfig,
+    /// Query defaults and caps.
+    pub query: QueryConfig,
+}
+
+/// `[time]`: bucket granularity and time zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeConfig {
+    /// Also store hourly buckets (daily buckets are always stored).
+    pub store_hourly: bool,
+    /// IANA time zone whose calendar days (and hours) are the buckets, e.g. `"America/New_York"`.
+    pub timezone: String,
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig {
+            store_hourly: false,
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+/// `[mapping]`: the patterns of each metric type. A pattern is `a`, `a~b`, `a~b~c`, …
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MappingConfig {
+    /// Unique counts (HyperLogLog) of each pattern's value (`bmp`).
+    pub bitmap: Vec<String>,
+    /// Per-value counters (`add`).
+    pub add: Vec<String>,
+    /// Per-label float sums of `add_key`, plus a `sum`/`count` summary (`adv`).
+    pub add_value: Vec<AddValueConfig>,
+    /// Leaderboards (`top`).
+    pub top: Vec<String>,
+}
+
+/// One `adv` metric: sum the numeric property `add_key` per value of the pattern `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddValueConfig {
+    /// The pattern whose value labels the sums, e.g. `"event~geo"`.
+    pub key: String,
+    /// The numeric property summed, e.g. `"amount"`.
+    pub add_key: String,
+}
+
+/// `[limits]`: caps that keep one event from doing unbounded work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest property name (in bytes) a pattern may use; longer names are rejected in config.
+    pub max_field_length: usize,
+    /// Values are cut to this many characters when sanitized.
+    pub max_value_length: usize,
+    /// Most compound (`a~b…`) patterns the whole mapping may hold.
+    pub max_combinations: usize,
+    /// Most metric operations one event may produce; an event past it is rejected.
+    pub max_metrics_per_event: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_field_length: 128,
+            max_value_length: 256,
+            max_combinations: 1000,
+            max_metrics_per_event: 1000,
+        }
+    }
+}
+
+/// `[event]`: fields with a special meaning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventConfig {
+    /// Field holding the event time (unix seconds or RFC 3339). Without it the clock is used.
+    pub time_field: String,
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        EventConfig {
+            time_field: "ts".into(),
+        }
+    }
+}
+
+/// `[retention]`: how many days of buckets to keep; `0` keeps them forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days of daily buckets to keep (0 = forever).
+    pub daily_days: u32,
+    /// Days of hourly buckets to keep (0 = forever).
+    pub hourly_days: u32,
+}
+
+/// `[query]`: read-side defaults and caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Members returned per leaderboard when a query gives no `limit` (traqq 0.2: 250).
+    pub default_top_limit: usize,
+    /// Most buckets one query may span (protects servers from `min=0`).
+    pub max_buckets: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            default_top_limit: 250,
+            max_buckets: 3700,
+        }
+    }
+}
+
+impl TraqqConfig {
+    /// Checks the whole configuration; the error names the first offending field or pattern.
+    pub fn validate(&self) -> Result<()> {
+        self.time.zone()?;
+        let limits = &self.limits;
+        if limits.max_value_length == 0 {
+            return Err(Error::config("limits.max_value_length", "must be at least 1"));
+        }
+        if limits.max_metrics_per_event == 0 {
+            return Err(Error::config(
+                "limits.max_metrics_per_event",
+                "must be at least 1",
+            ));
+        }
+        if self.query.default_top_limit == 0 {
+            return Err(Error::config("query.default_top_limit", "must be at least 1"));
+        }
+        if self.query.max_buckets == 0 {
+            return Err(Error::config("query.max_buckets", "must be at least 1"));
+        }
+        check_name("event.time_field", &self.event.time_field, limits)?;
+
+        let m = &self.mapping;
+        let mut compound = 0;
+        let mut check_list = |section: &str, list: &[String]| -> Result<()> {
+            let mut seen: Vec<Pattern> = Vec::with_capacity(list.len());
+            for (i, text) in list.iter().enumerate() {
+                let field = format!("mapping.{section}[{i}]");
+                let pattern = Pattern::parse(text).map_err(|reason| Error::config(&field, reason))?;
+                check_parts(&field, &pattern, limits)?;
+                if let Some(prev) = seen.iter().find(|p| **p == pattern) {
+                    return Err(Error::config(
+                        field,
+                        format!(
+                            "pattern {text:?} duplicates {:?} (parts are order-insensitive)",
+                            prev.as_str()
+                        ),
+                    ));
+                }
+                compound += usize::from(pattern.arity() > 1);
+                seen.push(pattern);
+            }
+            Ok(())
+        };
+        check_list("bitmap", &m.bitmap)?;
+        check_list("add", &m.add)?;
+        check_list("top", &m.top)?;
+
+        let mut seen: Vec<(Pattern, &str)> = Vec::with_capacity(m.add_value.len());
+        for (i, av) in m.add_value.iter().enumerate() {
+            let field = format!("mapping.add_value[{i}]");
+            let pattern =
+                Pattern::parse(&av.key).map_err(|reason| Error::config(format!("{field}.key"), reason))?;
+            check_parts(&format!("{field}.key"), &pattern, limits)?;
+            check_name(&format!("{field}.add_key"), &av.add_key, limits)?;
+            if seen.iter().any(|(p, k)| *p == pattern && *k == av.add_key) {
+                return Err(Error::config(
+                    field,
+                    format!(
+                        "{{key = {:?}, add_key = {:?}}} is listed twice",
+                        av.key, av.add_key
+                    ),
+                ));
+            }
+            compound += usize::from(pattern.arity() > 1);
+            seen.push((pattern, &av.add_key));
+        }
+        if compound > limits.max_combinations {
+            return Err(Error::config(
+                "mapping",
+                format!(
+                    "{compound} compound patterns, more than limits.max_combinations = {}",
+                    limits.max_combinations
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TimeConfig {
+    /// The configured time zone, or an error naming `time.timezone`.
+    pub fn zone(&self) -> Result<chrono_tz::Tz> {
+        self.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+            Error::config(
+                "time.timezone",
+                format!(
+                    "unknown time zone {:?} (expected an IANA name such as \"Europe/Berlin\")",
+                    self.timezone
+                ),
+            )
+        })
+    }
+}
+
+fn check_parts(field: &str, pattern: &Pattern, limits: &LimitsConfig) -> Result<()> {
+    pattern
+        .parts()
+        .try_for_each(|part| check_name(field, part, limits))
+}
+
+/// Property names used by the mapping must be storable in a key: no `:`/`~`, not too long.
+fn check_name(field: &str, name: &str, limits: &LimitsConfig) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::config(field, "empty property name"));
+    }
+    if name.contains([':', '~']) {
+        return Err(Error::config(
+            field,
+            format!("property name {name:?} contains ':' or '~'"),
+        ));
+    }
+    if name.len() > limits.max_field_length {
+        return Err(Error::config(
+            field,
+            format!(
+                "property name {name:?} is longer than limits.max_field_length = {}",
+                limits.max_field_length
+            ),
+        ));
+    }
+    Ok(())
+}

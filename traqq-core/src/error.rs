@@ -1,0 +1,67 @@
+//! The one error type of `traqq-core`.
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the pure core: bad configuration, bad events, bad keys.
+///
+/// Every message names the field, pattern or value at fault.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is invalid.
+    #[error("invalid config: {field}: {reason}")]
+    Config {
+        /// Dotted path of the offending field, e.g. `mapping.add[2]`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The event is not valid JSON, or not a JSON object.
+    #[error("invalid event JSON: {0}")]
+    Json(String),
+    /// The event has no usable `event` name.
+    #[error("invalid event: field \"event\" {0}")]
+    EventName(&'static str),
+    /// The event-time field holds something that is not a timestamp.
+    #[error(
+        "invalid event time in field \"{field}\": {value} (expected unix seconds or an RFC 3339 timestamp)"
+    )]
+    EventTime {
+        /// Name of the event-time field.
+        field: String,
+        /// The value found, as JSON text.
+        value: String,
+    },
+    /// The event would produce more metric operations than `limits.max_metrics_per_event`.
+    #[error("event produces {count} metric operations, more than limits.max_metrics_per_event = {limit}")]
+    TooManyMetrics {
+        /// Operations the event would produce.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A storage key does not follow the traqq key format.
+    #[error("invalid key {key:?}: {reason}")]
+    Key {
+        /// The key text.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A query is malformed (range, bucket count, filter glob, find selector).
+    #[error("invalid query: {0}")]
+    Query(String),
+    /// A stored sketch could not be decoded.
+    #[error("corrupt HyperLogLog sketch: {0}")]
+    Sketch(String),
+}
+
+impl Error {
+    pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! Incoming events: a JSON object with a non-empty string `event`, flattened to scalar properties.
+//!
+//! Parsing borrows from the input wherever the JSON holds no escapes, so recording a line does
+//! not build a `serde_json::Value` tree or copy every string.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// A scalar property value as it came in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    /// A JSON string.
+    Str(Cow<'a, str>),
+    /// A JSON integer.
+    Int(i64),
+    /// A JSON integer above `i64::MAX`.
+    UInt(u64),
+    /// A JSON number with a fraction or exponent.
+    Float(f64),
+    /// A JSON boolean.
+    Bool(bool),
+}
+
+impl Scalar<'_> {
+    /// The value as text for a key: strings as they are, numbers and booleans formatted.
+    pub fn as_text(&self) -> Cow<'_, str> {
+        match self {
+            Scalar::Str(s) => Cow::Borrowed(s),
+            Scalar::Int(n) => Cow::Owned(n.to_string()),
+            Scalar::UInt(n) => Cow::Owned(n.to_string()),
+            Scalar::Float(x) => Cow::Owned(x.to_string()),
+            Scalar::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+        }
+    }
+
+    /// The value as a finite number: numbers, and strings holding one (`"0.99"`).
+    pub fn as_number(&self) -> Option<f64> {
+        let x = match self {
+            Scalar::Str(s) => s.trim().parse::<f64>().ok()?,
+            Scalar::Int(n) => *n as f64,
+            Scalar::UInt(n) => *n as f64,
+            Scalar::Float(x) => *x,
+            Scalar::Bool(_) => return None,
+        };
+        x.is_finite().then_some(x)
+    }
+
+    fn into_owned(self) -> Scalar<'static> {
+        match self {
+            Scalar::Str(s) => Scalar::Str(Cow::Owned(s.into_owned())),
+            Scalar::Int(n) => Scalar::Int(n),
+            Scalar::UInt(n) => Scalar::UInt(n),
+            Scalar::Float(x) => Scalar::Float(x),
+            Scalar::Bool(b) => Scalar::Bool(b),
+        }
+    }
+}
+
+impl fmt::Display for Scalar<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Str(s) => write!(f, "{s:?}"),
+            other => f.write_str(&other.as_text()),
+        }
+    }
+}
+
+/// One event: its scalar properties (nested objects flattened to `a.b`), `event` among them.
+///
+/// Build it with [`IncomingEvent::parse_str`], [`IncomingEvent::parse_slice`] (both borrow
+/// from the input) or [`IncomingEvent::from_json`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingEvent<'a> {
+    properties: Vec<(Cow<'a, str>, Scalar<'a>)>,
+}
+
+impl<'a> IncomingEvent<'a> {
+    /// Parses one JSON object from text, borrowing its strings.
+    pub fn parse_str(json: &'a str) -> Result<Self> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let event = Self::deserialize(&mut de).map_err(|e| Error::Json(e.to_string()))?;
+        de.end().map_err(|e| Error::Json(e.to_string()))?;
+        event.validated()
+    }
+
+    /// Parses one JSON object from bytes (which must be UTF-8), borrowing its strings.
+    pub fn parse_slice(json: &'a [u8]) -> Result<Self> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let event = Self::deserialize(&mut de).map_err(|e| Error::Json(e.to_string()))?;
+        de.end().map_err(|e| Error::Json(e.to_string()))?;
+        event.validated()
+    }
+
+    /// Builds an event from a parsed JSON value, borrowing its strings.
+    pub fn from_value(value: &'a serde_json::Value) -> Result<Self> {
+        let Some(map) = value.as_object() else {
+            return Err(Error::Json(format!(
+                "expected a JSON object, found {}",
+                json_kind(value)
+            )));
+        };
+        let mut properties = Vec::with_capacity(map.len());
+        flatten_value(None, map, &mut properties);
+        IncomingEvent { properties }.validated()
+    }
+
+    /// The event name (the `event` property).
+    pub fn name(&self) -> &str {
+        match self.get("event") {
+            Some(Scalar::Str(s)) => s,
+            _ => "",
+        }
+    }
+
+    /// The property named `name` (dotted for nested objects). The last one wins on duplicates.
+    pub fn get(&self, name: &str) -> Option<&Scalar<'a>> {
+        self.properties
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// All scalar properties in input order.
+    pub fn properties(&self) -> impl Iterator<Item = (&str, &Scalar<'a>)> {
+        self.properties.iter().map(|(n, v)| (n.as_ref(), v))
+    }
+
+    /// The event time from `field`: `Ok(None)` when absent, an error naming it when unparsable.
+    pub fn timestamp(&self, field: &str) -> Result<Option<i64>> {
+        let Some(value) = self.get(field) else {
+            return Ok(None);
+        };
+        let bad = || Error::EventTime {
+            field: field.to_owned(),
+            value: value.to_string(),
+        };
+        let secs = match value {
+            Scalar::Int(n) => *n,
+            Scalar::UInt(n) => i64::try_from(*n).map_err(|_| bad())?,
+            Scalar::Float(x) if x.is_finite() && x.abs() < 1e15 => x.floor() as i64,
+            Scalar::Str(s) => {
+                let s = s.trim();
+                if let Ok(n) = s.parse::<i64>() {
+                    n
+                } else {
+                    chrono::DateTime::parse_from_rfc3339(s)
+                        .map_err(|_| bad())?
+                        .timestamp()
+                }
+            }
+            _ => return Err(bad()),
+        };
+        Ok(Some(secs))
+    }
+
+    /// Copies every borrowed string, detaching the event from its input.
+    pub fn into_owned(self) -> IncomingEvent<'static> {
+        IncomingEvent {
+            properties: self
+                .properties
+                .into_iter()
+                .map(|(n, v)| (Cow::Owned(n.into_owned()), v.into_owned()))
+                .collect(),
+        }
+    }
+
+    fn validated(self) -> Result<Self> {
+        match self.get("event") {
+            None => Err(Error::EventName("is missing")),
+            Some(Scalar::Str(s)) if s.trim().is_empty() => Err(Error::EventName("is empty")),
+            Some(Scalar::Str(_)) => Ok(self),
+            Some(_) => Err(Error::EventName("must be a string")),
+        }
+    }
+}
+
+impl IncomingEvent<'static> {
+    /// Builds an owned event from a JSON value (the traqq 0.2 entry point).
+    pub fn from_json(value: serde_json::Value) -> Result<Self> {
+        IncomingEvent::from_value(&value).map(IncomingEvent::into_owned)
+    }
+
+    /// Builds an owned event from a name and a JSON object of properties
+    /// (traqq 0.2's `IncomingEvent { event, properties }`).
+    pub fn new(event: impl Into<String>, properties: serde_json::Value) -> Result<Self> {
+        let mut props = match properties {
+            serde_json::Value::Object(map) => map,
+            serde_json::Value::Null => serde_json::Map::new(),
+            other => {
+                return Err(Error::Json(format!(
+                    "properties must be a JSON object, found {}",
+                    json_kind(&other)
+                )))
+            }
+        };
+        props.insert("event".into(), serde_json::Value::String(event.into()));
+        Self::from_json(serde_json::Value::Object(props))
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn join_name<'a>(prefix: Option<&str>, name: Cow<'a, str>) -> Cow<'a, str> {
+    match prefix {
+        None => name,
+        Some(p) => Cow::Owned(format!("{p}.{name}")),
+    }
+}
+
+fn flatten_value<'a>(
+    prefix: Option<&str>,
+    map: &'a serde_json::Map<String, serde_json::Value>,
+    out: &mut Vec<(Cow<'a, str>, Scalar<'a>)>,
+) {
+    use serde_json::Value as V;
+    for (k, v) in map {
+        let name = join_name(prefix, Cow::Borrowed(k.as_str()));
+        let scalar = match v {
+            V::String(s) => Scalar::Str(Cow::Borrowed(s)),
+            V::Bool(b) => Scalar::Bool(*b),
+            V::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => Scalar::Int(i),
+                (_, Some(u), _) => Scalar::UInt(u),
+                (_, _, Some(x)) => Scalar::Float(x),
+                _ => continue,
+            },
+            V::Object(inner) => {
+                flatten_value(Some(&name), inner, out);
+                continue;
+            }
+            V::Null | V::Array(_) => continue,
+        };
+        out.push((name, scalar));
+    }
+}
+
+// ---- streaming deserialization: flattens while parsing, borrowing where it can ----
+
+impl<'de> Deserialize<'de> for IncomingEvent<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let mut properties = Vec::with_capacity(16);
+        deserializer.deserialize_map(ObjectSeed {
+            prefix: None,
+            out: &mut properties,
+        })?;
+        Ok(IncomingEvent { properties })
+    }
+}
+
+/// Visits an object, pushing its scalars (and those of nested objects) into `out`.
+struct ObjectSeed<'o, 'de> {
+    prefix: Option<&'o str>,
+    out: &'o mut Vec<(Cow<'de, str>, Scalar<'de>)>,
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(NameSeed)? {
+            let name = join_name(self.prefix, key);
+            map.next_value_seed(ValueSeed {
+                name,
+                out: &mut *self.out,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A map key, borrowed when the input allows it.
+struct NameSeed;
+
+impl<'de> DeserializeSeed<'de> for NameSeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameSeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// One property value: a scalar is pushed, an object recursed into, arrays and null skipped.
+struct ValueSeed<'o, 'de> {
+    name: Cow<'de, str>,
+    out: &'o mut Vec<(Cow<'de, str>, Scalar<'de>)>,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> ValueSeed<'_, 'de> {
+    fn push<E>(self, v: Scalar<'de>) -> std::result::Result<(), E> {
+        self.out.push((self.name, v));
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<(), E> {
+        self.push(Scalar::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<(), E> {
+        self.push(Scalar::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<(), E> {
+        match i64::try_from(v) {
+            Ok(i) => self.push(Scalar::Int(i)),
+            Err(_) => self.push(Scalar::UInt(v)),
+        }
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<(), E> {
+        self.push(Scalar::Float(v))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<(), E> {
+        self.push(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<(), E> {
+        self.push(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<(), E> {
+        self.push(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<(), A::Error> {
+        ObjectSeed {
+            prefix: Some(&self.name),
+            out: self.out,
+        }
+        .visit_map(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flattens_and_borrows() {
+        let line = r#"{"event":"click","ip":"1.2.3.4","n":3,"x":1.5,"ok":true,"nil":null,
+            "arr":[1,{"a":2}],"device":{"os":"linux","v":{"major":5}},"esc":"a\"b"}"#;
+        let e = IncomingEvent::parse_str(line).unwrap();
+        assert_eq!(e.name(), "click");
+        assert!(matches!(e.get("ip"), Some(Scalar::Str(Cow::Borrowed("1.2.3.4")))));
+        assert_eq!(e.get("n"), Some(&Scalar::Int(3)));
+        assert_eq!(e.get("x"), Some(&Scalar::Float(1.5)));
+        assert_eq!(e.get("ok"), Some(&Scalar::Bool(true)));
+        assert_eq!(e.get("nil"), None);
+        assert_eq!(e.get("arr"), None);
+        assert_eq!(
+            e.get("device.os").map(|s| s.as_text().into_owned()),
+            Some("linux".into())
+        );
+        assert_eq!(e.get("device.v.major"), Some(&Scalar::Int(5)));
+        assert_eq!(
+            e.get("esc").map(|s| s.as_text().into_owned()),
+            Some("a\"b".into())
+        );
+
+        // The three entry points agree.
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut a: Vec<_> = e
+            .properties()
+            .map(|(n, s)| (n.to_owned(), s.as_text().into_owned()))
+            .collect();
+        let from_json = IncomingEvent::from_json(v).unwrap();
+        let mut b: Vec<_> = from_json
+            .properties()
+            .map(|(n, s)| (n.to_owned(), s.as_text().into_owned()))
+            .collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        assert_eq!(IncomingEvent::parse_slice(line.as_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn event_name_is_required() {
+        let err = |s: &str| IncomingEvent::parse_str(s).unwrap_err().to_string();
+        assert!(err(r#"{"ip":"1"}"#).contains("\"event\" is missing"));
+        assert!(err(r#"{"event":"  "}"#).contains("\"event\" is empty"));
+        assert!(err(r#"{"event":5}"#).contains("\"event\" must be a string"));
+        assert!(err(r#"[1,2]"#).contains("invalid event JSON"));
+        assert!(err(r#"{"event":"a""#).contains("invalid event JSON"));
+        assert!(err(r#"{"event":"a"} {}"#).contains("trailing"));
+        assert!(IncomingEvent::from_json(serde_json::json!(5))
+            .unwrap_err()
+            .to_string()
+            .contains("a number"));
+    }
+
+    #[test]
+    fn timestamps() {
+        fn e(s: &str) -> IncomingEvent<'_> {
+            IncomingEvent::parse_str(s).unwrap()
+        }
+        assert_eq!(
+            e(r#"{"event":"a","ts":1700000000}"#).timestamp("ts").unwrap(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            e(r#"{"event":"a","ts":1700000000.7}"#).timestamp("ts").unwrap(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            e(r#"{"event":"a","ts":"2023-11-14T22:13:20Z"}"#)
+                .timestamp("ts")
+                .unwrap(),
+            Some(1_700_000_000)
+        );
+        assert_eq!(e(r#"{"event":"a"}"#).timestamp("ts").unwrap(), None);
+        let err = e(r#"{"event":"a","when":"yesterday"}"#)
+            .timestamp("when")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"when\"") && err.contains("yesterday"), "{err}");
+    }
+
+    #[test]
+    fn numbers_as_amounts() {
+        assert_eq!(Scalar::Str("0.99".into()).as_number(), Some(0.99));
+        assert_eq!(Scalar::Str("abc".into()).as_number(), None);
+        assert_eq!(Scalar::Str("NaN".into()).as_number(), None);
+        assert_eq!(Scalar::Str("inf".into()).as_number(), None);
+        assert_eq!(Scalar::Int(3).as_number(), Some(3.0));
+        assert_eq!(Scalar::Bool(true).as_number(), None);
+    }
+}

@@ -1,0 +1,275 @@
+//! The storage key format (unchanged from trk2 and traqq 0.2, readable with `redis-cli`):
+//!
+//! ```text
+//! prefix:type:bucket:timestamp:pattern
+//! myapp:bmp:d:1700000000:ip
+//! myapp:add:d:1700000000:event~geo
+//! myapp:adv:d:1700000000:amount:event~geo        per-label sums
+//! myapp:adv:d:1700000000:amount:event~geo:i      summary: sum + count
+//! myapp:top:d:1700000000:geo
+//! myapp:k:d:1700000000                           set of keys written in the bucket
+//! ```
+
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bucket::BucketKind;
+use crate::{Error, Result};
+
+/// The four metric types, named as in keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricType {
+    /// Unique count (HyperLogLog).
+    Bmp,
+    /// Counter per value.
+    Add,
+    /// Float sum per label, plus a `sum`/`count` summary.
+    Adv,
+    /// Leaderboard.
+    Top,
+}
+
+impl MetricType {
+    /// All types, in result order.
+    pub const ALL: [MetricType; 4] = [MetricType::Bmp, MetricType::Add, MetricType::Adv, MetricType::Top];
+
+    /// The key name: `bmp`, `add`, `adv`, `top`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Bmp => "bmp",
+            MetricType::Add => "add",
+            MetricType::Adv => "adv",
+            MetricType::Top => "top",
+        }
+    }
+}
+
+impl FromStr for MetricType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "bmp" => Ok(MetricType::Bmp),
+            "add" => Ok(MetricType::Add),
+            "adv" => Ok(MetricType::Adv),
+            "top" => Ok(MetricType::Top),
+            other => Err(Error::Query(format!(
+                "unknown metric type {other:?} (expected bmp, add, adv or top)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for MetricType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for MetricType {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A decoded metric key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricKey {
+    /// Metric type.
+    pub metric: MetricType,
+    /// Bucket granularity.
+    pub bucket: BucketKind,
+    /// Bucket start, unix seconds.
+    pub timestamp: i64,
+    /// Normalized pattern, e.g. `event~geo`.
+    pub pattern: String,
+    /// For `adv`: the summed property.
+    pub add_key: Option<String>,
+    /// For `adv`: this is the `:i` summary (`sum`, `count`), not the per-label sums.
+    pub summary: bool,
+}
+
+impl MetricKey {
+    /// The full key under `prefix`.
+    pub fn encode(&self, prefix: &str) -> String {
+        let mut out = String::with_capacity(prefix.len() + self.pattern.len() + 24);
+        self.as_ref().write_to(prefix, &mut out);
+        out
+    }
+
+    /// A borrowed view, for writing the key without copying.
+    pub fn as_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            metric: self.metric,
+            bucket: self.bucket,
+            timestamp: self.timestamp,
+            pattern: &self.pattern,
+            add_key: self.add_key.as_deref(),
+            summary: self.summary,
+        }
+    }
+
+    /// The `type:pattern` part that `accept`/`ignore` globs match: `add:event~geo`,
+    /// `adv:amount:event~geo`, `adv:amount:event~geo:i`.
+    pub fn filter_name(&self) -> String {
+        let mut s = String::with_capacity(self.pattern.len() + 16);
+        s.push_str(self.metric.as_str());
+        s.push(':');
+        if let Some(k) = &self.add_key {
+            s.push_str(k);
+            s.push(':');
+        }
+        s.push_str(&self.pattern);
+        if self.summary {
+            s.push_str(":i");
+        }
+        s
+    }
+
+    /// Decodes `key`, which must start with `prefix:`.
+    pub fn decode(prefix: &str, key: &str) -> Result<MetricKey> {
+        let bad = |reason| Error::Key {
+            key: key.to_owned(),
+            reason,
+        };
+        let rest = key
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix(':'))
+            .ok_or_else(|| bad("does not start with the prefix"))?;
+        let mut it = rest.splitn(4, ':');
+        let metric = match it.next() {
+            Some("bmp") => MetricType::Bmp,
+            Some("add") => MetricType::Add,
+            Some("adv") => MetricType::Adv,
+            Some("top") => MetricType::Top,
+            _ => return Err(bad("unknown metric type")),
+        };
+        let bucket = it
+            .next()
+            .and_then(BucketKind::parse)
+            .ok_or_else(|| bad("unknown bucket"))?;
+        let timestamp = it
+            .next()
+            .and_then(|t| t.parse::<i64>().ok())
+            .ok_or_else(|| bad("bad timestamp"))?;
+        let tail = it.next().ok_or_else(|| bad("missing pattern"))?;
+        let (add_key, pattern, summary) = if metric == MetricType::Adv {
+            let (add_key, rest) = tail
+                .split_once(':')
+                .ok_or_else(|| bad("adv key without add_key"))?;
+            match rest.split_once(':') {
+                None => (Some(add_key), rest, false),
+                Some((pattern, "i")) => (Some(add_key), pattern, true),
+                Some(_) => return Err(bad("unexpected suffix")),
+            }
+        } else {
+            (None, tail, false)
+        };
+        if pattern.is_empty() || pattern.contains(':') || add_key.is_some_and(str::is_empty) {
+            return Err(bad("empty or malformed pattern"));
+        }
+        Ok(MetricKey {
+            metric,
+            bucket,
+            timestamp,
+            pattern: pattern.to_owned(),
+            add_key: add_key.map(str::to_owned),
+            summary,
+        })
+    }
+}
+
+/// A metric key with borrowed parts: what the op generator writes for each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    /// Metric type.
+    pub metric: MetricType,
+    /// Bucket granularity.
+    pub bucket: BucketKind,
+    /// Bucket start, unix seconds.
+    pub timestamp: i64,
+    /// Normalized pattern.
+    pub pattern: &'a str,
+    /// For `adv`: the summed property.
+    pub add_key: Option<&'a str>,
+    /// For `adv`: the `:i` summary key.
+    pub summary: bool,
+}
+
+impl KeyRef<'_> {
+    /// Writes the full key into `out` (cleared first), so hot paths can reuse one buffer.
+    pub fn write_to(&self, prefix: &str, out: &mut String) {
+        out.clear();
+        out.push_str(prefix);
+        out.push(':');
+        out.push_str(self.metric.as_str());
+        out.push(':');
+        out.push_str(self.bucket.as_str());
+        out.push(':');
+        let _ = write!(out, "{}", self.timestamp);
+        out.push(':');
+        if let Some(k) = self.add_key {
+            out.push_str(k);
+            out.push(':');
+        }
+        out.push_str(self.pattern);
+        if self.summary {
+            out.push_str(":i");
+        }
+    }
+}
+
+/// The key of the set of keys written in a bucket: `prefix:k:d:timestamp`.
+pub fn key_set_key(prefix: &str, bucket: BucketKind, timestamp: i64) -> String {
+    format!("{prefix}:k:{bucket}:{timestamp}")
+}
+
+/// Decodes a key-set key into its bucket, or `None` when `key` is not one under `prefix`.
+pub fn decode_key_set_key(prefix: &str, key: &str) -> Option<(BucketKind, i64)> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix(":k:")?;
+    let (bucket, ts) = rest.split_once(':')?;
+    Some((BucketKind::parse(bucket)?, ts.parse().ok()?))
+}
+
+/// Checks a key prefix: non-empty, no `:`, `~` or whitespace.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() || prefix.contains([':', '~']) || prefix.contains(char::is_whitespace) {
+        return Err(Error::config(
+            "prefix",
+            format!("{prefix:?} must be non-empty and hold no ':', '~' or whitespace"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_examples_decode() {
+        let k = MetricKey::decode("myapp", "myapp:adv:d:1700000000:amount:event~geo:i").unwrap();
+        assert_eq!(k.metric, MetricType::Adv);
+        assert_eq!(k.add_key.as_deref(), Some("amount"));
+        assert_eq!(k.pattern, "event~geo");
+        assert!(k.summary);
+        assert_eq!(k.encode("myapp"), "myapp:adv:d:1700000000:amount:event~geo:i");
+        assert_eq!(k.filter_name(), "adv:amount:event~geo:i");
+        let k = MetricKey::decode("myapp", "myapp:bmp:h:1700000000:ip").unwrap();
+        assert_eq!(
+            (k.metric, k.bucket, k.timestamp),
+            (MetricType::Bmp, BucketKind::Hour, 1_700_000_000)
+        );
+        assert!(MetricKey::decode("myapp", "other:bmp:d:1:ip").is_err());
+        assert!(MetricKey::decode("myapp", "myapp:xyz:d:1:ip").is_err());
+        assert!(MetricKey::decode("myapp", "myapp:add:d:x:ip").is_err());
+        assert!(MetricKey::decode("myapp", "myapp:adv:d:1:ip").is_err());
+        assert_eq!(
+            decode_key_set_key("myapp", "myapp:k:d:17"),
+            Some((BucketKind::Day, 17))
+        );
+        assert_eq!(key_set_key("myapp", BucketKind::Hour, 5), "myapp:k:h:5");
+    }
+}

@@ -1,0 +1,283 @@
+//! Query planning: which reads answer a query, and how their answers become a [`QueryResult`].
+//!
+//! A query takes two rounds of reads: first the key sets of the buckets in the range, then the
+//! data of the keys they list (plus one union count per `bmp` metric over the whole range).
+//! The engine only carries reads to the storage and answers back.
+
+use std::collections::BTreeMap;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::Number;
+use crate::bucket::{BucketKind, Calendar};
+use crate::config::QueryConfig;
+use crate::key::{key_set_key, MetricKey, MetricType};
+use crate::read::{Read, ReadResult};
+use crate::result::{DayResult, MetricData, MetricResult, QueryResult};
+use crate::{Error, Result};
+
+/// What to query.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueryOptions {
+    /// Any instant in the first bucket (unix seconds).
+    pub min: i64,
+    /// Any instant in the last bucket (unix seconds).
+    pub max: i64,
+    /// Daily or hourly buckets.
+    pub bucket: BucketKind,
+    /// Leaderboard length (default `query.default_top_limit`).
+    pub limit: Option<usize>,
+    /// Only metrics whose `type:pattern` matches one of these globs (empty: all).
+    pub accept: Vec<String>,
+    /// Drop metrics whose `type:pattern` matches one of these globs.
+    pub ignore: Vec<String>,
+}
+
+/// `accept`/`ignore` globs over `type:pattern` (e.g. `top:*~*`), from trk2.
+#[derive(Debug, Clone)]
+pub struct KeyFilter {
+    accept: Option<GlobSet>,
+    ignore: Option<GlobSet>,
+}
+
+impl KeyFilter {
+    /// Compiles the globs; an invalid glob is an error naming it.
+    pub fn new(accept: &[String], ignore: &[String]) -> Result<Self> {
+        fn build(list: &[String], what: &str) -> Result<Option<GlobSet>> {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            let mut b = GlobSetBuilder::new();
+            for g in list {
+                b.add(Glob::new(g).map_err(|e| Error::Query(format!("invalid {what} glob {g:?}: {e}")))?);
+            }
+            b.build()
+                .map(Some)
+                .map_err(|e| Error::Query(format!("invalid {what} globs: {e}")))
+        }
+        Ok(KeyFilter {
+            accept: build(accept, "accept")?,
+            ignore: build(ignore, "ignore")?,
+        })
+    }
+
+    /// True when a metric named `type:pattern` passes both lists.
+    pub fn allows(&self, name: &str) -> bool {
+        self.accept.as_ref().is_none_or(|a| a.is_match(name))
+            && !self.ignore.as_ref().is_some_and(|i| i.is_match(name))
+    }
+}
+
+/// What one data read is for.
+#[derive(Debug, Clone)]
+enum Slot {
+    Metric {
+        bucket: usize,
+        key: MetricKey,
+        location: String,
+    },
+    Union {
+        pattern: String,
+    },
+}
+
+/// A query in progress. See the module docs for the two rounds.
+#[derive(Debug, Clone)]
+pub struct QueryPlan {
+    prefix: String,
+    calendar: Calendar,
+    kind: BucketKind,
+    buckets: Vec<i64>,
+    limit: usize,
+    filter: KeyFilter,
+    slots: Vec<Slot>,
+}
+
+impl QueryPlan {
+    /// Plans a query of `opts` over keys under `prefix`.
+    pub fn new(prefix: &str, calendar: Calendar, config: &QueryConfig, opts: &QueryOptions) -> Result<Self> {
+        let limit = opts.limit.unwrap_or(config.default_top_limit);
+        if limit == 0 {
+            return Err(Error::Query("limit must be at least 1".into()));
+        }
+        Ok(QueryPlan {
+            prefix: prefix.to_owned(),
+            calendar,
+            kind: opts.bucket,
+            buckets: calendar.buckets(opts.bucket, opts.min, opts.max, config.max_buckets)?,
+            limit,
+            filter: KeyFilter::new(&opts.accept, &opts.ignore)?,
+            slots: Vec::new(),
+        })
+    }
+
+    /// Bucket starts covered, oldest first.
+    pub fn buckets(&self) -> &[i64] {
+        &self.buckets
+    }
+
+    /// Round one: the key set of every bucket.
+    pub fn key_set_reads(&self) -> Vec<Read> {
+        self.buckets
+            .iter()
+            .map(|&ts| Read::Members(key_set_key(&self.prefix, self.kind, ts)))
+            .collect()
+    }
+
+    /// Round two: reads for every listed key that passes the filters, given round one's answers.
+    pub fn data_reads(&mut self, key_sets: Vec<ReadResult>) -> Result<Vec<Read>> {
+        check_len(key_sets.len(), self.buckets.len())?;
+        let mut reads = Vec::new();
+        let mut slots = Vec::new();
+        let mut bmp_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (i, set) in key_sets.into_iter().enumerate() {
+            let ReadResult::Members(mut members) = set else {
+                return Err(mismatch("members", &set));
+            };
+            members.sort_unstable();
+            for location in members {
+                // Keys from other prefixes or older formats are skipped, not fatal.
+                let Ok(key) = MetricKey::decode(&self.prefix, &location) else {
+                    continue;
+                };
+                if key.bucket != self.kind
+                    || key.timestamp != self.buckets[i]
+                    || !self.filter.allows(&key.filter_name())
+                {
+                    continue;
+                }
+                reads.push(match key.metric {
+                    MetricType::Bmp => {
+                        bmp_keys
+                            .entry(key.pattern.clone())
+                            .or_default()
+                            .push(location.clone());
+                        Read::Count(vec![location.clone()])
+                    }
+                    MetricType::Add | MetricType::Adv => Read::Hash(location.clone()),
+                    MetricType::Top => Read::Top {
+                        key: location.clone(),
+                        limit: self.limit,
+                    },
+                });
+                slots.push(Slot::Metric {
+                    bucket: i,
+                    key,
+                    location,
+                });
+            }
+        }
+        for (pattern, keys) in bmp_keys {
+            if keys.len() > 1 {
+                reads.push(Read::Count(keys));
+                slots.push(Slot::Union { pattern });
+            }
+        }
+        self.slots = slots;
+        Ok(reads)
+    }
+
+    /// Builds the result from round two's answers.
+    pub fn assemble(self, answers: Vec<ReadResult>) -> Result<QueryResult> {
+        check_len(answers.len(), self.slots.len())?;
+        let mut days: Vec<DayResult> = self
+            .buckets
+            .iter()
+            .map(|&ts| DayResult {
+                date: self.calendar.label(self.kind, ts),
+                timestamp: ts,
+                results: Vec::new(),
+            })
+            .collect();
+        let mut unions = BTreeMap::new();
+        let mut single_counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (slot, answer) in self.slots.into_iter().zip(answers) {
+            match slot {
+                Slot::Union { pattern } => {
+                    let ReadResult::Count(n) = answer else {
+                        return Err(mismatch("count", &answer));
+                    };
+                    unions.insert(pattern, n);
+                }
+                Slot::Metric {
+                    bucket,
+                    key,
+                    location,
+                } => {
+                    let result = to_data(&key, answer)?;
+                    if let MetricData::Count(n) = result {
+                        single_counts.insert(key.pattern.clone(), n);
+                    }
+                    if let Some(day) = days.get_mut(bucket) {
+                        day.results.push(MetricResult {
+                            metric_type: key.metric,
+                            key: key.pattern.split('~').map(str::to_owned).collect(),
+                            location,
+                            add_key: key.add_key,
+                            result,
+                        });
+                    }
+                }
+            }
+        }
+        // A metric present in one bucket only has no union read: its count is the union.
+        for (pattern, n) in single_counts {
+            unions.entry(pattern).or_insert(n);
+        }
+        for day in &mut days {
+            day.results.sort_by(|a, b| {
+                (a.metric_type, &a.key, &a.add_key, a.is_summary()).cmp(&(
+                    b.metric_type,
+                    &b.key,
+                    &b.add_key,
+                    b.is_summary(),
+                ))
+            });
+        }
+        Ok(QueryResult {
+            days,
+            bucket: self.kind,
+            unions,
+            limit: self.limit,
+        })
+    }
+}
+
+fn to_data(key: &MetricKey, answer: ReadResult) -> Result<MetricData> {
+    Ok(match (key.metric, answer) {
+        (MetricType::Bmp, ReadResult::Count(n)) => MetricData::Count(n),
+        (MetricType::Add, ReadResult::Hash(fields)) => {
+            MetricData::Hash(fields.into_iter().map(|(f, n)| (f, n.as_i64())).collect())
+        }
+        (MetricType::Adv, ReadResult::Hash(fields)) if key.summary => {
+            let get = |name: &str| fields.iter().find(|(f, _)| f == name).map(|(_, n)| *n);
+            MetricData::Summary {
+                sum: get("sum").map_or(0.0, Number::as_f64),
+                count: get("count").map_or(0, Number::as_i64),
+            }
+        }
+        (MetricType::Adv, ReadResult::Hash(fields)) => {
+            MetricData::FloatHash(fields.into_iter().map(|(f, n)| (f, n.as_f64())).collect())
+        }
+        (MetricType::Top, ReadResult::Top(list)) => MetricData::Ranked(list),
+        (_, other) => return Err(mismatch(key.metric.as_str(), &other)),
+    })
+}
+
+fn check_len(got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(Error::Query(format!(
+            "storage answered {got} reads, expected {want}"
+        )));
+    }
+    Ok(())
+}
+
+fn mismatch(want: &str, got: &ReadResult) -> Error {
+    Error::Query(format!(
+        "storage answered a {} read where a {want} read was expected",
+        got.kind()
+    ))
+}

@@ -1,0 +1,55 @@
+//! The read side of the storage contract: batch-shaped reads, answered in order.
+//!
+//! A query sends all its reads at once so that a networked backend can answer them in one
+//! round trip.
+
+use crate::batch::Number;
+
+/// One read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// All fields of a hash.
+    Hash(String),
+    /// Estimated distinct count of the union of one or more HyperLogLog keys
+    /// (missing keys count as empty).
+    Count(Vec<String>),
+    /// The `limit` highest-scored members of a sorted set: score descending, ties by member.
+    Top {
+        /// Sorted-set key.
+        key: String,
+        /// Most members returned.
+        limit: usize,
+    },
+    /// All members of a set.
+    Members(String),
+}
+
+/// The answer to one [`Read`], same position, matching variant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadResult {
+    /// Hash fields (any order); empty when the key is missing.
+    Hash(Vec<(String, Number)>),
+    /// Distinct count.
+    Count(u64),
+    /// Members with scores, descending, ties broken by member name ascending.
+    Top(Vec<(String, f64)>),
+    /// Set members (any order).
+    Members(Vec<String>),
+}
+
+impl ReadResult {
+    /// Short name of the variant, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReadResult::Hash(_) => "hash",
+            ReadResult::Count(_) => "count",
+            ReadResult::Top(_) => "top",
+            ReadResult::Members(_) => "members",
+        }
+    }
+}
+
+/// Sorts leaderboard entries the contract's way: score descending, then member ascending.
+pub fn sort_ranked(entries: &mut [(String, f64)]) {
+    entries.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+}

@@ -1,0 +1,53 @@
+//! Value sanitizing: what a property value must look like before it becomes part of a key.
+
+use std::borrow::Cow;
+
+/// Characters that separate key parts, so they may not appear inside values.
+const SEPARATORS: [char; 2] = [':', '~'];
+
+fn is_edge(c: char) -> bool {
+    c.is_whitespace() || SEPARATORS.contains(&c)
+}
+
+/// Sanitizes a property value as DESIGN §3 says: trims whitespace and leading/trailing
+/// `:`/`~`, cuts to `max_chars` characters, and replaces inner `:`/`~` with `_`.
+///
+/// Returns `None` when nothing is left (the property then counts as absent). Borrows when the
+/// value is already clean, which is the common case. Idempotent: sanitizing twice changes nothing.
+pub fn sanitize_value(value: &str, max_chars: usize) -> Option<Cow<'_, str>> {
+    let mut v = value.trim_matches(is_edge);
+    if let Some((cut, _)) = v.char_indices().nth(max_chars) {
+        // Cutting can expose whitespace or a separator at the new end.
+        v = v[..cut].trim_end_matches(is_edge);
+    }
+    if v.is_empty() {
+        return None;
+    }
+    if v.contains(SEPARATORS) {
+        Some(Cow::Owned(v.replace(SEPARATORS, "_")))
+    } else {
+        Some(Cow::Borrowed(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases() {
+        let s = |v| sanitize_value(v, 10).map(|c| c.into_owned());
+        assert_eq!(s("  US "), Some("US".into()));
+        assert_eq!(s("a:b~c"), Some("a_b_c".into()));
+        assert_eq!(s(":~a:b~:"), Some("a_b".into()));
+        assert_eq!(s("   "), None);
+        assert_eq!(s("::~"), None);
+        assert_eq!(s("0123456789abc"), Some("0123456789".into()));
+        assert_eq!(s("012345678 abc"), Some("012345678".into()));
+        assert_eq!(s("ééééééééééé"), Some("éééééééééé".into()));
+        assert!(matches!(
+            sanitize_value("clean", 10),
+            Some(Cow::Borrowed("clean"))
+        ));
+    }
+}

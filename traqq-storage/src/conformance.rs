@@ -1,0 +1,378 @@
+//! The backend conformance suite: the definition of a correct [`Storage`].
+//!
+//! Free functions over `&dyn Storage`; a backend's tests call [`run_all`] (or each function)
+//! against the real store. Every function writes under its own fresh prefix, so they can run
+//! in parallel against one shared server, and all keys follow the traqq key format (backends
+//! may derive placement, such as Redis Cluster hash tags, from it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use traqq_core::batch::{Batch, Number};
+use traqq_core::bucket::BucketKind;
+use traqq_core::config::{AddValueConfig, MappingConfig, TraqqConfig};
+use traqq_core::event::IncomingEvent;
+use traqq_core::ops::OpGenerator;
+use traqq_core::read::{Read, ReadResult};
+
+use crate::storage::{Storage, StorageExt};
+
+const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_006_400);
+
+/// Every check, in order.
+pub fn run_all(storage: &dyn Storage) {
+    hash_increments(storage);
+    float_sums(storage);
+    hll_counts_and_unions(storage);
+    top_ordering_and_ties(storage);
+    key_sets(storage);
+    missing_keys_read_empty(storage);
+    reads_answer_in_order(storage);
+    batch_coalescing_equivalence(storage);
+    concurrent_batches(storage);
+    delete_keys(storage);
+}
+
+/// A prefix no other check (or earlier run against the same server) uses.
+pub fn fresh_prefix(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "conf{}x{}x{}x{name}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+fn key(prefix: &str, kind: &str, pattern: &str) -> String {
+    format!("{prefix}:{kind}:d:{}:{pattern}", DAY.1)
+}
+
+fn hash_map(storage: &dyn Storage, key: &str) -> BTreeMap<String, f64> {
+    storage
+        .read_hash(key)
+        .unwrap()
+        .into_iter()
+        .map(|(f, n)| (f, n.as_f64()))
+        .collect()
+}
+
+/// Integer hash increments add up exactly across batches.
+pub fn hash_increments(storage: &dyn Storage) {
+    let p = fresh_prefix("hash");
+    let k = key(&p, "add", "event");
+    for i in 0..5 {
+        let mut b = Batch::new();
+        b.incr(&k, DAY, "click", Number::Int(1));
+        b.incr(&k, DAY, "view", Number::Int(i));
+        storage.apply(&b).unwrap();
+    }
+    let h = storage.read_hash(&k).unwrap();
+    let get = |f: &str| h.iter().find(|(n, _)| n == f).map(|(_, v)| *v);
+    assert_eq!(get("click").map(Number::as_i64), Some(5), "{h:?}");
+    assert_eq!(get("view").map(Number::as_i64), Some(10), "{h:?}");
+    assert_eq!(h.len(), 2);
+    assert!(
+        matches!(get("click"), Some(Number::Int(5))),
+        "integer fields read back as integers: {h:?}"
+    );
+}
+
+/// Float increments sum as floats; integer and float fields coexist in one hash.
+pub fn float_sums(storage: &dyn Storage) {
+    let p = fresh_prefix("float");
+    let k = key(&p, "adv", "amount:event:i");
+    for _ in 0..10 {
+        let mut b = Batch::new();
+        b.incr(&k, DAY, "sum", Number::Float(0.1));
+        b.incr(&k, DAY, "count", Number::Int(1));
+        b.incr(&k, DAY, "neg", Number::Float(-2.25));
+        storage.apply(&b).unwrap();
+    }
+    let h = hash_map(storage, &k);
+    assert!((h["sum"] - 1.0).abs() < 1e-9, "{h:?}");
+    assert_eq!(h["count"], 10.0);
+    assert!((h["neg"] + 22.5).abs() < 1e-9, "{h:?}");
+}
+
+/// HLL counts are within 2% of the truth, unions count distinct values, repeats do not grow.
+pub fn hll_counts_and_unions(storage: &dyn Storage) {
+    let p = fresh_prefix("hll");
+    let a = format!("{p}:bmp:d:1700006400:ip");
+    let b = format!("{p}:bmp:d:1700092800:ip");
+    let day2 = (BucketKind::Day, 1_700_092_800);
+    for chunk in 0..4 {
+        let mut batch = Batch::new();
+        for i in (chunk * 2_500)..((chunk + 1) * 2_500) {
+            batch.hll_insert(&a, DAY, &format!("10.0.{}.{}", i / 256, i % 256));
+            batch.hll_insert(
+                &b,
+                day2,
+                &format!("10.0.{}.{}", (i + 5_000) / 256, (i + 5_000) % 256),
+            );
+        }
+        storage.apply(&batch).unwrap();
+    }
+    let within = |got: u64, want: f64| (got as f64 - want).abs() / want < 0.02;
+    let ca = storage.count(&[&a]).unwrap();
+    assert!(within(ca, 10_000.0), "count {ca}, want ~10000");
+    let cu = storage.count(&[&a, &b]).unwrap();
+    assert!(
+        within(cu, 15_000.0),
+        "union {cu}, want ~15000 (not the sum 20000)"
+    );
+    // Re-inserting known values does not grow the count.
+    let mut again = Batch::new();
+    for i in 0..2_000 {
+        again.hll_insert(&a, DAY, &format!("10.0.{}.{}", i / 256, i % 256));
+    }
+    storage.apply(&again).unwrap();
+    assert_eq!(storage.count(&[&a]).unwrap(), ca);
+    let missing = format!("{p}:bmp:d:1:none");
+    assert_eq!(storage.count(&[&missing]).unwrap(), 0);
+    assert_eq!(storage.count(&[&a, &missing]).unwrap(), ca);
+    // Small sets are exact.
+    let small = key(&p, "bmp", "geo");
+    let mut s = Batch::new();
+    for v in ["US", "DE", "FR", "US"] {
+        s.hll_insert(&small, DAY, v);
+    }
+    storage.apply(&s).unwrap();
+    assert_eq!(storage.count(&[&small]).unwrap(), 3);
+}
+
+/// Top-N: scores add up, order is descending, ties go by member name, `limit` applies.
+pub fn top_ordering_and_ties(storage: &dyn Storage) {
+    let p = fresh_prefix("top");
+    let k = key(&p, "top", "geo");
+    let mut b = Batch::new();
+    for (m, s) in [("US", 5.0), ("DE", 3.0), ("FR", 3.0), ("AT", 3.0), ("NL", 1.0)] {
+        b.zincr(&k, DAY, m, s);
+    }
+    storage.apply(&b).unwrap();
+    let mut b = Batch::new();
+    b.zincr(&k, DAY, "NL", 4.5);
+    storage.apply(&b).unwrap();
+    let top = storage.top(&k, 10).unwrap();
+    let names: Vec<&str> = top.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(names, ["NL", "US", "AT", "DE", "FR"], "{top:?}");
+    assert_eq!(top[0].1, 5.5);
+    assert_eq!(storage.top(&k, 2).unwrap().len(), 2);
+    assert_eq!(storage.top(&k, 3).unwrap()[2].0, "AT");
+}
+
+/// Set members are deduplicated.
+pub fn key_sets(storage: &dyn Storage) {
+    let p = fresh_prefix("set");
+    let k = format!("{p}:k:d:{}", DAY.1);
+    let mut b = Batch::new();
+    b.sadd(&k, DAY, "a");
+    b.sadd(&k, DAY, "b");
+    storage.apply(&b).unwrap();
+    let mut b = Batch::new();
+    b.sadd(&k, DAY, "b");
+    b.sadd(&k, DAY, "c");
+    storage.apply(&b).unwrap();
+    let mut m = storage.members(&k).unwrap();
+    m.sort();
+    assert_eq!(m, ["a", "b", "c"]);
+}
+
+/// Missing keys read as empty values of the asked type.
+pub fn missing_keys_read_empty(storage: &dyn Storage) {
+    let p = fresh_prefix("missing");
+    let answers = storage
+        .read(&[
+            Read::Hash(key(&p, "add", "x")),
+            Read::Count(vec![key(&p, "bmp", "x")]),
+            Read::Top {
+                key: key(&p, "top", "x"),
+                limit: 5,
+            },
+            Read::Members(format!("{p}:k:d:1")),
+        ])
+        .unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            ReadResult::Hash(vec![]),
+            ReadResult::Count(0),
+            ReadResult::Top(vec![]),
+            ReadResult::Members(vec![])
+        ]
+    );
+}
+
+/// Several reads in one call are answered in order, with matching variants.
+pub fn reads_answer_in_order(storage: &dyn Storage) {
+    let p = fresh_prefix("order");
+    let (h, z) = (key(&p, "add", "event"), key(&p, "top", "geo"));
+    let mut b = Batch::new();
+    b.incr(&h, DAY, "x", Number::Int(7));
+    b.zincr(&z, DAY, "US", 2.0);
+    storage.apply(&b).unwrap();
+    let answers = storage
+        .read(&[
+            Read::Top {
+                key: z.clone(),
+                limit: 1,
+            },
+            Read::Hash(h.clone()),
+            Read::Top { key: z, limit: 1 },
+        ])
+        .unwrap();
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0], ReadResult::Top(vec![("US".into(), 2.0)]));
+    assert!(matches!(&answers[1], ReadResult::Hash(f) if f.len() == 1 && f[0].1.as_i64() == 7));
+    assert_eq!(answers[2], answers[0]);
+}
+
+fn sample_config() -> TraqqConfig {
+    TraqqConfig {
+        mapping: MappingConfig {
+            bitmap: vec!["ip".into(), "geo".into()],
+            add: vec!["event".into(), "event~geo".into(), "event~geo~offer".into()],
+            add_value: vec![AddValueConfig {
+                key: "event~offer".into(),
+                add_key: "amount".into(),
+            }],
+            top: vec!["geo".into(), "offer~geo".into()],
+        },
+        ..TraqqConfig::default()
+    }
+}
+
+fn sample_events(n: usize) -> Vec<IncomingEvent<'static>> {
+    let events = ["view", "view", "click", "buy"];
+    let geos = ["US", "DE", "FR", "BR", "JP"];
+    (0..n)
+        .map(|i| {
+            let mut v = serde_json::json!({
+                "event": events[i % 4],
+                "ip": format!("10.1.{}.{}", i % 97, i % 13),
+                "geo": geos[(i / 3) % 5],
+                "offer": format!("o{}", i % 7),
+                "ts": 1_700_006_400 + (i as i64 % 3) * 86_400 + (i as i64 * 37) % 86_400,
+            });
+            if i % 3 == 0 {
+                v["amount"] = serde_json::json!((i % 50) as f64 + 0.25);
+            }
+            IncomingEvent::from_json(v).unwrap()
+        })
+        .collect()
+}
+
+fn snapshot(storage: &dyn Storage, batch: &Batch, prefix: &str, strip: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (key, entry) in batch.iter() {
+        let value = match &entry.ops {
+            traqq_core::batch::KeyOps::Hash(_) => format!("{:.6?}", hash_map(storage, key)),
+            traqq_core::batch::KeyOps::Hll(_) => storage.count(&[key]).unwrap().to_string(),
+            traqq_core::batch::KeyOps::Scores(_) => format!("{:?}", storage.top(key, 1_000).unwrap()),
+            traqq_core::batch::KeyOps::Members(_) => {
+                let mut m = storage.members(key).unwrap();
+                m.iter_mut().for_each(|k| *k = k.replacen(prefix, strip, 1));
+                m.sort();
+                format!("{m:?}")
+            }
+        };
+        out.insert(key.replacen(prefix, strip, 1), value);
+    }
+    out
+}
+
+/// Applying one coalesced batch of many events stores the same as applying them one by one.
+pub fn batch_coalescing_equivalence(storage: &dyn Storage) {
+    let (p1, p2) = (fresh_prefix("coalesced"), fresh_prefix("single"));
+    let config = sample_config();
+    let (g1, g2) = (
+        OpGenerator::new(&config, &p1).unwrap(),
+        OpGenerator::new(&config, &p2).unwrap(),
+    );
+    let events = sample_events(600);
+    let mut builder = g1.batch();
+    for e in &events {
+        builder.add(e, 0).unwrap();
+    }
+    let big = builder.finish();
+    storage.apply(&big).unwrap();
+    let mut last = Batch::new();
+    for e in &events {
+        let b = g2.event_batch(e, 0).unwrap();
+        storage.apply(&b).unwrap();
+        last.merge(b);
+    }
+    assert!(
+        big.op_count() < events.len() * 10,
+        "batch is coalesced: {} ops",
+        big.op_count()
+    );
+    let a = snapshot(storage, &big, &p1, "P");
+    let b = snapshot(storage, &last, &p2, "P");
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a, b);
+}
+
+/// Batches applied from 8 threads at once lose nothing.
+pub fn concurrent_batches(storage: &dyn Storage) {
+    let p = fresh_prefix("threads");
+    let (h, z, s) = (
+        key(&p, "add", "event"),
+        key(&p, "top", "geo"),
+        key(&p, "bmp", "ip"),
+    );
+    let (threads, batches) = (8, 50);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (h, z, s) = (&h, &z, &s);
+            scope.spawn(move || {
+                for i in 0..batches {
+                    let mut b = Batch::new();
+                    b.incr(h, DAY, "n", Number::Int(1));
+                    b.incr(h, DAY, &format!("t{t}"), Number::Int(2));
+                    b.incr(h, DAY, "f", Number::Float(0.5));
+                    b.zincr(z, DAY, "all", 1.0);
+                    b.hll_insert(s, DAY, &format!("{t}-{i}"));
+                    storage.apply(&b).unwrap();
+                }
+            });
+        }
+    });
+    let m = hash_map(storage, &h);
+    assert_eq!(m["n"], (threads * batches) as f64);
+    assert_eq!(m["f"], (threads * batches) as f64 * 0.5);
+    for t in 0..threads {
+        assert_eq!(m[&format!("t{t}")], (2 * batches) as f64);
+    }
+    assert_eq!(
+        storage.top(&z, 1).unwrap(),
+        vec![("all".to_owned(), (threads * batches) as f64)]
+    );
+    let c = storage.count(&[&s]).unwrap() as f64;
+    assert!((c - 400.0).abs() / 400.0 < 0.02, "{c}");
+}
+
+/// Deleted keys read as missing; other keys stay.
+pub fn delete_keys(storage: &dyn Storage) {
+    let p = fresh_prefix("delete");
+    let (h, s, keep) = (
+        key(&p, "add", "event"),
+        key(&p, "bmp", "ip"),
+        key(&p, "add", "geo"),
+    );
+    let mut b = Batch::new();
+    b.incr(&h, DAY, "x", Number::Int(1));
+    b.hll_insert(&s, DAY, "v");
+    b.incr(&keep, DAY, "x", Number::Int(1));
+    storage.apply(&b).unwrap();
+    storage
+        .delete(&[h.clone(), s.clone(), format!("{p}:never")])
+        .unwrap();
+    assert!(storage.read_hash(&h).unwrap().is_empty());
+    assert_eq!(storage.count(&[&s]).unwrap(), 0);
+    assert_eq!(storage.read_hash(&keep).unwrap().len(), 1);
+}

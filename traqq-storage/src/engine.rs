@@ -1,0 +1,199 @@
+//! [`Traqq`]: the engine that applies core's operations to a [`Storage`] and answers queries.
+
+use std::sync::Arc;
+
+use traqq_core::bucket::BucketKind;
+use traqq_core::config::TraqqConfig;
+use traqq_core::event::IncomingEvent;
+use traqq_core::ops::OpGenerator;
+use traqq_core::plan::{QueryOptions, QueryPlan};
+use traqq_core::result::QueryResult;
+
+use crate::clock::{Clock, SystemClock};
+use crate::storage::Storage;
+use crate::{Error, Result};
+
+/// One event of a batch that was not recorded, and why.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Position of the event in the batch (0-based).
+    pub index: usize,
+    /// Why it was rejected.
+    pub error: Error,
+}
+
+/// What `record_batch` did: events recorded and events rejected (the rest still count).
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Events recorded.
+    pub recorded: usize,
+    /// Events rejected, in order.
+    pub rejected: Vec<Rejected>,
+}
+
+/// The traqq engine: records events into a store and queries it.
+#[derive(Debug)]
+pub struct Traqq {
+    config: TraqqConfig,
+    generator: OpGenerator,
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Traqq {
+    /// An engine over `storage`, writing keys under `prefix`. Fails on an invalid config or prefix.
+    pub fn new(config: TraqqConfig, storage: impl Storage + 'static, prefix: &str) -> Result<Self> {
+        Self::with_shared_storage(config, Arc::new(storage), prefix)
+    }
+
+    /// An engine over a store shared with others (several prefixes, or a server and a pruner).
+    pub fn with_shared_storage(config: TraqqConfig, storage: Arc<dyn Storage>, prefix: &str) -> Result<Self> {
+        let generator = OpGenerator::new(&config, prefix)?;
+        Ok(Traqq {
+            config,
+            generator,
+            storage,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// Replaces the clock (tests, backfills).
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TraqqConfig {
+        &self.config
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        self.generator.prefix()
+    }
+
+    /// The store.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The compiled mapping (for callers that build batches themselves).
+    pub fn generator(&self) -> &OpGenerator {
+        &self.generator
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Records one event.
+    pub fn record(&self, event: IncomingEvent<'_>) -> Result<()> {
+        let batch = self.generator.event_batch(&event, self.now())?;
+        self.storage.apply(&batch)
+    }
+
+    /// Parses and records one JSON line.
+    pub fn record_json(&self, line: &str) -> Result<()> {
+        self.record(IncomingEvent::parse_str(line)?)
+    }
+
+    /// Records many events as one storage batch. A bad event is reported in the outcome and
+    /// the others still count; a storage failure fails the whole batch (nothing is recorded
+    /// where the backend applies batches atomically).
+    pub fn record_batch<'a, I>(&self, events: I) -> Result<BatchOutcome>
+    where
+        I: IntoIterator<Item = IncomingEvent<'a>>,
+    {
+        self.record_results(events.into_iter().map(Ok))
+    }
+
+    /// Parses and records many JSON lines as one storage batch; unparsable lines are rejected
+    /// with their index, like bad events.
+    pub fn record_json_lines<'a, I>(&self, lines: I) -> Result<BatchOutcome>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        self.record_results(
+            lines
+                .into_iter()
+                .map(|l| IncomingEvent::parse_str(l).map_err(Error::from)),
+        )
+    }
+
+    /// Records pre-parsed events, some of which may already have failed to parse.
+    pub fn record_results<'a, I>(&self, events: I) -> Result<BatchOutcome>
+    where
+        I: IntoIterator<Item = Result<IncomingEvent<'a>>>,
+    {
+        let now = self.now();
+        let mut builder = self.generator.batch();
+        let mut outcome = BatchOutcome::default();
+        for (index, event) in events.into_iter().enumerate() {
+            match event.and_then(|e| builder.add(&e, now).map_err(Error::from)) {
+                Ok(()) => outcome.recorded += 1,
+                Err(error) => outcome.rejected.push(Rejected { index, error }),
+            }
+        }
+        if outcome.recorded > 0 {
+            self.storage.apply(&builder.finish())?;
+        }
+        Ok(outcome)
+    }
+
+    /// Daily buckets from the day holding `min` to the day holding `max`.
+    pub fn query(&self, min: i64, max: i64) -> Result<QueryResult> {
+        self.query_with(&QueryOptions {
+            min,
+            max,
+            ..QueryOptions::default()
+        })
+    }
+
+    /// Hourly buckets from the hour holding `min` to the hour holding `max` (needs
+    /// `time.store_hourly` at record time).
+    pub fn query_hourly(&self, min: i64, max: i64) -> Result<QueryResult> {
+        self.query_with(&QueryOptions {
+            min,
+            max,
+            bucket: BucketKind::Hour,
+            ..QueryOptions::default()
+        })
+    }
+
+    /// Today and the `days` previous calendar days.
+    pub fn query_days(&self, days: u32) -> Result<QueryResult> {
+        let (min, max) = self.days_range(days);
+        self.query(min, max)
+    }
+
+    /// The `(min, max)` of today and the `days` previous calendar days.
+    pub fn days_range(&self, days: u32) -> (i64, i64) {
+        let now = self.now();
+        (self.generator.calendar().days_back(now, days), now)
+    }
+
+    /// Any query: range, bucket size, leaderboard limit, accept/ignore globs.
+    pub fn query_with(&self, opts: &QueryOptions) -> Result<QueryResult> {
+        let mut plan = QueryPlan::new(
+            self.prefix(),
+            *self.generator.calendar(),
+            &self.config.query,
+            opts,
+        )?;
+        let key_sets = self.storage.read(&plan.key_set_reads())?;
+        let reads = plan.data_reads(key_sets)?;
+        let answers = if reads.is_empty() {
+            Vec::new()
+        } else {
+            self.storage.read(&reads)?
+        };
+        Ok(plan.assemble(answers)?)
+    }
+
+    /// Makes everything recorded so far durable per the backend's mode.
+    pub fn flush(&self) -> Result<()> {
+        self.storage.flush()
+    }
+}

@@ -1,0 +1,223 @@
+//! [`MemoryStorage`]: the in-process backend. Fast, bounded, not persistent.
+//!
+//! Unique counts are real HyperLogLog sketches (about 12 KiB per key at most), so memory stays
+//! flat however many distinct values arrive. Keys are spread over 64 shards, each behind its
+//! own lock: concurrent batches only wait for each other where they touch the same shard.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{HashMap, HashSet};
+use parking_lot::{Mutex, MutexGuard};
+use traqq_core::batch::{Batch, KeyOps, Number};
+use traqq_core::read::{sort_ranked, Read, ReadResult};
+use traqq_core::sketch::Sketch;
+
+use crate::storage::{Capabilities, Storage};
+use crate::{Error, Result};
+
+const SHARDS: usize = 64;
+
+#[derive(Debug)]
+enum Value {
+    Hash(HashMap<String, Number>),
+    Hll(Sketch),
+    Scores(HashMap<String, f64>),
+    Members(HashSet<String>),
+}
+
+impl Value {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Value::Hash(_) => "hash",
+            Value::Hll(_) => "hyperloglog",
+            Value::Scores(_) => "sorted set",
+            Value::Members(_) => "set",
+        }
+    }
+
+    fn empty_for(ops: &KeyOps) -> Value {
+        match ops {
+            KeyOps::Hash(_) => Value::Hash(HashMap::new()),
+            KeyOps::Hll(_) => Value::Hll(Sketch::new()),
+            KeyOps::Scores(_) => Value::Scores(HashMap::new()),
+            KeyOps::Members(_) => Value::Members(HashSet::new()),
+        }
+    }
+
+    fn accepts(&self, ops: &KeyOps) -> bool {
+        matches!(
+            (self, ops),
+            (Value::Hash(_), KeyOps::Hash(_))
+                | (Value::Hll(_), KeyOps::Hll(_))
+                | (Value::Scores(_), KeyOps::Scores(_))
+                | (Value::Members(_), KeyOps::Members(_))
+        )
+    }
+
+    fn apply(&mut self, ops: &KeyOps) {
+        match (self, ops) {
+            (Value::Hash(h), KeyOps::Hash(incrs)) => {
+                for (field, by) in incrs {
+                    let slot = h.entry_ref(field.as_str()).or_insert(match by {
+                        Number::Int(_) => Number::Int(0),
+                        Number::Float(_) => Number::Float(0.0),
+                    });
+                    *slot = slot.plus(*by);
+                }
+            }
+            (Value::Hll(s), KeyOps::Hll(values)) => values.iter().for_each(|v| s.insert(v)),
+            (Value::Scores(z), KeyOps::Scores(incrs)) => {
+                for (member, by) in incrs {
+                    *z.entry_ref(member.as_str()).or_insert(0.0) += by;
+                }
+            }
+            (Value::Members(s), KeyOps::Members(members)) => {
+                for m in members {
+                    if !s.contains(m) {
+                        s.insert(m.clone());
+                    }
+                }
+            }
+            // `accepts` is checked for every key before anything is applied.
+            _ => {}
+        }
+    }
+}
+
+type Shard = HashMap<String, Value>;
+/// A batch's operations that fall in one shard.
+type ShardOps<'b> = Vec<(&'b str, &'b KeyOps)>;
+
+/// The in-memory backend.
+#[derive(Debug)]
+pub struct MemoryStorage {
+    shards: Vec<Mutex<Shard>>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStorage {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+        }
+    }
+
+    fn shard_of(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize) % SHARDS
+    }
+
+    /// Number of keys stored.
+    pub fn key_count(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}
+
+fn wrong_type(key: &str, held: &Value) -> Error {
+    Error::Backend {
+        backend: "memory",
+        message: format!(
+            "key {key:?} holds a {}, not the type this operation needs",
+            held.type_name()
+        ),
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(true, false)
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<()> {
+        // Lock every shard the batch touches, in index order (no deadlock), so the whole batch
+        // becomes visible at once; check types before changing anything.
+        let mut by_shard: Vec<ShardOps<'_>> = vec![Vec::new(); SHARDS];
+        for (key, entry) in batch.iter() {
+            by_shard[self.shard_of(key)].push((key, &entry.ops));
+        }
+        let mut guards: Vec<(MutexGuard<'_, Shard>, &ShardOps<'_>)> = by_shard
+            .iter()
+            .enumerate()
+            .filter(|(_, ops)| !ops.is_empty())
+            .map(|(i, ops)| (self.shards[i].lock(), ops))
+            .collect();
+        for (shard, ops) in &guards {
+            for (key, op) in ops.iter() {
+                if let Some(v) = shard.get(*key) {
+                    if !v.accepts(op) {
+                        return Err(wrong_type(key, v));
+                    }
+                }
+            }
+        }
+        for (shard, ops) in &mut guards {
+            for (key, op) in ops.iter() {
+                shard
+                    .entry_ref(*key)
+                    .or_insert_with(|| Value::empty_for(op))
+                    .apply(op);
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
+        reads
+            .iter()
+            .map(|read| {
+                Ok(match read {
+                    Read::Hash(key) => {
+                        ReadResult::Hash(match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
+                            None => Vec::new(),
+                            Some(Value::Hash(h)) => h.iter().map(|(f, n)| (f.clone(), *n)).collect(),
+                            Some(other) => return Err(wrong_type(key, other)),
+                        })
+                    }
+                    Read::Count(keys) => {
+                        let mut union = Sketch::new();
+                        for key in keys {
+                            match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
+                                None => {}
+                                Some(Value::Hll(s)) => union.merge(s),
+                                Some(other) => return Err(wrong_type(key, other)),
+                            }
+                        }
+                        ReadResult::Count(union.count())
+                    }
+                    Read::Top { key, limit } => {
+                        let mut list: Vec<(String, f64)> =
+                            match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
+                                None => Vec::new(),
+                                Some(Value::Scores(z)) => z.iter().map(|(m, s)| (m.clone(), *s)).collect(),
+                                Some(other) => return Err(wrong_type(key, other)),
+                            };
+                        sort_ranked(&mut list);
+                        list.truncate(*limit);
+                        ReadResult::Top(list)
+                    }
+                    Read::Members(key) => {
+                        ReadResult::Members(match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
+                            None => Vec::new(),
+                            Some(Value::Members(s)) => s.iter().cloned().collect(),
+                            Some(other) => return Err(wrong_type(key, other)),
+                        })
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn delete(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            self.shards[self.shard_of(key)].lock().remove(key.as_str());
+        }
+        Ok(())
+    }
+}

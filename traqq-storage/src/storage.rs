@@ -1,0 +1,149 @@
+//! The [`Storage`] trait: the whole contract between the engine and a backend.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use traqq_core::batch::Batch;
+use traqq_core::read::{Read, ReadResult};
+
+use crate::Result;
+
+/// What a backend can do, where backends differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// A batch is applied all-or-nothing, also across a crash.
+    pub atomic_batches: bool,
+    /// Data survives a restart of the process.
+    pub persistent: bool,
+}
+
+impl Capabilities {
+    /// Capabilities with every flag given.
+    pub const fn new(atomic_batches: bool, persistent: bool) -> Self {
+        Capabilities {
+            atomic_batches,
+            persistent,
+        }
+    }
+}
+
+/// A metrics store.
+///
+/// # Contract
+///
+/// - [`Storage::apply`] applies every operation of a [`Batch`]: hash fields are incremented
+///   (integers stay integers, floats add as floats), HyperLogLog values are inserted, sorted-set
+///   scores are incremented, set members are added. Missing keys start empty. Where
+///   [`Capabilities::atomic_batches`] is set, a batch is visible entirely or not at all, also
+///   after a crash. Concurrent `apply` calls from many threads lose no increment.
+/// - [`Storage::read`] answers each [`Read`] with the [`ReadResult`] of the same variant, in
+///   the same order. Missing keys read as empty (empty hash, count 0, empty top, no members).
+///   `Top` returns at most `limit` members, score descending, ties by member ascending.
+///   `Count` of several keys is the distinct count of their union, never a sum.
+/// - HyperLogLog sketches that are persisted hash values deterministically (the same in every
+///   process), so counts stay right across restarts.
+/// - [`Storage::delete`] removes whole keys (used for retention).
+/// - [`Storage::flush`] returns once everything applied so far is as durable as the backend's
+///   durability mode promises.
+///
+/// The conformance suite (`traqq_storage::conformance`, feature `conformance`) checks all of
+/// this; every backend runs it.
+pub trait Storage: Send + Sync + Debug {
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Applies a batch of coalesced operations.
+    fn apply(&self, batch: &Batch) -> Result<()>;
+
+    /// Answers reads, in order.
+    fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>>;
+
+    /// Deletes keys (missing keys are ignored).
+    fn delete(&self, keys: &[String]) -> Result<()>;
+
+    /// Makes applied batches durable per the backend's mode.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+macro_rules! forward_storage {
+    ($($ty:ty),*) => {$(
+        impl<S: Storage + ?Sized> Storage for $ty {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            fn apply(&self, batch: &Batch) -> Result<()> {
+                (**self).apply(batch)
+            }
+            fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
+                (**self).read(reads)
+            }
+            fn delete(&self, keys: &[String]) -> Result<()> {
+                (**self).delete(keys)
+            }
+            fn flush(&self) -> Result<()> {
+                (**self).flush()
+            }
+        }
+    )*};
+}
+
+forward_storage!(&S, Box<S>, Arc<S>);
+
+/// One-read conveniences over any [`Storage`].
+pub trait StorageExt: Storage {
+    /// All fields of a hash.
+    fn read_hash(&self, key: &str) -> Result<Vec<(String, traqq_core::batch::Number)>> {
+        match self.read(&[Read::Hash(key.to_owned())])?.pop() {
+            Some(ReadResult::Hash(h)) => Ok(h),
+            other => Err(unexpected("hash", other)),
+        }
+    }
+
+    /// Distinct count of the union of HyperLogLog keys.
+    fn count(&self, keys: &[&str]) -> Result<u64> {
+        match self
+            .read(&[Read::Count(keys.iter().map(|k| (*k).to_owned()).collect())])?
+            .pop()
+        {
+            Some(ReadResult::Count(n)) => Ok(n),
+            other => Err(unexpected("count", other)),
+        }
+    }
+
+    /// The top `limit` members of a sorted set.
+    fn top(&self, key: &str, limit: usize) -> Result<Vec<(String, f64)>> {
+        match self
+            .read(&[Read::Top {
+                key: key.to_owned(),
+                limit,
+            }])?
+            .pop()
+        {
+            Some(ReadResult::Top(t)) => Ok(t),
+            other => Err(unexpected("top", other)),
+        }
+    }
+
+    /// Members of a set.
+    fn members(&self, key: &str) -> Result<Vec<String>> {
+        match self.read(&[Read::Members(key.to_owned())])?.pop() {
+            Some(ReadResult::Members(m)) => Ok(m),
+            other => Err(unexpected("members", other)),
+        }
+    }
+}
+
+impl<S: Storage + ?Sized> StorageExt for S {}
+
+fn unexpected(want: &str, got: Option<ReadResult>) -> crate::Error {
+    crate::Error::Backend {
+        backend: "storage",
+        message: format!(
+            "answered a {} read where a {want} read was expected",
+            got.as_ref().map_or("missing", ReadResult::kind)
+        ),
+    }
+}
