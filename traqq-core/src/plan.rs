@@ -81,6 +81,9 @@ enum Slot {
     Union {
         pattern: String,
     },
+    TopUnion {
+        pattern: String,
+    },
 }
 
 /// A query in progress. See the module docs for the two rounds.
@@ -132,6 +135,7 @@ impl QueryPlan {
         let mut reads = Vec::new();
         let mut slots = Vec::new();
         let mut bmp_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut top_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (i, set) in key_sets.into_iter().enumerate() {
             let ReadResult::Members(mut members) = set else {
                 return Err(mismatch("members", &set));
@@ -157,10 +161,16 @@ impl QueryPlan {
                         Read::Count(vec![location.clone()])
                     }
                     MetricType::Add | MetricType::Adv => Read::Hash(location.clone()),
-                    MetricType::Top => Read::Top {
-                        key: location.clone(),
-                        limit: self.limit,
-                    },
+                    MetricType::Top => {
+                        top_keys
+                            .entry(key.pattern.clone())
+                            .or_default()
+                            .push(location.clone());
+                        Read::Top {
+                            keys: vec![location.clone()],
+                            limit: self.limit,
+                        }
+                    }
                 });
                 slots.push(Slot::Metric {
                     bucket: i,
@@ -173,6 +183,15 @@ impl QueryPlan {
             if keys.len() > 1 {
                 reads.push(Read::Count(keys));
                 slots.push(Slot::Union { pattern });
+            }
+        }
+        for (pattern, keys) in top_keys {
+            if keys.len() > 1 {
+                reads.push(Read::Top {
+                    keys,
+                    limit: self.limit,
+                });
+                slots.push(Slot::TopUnion { pattern });
             }
         }
         self.slots = slots;
@@ -193,6 +212,7 @@ impl QueryPlan {
             .collect();
         let mut unions = BTreeMap::new();
         let mut single_counts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut top_unions = BTreeMap::new();
         for (slot, answer) in self.slots.into_iter().zip(answers) {
             match slot {
                 Slot::Union { pattern } => {
@@ -200,6 +220,12 @@ impl QueryPlan {
                         return Err(mismatch("count", &answer));
                     };
                     unions.insert(pattern, n);
+                }
+                Slot::TopUnion { pattern } => {
+                    let ReadResult::Top(list) = answer else {
+                        return Err(mismatch("top", &answer));
+                    };
+                    top_unions.insert(pattern, list);
                 }
                 Slot::Metric {
                     bucket,
@@ -240,6 +266,7 @@ impl QueryPlan {
             days,
             bucket: self.kind,
             unions,
+            top_unions,
             limit: self.limit,
         })
     }

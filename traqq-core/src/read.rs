@@ -13,10 +13,12 @@ pub enum Read {
     /// Estimated distinct count of the union of one or more HyperLogLog keys
     /// (missing keys count as empty).
     Count(Vec<String>),
-    /// The `limit` highest-scored members of a sorted set: score descending, ties by member.
+    /// The `limit` highest-scored members of the union of one or more sorted sets (scores of a
+    /// member add up across keys; missing keys count as empty): score descending, ties by member
+    /// ascending. The union is what makes a merged leaderboard over many days exact.
     Top {
-        /// Sorted-set key.
-        key: String,
+        /// Sorted-set keys.
+        keys: Vec<String>,
         /// Most members returned.
         limit: usize,
     },

@@ -166,6 +166,10 @@ pub struct QueryResult {
     /// `bmp` results report.
     #[serde(default)]
     pub unions: BTreeMap<String, u64>,
+    /// Exact leaderboards over the whole range per `top` metric (the storage's union of the
+    /// buckets' sorted sets), keyed by pattern; what merged `top` results report.
+    #[serde(default)]
+    pub top_unions: BTreeMap<String, Vec<(String, f64)>>,
     /// Leaderboard length applied to merged `top` results.
     #[serde(default = "default_limit")]
     pub limit: usize,
@@ -258,6 +262,14 @@ impl QueryResult {
                 ))
             })?);
             return Ok(merged);
+        }
+        if let (MetricData::Ranked(list), true) = (&mut merged.result, group.len() > 1) {
+            if let Some(exact) = self.top_unions.get(&first.pattern()) {
+                // The union read ranks every member of every bucket, not only each bucket's top.
+                list.clone_from(exact);
+                list.truncate(self.limit);
+                return Ok(merged);
+            }
         }
         for r in &group[1..] {
             merged.result.merge(&r.result)?;

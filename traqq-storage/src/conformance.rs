@@ -163,6 +163,28 @@ pub fn top_ordering_and_ties(storage: &dyn Storage) {
     assert_eq!(top[0].1, 5.5);
     assert_eq!(storage.top(&k, 2).unwrap().len(), 2);
     assert_eq!(storage.top(&k, 3).unwrap()[2].0, "AT");
+
+    // The union of several days' sets adds scores per member, then ranks and cuts.
+    let k2 = format!("{p}:top:d:1700092800:geo");
+    let mut b = Batch::new();
+    b.zincr(&k2, (BucketKind::Day, 1_700_092_800), "FR", 10.0);
+    b.zincr(&k2, (BucketKind::Day, 1_700_092_800), "ZZ", 3.0);
+    storage.apply(&b).unwrap();
+    let missing = format!("{p}:top:d:1:geo");
+    let union = storage
+        .read(&[Read::Top {
+            keys: vec![k.clone(), k2, missing],
+            limit: 3,
+        }])
+        .unwrap();
+    assert_eq!(
+        union,
+        vec![ReadResult::Top(vec![
+            ("FR".into(), 13.0),
+            ("NL".into(), 5.5),
+            ("US".into(), 5.0)
+        ])]
+    );
 }
 
 /// Set members are deduplicated.
@@ -190,7 +212,7 @@ pub fn missing_keys_read_empty(storage: &dyn Storage) {
             Read::Hash(key(&p, "add", "x")),
             Read::Count(vec![key(&p, "bmp", "x")]),
             Read::Top {
-                key: key(&p, "top", "x"),
+                keys: vec![key(&p, "top", "x")],
                 limit: 5,
             },
             Read::Members(format!("{p}:k:d:1")),
@@ -218,11 +240,14 @@ pub fn reads_answer_in_order(storage: &dyn Storage) {
     let answers = storage
         .read(&[
             Read::Top {
-                key: z.clone(),
+                keys: vec![z.clone()],
                 limit: 1,
             },
             Read::Hash(h.clone()),
-            Read::Top { key: z, limit: 1 },
+            Read::Top {
+                keys: vec![z],
+                limit: 1,
+            },
         ])
         .unwrap();
     assert_eq!(answers.len(), 3);

@@ -191,13 +191,20 @@ impl Storage for MemoryStorage {
                         }
                         ReadResult::Count(union.count())
                     }
-                    Read::Top { key, limit } => {
-                        let mut list: Vec<(String, f64)> =
+                    Read::Top { keys, limit } => {
+                        let mut scores: HashMap<String, f64> = HashMap::new();
+                        for key in keys {
                             match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
-                                None => Vec::new(),
-                                Some(Value::Scores(z)) => z.iter().map(|(m, s)| (m.clone(), *s)).collect(),
+                                None => {}
+                                Some(Value::Scores(z)) => {
+                                    for (m, s) in z {
+                                        *scores.entry_ref(m.as_str()).or_insert(0.0) += s;
+                                    }
+                                }
                                 Some(other) => return Err(wrong_type(key, other)),
-                            };
+                            }
+                        }
+                        let mut list: Vec<(String, f64)> = scores.into_iter().collect();
                         sort_ranked(&mut list);
                         list.truncate(*limit);
                         ReadResult::Top(list)

@@ -117,7 +117,7 @@ pub trait StorageExt: Storage {
     fn top(&self, key: &str, limit: usize) -> Result<Vec<(String, f64)>> {
         match self
             .read(&[Read::Top {
-                key: key.to_owned(),
+                keys: vec![key.to_owned()],
                 limit,
             }])?
             .pop()

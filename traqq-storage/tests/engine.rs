@@ -1,0 +1,473 @@
+//! The engine end to end over the memory backend, checked against truth computed here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::TimeZone;
+use serde_json::json;
+use traqq_storage::prelude::*;
+
+const T0: i64 = 1_700_000_000; // 2023-11-14 22:13:20 UTC
+
+fn config(mapping: MappingConfig) -> TraqqConfig {
+    TraqqConfig {
+        mapping,
+        ..TraqqConfig::default()
+    }
+}
+
+fn engine(config: TraqqConfig, now: i64) -> Traqq {
+    Traqq::new(config, MemoryStorage::new(), "t")
+        .unwrap()
+        .with_clock(ManualClock::new(now))
+}
+
+fn ev(v: serde_json::Value) -> IncomingEvent<'static> {
+    IncomingEvent::from_json(v).unwrap()
+}
+
+fn merged(r: &QueryResult, path: &str) -> MetricData {
+    let found = r.find_str(path);
+    assert_eq!(found.len(), 1, "{path}: {found:?}");
+    found[0].result.clone()
+}
+
+#[test]
+fn all_four_metric_types_and_compound_keys() {
+    let t = engine(
+        config(MappingConfig {
+            bitmap: vec!["ip".into()],
+            add: vec!["event".into(), "geo~event".into(), "offer~event~geo".into()],
+            add_value: vec![AddValueConfig {
+                key: "event~geo".into(),
+                add_key: "amount".into(),
+            }],
+            top: vec!["geo".into()],
+        }),
+        T0,
+    );
+    let events = [
+        json!({"event":"view","ip":"1.1.1.1","geo":"US","offer":"a"}),
+        json!({"event":"view","ip":"2.2.2.2","geo":"US","offer":"b"}),
+        json!({"event":"buy","ip":"1.1.1.1","geo":"US","offer":"a","amount":99.99}),
+        json!({"event":"buy","ip":"3.3.3.3","geo":"DE","offer":"a","amount":"0.01"}),
+        json!({"event":"buy","ip":"3.3.3.3","geo":"DE","amount":"free"}),
+        json!({"event":"buy","ip":"4.4.4.4","geo":"DE","amount":null}),
+    ];
+    for e in events {
+        t.record(ev(e)).unwrap();
+    }
+    let r = t.query(T0, T0).unwrap();
+    assert_eq!(r.days.len(), 1);
+    assert_eq!(merged(&r, "bmp/ip"), MetricData::Count(4));
+    assert_eq!(
+        merged(&r, "add/event"),
+        MetricData::Hash(BTreeMap::from([("buy".into(), 4), ("view".into(), 2)]))
+    );
+    // Parts are sorted: event~geo, values in that order.
+    assert_eq!(
+        merged(&r, "add/event~geo"),
+        MetricData::Hash(BTreeMap::from([
+            ("buy~DE".into(), 3),
+            ("buy~US".into(), 1),
+            ("view~US".into(), 2)
+        ]))
+    );
+    // 3-way: only events with all three parts.
+    assert_eq!(
+        merged(&r, "add/geo~offer~event"),
+        MetricData::Hash(BTreeMap::from([
+            ("buy~DE~a".into(), 1),
+            ("buy~US~a".into(), 1),
+            ("view~US~a".into(), 1),
+            ("view~US~b".into(), 1)
+        ]))
+    );
+    // Numeric strings count; "free" and null do not.
+    let MetricData::FloatHash(sums) = merged(&r, "adv/event~geo/amount") else {
+        panic!()
+    };
+    assert_eq!(sums.len(), 2);
+    assert!(
+        (sums["buy~US"] - 99.99).abs() < 1e-9 && (sums["buy~DE"] - 0.01).abs() < 1e-9,
+        "{sums:?}"
+    );
+    let MetricData::Summary { sum, count } = merged(&r, "adv:i/event~geo/amount") else {
+        panic!()
+    };
+    assert_eq!(count, 2);
+    assert!((sum - 100.0).abs() < 1e-9);
+    assert_eq!(
+        merged(&r, "top/geo"),
+        MetricData::Ranked(vec![("DE".into(), 3.0), ("US".into(), 3.0)])
+    );
+}
+
+#[test]
+fn find_chooses_adv_labels_or_summary_explicitly() {
+    let t = engine(
+        config(MappingConfig {
+            add_value: vec![AddValueConfig {
+                key: "event".into(),
+                add_key: "amount".into(),
+            }],
+            ..MappingConfig::default()
+        }),
+        T0,
+    );
+    t.record(ev(json!({"event":"buy","amount":5}))).unwrap();
+    let r = t.query(T0, T0).unwrap();
+    for _ in 0..20 {
+        let labels = r.find(FindOptions {
+            metric_type: "adv".into(),
+            key: "event".into(),
+            add_key: None,
+            merge: false,
+        });
+        assert_eq!(labels.len(), 1);
+        assert!(matches!(labels[0].result, MetricData::FloatHash(_)));
+        let summary = r.find(FindOptions {
+            metric_type: "adv:i".into(),
+            key: "event".into(),
+            add_key: Some("amount".into()),
+            merge: false,
+        });
+        assert_eq!(summary[0].result, MetricData::Summary { sum: 5.0, count: 1 });
+    }
+    assert!(r.find_str("adv/event/other").is_empty());
+    assert!(r
+        .try_find(&FindOptions {
+            metric_type: "nope".into(),
+            ..FindOptions::default()
+        })
+        .is_err());
+}
+
+#[test]
+fn values_are_sanitized_before_they_become_keys() {
+    let t = engine(
+        config(MappingConfig {
+            add: vec!["page".into()],
+            ..MappingConfig::default()
+        }),
+        T0,
+    );
+    for page in ["  /home ", "a:b~c", ":~", "   ", "x".repeat(300).as_str()] {
+        t.record(ev(json!({"event":"v","page":page}))).unwrap();
+    }
+    t.record(ev(json!({"event":"v","page":42}))).unwrap();
+    t.record(ev(json!({"event":"v","page":true}))).unwrap();
+    let MetricData::Hash(h) = merged(&t.query(T0, T0).unwrap(), "add/page") else {
+        panic!()
+    };
+    let want: BTreeSet<String> = [
+        "/home".to_string(),
+        "a_b_c".into(),
+        "x".repeat(256),
+        "42".into(),
+        "true".into(),
+    ]
+    .into();
+    assert_eq!(h.keys().cloned().collect::<BTreeSet<_>>(), want);
+}
+
+#[test]
+fn fall_back_day_in_new_york_is_one_bucket_of_25_hours() {
+    let mut cfg = config(MappingConfig {
+        add: vec!["event".into()],
+        ..MappingConfig::default()
+    });
+    cfg.time = TimeConfig {
+        store_hourly: true,
+        timezone: "America/New_York".into(),
+    };
+    let ny = chrono_tz::America::New_York;
+    let midnight = ny.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap().timestamp();
+    let next_midnight = ny.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap().timestamp();
+    assert_eq!(next_midnight - midnight, 25 * 3600);
+    let t = engine(cfg, next_midnight + 10);
+    // One event in each real hour of the day, including both 1 a.m. hours.
+    let lines: Vec<String> = (0..25)
+        .map(|h| json!({"event":"tick","ts": midnight + h * 3600 + 59}).to_string())
+        .collect();
+    let outcome = t.record_json_lines(lines.iter().map(String::as_str)).unwrap();
+    assert_eq!(outcome.recorded, 25);
+    let day = t.query(midnight, next_midnight - 1).unwrap();
+    assert_eq!(day.days.len(), 1);
+    assert_eq!(day.days[0].date, "2026-11-01");
+    assert_eq!(day.days[0].timestamp, midnight);
+    assert_eq!(
+        merged(&day, "add/event"),
+        MetricData::Hash(BTreeMap::from([("tick".into(), 25)]))
+    );
+    let hours = t.query_hourly(midnight, next_midnight - 1).unwrap();
+    assert_eq!(hours.days.len(), 25);
+    assert!(hours.days.iter().all(|d| d.results.len() == 1));
+    let labels: Vec<&str> = hours.days.iter().map(|d| d.date.as_str()).collect();
+    assert!(labels.contains(&"2026-11-01T01:00:00-04:00") && labels.contains(&"2026-11-01T01:00:00-05:00"));
+    // query_days(0) on the next day sees nothing of it; query_days(1) sees the 25.
+    assert!(t.query_days(0).unwrap().days[0].results.is_empty());
+    assert_eq!(
+        merged(&t.query_days(1).unwrap(), "add/event"),
+        MetricData::Hash(BTreeMap::from([("tick".into(), 25)]))
+    );
+}
+
+#[test]
+fn merged_uniques_are_the_union_not_the_sum() {
+    let day = 86_400;
+    let t = engine(
+        config(MappingConfig {
+            bitmap: vec!["ip".into()],
+            ..MappingConfig::default()
+        }),
+        T0 + 3 * day,
+    );
+    // Three days of 20,000 ips each, sliding by 10,000: 40,000 distinct, 60,000 daily uniques.
+    let mut truth = BTreeSet::new();
+    for d in 0..3i64 {
+        let lines: Vec<String> = (0..20_000)
+            .map(|i| {
+                let ip = d * 10_000 + i;
+                truth.insert(ip);
+                json!({"event":"v","ip": format!("10.{}.{}.{}", ip >> 16, (ip >> 8) & 255, ip & 255), "ts": T0 + d * day}).to_string()
+            })
+            .collect();
+        t.record_json_lines(lines.iter().map(String::as_str)).unwrap();
+    }
+    let r = t.query(T0, T0 + 2 * day).unwrap();
+    let daily: Vec<u64> = r
+        .find(FindOptions {
+            metric_type: "bmp".into(),
+            key: "ip".into(),
+            add_key: None,
+            merge: false,
+        })
+        .iter()
+        .map(|m| match m.result {
+            MetricData::Count(c) => c,
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(daily.len(), 3);
+    let sum: u64 = daily.iter().sum();
+    let MetricData::Count(union) = merged(&r, "bmp/ip") else {
+        panic!()
+    };
+    let want = truth.len() as f64;
+    assert!(
+        (union as f64 - want).abs() / want < 0.02,
+        "union {union}, truth {want}"
+    );
+    assert!(
+        (sum as f64) > want * 1.4,
+        "sum of dailies {sum} is clearly above the union"
+    );
+}
+
+#[test]
+fn eight_threads_record_exact_totals() {
+    let t = Arc::new(engine(
+        config(MappingConfig {
+            add: vec!["event".into(), "event~thread".into()],
+            top: vec!["thread".into()],
+            ..MappingConfig::default()
+        }),
+        T0,
+    ));
+    std::thread::scope(|s| {
+        for thread in 0..8 {
+            let t = Arc::clone(&t);
+            s.spawn(move || {
+                for i in 0..10_000 {
+                    let e = json!({"event": if i % 2 == 0 {"a"} else {"b"}, "thread": thread});
+                    t.record(ev(e)).unwrap();
+                }
+            });
+        }
+    });
+    let r = t.query(T0, T0).unwrap();
+    assert_eq!(
+        merged(&r, "add/event"),
+        MetricData::Hash(BTreeMap::from([("a".into(), 40_000), ("b".into(), 40_000)]))
+    );
+    let MetricData::Hash(per) = merged(&r, "add/event~thread") else {
+        panic!()
+    };
+    assert_eq!(per.len(), 16);
+    assert!(per.values().all(|&n| n == 5_000));
+    let MetricData::Ranked(top) = merged(&r, "top/thread") else {
+        panic!()
+    };
+    assert_eq!(top.len(), 8);
+    assert!(top.iter().all(|(_, s)| *s == 10_000.0));
+}
+
+#[test]
+fn batch_outcome_names_bad_events_and_keeps_the_rest() {
+    let t = engine(
+        config(MappingConfig {
+            add: vec!["event".into()],
+            ..MappingConfig::default()
+        }),
+        T0,
+    );
+    let lines = [
+        r#"{"event":"ok"}"#,
+        r#"{"event":""}"#,
+        r#"not json"#,
+        r#"{"event":"ok","ts":"yesterday"}"#,
+        r#"[1]"#,
+        r#"{"event":"ok","ts":1700000001}"#,
+    ];
+    let out = t.record_json_lines(lines).unwrap();
+    assert_eq!(out.recorded, 2);
+    let idx: Vec<usize> = out.rejected.iter().map(|r| r.index).collect();
+    assert_eq!(idx, [1, 2, 3, 4]);
+    assert!(out.rejected[2].error.to_string().contains("\"ts\""));
+    assert_eq!(
+        merged(&t.query(T0, T0).unwrap(), "add/event"),
+        MetricData::Hash(BTreeMap::from([("ok".into(), 2)]))
+    );
+}
+
+#[test]
+fn max_metrics_per_event_rejects_the_event_whole() {
+    let mut cfg = config(MappingConfig {
+        add: vec!["event".into(), "a".into(), "b".into()],
+        ..MappingConfig::default()
+    });
+    cfg.limits.max_metrics_per_event = 2;
+    let t = engine(cfg, T0);
+    t.record(ev(json!({"event":"x","a":1}))).unwrap();
+    let err = t
+        .record(ev(json!({"event":"x","a":1,"b":2})))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_metrics_per_event") && err.contains('3'),
+        "{err}"
+    );
+    assert_eq!(
+        merged(&t.query(T0, T0).unwrap(), "add/event"),
+        MetricData::Hash(BTreeMap::from([("x".into(), 1)]))
+    );
+}
+
+#[test]
+fn config_errors_name_the_offender() {
+    let check = |m: MappingConfig, want: &str| {
+        let err = config(m).validate().unwrap_err().to_string();
+        assert!(err.contains(want), "{err} should contain {want}");
+    };
+    check(
+        MappingConfig {
+            add: vec!["geo~event".into(), "event~geo".into()],
+            ..Default::default()
+        },
+        "mapping.add[1]",
+    );
+    check(
+        MappingConfig {
+            top: vec!["a~~b".into()],
+            ..Default::default()
+        },
+        "a~~b",
+    );
+    check(
+        MappingConfig {
+            bitmap: vec!["".into()],
+            ..Default::default()
+        },
+        "mapping.bitmap[0]",
+    );
+    check(
+        MappingConfig {
+            add: vec!["a:b".into()],
+            ..Default::default()
+        },
+        "contains ':'",
+    );
+    let mut cfg = TraqqConfig::default();
+    cfg.time.timezone = "Mars/Olympus".into();
+    assert!(cfg.validate().unwrap_err().to_string().contains("time.timezone"));
+    assert!(Traqq::new(TraqqConfig::default(), MemoryStorage::new(), "a:b").is_err());
+
+    let parsed: TraqqConfig =
+        toml::from_str("[time]\nstore_hourly = true\n[mapping]\nadd = [\"event\"]\n").unwrap();
+    assert!(parsed.time.store_hourly && parsed.mapping.add == ["event"]);
+    let err = toml::from_str::<TraqqConfig>("[mapping]\nadds = [\"event\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("adds"), "{err}");
+}
+
+#[test]
+fn filters_limits_and_hourly_queries() {
+    let mut cfg = config(MappingConfig {
+        add: vec!["event".into(), "event~geo".into()],
+        top: vec!["geo".into(), "geo~event".into()],
+        ..MappingConfig::default()
+    });
+    cfg.time.store_hourly = true;
+    let t = engine(cfg, T0);
+    for (i, geo) in ["US", "US", "US", "DE", "DE", "FR"].iter().enumerate() {
+        t.record(ev(json!({"event":"v","geo":geo,"ts": T0 + i as i64 * 3600})))
+            .unwrap();
+    }
+    let names = |r: &QueryResult| -> BTreeSet<String> {
+        r.days
+            .iter()
+            .flat_map(|d| &d.results)
+            .map(|m| format!("{}:{}", m.metric_type, m.pattern()))
+            .collect()
+    };
+    let opts = |accept: &[&str], ignore: &[&str]| QueryOptions {
+        min: T0,
+        max: T0 + 6 * 3600,
+        accept: accept.iter().map(|s| s.to_string()).collect(),
+        ignore: ignore.iter().map(|s| s.to_string()).collect(),
+        ..QueryOptions::default()
+    };
+    let all = t.query_with(&opts(&[], &[])).unwrap();
+    assert_eq!(names(&all).len(), 4);
+    let no_compound_top = t.query_with(&opts(&[], &["top:*~*"])).unwrap();
+    assert_eq!(
+        names(&no_compound_top),
+        ["add:event".to_string(), "add:event~geo".into(), "top:geo".into()].into()
+    );
+    let only_add = t.query_with(&opts(&["add:*"], &["*~*"])).unwrap();
+    assert_eq!(names(&only_add), ["add:event".to_string()].into());
+    assert!(t
+        .query_with(&opts(&["[bad"], &[]))
+        .unwrap_err()
+        .to_string()
+        .contains("[bad"));
+
+    let limited = t
+        .query_with(&QueryOptions {
+            limit: Some(1),
+            ..opts(&[], &[])
+        })
+        .unwrap();
+    assert_eq!(
+        merged(&limited, "top/geo"),
+        MetricData::Ranked(vec![("US".into(), 3.0)])
+    );
+
+    let hourly = t.query_hourly(T0, T0 + 5 * 3600).unwrap();
+    assert_eq!(hourly.days.len(), 6);
+    let us_hours = hourly
+        .find(FindOptions {
+            metric_type: "top".into(),
+            key: "geo".into(),
+            add_key: None,
+            merge: false,
+        })
+        .iter()
+        .filter(|m| matches!(&m.result, MetricData::Ranked(r) if r[0].0 == "US"))
+        .count();
+    assert_eq!(us_hours, 3);
+    assert!(t.query(T0 + 10, T0).unwrap_err().to_string().contains("after"));
+}
