@@ -58,6 +58,55 @@ pub enum KeyOps {
 }
 
 impl KeyOps {
+    fn new_hash() -> KeyOps {
+        KeyOps::Hash(HashMap::new())
+    }
+    fn new_hll() -> KeyOps {
+        KeyOps::Hll(HashSet::new())
+    }
+    fn new_scores() -> KeyOps {
+        KeyOps::Scores(HashMap::new())
+    }
+    fn new_members() -> KeyOps {
+        KeyOps::Members(HashSet::new())
+    }
+
+    /// Adds `by` to hash field `field` (ignored unless this is a hash).
+    pub fn incr(&mut self, field: &str, by: Number) {
+        if let KeyOps::Hash(m) = self {
+            let slot = m.entry_ref(field).or_insert(match by {
+                Number::Int(_) => Number::Int(0),
+                Number::Float(_) => Number::Float(0.0),
+            });
+            *slot = slot.plus(by);
+        }
+    }
+
+    /// Adds `by` to the score of `member` (ignored unless this is a sorted set).
+    pub fn zincr(&mut self, member: &str, by: f64) {
+        if let KeyOps::Scores(m) = self {
+            *m.entry_ref(member).or_insert(0.0) += by;
+        }
+    }
+
+    /// Inserts a HyperLogLog value or set member (ignored for hashes and sorted sets).
+    pub fn insert(&mut self, value: &str) {
+        if let KeyOps::Hll(s) | KeyOps::Members(s) = self {
+            if !s.contains(value) {
+                s.insert(value.to_owned());
+            }
+        }
+    }
+
+    /// Folds another key's operations of the same type into these.
+    pub fn fold(&mut self, other: KeyOps) {
+        match other {
+            KeyOps::Hash(m) => m.into_iter().for_each(|(f, n)| self.incr(&f, n)),
+            KeyOps::Hll(s) | KeyOps::Members(s) => s.into_iter().for_each(|v| self.insert(&v)),
+            KeyOps::Scores(m) => m.into_iter().for_each(|(f, n)| self.zincr(&f, n)),
+        }
+    }
+
     /// Number of (field/member/value) operations.
     pub fn len(&self) -> usize {
         match self {
@@ -141,50 +190,41 @@ impl Batch {
 
     /// Adds `by` to hash field `field` of `key`.
     pub fn incr(&mut self, key: &str, bucket: (BucketKind, i64), field: &str, by: Number) {
-        if let KeyOps::Hash(m) = self.entry(key, bucket.0, bucket.1, || KeyOps::Hash(HashMap::new())) {
-            let slot = m.entry_ref(field).or_insert(match by {
-                Number::Int(_) => Number::Int(0),
-                Number::Float(_) => Number::Float(0.0),
-            });
-            *slot = slot.plus(by);
-        }
+        self.entry(key, bucket.0, bucket.1, KeyOps::new_hash)
+            .incr(field, by);
     }
 
     /// Inserts `value` into the HyperLogLog `key`.
     pub fn hll_insert(&mut self, key: &str, bucket: (BucketKind, i64), value: &str) {
-        if let KeyOps::Hll(s) = self.entry(key, bucket.0, bucket.1, || KeyOps::Hll(HashSet::new())) {
-            if !s.contains(value) {
-                s.insert(value.to_owned());
-            }
-        }
+        self.entry(key, bucket.0, bucket.1, KeyOps::new_hll).insert(value);
     }
 
     /// Adds `by` to the score of `member` in sorted set `key`.
     pub fn zincr(&mut self, key: &str, bucket: (BucketKind, i64), member: &str, by: f64) {
-        if let KeyOps::Scores(m) = self.entry(key, bucket.0, bucket.1, || KeyOps::Scores(HashMap::new())) {
-            *m.entry_ref(member).or_insert(0.0) += by;
-        }
+        self.entry(key, bucket.0, bucket.1, KeyOps::new_scores)
+            .zincr(member, by);
     }
 
     /// Adds `member` to set `key`.
     pub fn sadd(&mut self, key: &str, bucket: (BucketKind, i64), member: &str) {
-        if let KeyOps::Members(s) = self.entry(key, bucket.0, bucket.1, || KeyOps::Members(HashSet::new())) {
-            if !s.contains(member) {
-                s.insert(member.to_owned());
+        self.entry(key, bucket.0, bucket.1, KeyOps::new_members)
+            .insert(member);
+    }
+
+    /// Adds a whole entry; if the key is already present, its operations are folded in.
+    pub fn put(&mut self, key: &str, entry: KeyEntry) {
+        match self.entries.get_mut(key) {
+            None => {
+                self.entries.insert(key.to_owned(), entry);
             }
+            Some(existing) => existing.ops.fold(entry.ops),
         }
     }
 
     /// Folds `other` into `self`, coalescing as if its operations had been added here.
     pub fn merge(&mut self, other: Batch) {
         for (key, entry) in other.entries {
-            let b = (entry.bucket, entry.bucket_start);
-            match entry.ops {
-                KeyOps::Hash(m) => m.iter().for_each(|(f, n)| self.incr(&key, b, f, *n)),
-                KeyOps::Hll(s) => s.iter().for_each(|v| self.hll_insert(&key, b, v)),
-                KeyOps::Scores(m) => m.iter().for_each(|(f, n)| self.zincr(&key, b, f, *n)),
-                KeyOps::Members(s) => s.iter().for_each(|v| self.sadd(&key, b, v)),
-            }
+            self.put(&key, entry);
         }
     }
 }

@@ -6,7 +6,9 @@
 
 use std::borrow::Cow;
 
-use crate::batch::{Batch, Number};
+use hashbrown::HashMap;
+
+use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::{BucketKind, Calendar};
 use crate::config::TraqqConfig;
 use crate::event::{IncomingEvent, Scalar};
@@ -112,11 +114,10 @@ impl OpGenerator {
     pub fn batch(&self) -> BatchBuilder<'_> {
         BatchBuilder {
             generator: self,
-            batch: Batch::new(),
-            key: String::with_capacity(96),
+            slots: HashMap::new(),
             value: String::with_capacity(96),
-            day: (i64::MAX, i64::MIN),
-            hour: (i64::MAX, i64::MIN),
+            days: BucketCache::default(),
+            hours: BucketCache::default(),
             events: 0,
         }
     }
@@ -140,16 +141,26 @@ impl OpGenerator {
 }
 
 /// Accumulates events into one coalesced [`Batch`].
+///
+/// Operations are gathered per (metric, bucket) slot, found by a small integer key; the
+/// storage key text of a slot is written once, in [`BatchBuilder::finish`], not per event.
 #[derive(Debug)]
 pub struct BatchBuilder<'g> {
     generator: &'g OpGenerator,
-    batch: Batch,
-    key: String,
+    slots: HashMap<(usize, BucketKind, i64), Slot>,
     value: String,
-    /// Last day and hour bucket seen, as `[start, end)`: consecutive events mostly share them.
-    day: (i64, i64),
-    hour: (i64, i64),
+    /// Recently seen day and hour buckets as `[start, end)`: events of a batch mostly share a few.
+    days: BucketCache,
+    hours: BucketCache,
     events: usize,
+}
+
+/// The operations of one metric in one bucket.
+#[derive(Debug)]
+struct Slot {
+    ops: KeyOps,
+    /// For `adv`: the `:i` summary's sum and count.
+    summary: (f64, i64),
 }
 
 impl BatchBuilder<'_> {
@@ -184,11 +195,11 @@ impl BatchBuilder<'_> {
             });
         }
 
-        let day = cached_bucket(&g.calendar, BucketKind::Day, ts, &mut self.day);
+        let day = self.days.start(&g.calendar, BucketKind::Day, ts);
         let hour = g
             .hourly
-            .then(|| cached_bucket(&g.calendar, BucketKind::Hour, ts, &mut self.hour));
-        for m in g.metrics.iter().filter(|m| applies(m)) {
+            .then(|| self.hours.start(&g.calendar, BucketKind::Hour, ts));
+        for (index, m) in g.metrics.iter().enumerate().filter(|(_, m)| applies(m)) {
             self.value.clear();
             for (i, &slot) in m.slots.iter().enumerate() {
                 if i > 0 {
@@ -198,41 +209,33 @@ impl BatchBuilder<'_> {
                     self.value.push_str(v);
                 }
             }
-            let amount = amount(m);
-            for (kind, start) in
-                std::iter::once((BucketKind::Day, day)).chain(hour.map(|h| (BucketKind::Hour, h)))
-            {
-                self.write(m, kind, start, amount);
+            let amount = amount(m).unwrap_or(0.0);
+            for bucket in std::iter::once((BucketKind::Day, day)).chain(hour.map(|h| (BucketKind::Hour, h))) {
+                let slot = self
+                    .slots
+                    .entry((index, bucket.0, bucket.1))
+                    .or_insert_with(|| Slot {
+                        ops: match m.metric {
+                            MetricType::Bmp => KeyOps::Hll(Default::default()),
+                            MetricType::Add | MetricType::Adv => KeyOps::Hash(Default::default()),
+                            MetricType::Top => KeyOps::Scores(Default::default()),
+                        },
+                        summary: (0.0, 0),
+                    });
+                match m.metric {
+                    MetricType::Bmp => slot.ops.insert(&self.value),
+                    MetricType::Add => slot.ops.incr(&self.value, Number::Int(1)),
+                    MetricType::Top => slot.ops.zincr(&self.value, 1.0),
+                    MetricType::Adv => {
+                        slot.ops.incr(&self.value, Number::Float(amount));
+                        slot.summary.0 += amount;
+                        slot.summary.1 += 1;
+                    }
+                }
             }
         }
         self.events += 1;
         Ok(())
-    }
-
-    fn write(&mut self, m: &CompiledMetric, bucket: BucketKind, start: i64, amount: Option<f64>) {
-        let b = (bucket, start);
-        let key = KeyRef {
-            metric: m.metric,
-            bucket,
-            timestamp: start,
-            pattern: &m.pattern,
-            add_key: m.add_key.as_deref(),
-            summary: false,
-        };
-        key.write_to(&self.generator.prefix, &mut self.key);
-        let (k, v, batch) = (&self.key, &self.value, &mut self.batch);
-        match m.metric {
-            MetricType::Bmp => batch.hll_insert(k, b, v),
-            MetricType::Add => batch.incr(k, b, v, Number::Int(1)),
-            MetricType::Top => batch.zincr(k, b, v, 1.0),
-            MetricType::Adv => {
-                let x = amount.unwrap_or(0.0);
-                batch.incr(k, b, v, Number::Float(x));
-                KeyRef { summary: true, ..key }.write_to(&self.generator.prefix, &mut self.key);
-                self.batch.incr(&self.key, b, "sum", Number::Float(x));
-                self.batch.incr(&self.key, b, "count", Number::Int(1));
-            }
-        }
     }
 
     /// Events added so far.
@@ -240,25 +243,61 @@ impl BatchBuilder<'_> {
         self.events
     }
 
-    /// Adds each written key to its bucket's key set and returns the batch.
-    pub fn finish(mut self) -> Batch {
-        let keys: Vec<(String, BucketKind, i64)> = self
-            .batch
-            .iter()
-            .map(|(k, e)| (k.to_owned(), e.bucket, e.bucket_start))
-            .collect();
-        for (key, kind, start) in keys {
-            let set = key_set_key(&self.generator.prefix, kind, start);
-            self.batch.sadd(&set, (kind, start), &key);
+    /// Writes each slot under its storage key, adds every key to its bucket's key set, and
+    /// returns the batch.
+    pub fn finish(self) -> Batch {
+        let g = self.generator;
+        let mut batch = Batch::new();
+        let mut key = String::with_capacity(96);
+        for ((index, bucket, start), slot) in self.slots {
+            let Some(m) = g.metrics.get(index) else { continue };
+            let b = (bucket, start);
+            let mut key_ref = KeyRef {
+                metric: m.metric,
+                bucket,
+                timestamp: start,
+                pattern: &m.pattern,
+                add_key: m.add_key.as_deref(),
+                summary: false,
+            };
+            key_ref.write_to(&g.prefix, &mut key);
+            let set = key_set_key(&g.prefix, bucket, start);
+            batch.sadd(&set, b, &key);
+            batch.put(
+                &key,
+                KeyEntry {
+                    bucket,
+                    bucket_start: start,
+                    ops: slot.ops,
+                },
+            );
+            if m.metric == MetricType::Adv {
+                key_ref.summary = true;
+                key_ref.write_to(&g.prefix, &mut key);
+                batch.sadd(&set, b, &key);
+                batch.incr(&key, b, "sum", Number::Float(slot.summary.0));
+                batch.incr(&key, b, "count", Number::Int(slot.summary.1));
+            }
         }
-        self.batch
+        batch
     }
 }
 
-fn cached_bucket(calendar: &Calendar, kind: BucketKind, ts: i64, cache: &mut (i64, i64)) -> i64 {
-    if ts < cache.0 || ts >= cache.1 {
+/// The last few buckets looked up, so most events skip the time-zone arithmetic.
+#[derive(Debug, Default)]
+struct BucketCache {
+    entries: [(i64, i64); 8],
+    next: usize,
+}
+
+impl BucketCache {
+    fn start(&mut self, calendar: &Calendar, kind: BucketKind, ts: i64) -> i64 {
+        if let Some((start, _)) = self.entries.iter().find(|(s, e)| *s <= ts && ts < *e) {
+            return *start;
+        }
         let start = calendar.bucket_start(kind, ts);
-        *cache = (start, calendar.next_bucket_start(kind, start));
+        self.entries[self.next] = (start, calendar.next_bucket_start(kind, start));
+        self.next = (self.next + 1) % self.entries.len();
+        start
     }
-    cache.0
 }

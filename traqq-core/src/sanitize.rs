@@ -16,9 +16,12 @@ fn is_edge(c: char) -> bool {
 /// value is already clean, which is the common case. Idempotent: sanitizing twice changes nothing.
 pub fn sanitize_value(value: &str, max_chars: usize) -> Option<Cow<'_, str>> {
     let mut v = value.trim_matches(is_edge);
-    if let Some((cut, _)) = v.char_indices().nth(max_chars) {
-        // Cutting can expose whitespace or a separator at the new end.
-        v = v[..cut].trim_end_matches(is_edge);
+    // A value of at most `max_chars` bytes has at most that many characters: skip the walk.
+    if v.len() > max_chars {
+        if let Some((cut, _)) = v.char_indices().nth(max_chars) {
+            // Cutting can expose whitespace or a separator at the new end.
+            v = v[..cut].trim_end_matches(is_edge);
+        }
     }
     if v.is_empty() {
         return None;
