@@ -53,5 +53,23 @@ impl ReadResult {
 
 /// Sorts leaderboard entries the contract's way: score descending, then member ascending.
 pub fn sort_ranked(entries: &mut [(String, f64)]) {
-    entries.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    entries.sort_by(rank_order);
+}
+
+/// Keeps the `limit` best entries of a leaderboard, sorted the contract's way. Selects before
+/// sorting, so cutting 2,000 members to 10 does not sort all 2,000.
+pub fn top_ranked(entries: &mut Vec<(String, f64)>, limit: usize) {
+    if limit == 0 {
+        entries.clear();
+        return;
+    }
+    if entries.len() > limit {
+        entries.select_nth_unstable_by(limit - 1, rank_order);
+        entries.truncate(limit);
+    }
+    sort_ranked(entries);
+}
+
+fn rank_order(a: &(String, f64), b: &(String, f64)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
 }

@@ -9,7 +9,7 @@ use std::hash::BuildHasher;
 use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, MutexGuard};
 use traqq_core::batch::{Batch, KeyOps, Number};
-use traqq_core::read::{sort_ranked, Read, ReadResult};
+use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 
 use crate::storage::{Capabilities, Storage};
@@ -205,8 +205,7 @@ impl Storage for MemoryStorage {
                             }
                         }
                         let mut list: Vec<(String, f64)> = scores.into_iter().collect();
-                        sort_ranked(&mut list);
-                        list.truncate(*limit);
+                        top_ranked(&mut list, *limit);
                         ReadResult::Top(list)
                     }
                     Read::Members(key) => {
