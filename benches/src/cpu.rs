@@ -1,0 +1,61 @@
+//! A criterion [`Measurement`] of this thread's CPU time instead of wall time.
+//!
+//! The benchmark machine is shared (2 cores, several builds at once): wall time there mostly
+//! measures the neighbours. Thread CPU time from `/proc/thread-self/schedstat` (nanoseconds)
+//! leaves out the time the thread waited for a core. Where the file is missing it falls back
+//! to wall time. Reading it costs a few microseconds per sample, not per iteration.
+
+use std::time::{Duration, Instant};
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+
+use crate::procfs::thread_cpu;
+
+/// Thread CPU time (see the module docs). Use with `Criterion::default().with_measurement(ThreadCpu)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadCpu;
+
+static WALL: WallTime = WallTime;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = (Instant, Option<Duration>);
+    type Value = Duration;
+
+    fn start(&self) -> Self::Intermediate {
+        (Instant::now(), thread_cpu())
+    }
+
+    fn end(&self, (wall, cpu): Self::Intermediate) -> Duration {
+        match (cpu, thread_cpu()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => wall.elapsed(),
+        }
+    }
+
+    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
+        *v1 + *v2
+    }
+
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        // The same nanosecond values as wall time, so the same formatting.
+        WALL.formatter()
+    }
+}
+
+/// The criterion set-up every bench of this crate uses: thread CPU time, 20 samples of ~4 s
+/// (a full run of one bench file takes a minute or two on 2 shared cores).
+pub fn criterion() -> criterion::Criterion<ThreadCpu> {
+    criterion::Criterion::default()
+        .with_measurement(ThreadCpu)
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+}

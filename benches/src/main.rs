@@ -1,0 +1,352 @@
+//! `traqq-bench`: generate the standard workload, or compare this project with traqq 0.2.
+//!
+//! ```text
+//! traqq-bench gen --events 1000000 --seed 1 > events.ndjson
+//! traqq-bench compare                      # 1,000,000 events, both ip modes, both engines
+//! ```
+
+use std::io::Write as _;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+use traqq_bench::phase::{self, Engine, PhaseReport, PhaseSpec};
+use traqq_bench::procfs::{cpus, load_average, mib};
+use traqq_bench::workload::{Chunk, Ips, Workload, STANDARD_IPS};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "traqq-bench",
+    about = "traqq's standard workload and the traqq 0.2 comparison"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum IpMode {
+    /// 50,000 distinct ips (DESIGN §8).
+    Standard,
+    /// A new ip for every event.
+    Distinct,
+}
+
+impl IpMode {
+    fn ips(self) -> Ips {
+        match self {
+            IpMode::Standard => Ips::STANDARD,
+            IpMode::Distinct => Ips::AllDistinct,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkloadArgs {
+    /// Number of events.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// End of the 7-day `ts` window, unix seconds (default: now). Fix it for byte-identical output.
+    #[arg(long)]
+    now: Option<i64>,
+}
+
+impl WorkloadArgs {
+    fn workload(&self, ips: Ips) -> Workload {
+        Workload {
+            seed: self.seed,
+            ips,
+            now: self.now.unwrap_or_else(unix_now),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Writes the standard workload as NDJSON to stdout.
+    Gen {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// Where ips come from.
+        #[arg(long, value_enum, default_value_t = IpMode::Standard)]
+        ips: IpMode,
+    },
+    /// Records the same events through traqq 0.2 and this project's memory backend (one
+    /// thread, each phase in its own child process) and prints speed, memory and query time.
+    Compare {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// Lines per `record_json_lines` call of this project (traqq 0.2 records one at a time).
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Skip traqq 0.2 (it takes about a minute per million events).
+        #[arg(long)]
+        skip_v02: bool,
+    },
+    /// Runs one phase and prints its report as JSON (used by `compare`).
+    #[command(hide = true)]
+    Phase {
+        #[arg(long)]
+        engine: String,
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        #[arg(long, value_enum)]
+        ips: IpMode,
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+    },
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Gen { workload, ips } => gen(&workload.workload(ips.ips()), workload.events),
+        Cmd::Phase {
+            engine,
+            workload,
+            ips,
+            batch,
+        } => {
+            let engine: Engine = engine.parse()?;
+            let spec = PhaseSpec {
+                engine,
+                workload: workload.workload(ips.ips()),
+                events: workload.events,
+                batch,
+                query_runs: 5,
+            };
+            let report = phase::run(&spec)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Cmd::Compare {
+            workload,
+            batch,
+            skip_v02,
+        } => compare(&workload, batch, skip_v02),
+    }
+}
+
+fn gen(workload: &Workload, events: u64) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut g = workload.generator();
+    let mut chunk = Chunk::default();
+    let mut left = events;
+    while left > 0 {
+        let n = left.min(10_000);
+        g.refill(&mut chunk, n as usize);
+        out.write_all(chunk.text().as_bytes())?;
+        left -= n;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn run_child(
+    engine: Engine,
+    args: &WorkloadArgs,
+    now: i64,
+    ips: IpMode,
+    batch: usize,
+) -> anyhow::Result<PhaseReport> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let ips_name = match ips {
+        IpMode::Standard => "standard",
+        IpMode::Distinct => "distinct",
+    };
+    eprintln!("  running {} with {} ips ...", engine.name(), ips_name);
+    let output = Command::new(exe)
+        .args(["phase", "--engine", engine.name(), "--ips", ips_name])
+        .args([
+            "--events",
+            &args.events.to_string(),
+            "--seed",
+            &args.seed.to_string(),
+        ])
+        .args(["--now", &now.to_string(), "--batch", &batch.to_string()])
+        .output()
+        .context("starting a phase")?;
+    if !output.status.success() {
+        bail!(
+            "phase {} failed: {}",
+            engine.name(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .with_context(|| format!("reading the report of phase {}: {line:?}", engine.name()))
+}
+
+fn opt_ms(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+}
+
+fn opt_num<T: ToString>(x: Option<T>) -> String {
+    x.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn compare(args: &WorkloadArgs, batch: usize, skip_v02: bool) -> anyhow::Result<()> {
+    let now = args.now.unwrap_or_else(unix_now);
+    if let Some([a, b, c]) = load_average() {
+        eprintln!(
+            "load average at the start: {a:.2} {b:.2} {c:.2} on {} CPUs",
+            cpus()
+        );
+    }
+    eprintln!(
+        "traqq-bench compare: {} events, seed {}, now {now}, batch {batch}, one thread, each phase in its own process",
+        args.events, args.seed
+    );
+    let mut rows: Vec<(IpMode, PhaseReport)> = Vec::new();
+    for engine in [Engine::ParseValue, Engine::ParseEvent] {
+        rows.push((
+            IpMode::Standard,
+            run_child(engine, args, now, IpMode::Standard, batch)?,
+        ));
+    }
+    for ips in [IpMode::Standard, IpMode::Distinct] {
+        rows.push((ips, run_child(Engine::Memory, args, now, ips, batch)?));
+        if !skip_v02 {
+            rows.push((ips, run_child(Engine::V02, args, now, ips, batch)?));
+        }
+    }
+
+    println!();
+    println!(
+        "| phase | ips | events/s (wall) | events/s (CPU) | MB/s (CPU) | peak RSS MiB | RSS after MiB | query ms wall (min / median) | query ms CPU (median) | add/event total | unique ips (merged) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (ips, r) in &rows {
+        let ips_text = match ips {
+            IpMode::Standard => format!("{STANDARD_IPS} pool"),
+            IpMode::Distinct => "all distinct".into(),
+        };
+        println!(
+            "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {} / {} | {} | {} | {} |",
+            r.engine.name(),
+            ips_text,
+            r.events_per_sec,
+            opt_num(r.events_per_cpu_sec.map(|x| x.round() as u64)),
+            r.bytes as f64 / r.cpu_seconds.unwrap_or(r.seconds).max(1e-9) / 1e6,
+            mib(r.hwm_kib),
+            mib(r.rss_after_kib),
+            opt_ms(r.query_ms_min),
+            opt_ms(r.query_ms_median),
+            opt_ms(r.query_cpu_ms_median),
+            opt_num(r.total_events),
+            opt_num(r.unique_ips),
+        );
+    }
+    if let Some([a, b, c]) = load_average() {
+        println!(
+            "\nload average at the end: {a:.2} {b:.2} {c:.2} on {} CPUs",
+            cpus()
+        );
+    }
+    println!();
+    let find = |engine: Engine, ips: IpMode| {
+        rows.iter()
+            .find(|(i, r)| r.engine == engine && *i == ips)
+            .map(|(_, r)| r)
+    };
+    let targets = Targets {
+        memory: find(Engine::Memory, IpMode::Standard),
+        memory_distinct: find(Engine::Memory, IpMode::Distinct),
+        v02: find(Engine::V02, IpMode::Standard),
+        v02_distinct: find(Engine::V02, IpMode::Distinct),
+        parse_value: find(Engine::ParseValue, IpMode::Standard),
+        parse_event: find(Engine::ParseEvent, IpMode::Standard),
+    };
+    targets.print(args.events);
+    Ok(())
+}
+
+struct Targets<'a> {
+    memory: Option<&'a PhaseReport>,
+    memory_distinct: Option<&'a PhaseReport>,
+    v02: Option<&'a PhaseReport>,
+    v02_distinct: Option<&'a PhaseReport>,
+    parse_value: Option<&'a PhaseReport>,
+    parse_event: Option<&'a PhaseReport>,
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "MET"
+    } else {
+        "MISSED"
+    }
+}
+
+/// Events per CPU-second where known (steadier on a shared machine), else per wall second.
+fn speed(r: &PhaseReport) -> f64 {
+    r.events_per_cpu_sec.unwrap_or(r.events_per_sec)
+}
+
+impl Targets<'_> {
+    fn print(&self, events: u64) {
+        let Some(m) = self.memory else { return };
+        println!(
+            "verdicts use events per CPU-second of the one recording thread (wall figures in the table)"
+        );
+        println!(
+            "memory backend: {:.0} events/s ({:.0} wall)  [target >= 520,000: {}]",
+            speed(m),
+            m.events_per_sec,
+            verdict(speed(m) >= 520_000.0)
+        );
+        if let Some(v) = self.v02 {
+            let ratio = speed(m) / speed(v).max(1e-9);
+            println!(
+                "traqq 0.2: {:.0} events/s; memory / traqq 0.2 = {ratio:.1}x  [target >= 20x: {}]",
+                speed(v),
+                verdict(ratio >= 20.0)
+            );
+        }
+        for (name, p) in [
+            ("serde_json::Value", self.parse_value),
+            ("IncomingEvent", self.parse_event),
+        ] {
+            if let Some(p) = p {
+                let ratio = speed(p) / speed(m).max(1e-9);
+                println!(
+                    "parse-only into {name}: {:.0} events/s = {ratio:.2}x the memory backend  [target <= 2x: {}]",
+                    speed(p),
+                    verdict(ratio <= 2.0)
+                );
+            }
+        }
+        if let Some(d) = self.memory_distinct {
+            println!(
+                "memory backend, {events} all-distinct ips: peak RSS {:.1} MiB  [target <= 64 MiB: {}]",
+                mib(d.hwm_kib),
+                verdict(mib(d.hwm_kib) <= 64.0)
+            );
+        }
+        if let Some(v) = self.v02_distinct {
+            println!(
+                "traqq 0.2, {events} all-distinct ips: peak RSS {:.1} MiB",
+                mib(v.hwm_kib)
+            );
+        }
+        if let Some(q) = m.query_cpu_ms_median.or(m.query_ms_median) {
+            println!(
+                "memory backend query_days(30) + {} merged finds: median {q:.2} ms CPU  [target <= 10 ms: {}]",
+                traqq_bench::mapping::finds().len(),
+                verdict(q <= 10.0)
+            );
+        }
+    }
+}

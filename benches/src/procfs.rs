@@ -1,0 +1,93 @@
+//! What Linux's `/proc` says about this process: resident memory, this thread's CPU time and
+//! the machine's load. On a shared machine, CPU time is the steadier figure: wall time also
+//! counts the time other processes held the core.
+
+use std::time::Duration;
+
+/// Resident set size now and at its peak, KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resident {
+    /// `VmRSS`: resident now.
+    pub rss_kib: u64,
+    /// `VmHWM`: the peak resident size of the process so far.
+    pub hwm_kib: u64,
+}
+
+impl Resident {
+    /// Reads `/proc/self/status`; `None` where it does not exist (not Linux) or lacks the fields.
+    pub fn now() -> Option<Resident> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        Self::parse(&status)
+    }
+
+    /// Parses the `VmRSS` and `VmHWM` lines of a `/proc/<pid>/status` text.
+    pub fn parse(status: &str) -> Option<Resident> {
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        };
+        Some(Resident {
+            rss_kib: field("VmRSS:")?,
+            hwm_kib: field("VmHWM:")?,
+        })
+    }
+}
+
+/// CPU time this thread has run so far (`/proc/thread-self/schedstat`, nanoseconds);
+/// `None` where the file does not exist.
+pub fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    parse_schedstat(&text)
+}
+
+fn parse_schedstat(text: &str) -> Option<Duration> {
+    let ns = text.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`).
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|x| x.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// Number of CPUs this process may run on.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// KiB as MiB.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_lines() {
+        let text = "Name:\tx\nVmHWM:\t   12345 kB\nVmRSS:\t    2048 kB\n";
+        assert_eq!(
+            Resident::parse(text),
+            Some(Resident {
+                rss_kib: 2048,
+                hwm_kib: 12345
+            })
+        );
+        assert_eq!(Resident::parse("Name:\tx\n"), None);
+        assert_eq!(
+            parse_schedstat("385508853 178439944 93\n"),
+            Some(Duration::from_nanos(385_508_853))
+        );
+        if cfg!(target_os = "linux") {
+            assert!(thread_cpu().is_some());
+            assert!(load_average().is_some());
+            let r = Resident::now().unwrap();
+            assert!(r.rss_kib > 0 && r.hwm_kib >= r.rss_kib);
+        }
+    }
+}
