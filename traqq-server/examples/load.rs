@@ -1,0 +1,218 @@
+//! Load bench: pipelined `record_batch` and `record` over loopback into the memory backend.
+//!
+//! `cargo run --release -p traqq-server --example load -- [CLIENTS] [BATCHES_PER_CLIENT] [RECORDS]`
+//!
+//! Events follow the standard workload of DESIGN §8 (deterministic from a seed). Request
+//! lines are serialized before the clock starts, so the figures measure the server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use traqq_server::{Client, RunningServer, ServerConfig};
+use traqq_storage::prelude::*;
+
+fn workload_config() -> TraqqConfig {
+    TraqqConfig {
+        mapping: MappingConfig {
+            bitmap: vec!["ip".into()],
+            add: [
+                "event",
+                "event~offer",
+                "event~offer~creative",
+                "event~offer~channel",
+                "event~geo",
+            ]
+            .map(String::from)
+            .to_vec(),
+            add_value: vec![AddValueConfig {
+                key: "offer~event".into(),
+                add_key: "amount".into(),
+            }],
+            top: ["geo", "offer", "geo~offer", "offer~creative", "offer~host"]
+                .map(String::from)
+                .to_vec(),
+        },
+        ..TraqqConfig::default()
+    }
+}
+
+const GEOS: [&str; 30] = [
+    "US", "DE", "FR", "GB", "IT", "ES", "NL", "SE", "NO", "DK", "FI", "PL", "CZ", "AT", "CH", "BE", "IE",
+    "PT", "GR", "HU", "RO", "BG", "HR", "SI", "SK", "LT", "LV", "EE", "CA", "MX",
+];
+
+fn event(rng: &mut StdRng, now: i64) -> Value {
+    let name = match rng.gen_range(0..5) {
+        0..=2 => "offer_impression",
+        3 => "offer_click",
+        _ => "offer_conversion",
+    };
+    let ip = rng.gen_range(0..50_000u32);
+    let mut e = json!({
+        "event": name,
+        "ip": format!("10.{}.{}.{}", ip >> 16, (ip >> 8) & 255, ip & 255),
+        "offer": format!("offer{}", rng.gen_range(0..20)),
+        "creative": format!("cr{}", rng.gen_range(0..10)),
+        "channel": format!("ch{}", rng.gen_range(0..5)),
+        "geo": GEOS[rng.gen_range(0..GEOS.len())],
+        "host": format!("host{}.example.com", rng.gen_range(0..100)),
+        "ts": now - rng.gen_range(0..7 * 86_400),
+        "ua": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0",
+        "url": format!("https://shop.example.com/p/{}", rng.gen_range(0..100_000)),
+        "session": format!("{:032x}", rng.gen::<u128>()),
+        "ref": format!("https://ref{}.example.org/", rng.gen_range(0..1000)),
+    });
+    if rng.gen_bool(0.3) {
+        e["amount"] = json!(rng.gen_range(1..=50_000) as f64 / 100.0);
+    }
+    e
+}
+
+/// Sends every line, reading replies on another thread; returns when all are answered.
+fn pipeline(addr: SocketAddr, lines: Arc<Vec<String>>) -> u64 {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let reader = stream.try_clone().unwrap();
+    let n = lines.len();
+    let reading = std::thread::spawn(move || {
+        let mut reader = BufReader::with_capacity(1 << 16, reader);
+        let mut line = String::new();
+        let mut recorded = 0;
+        for _ in 0..n {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let reply: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(reply["success"], json!(true), "{line}");
+            recorded += reply["data"]["recorded"].as_u64().unwrap_or(1);
+        }
+        recorded
+    });
+    let mut writer = std::io::BufWriter::with_capacity(1 << 16, stream);
+    for l in lines.iter() {
+        writer.write_all(l.as_bytes()).unwrap();
+        writer.write_all(b"\n").unwrap();
+    }
+    writer.flush().unwrap();
+    reading.join().unwrap()
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let clients = args.first().copied().unwrap_or(4);
+    let batches = args.get(1).copied().unwrap_or(50);
+    let records = args.get(2).copied().unwrap_or(200_000);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+
+    let traqq = Arc::new(Traqq::new(workload_config(), MemoryStorage::new(), "bench").unwrap());
+    let server = RunningServer::start(
+        ServerConfig {
+            tcp: "127.0.0.1:0".into(),
+            http: "off".into(),
+            ..ServerConfig::default()
+        },
+        Arc::clone(&traqq),
+    )
+    .unwrap();
+    let addr = server.tcp_addr().unwrap();
+
+    // record_batch: N clients, each pipelining its batches of 1,000 events.
+    let per_client: Vec<Arc<Vec<String>>> = (0..clients)
+        .map(|c| {
+            let mut rng = StdRng::seed_from_u64(42 + c as u64);
+            Arc::new(
+                (0..batches)
+                    .map(|_| {
+                        let events: Vec<Value> = (0..1000).map(|_| event(&mut rng, now)).collect();
+                        json!({"cmd": "record_batch", "events": events}).to_string()
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    // Baseline: the engine alone, one thread, same events, no network.
+    {
+        let engine = Traqq::new(workload_config(), MemoryStorage::new(), "base").unwrap();
+        let texts: Vec<String> = {
+            let mut rng = StdRng::seed_from_u64(1);
+            (0..50_000).map(|_| event(&mut rng, now).to_string()).collect()
+        };
+        let started = Instant::now();
+        for chunk in texts.chunks(1000) {
+            engine
+                .record_json_lines(chunk.iter().map(String::as_str))
+                .unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "baseline: engine alone, 1 thread, batches of 1,000 = {:.0} events/s",
+            50_000.0 / secs
+        );
+        let dispatcher = traqq_server::Dispatcher::new(
+            Arc::new(Traqq::new(workload_config(), MemoryStorage::new(), "base").unwrap()),
+            Arc::default(),
+            None,
+            10_000,
+        );
+        let lines = &per_client[0];
+        let mut session = traqq_server::dispatch::Session::default();
+        let started = Instant::now();
+        for line in lines.iter() {
+            dispatcher.handle_line(line.as_bytes(), &mut session);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "baseline: dispatch of record_batch lines, 1 thread, no network = {:.0} events/s",
+            (lines.len() * 1000) as f64 / secs
+        );
+    }
+    let bytes: usize = per_client.iter().flat_map(|l| l.iter()).map(String::len).sum();
+    let started = Instant::now();
+    let threads: Vec<_> = per_client
+        .into_iter()
+        .map(|lines| std::thread::spawn(move || pipeline(addr, lines)))
+        .collect();
+    let recorded: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(recorded, (clients * batches * 1000) as u64);
+    println!(
+        "record_batch: {clients} clients x {batches} batches x 1,000 events = {recorded} events in {secs:.2} s \
+         = {:.0} events/s ({:.1} MB/s of requests)",
+        recorded as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+
+    // record: one client pipelining single-event requests.
+    let mut rng = StdRng::seed_from_u64(7);
+    let lines: Arc<Vec<String>> = Arc::new(
+        (0..records)
+            .map(|_| json!({"cmd": "record", "event": event(&mut rng, now)}).to_string())
+            .collect(),
+    );
+    let started = Instant::now();
+    let done = pipeline(addr, lines);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(done, records as u64);
+    println!(
+        "record: 1 pipelining client x {records} requests in {secs:.2} s = {:.0} requests/s",
+        records as f64 / secs
+    );
+
+    // The totals are exact: every acknowledged event is in the store.
+    let mut client = Client::connect(addr).unwrap();
+    let found: Vec<MetricResult> = client
+        .request(&json!({"cmd":"find","days":8,"metric_type":"add","key":"event","merge":true}))
+        .unwrap();
+    let MetricData::Hash(counts) = &found[0].result else {
+        panic!()
+    };
+    let total: i64 = counts.values().sum();
+    assert_eq!(total as u64, recorded + records as u64);
+    println!("check: the store holds {total} events, as acknowledged");
+    server.stop().unwrap();
+}

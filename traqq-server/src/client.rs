@@ -1,0 +1,250 @@
+//! A blocking client for the TCP protocol, and a minimal HTTP/1.1 helper.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use traqq_core::result::{DayResult, MetricResult};
+
+use crate::{Error, Result};
+
+/// What `record_batch` answered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BatchReply {
+    /// Events recorded.
+    pub recorded: usize,
+    /// Events rejected, with their index in the batch and why.
+    pub rejected: Vec<RejectedEvent>,
+}
+
+/// One rejected event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RejectedEvent {
+    /// Index in the batch (0-based).
+    pub index: usize,
+    /// Why.
+    pub error: String,
+}
+
+/// A connection to a traqq server's TCP port. Requests can be pipelined with
+/// [`Client::send`] + [`Client::receive`]; the typed methods send one request and wait.
+#[derive(Debug)]
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    line: String,
+}
+
+impl Client {
+    /// Connects (with a 30 s read timeout).
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client> {
+        let stream = TcpStream::connect(addr).map_err(|e| Error::io("connecting to the traqq server", e))?;
+        let _ = stream.set_nodelay(true);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| Error::io("setting the read timeout", e))?;
+        let write_half = stream
+            .try_clone()
+            .map_err(|e| Error::io("cloning the socket", e))?;
+        Ok(Client {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            writer: BufWriter::with_capacity(64 * 1024, write_half),
+            line: String::new(),
+        })
+    }
+
+    /// Changes the read timeout (`None`: wait forever).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(timeout)
+            .map_err(|e| Error::io("setting the read timeout", e))
+    }
+
+    /// Presents the server's token for the rest of the connection.
+    pub fn auth(&mut self, token: &str) -> Result<()> {
+        self.call(&json!({"cmd": "auth", "token": token})).map(drop)
+    }
+
+    /// Queues one raw request line (a newline is added); call [`Client::flush`] or
+    /// [`Client::receive`] to send it.
+    pub fn send(&mut self, line: &[u8]) -> Result<()> {
+        self.writer
+            .write_all(line)
+            .and_then(|()| self.writer.write_all(b"\n"))
+            .map_err(|e| Error::io("sending a request", e))
+    }
+
+    /// Queues one JSON request.
+    pub fn send_json(&mut self, request: &Value) -> Result<()> {
+        serde_json::to_writer(&mut self.writer, request)
+            .map_err(|e| Error::Protocol(format!("cannot encode request: {e}")))?;
+        self.writer
+            .write_all(b"\n")
+            .map_err(|e| Error::io("sending a request", e))
+    }
+
+    /// Sends everything queued.
+    pub fn flush(&mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| Error::io("sending requests", e))
+    }
+
+    /// Reads the next reply line as JSON (flushing queued requests first), whatever its
+    /// `success`.
+    pub fn receive(&mut self) -> Result<Value> {
+        self.flush()?;
+        self.line.clear();
+        let n = self
+            .reader
+            .read_line(&mut self.line)
+            .map_err(|e| Error::io("reading a reply", e))?;
+        if n == 0 {
+            return Err(Error::Protocol("the server closed the connection".into()));
+        }
+        serde_json::from_str(&self.line)
+            .map_err(|e| Error::Protocol(format!("reply is not JSON ({e}): {}", self.line.trim_end())))
+    }
+
+    /// Sends one request and returns its `data` (`null` when there is none); a
+    /// `{"success":false}` reply is [`Error::Server`].
+    pub fn call(&mut self, request: &Value) -> Result<Value> {
+        self.send_json(request)?;
+        let reply = self.receive()?;
+        into_data(reply)
+    }
+
+    /// `ping`.
+    pub fn ping(&mut self) -> Result<()> {
+        self.call(&json!({"cmd": "ping"})).map(drop)
+    }
+
+    /// Records one event.
+    pub fn record(&mut self, event: &Value) -> Result<()> {
+        self.call(&json!({"cmd": "record", "event": event})).map(drop)
+    }
+
+    /// Records many events as one batch.
+    pub fn record_batch(&mut self, events: &[Value]) -> Result<BatchReply> {
+        typed(self.call(&json!({"cmd": "record_batch", "events": events}))?)
+    }
+
+    /// Daily buckets from the day of `min` to the day of `max`.
+    pub fn query(&mut self, min: i64, max: i64) -> Result<Vec<DayResult>> {
+        typed(self.call(&json!({"cmd": "query", "min": min, "max": max}))?)
+    }
+
+    /// Today and `days` days back.
+    pub fn query_days(&mut self, days: u32) -> Result<Vec<DayResult>> {
+        typed(self.call(&json!({"cmd": "query_days", "days": days}))?)
+    }
+
+    /// Any query or find request (fields as in the protocol), typed.
+    pub fn request<T: serde::de::DeserializeOwned>(&mut self, request: &Value) -> Result<T> {
+        typed(self.call(request)?)
+    }
+
+    /// `find` over the last `days` days.
+    pub fn find_days(
+        &mut self,
+        days: u32,
+        metric_type: &str,
+        key: &str,
+        add_key: Option<&str>,
+        merge: bool,
+    ) -> Result<Vec<MetricResult>> {
+        self.request(&json!({"cmd": "find", "days": days, "metric_type": metric_type,
+            "key": key, "add_key": add_key, "merge": merge}))
+    }
+}
+
+/// The `data` of a reply, or its error.
+pub fn into_data(mut reply: Value) -> Result<Value> {
+    match reply.get("success").and_then(Value::as_bool) {
+        Some(true) => Ok(reply.get_mut("data").map(Value::take).unwrap_or(Value::Null)),
+        Some(false) => Err(Error::Server(
+            reply
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error")
+                .to_owned(),
+        )),
+        None => Err(Error::Protocol(format!("reply without \"success\": {reply}"))),
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(data: Value) -> Result<T> {
+    serde_json::from_value(data).map_err(|e| Error::Protocol(format!("unexpected reply data: {e}")))
+}
+
+/// An HTTP answer: status code and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Body text.
+    pub body: String,
+}
+
+/// One HTTP/1.1 request with `Connection: close` (enough for the CLI and tests).
+pub fn http_request(
+    addr: impl ToSocketAddrs,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpReply> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| Error::io("connecting to the HTTP API", e))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| Error::io("setting the read timeout", e))?;
+    let mut head = format!(
+        "{method} {path_and_query} HTTP/1.1\r\nHost: traqq\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .map_err(|e| Error::io("sending the HTTP request", e))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::io("reading the HTTP reply", e))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| Error::Protocol("HTTP reply without a header end".into()))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::Protocol(format!("bad HTTP status line: {head}")))?;
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    Ok(HttpReply { status, body })
+}
+
+fn dechunk(mut text: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = text.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        text = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -1,0 +1,184 @@
+//! `[server]`: listen addresses, the auth token and the limits that protect the server.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The server's configuration (the `[server]` table of the config file).
+///
+/// Every field has a default; unknown fields are rejected so a typo is an error.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// TCP JSON-lines address (`""` or `"off"` disables it).
+    pub tcp: String,
+    /// HTTP API address (`""` or `"off"` disables it).
+    pub http: String,
+    /// When set, every request must carry this token (TCP: `{"cmd":"auth"}` or a `token`
+    /// field; HTTP: `Authorization: Bearer ...`).
+    pub auth_token: Option<String>,
+    /// Longest TCP request line in bytes; a longer line is discarded unread with an error.
+    pub max_line_bytes: usize,
+    /// Largest HTTP request body in bytes.
+    pub max_body_bytes: usize,
+    /// Most events one `record_batch` (or one HTTP POST) may carry.
+    pub max_batch_events: usize,
+    /// Most TCP connections open at once; more are answered with an error and closed.
+    pub max_connections: usize,
+    /// A TCP connection that sends nothing for this many seconds is closed (0 = never).
+    pub idle_timeout_secs: u64,
+    /// Allow a non-loopback address without `auth_token` (the CLI's `--insecure`; never read
+    /// from a file).
+    #[serde(skip)]
+    pub insecure: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            tcp: "127.0.0.1:9876".into(),
+            http: "127.0.0.1:9877".into(),
+            auth_token: None,
+            max_line_bytes: 1 << 20,
+            max_body_bytes: 16 << 20,
+            max_batch_events: 10_000,
+            max_connections: 1024,
+            idle_timeout_secs: 300,
+            insecure: false,
+        }
+    }
+}
+
+// Hand-written so the token never reaches a log line through `{:?}`.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("tcp", &self.tcp)
+            .field("http", &self.http)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("max_line_bytes", &self.max_line_bytes)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_batch_events", &self.max_batch_events)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// The TCP address, `None` when disabled; an error names `server.tcp`.
+    pub fn tcp_addr(&self) -> Result<Option<SocketAddr>> {
+        parse_addr("server.tcp", &self.tcp)
+    }
+
+    /// The HTTP address, `None` when disabled; an error names `server.http`.
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>> {
+        parse_addr("server.http", &self.http)
+    }
+
+    /// Checks addresses, limits and the loopback-without-token rule.
+    pub fn validate(&self) -> Result<()> {
+        let tcp = self.tcp_addr()?;
+        let http = self.http_addr()?;
+        for (field, value) in [
+            ("server.max_line_bytes", self.max_line_bytes),
+            ("server.max_body_bytes", self.max_body_bytes),
+            ("server.max_batch_events", self.max_batch_events),
+            ("server.max_connections", self.max_connections),
+        ] {
+            if value == 0 {
+                return Err(Error::Config {
+                    field: field.into(),
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if let Some(token) = &self.auth_token {
+            if token.trim().is_empty() {
+                return Err(Error::Config {
+                    field: "server.auth_token".into(),
+                    reason: "is empty (remove it to run without a token)".into(),
+                });
+            }
+        }
+        if self.auth_token.is_none() && !self.insecure {
+            for (field, addr) in [("server.tcp", tcp), ("server.http", http)] {
+                if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                    return Err(Error::Insecure {
+                        field,
+                        addr: addr.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_addr(field: &'static str, text: &str) -> Result<Option<SocketAddr>> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let text = text
+        .strip_prefix("localhost:")
+        .map_or_else(|| text.to_owned(), |port| format!("127.0.0.1:{port}"));
+    text.parse().map(Some).map_err(|_| Error::Config {
+        field: field.into(),
+        reason: format!("{text:?} is not an IP:PORT address (e.g. \"127.0.0.1:9876\"), nor \"off\""),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_valid() {
+        let c = ServerConfig::default();
+        c.validate().unwrap();
+        assert!(c.tcp_addr().unwrap().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn public_address_needs_token_or_insecure() {
+        let mut c = ServerConfig {
+            tcp: "0.0.0.0:9876".into(),
+            ..ServerConfig::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("server.tcp") && err.contains("--insecure"), "{err}");
+        c.insecure = true;
+        c.validate().unwrap();
+        c.insecure = false;
+        c.auth_token = Some("secret".into());
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let c = ServerConfig {
+            http: "nope".into(),
+            ..ServerConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("server.http"));
+        let c = ServerConfig {
+            max_line_bytes: 0,
+            ..ServerConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server.max_line_bytes"));
+        let c = ServerConfig {
+            tcp: "off".into(),
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.tcp_addr().unwrap(), None);
+    }
+}

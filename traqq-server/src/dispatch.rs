@@ -1,0 +1,901 @@
+//! The one dispatch behind both transports: a request (parsed from a TCP line or built from an
+//! HTTP call) goes through the same field checks, the same engine call and the same JSON reply.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use traqq_core::bucket::BucketKind;
+use traqq_core::event::IncomingEvent;
+use traqq_core::key::{key_set_key, MetricType};
+use traqq_core::plan::QueryOptions;
+use traqq_core::read::Read;
+use traqq_core::result::FindOptions;
+use traqq_storage::Traqq;
+
+use crate::metrics::Metrics;
+
+/// Timestamps outside ±10^11 s (about year 5138) are refused before they reach calendar
+/// arithmetic, where extreme values would overflow.
+const MAX_ABS_TS: i64 = 100_000_000_000;
+
+/// A request's command (also the `command` label of `traqq_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `record`: one event.
+    Record,
+    /// `record_batch`: many events, one storage batch.
+    RecordBatch,
+    /// `query`: a `min`/`max` range.
+    Query,
+    /// `query_days`: today and `days` days back.
+    QueryDays,
+    /// `find`: a query filtered to one metric.
+    Find,
+    /// `ping`.
+    Ping,
+    /// `auth`: present the token once per connection.
+    Auth,
+    /// `GET /healthz`: a storage round trip.
+    Health,
+    /// A request whose command could not be read.
+    Invalid,
+}
+
+impl Command {
+    /// Every command, in label order.
+    pub const ALL: [Command; 9] = [
+        Command::Record,
+        Command::RecordBatch,
+        Command::Query,
+        Command::QueryDays,
+        Command::Find,
+        Command::Ping,
+        Command::Auth,
+        Command::Health,
+        Command::Invalid,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Record => "record",
+            Command::RecordBatch => "record_batch",
+            Command::Query => "query",
+            Command::QueryDays => "query_days",
+            Command::Find => "find",
+            Command::Ping => "ping",
+            Command::Auth => "auth",
+            Command::Health => "health",
+            Command::Invalid => "invalid",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Command> {
+        Command::ALL
+            .into_iter()
+            .find(|c| c.as_str() == name && !matches!(c, Command::Health | Command::Invalid))
+    }
+}
+
+/// How a request ended (also the `outcome` label of `traqq_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// Answered with `success: true`.
+    Ok,
+    /// The request was invalid (HTTP 400).
+    BadRequest,
+    /// No valid token (HTTP 401).
+    Unauthorized,
+    /// The store is unreachable (HTTP 503).
+    Unavailable,
+    /// The store failed otherwise (HTTP 500).
+    Internal,
+}
+
+impl Status {
+    /// Every status, in label order.
+    pub const ALL: [Status; 5] = [
+        Status::Ok,
+        Status::BadRequest,
+        Status::Unauthorized,
+        Status::Unavailable,
+        Status::Internal,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::BadRequest => "bad_request",
+            Status::Unauthorized => "unauthorized",
+            Status::Unavailable => "unavailable",
+            Status::Internal => "error",
+        }
+    }
+
+    /// The HTTP status code.
+    pub fn http_code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::BadRequest => 400,
+            Status::Unauthorized => 401,
+            Status::Unavailable => 503,
+            Status::Internal => 500,
+        }
+    }
+}
+
+/// A reply: its JSON body (no trailing newline) and how the request ended.
+#[derive(Debug)]
+pub struct Reply {
+    /// The command answered.
+    pub command: Command,
+    /// How it ended.
+    pub status: Status,
+    /// `{"success":...}` JSON.
+    pub body: Vec<u8>,
+}
+
+/// Per-connection state: whether the connection has presented the token.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Session {
+    /// True once `{"cmd":"auth"}` succeeded (HTTP: a valid `Authorization` header).
+    pub authed: bool,
+}
+
+/// A parsed request. Event bodies stay JSON text borrowed from the input until the engine
+/// parses them (no `Value` tree per event).
+#[derive(Debug)]
+pub enum Request<'a> {
+    /// `ping`.
+    Ping,
+    /// `auth`.
+    Auth {
+        /// The presented token.
+        token: String,
+    },
+    /// `GET /healthz`.
+    Health,
+    /// `record`: the event object's JSON text.
+    Record(&'a str),
+    /// `record_batch`: each event's JSON text.
+    RecordBatch(Vec<&'a str>),
+    /// `query` / `query_days`.
+    Query {
+        /// Which of the two.
+        command: Command,
+        /// The range.
+        range: Range,
+        /// Bucket, limit and filters (`min`/`max` are set from `range`).
+        opts: QueryOptions,
+    },
+    /// `find`.
+    Find {
+        /// The range.
+        range: Range,
+        /// Bucket, limit and filters.
+        opts: QueryOptions,
+        /// The selector.
+        find: FindOptions,
+    },
+}
+
+impl Request<'_> {
+    /// The command of this request.
+    pub fn command(&self) -> Command {
+        match self {
+            Request::Ping => Command::Ping,
+            Request::Auth { .. } => Command::Auth,
+            Request::Health => Command::Health,
+            Request::Record(_) => Command::Record,
+            Request::RecordBatch(_) => Command::RecordBatch,
+            Request::Query { command, .. } => *command,
+            Request::Find { .. } => Command::Find,
+        }
+    }
+}
+
+/// A query range: explicit or the last `days` days (resolved by the engine's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// `min` / `max`, unix seconds.
+    MinMax(i64, i64),
+    /// Today and `n` days back.
+    Days(u32),
+}
+
+/// A request that could not be parsed: the command (if known) and a message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest {
+    /// The command, or [`Command::Invalid`].
+    pub command: Command,
+    /// What is wrong.
+    pub message: String,
+}
+
+type Parsed<T> = std::result::Result<T, String>;
+
+/// Request fields, from a JSON object (TCP, HTTP bodies) or URL query parameters (HTTP GET).
+#[derive(Debug)]
+pub enum Fields<'a> {
+    /// A JSON object's members, values unparsed.
+    Json(BTreeMap<String, &'a RawValue>),
+    /// `name=value` pairs (a name may repeat, for lists).
+    Params(&'a [(String, String)]),
+}
+
+fn kind_of(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn raw(&self, name: &str) -> Option<&'a RawValue> {
+        match self {
+            // `null` counts as absent, as serde's `Option` fields do in traqq 0.2.
+            Fields::Json(map) => map.get(name).copied().filter(|r| r.get() != "null"),
+            Fields::Params(_) => None,
+        }
+    }
+
+    fn param(&self, name: &str) -> Option<&'a str> {
+        match self {
+            Fields::Params(p) => p.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str()),
+            Fields::Json(_) => None,
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.raw(name).is_some() || self.param(name).is_some_and(|v| !v.is_empty())
+    }
+
+    fn int(&self, name: &str) -> Parsed<Option<i64>> {
+        if let Some(raw) = self.raw(name) {
+            return serde_json::from_str::<i64>(raw.get()).map(Some).map_err(|_| {
+                format!(
+                    "field {name:?} must be an integer, found {} ({})",
+                    kind_of(raw),
+                    clip(raw.get())
+                )
+            });
+        }
+        match self.param(name).filter(|v| !v.is_empty()) {
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| format!("parameter {name:?} must be an integer, found {:?}", clip(v))),
+            None => Ok(None),
+        }
+    }
+
+    fn timestamp(&self, name: &str) -> Parsed<Option<i64>> {
+        let ts = self.int(name)?;
+        if let Some(t) = ts.filter(|t| t.unsigned_abs() > MAX_ABS_TS.unsigned_abs()) {
+            return Err(format!(
+                "{name:?} = {t} is out of range (unix seconds between -{MAX_ABS_TS} and {MAX_ABS_TS})"
+            ));
+        }
+        Ok(ts)
+    }
+
+    fn string(&self, name: &str) -> Parsed<Option<String>> {
+        if let Some(raw) = self.raw(name) {
+            return serde_json::from_str::<String>(raw.get())
+                .map(Some)
+                .map_err(|_| format!("field {name:?} must be a string, found {}", kind_of(raw)));
+        }
+        Ok(self.param(name).map(str::to_owned))
+    }
+
+    fn boolean(&self, name: &str) -> Parsed<Option<bool>> {
+        if let Some(raw) = self.raw(name) {
+            return serde_json::from_str::<bool>(raw.get())
+                .map(Some)
+                .map_err(|_| format!("field {name:?} must be true or false, found {}", kind_of(raw)));
+        }
+        match self.param(name) {
+            None | Some("") => Ok(None),
+            Some("true" | "1" | "yes") => Ok(Some(true)),
+            Some("false" | "0" | "no") => Ok(Some(false)),
+            Some(v) => Err(format!(
+                "parameter {name:?} must be true or false, found {:?}",
+                clip(v)
+            )),
+        }
+    }
+
+    fn list(&self, name: &str) -> Parsed<Vec<String>> {
+        if let Some(raw) = self.raw(name) {
+            if let Ok(one) = serde_json::from_str::<String>(raw.get()) {
+                return Ok(vec![one]);
+            }
+            return serde_json::from_str::<Vec<String>>(raw.get()).map_err(|_| {
+                format!(
+                    "field {name:?} must be a list of glob strings, found {}",
+                    kind_of(raw)
+                )
+            });
+        }
+        match self {
+            Fields::Params(p) => Ok(p
+                .iter()
+                .filter(|(n, v)| n == name && !v.is_empty())
+                .map(|(_, v)| v.clone())
+                .collect()),
+            Fields::Json(_) => Ok(Vec::new()),
+        }
+    }
+
+    fn required<T>(&self, name: &str, value: Parsed<Option<T>>) -> Parsed<T> {
+        value?.ok_or_else(|| format!("missing field {name:?}"))
+    }
+}
+
+/// At most 60 characters of a value, for error messages.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+/// Everything the dispatch needs: the engine, metrics, the token and limits.
+#[derive(Debug)]
+pub struct Dispatcher {
+    traqq: Arc<Traqq>,
+    metrics: Arc<Metrics>,
+    token: Option<String>,
+    max_batch_events: usize,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `traqq`.
+    pub fn new(
+        traqq: Arc<Traqq>,
+        metrics: Arc<Metrics>,
+        token: Option<String>,
+        max_batch_events: usize,
+    ) -> Self {
+        Dispatcher {
+            traqq,
+            metrics,
+            token,
+            max_batch_events,
+        }
+    }
+
+    /// The engine.
+    pub fn traqq(&self) -> &Arc<Traqq> {
+        &self.traqq
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// True when `presented` is the configured token (compared in constant time).
+    pub fn token_matches(&self, presented: &str) -> bool {
+        self.token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+    }
+
+    /// True when requests need a token.
+    pub fn auth_required(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Answers one TCP line (without its newline). Never fails: every problem is a reply.
+    pub fn handle_line(&self, line: &[u8], session: &mut Session) -> Reply {
+        let started = Instant::now();
+        let (command, token, parsed) = match parse_line(line, self.max_batch_events) {
+            Ok((request, token)) => (request.command(), token, Ok(request)),
+            Err(bad) => (bad.command, None, Err(bad.message)),
+        };
+        let reply = match parsed {
+            Err(message) => error_reply(command, Status::BadRequest, &message),
+            Ok(request) => {
+                if !matches!(request, Request::Auth { .. })
+                    && self.auth_required()
+                    && !session.authed
+                    && !token.as_deref().is_some_and(|t| self.token_matches(t))
+                {
+                    unauthorized(command)
+                } else {
+                    self.run_guarded(request, session)
+                }
+            }
+        };
+        self.metrics
+            .request(reply.command, reply.status, started.elapsed());
+        reply
+    }
+
+    /// Answers a request built by a transport (HTTP), after the transport's auth check.
+    pub fn handle(
+        &self,
+        request: std::result::Result<Request<'_>, BadRequest>,
+        session: &mut Session,
+    ) -> Reply {
+        let started = Instant::now();
+        let reply = match request {
+            Err(bad) => error_reply(bad.command, Status::BadRequest, &bad.message),
+            Ok(request) if self.auth_required() && !session.authed => unauthorized(request.command()),
+            Ok(request) => self.run_guarded(request, session),
+        };
+        self.metrics
+            .request(reply.command, reply.status, started.elapsed());
+        reply
+    }
+
+    /// Runs a request; a panic below (a bug in the engine or a backend) becomes an error
+    /// reply for this request instead of taking the connection down.
+    fn run_guarded(&self, request: Request<'_>, session: &mut Session) -> Reply {
+        let command = request.command();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(request, session))).unwrap_or_else(|_| {
+            tracing::error!(command = command.as_str(), "request handler panicked");
+            error_reply(
+                command,
+                Status::Internal,
+                "internal error while handling this request (a bug, logged by the server); other requests are unaffected",
+            )
+        })
+    }
+
+    fn run(&self, request: Request<'_>, session: &mut Session) -> Reply {
+        let command = request.command();
+        let result: std::result::Result<Option<Vec<u8>>, traqq_storage::Error> = match request {
+            Request::Ping => Ok(Some(br#""pong""#.to_vec())),
+            Request::Auth { token } => {
+                if !self.auth_required() {
+                    Ok(None)
+                } else if self.token_matches(&token) {
+                    session.authed = true;
+                    Ok(None)
+                } else {
+                    session.authed = false;
+                    return error_reply(command, Status::Unauthorized, "invalid token");
+                }
+            }
+            Request::Health => {
+                let probe = key_set_key(self.traqq.prefix(), BucketKind::Day, 0);
+                self.traqq
+                    .storage()
+                    .read(&[Read::Members(probe)])
+                    .map(|_| Some(br#""ok""#.to_vec()))
+            }
+            Request::Record(text) => match IncomingEvent::parse_str(text) {
+                Err(e) => {
+                    self.metrics.events(0, 1);
+                    return error_reply(command, Status::BadRequest, &e.to_string());
+                }
+                Ok(event) => self.traqq.record(event).map(|()| {
+                    self.metrics.events(1, 0);
+                    None
+                }),
+            },
+            Request::RecordBatch(texts) => self
+                .traqq
+                .record_results(
+                    texts
+                        .iter()
+                        .map(|t| IncomingEvent::parse_str(t).map_err(traqq_storage::Error::from)),
+                )
+                .map(|outcome| {
+                    self.metrics.events(outcome.recorded, outcome.rejected.len());
+                    #[derive(Serialize)]
+                    struct Rej {
+                        index: usize,
+                        error: String,
+                    }
+                    #[derive(Serialize)]
+                    struct Out {
+                        recorded: usize,
+                        rejected: Vec<Rej>,
+                    }
+                    to_json(&Out {
+                        recorded: outcome.recorded,
+                        rejected: outcome
+                            .rejected
+                            .into_iter()
+                            .map(|r| Rej {
+                                index: r.index,
+                                error: r.error.to_string(),
+                            })
+                            .collect(),
+                    })
+                }),
+            Request::Query { range, opts, .. } => self.query(range, opts).map(|result| to_json(&result.days)),
+            Request::Find { range, opts, find } => self.query(range, opts).and_then(|result| {
+                result
+                    .try_find(&find)
+                    .map(|found| to_json(&found))
+                    .map_err(traqq_storage::Error::from)
+            }),
+        };
+        match result {
+            Ok(data) => {
+                let mut body = Vec::with_capacity(32 + data.as_ref().map_or(0, Vec::len));
+                body.extend_from_slice(br#"{"success":true"#);
+                if let Some(data) = data {
+                    body.extend_from_slice(br#","data":"#);
+                    body.extend_from_slice(&data);
+                }
+                body.push(b'}');
+                Reply {
+                    command,
+                    status: Status::Ok,
+                    body,
+                }
+            }
+            Err(traqq_storage::Error::Core(e)) => error_reply(command, Status::BadRequest, &e.to_string()),
+            Err(e) => {
+                self.metrics.storage_error();
+                let status = if e.is_unavailable() {
+                    Status::Unavailable
+                } else {
+                    Status::Internal
+                };
+                tracing::warn!(command = command.as_str(), error = %e, "storage error");
+                error_reply(command, status, &e.to_string())
+            }
+        }
+    }
+
+    fn query(
+        &self,
+        range: Range,
+        mut opts: QueryOptions,
+    ) -> traqq_storage::Result<traqq_core::result::QueryResult> {
+        match range {
+            Range::MinMax(min, max) => {
+                opts.min = min;
+                opts.max = max;
+            }
+            Range::Days(days) => {
+                let max_buckets = self.traqq.config().query.max_buckets;
+                if days as usize >= max_buckets {
+                    return Err(traqq_core::Error::Query(format!(
+                        "days = {days} asks for {} daily buckets, more than query.max_buckets = {max_buckets}",
+                        u64::from(days) + 1
+                    ))
+                    .into());
+                }
+                (opts.min, opts.max) = self.traqq.days_range(days);
+            }
+        }
+        self.traqq.query_with(&opts)
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Option<Vec<u8>> {
+    // Serializing our own result types cannot fail (string keys, finite or null floats).
+    Some(serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec()))
+}
+
+fn unauthorized(command: Command) -> Reply {
+    error_reply(
+        command,
+        Status::Unauthorized,
+        "unauthorized: this server needs a token (TCP: send {\"cmd\":\"auth\",\"token\":\"...\"} first \
+         or add a \"token\" field; HTTP: Authorization: Bearer ...)",
+    )
+}
+
+/// `{"success":false,"error":message}`.
+pub fn error_reply(command: Command, status: Status, message: &str) -> Reply {
+    #[derive(Serialize)]
+    struct E<'m> {
+        success: bool,
+        error: &'m str,
+    }
+    let body = serde_json::to_vec(&E {
+        success: false,
+        error: message,
+    })
+    .unwrap_or_else(|_| br#"{"success":false,"error":"internal error"}"#.to_vec());
+    Reply {
+        command,
+        status,
+        body,
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+const COMMAND_LIST: &str = "record, record_batch, query, query_days, find, ping, auth";
+
+/// Parses one TCP line: UTF-8, a JSON object, a known `cmd`, well-typed fields.
+/// Returns the request and the optional per-request `token`.
+pub fn parse_line(
+    line: &[u8],
+    max_batch_events: usize,
+) -> std::result::Result<(Request<'_>, Option<String>), BadRequest> {
+    let bad = |command, message: String| BadRequest { command, message };
+    let text = std::str::from_utf8(line).map_err(|e| {
+        bad(
+            Command::Invalid,
+            format!(
+                "request is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let map = parse_object(text, "request").map_err(|m| bad(Command::Invalid, m))?;
+    let fields = Fields::Json(map);
+    let cmd = match fields.raw("cmd") {
+        None => {
+            return Err(bad(
+                Command::Invalid,
+                format!("missing field \"cmd\" (one of {COMMAND_LIST})"),
+            ))
+        }
+        Some(raw) => serde_json::from_str::<String>(raw.get()).map_err(|_| {
+            bad(
+                Command::Invalid,
+                format!("field \"cmd\" must be a string, found {}", kind_of(raw)),
+            )
+        })?,
+    };
+    let command = Command::parse(&cmd).ok_or_else(|| {
+        bad(
+            Command::Invalid,
+            format!("unknown cmd {:?} (expected one of {COMMAND_LIST})", clip(&cmd)),
+        )
+    })?;
+    let token = fields.string("token").map_err(|m| bad(command, m))?;
+    let request = parse_fields(command, &fields, max_batch_events).map_err(|m| bad(command, m))?;
+    Ok((request, token))
+}
+
+/// Parses a JSON object into its members, with a clear message for anything else.
+pub fn parse_object<'a>(text: &'a str, what: &str) -> Parsed<BTreeMap<String, &'a RawValue>> {
+    match serde_json::from_str::<BTreeMap<String, &RawValue>>(text) {
+        Ok(map) => Ok(map),
+        Err(e) => Err(match serde_json::from_str::<&RawValue>(text) {
+            Ok(raw) => format!("{what} must be a JSON object, found {}", kind_of(raw)),
+            Err(_) if e.to_string().contains("recursion limit") => {
+                format!("{what} is nested too deeply (serde_json's limit is 128 levels)")
+            }
+            Err(_) => format!("malformed JSON {what}: {e}"),
+        }),
+    }
+}
+
+/// Builds a request of `command` from its fields (shared by TCP lines and HTTP calls).
+pub fn parse_fields<'a>(
+    command: Command,
+    fields: &Fields<'a>,
+    max_batch_events: usize,
+) -> Parsed<Request<'a>> {
+    Ok(match command {
+        Command::Ping => Request::Ping,
+        Command::Health => Request::Health,
+        Command::Auth => Request::Auth {
+            token: fields.required("token", fields.string("token"))?,
+        },
+        Command::Record => {
+            let raw = fields
+                .raw("event")
+                .ok_or("missing field \"event\" (the event object)")?;
+            if !raw.get().starts_with('{') {
+                return Err(format!(
+                    "field \"event\" must be a JSON object, found {}",
+                    kind_of(raw)
+                ));
+            }
+            Request::Record(raw.get())
+        }
+        Command::RecordBatch => {
+            let raw = fields
+                .raw("events")
+                .ok_or("missing field \"events\" (a list of event objects)")?;
+            let list = serde_json::from_str::<Vec<&RawValue>>(raw.get()).map_err(|_| {
+                format!(
+                    "field \"events\" must be a JSON array of event objects, found {}",
+                    kind_of(raw)
+                )
+            })?;
+            check_batch_len(list.len(), max_batch_events)?;
+            Request::RecordBatch(list.into_iter().map(RawValue::get).collect())
+        }
+        Command::Query | Command::QueryDays | Command::Find => {
+            let range = if command == Command::QueryDays || (command == Command::Find && fields.has("days")) {
+                if fields.has("min") || fields.has("max") {
+                    return Err("give either \"days\" or \"min\"/\"max\", not both".into());
+                }
+                let days = fields.required("days", fields.int("days"))?;
+                Range::Days(u32::try_from(days).map_err(|_| {
+                    if days < 0 {
+                        format!("\"days\" must be 0 or more, found {days}")
+                    } else {
+                        format!("\"days\" = {days} is too large")
+                    }
+                })?)
+            } else {
+                let (min, max) = (fields.timestamp("min")?, fields.timestamp("max")?);
+                match (min, max) {
+                    (Some(min), Some(max)) if min > max => {
+                        return Err(format!("\"min\" ({min}) is after \"max\" ({max})"))
+                    }
+                    (Some(min), Some(max)) => Range::MinMax(min, max),
+                    _ if command == Command::Find => {
+                        return Err("find needs either \"days\" or both \"min\" and \"max\"".into())
+                    }
+                    (None, _) => return Err("missing field \"min\"".into()),
+                    (_, None) => return Err("missing field \"max\"".into()),
+                }
+            };
+            let bucket = match fields.string("bucket")? {
+                None => BucketKind::Day,
+                Some(b) => BucketKind::parse(&b)
+                    .ok_or_else(|| format!("\"bucket\" must be \"d\" or \"h\", found {:?}", clip(&b)))?,
+            };
+            let limit = match fields.int("limit")? {
+                None => None,
+                Some(n) if n >= 1 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                Some(n) => return Err(format!("\"limit\" must be at least 1, found {n}")),
+            };
+            let opts = QueryOptions {
+                bucket,
+                limit,
+                accept: fields.list("accept")?,
+                ignore: fields.list("ignore")?,
+                ..QueryOptions::default()
+            };
+            if command != Command::Find {
+                return Ok(Request::Query { command, range, opts });
+            }
+            let metric_type = fields.required("metric_type", fields.string("metric_type"))?;
+            if !matches!(metric_type.as_str(), "adv:i" | "adv_i") {
+                metric_type
+                    .parse::<MetricType>()
+                    .map_err(|e| e.to_string().replace("invalid query: ", ""))?;
+            }
+            let key = fields.required("key", fields.string("key"))?;
+            if key.trim().is_empty() {
+                return Err("field \"key\" is empty (a pattern such as \"event~geo\")".into());
+            }
+            Request::Find {
+                range,
+                opts,
+                find: FindOptions {
+                    metric_type,
+                    key,
+                    add_key: fields.string("add_key")?.filter(|k| !k.is_empty()),
+                    merge: fields.boolean("merge")?.unwrap_or(false),
+                },
+            }
+        }
+        Command::Invalid => return Err("invalid request".into()),
+    })
+}
+
+/// The `max_batch_events` check, shared with HTTP bodies.
+pub fn check_batch_len(len: usize, max_batch_events: usize) -> Parsed<()> {
+    if len > max_batch_events {
+        return Err(format!(
+            "batch holds {len} events, more than server.max_batch_events = {max_batch_events}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    fn err(line: &str) -> String {
+        parse_line(line.as_bytes(), 10).unwrap_err().message
+    }
+
+    #[test]
+    fn parse_errors_are_clear() {
+        assert!(err("{").starts_with("malformed JSON request"));
+        assert_eq!(err("[1]"), "request must be a JSON object, found an array");
+        assert_eq!(err("\"x\""), "request must be a JSON object, found a string");
+        assert!(err("{}").starts_with("missing field \"cmd\""));
+        assert_eq!(
+            err(r#"{"cmd":5}"#),
+            "field \"cmd\" must be a string, found a number"
+        );
+        assert!(err(r#"{"cmd":"nope"}"#).starts_with("unknown cmd \"nope\""));
+        assert!(err(r#"{"cmd":"record"}"#).starts_with("missing field \"event\""));
+        assert_eq!(
+            err(r#"{"cmd":"record","event":"x"}"#),
+            "field \"event\" must be a JSON object, found a string"
+        );
+        assert_eq!(
+            err(r#"{"cmd":"query","min":5,"max":1}"#),
+            "\"min\" (5) is after \"max\" (1)"
+        );
+        assert_eq!(
+            err(r#"{"cmd":"query","min":"a","max":1}"#),
+            "field \"min\" must be an integer, found a string (\"a\")"
+        );
+        assert_eq!(
+            err(r#"{"cmd":"query_days","days":-1}"#),
+            "\"days\" must be 0 or more, found -1"
+        );
+        assert!(err(r#"{"cmd":"query","min":1,"max":1e300}"#).contains("must be an integer"));
+        assert!(err(r#"{"cmd":"query","min":-9223372036854775808,"max":1}"#).contains("out of range"));
+        assert!(
+            err(r#"{"cmd":"record_batch","events":[{},{},{},{},{},{},{},{},{},{},{}]}"#)
+                .contains("server.max_batch_events = 10")
+        );
+        assert!(
+            err(r#"{"cmd":"find","days":1,"metric_type":"xyz","key":"a"}"#).contains("unknown metric type")
+        );
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        // Raw values are skipped without recursion, so depth alone is no problem here; the
+        // event parser enforces serde_json's limit (see the integration tests).
+        assert_eq!(err(&deep), "request must be a JSON object, found an array");
+        assert!(parse_line(b"{\"cmd\":\"ping\",\"x\":\"\xff\"}", 10)
+            .unwrap_err()
+            .message
+            .contains("UTF-8"));
+    }
+
+    #[test]
+    fn traqq_02_requests_parse() {
+        let (r, _) = parse_line(br#"{"cmd":"query","min":1700000000,"max":1700086400}"#, 10).unwrap();
+        assert!(matches!(
+            r,
+            Request::Query {
+                range: Range::MinMax(1_700_000_000, 1_700_086_400),
+                ..
+            }
+        ));
+        let (r, _) = parse_line(
+            br#"{"cmd":"find","min":1,"max":2,"metric_type":"add","key":"event","add_key":null,"merge":true}"#,
+            10,
+        )
+        .unwrap();
+        let Request::Find { find, .. } = r else { panic!() };
+        assert!(find.merge && find.add_key.is_none());
+        let (r, t) = parse_line(
+            br#"{"cmd":"query_days","days":7,"bucket":"h","token":"t","accept":"add:*"}"#,
+            10,
+        )
+        .unwrap();
+        assert_eq!(t.as_deref(), Some("t"));
+        let Request::Query { opts, range, .. } = r else {
+            panic!()
+        };
+        assert_eq!(
+            (opts.bucket, range, opts.accept),
+            (BucketKind::Hour, Range::Days(7), vec!["add:*".to_string()])
+        );
+    }
+}

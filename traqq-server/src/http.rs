@@ -1,0 +1,241 @@
+//! The HTTP API: the same requests as TCP, built from paths, query strings and bodies, then
+//! answered by the same [`Dispatcher`].
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::value::RawValue;
+
+use crate::dispatch::{
+    check_batch_len, error_reply, parse_fields, BadRequest, Command, Dispatcher, Fields, Reply, Request,
+    Session, Status,
+};
+
+#[derive(Debug)]
+struct HttpState {
+    dispatcher: Arc<Dispatcher>,
+    max_batch_events: usize,
+    max_body_bytes: usize,
+}
+
+type Shared = State<Arc<HttpState>>;
+type Params = Vec<(String, String)>;
+
+/// The router: `POST /v1/events`, `GET /v1/query`, `GET /v1/find`, `GET /healthz`, `GET /metrics`.
+pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_batch_events: usize, max_body_bytes: usize) -> Router {
+    let state = Arc::new(HttpState {
+        dispatcher,
+        max_batch_events,
+        max_body_bytes,
+    });
+    Router::new()
+        .route("/v1/events", post(events))
+        .route("/v1/query", get(query))
+        .route("/v1/find", get(find))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn session(state: &HttpState, headers: &HeaderMap) -> Session {
+    let authed = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer") && state.dispatcher.token_matches(token.trim())
+        });
+    Session { authed }
+}
+
+fn respond(reply: Reply) -> Response {
+    let code = StatusCode::from_u16(reply.status.http_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, [(header::CONTENT_TYPE, "application/json")], reply.body).into_response()
+}
+
+fn bad(command: Command, message: String) -> Response {
+    respond(error_reply(command, Status::BadRequest, &message))
+}
+
+/// Runs the dispatch on the blocking pool and turns its reply into a response.
+async fn dispatch_blocking<F>(state: &HttpState, command: Command, work: F) -> Response
+where
+    F: FnOnce(&Dispatcher) -> Reply + Send + 'static,
+{
+    let d = Arc::clone(&state.dispatcher);
+    match tokio::task::spawn_blocking(move || work(&d)).await {
+        Ok(reply) => respond(reply),
+        Err(e) => {
+            tracing::error!(error = %e, "request handler failed");
+            respond(error_reply(command, Status::Internal, "internal error"))
+        }
+    }
+}
+
+async fn events(State(state): Shared, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let reply = error_reply(
+                Command::RecordBatch,
+                Status::BadRequest,
+                &format!(
+                    "request body larger than server.max_body_bytes = {} bytes",
+                    state.max_body_bytes
+                ),
+            );
+            let mut response = respond(reply);
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return response;
+        }
+        Err(rejection) => return bad(Command::RecordBatch, rejection.body_text()),
+    };
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("ndjson") || v.contains("jsonlines") || v.contains("json-seq"));
+    let mut session = session(&state, &headers);
+    let max = state.max_batch_events;
+    dispatch_blocking(&state, Command::RecordBatch, move |d| {
+        d.handle(events_request(&body, ndjson, max), &mut session)
+    })
+    .await
+}
+
+/// `POST /v1/events` body: one object, an array of objects, or NDJSON.
+fn events_request(body: &[u8], ndjson: bool, max_batch_events: usize) -> Result<Request<'_>, BadRequest> {
+    let fail = |command, message| BadRequest { command, message };
+    let text = std::str::from_utf8(body).map_err(|e| {
+        fail(
+            Command::RecordBatch,
+            format!(
+                "request body is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    let lines = || -> Result<Request<'_>, BadRequest> {
+        let events: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        check_batch_len(events.len(), max_batch_events).map_err(|m| fail(Command::RecordBatch, m))?;
+        Ok(Request::RecordBatch(events))
+    };
+    if ndjson {
+        return lines();
+    }
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => match serde_json::from_str::<&RawValue>(text) {
+            Ok(_) => Ok(Request::Record(text.trim())),
+            // Several objects one per line without the NDJSON content type: still NDJSON.
+            Err(e) if e.to_string().contains("trailing characters") => lines(),
+            // Let the event parser name the problem (it counts as a rejected event).
+            Err(_) => Ok(Request::Record(text.trim())),
+        },
+        Some(b'[') => {
+            let list = serde_json::from_str::<Vec<&RawValue>>(text).map_err(|e| {
+                let message = if e.to_string().contains("recursion limit") {
+                    "request body is nested too deeply (serde_json's limit is 128 levels)".to_owned()
+                } else {
+                    format!("malformed JSON body: {e}")
+                };
+                fail(Command::RecordBatch, message)
+            })?;
+            check_batch_len(list.len(), max_batch_events).map_err(|m| fail(Command::RecordBatch, m))?;
+            Ok(Request::RecordBatch(
+                list.into_iter().map(RawValue::get).collect(),
+            ))
+        }
+        _ => Err(fail(
+            Command::RecordBatch,
+            "request body must be a JSON event object, a JSON array of event objects, or NDJSON \
+             (Content-Type: application/x-ndjson)"
+                .into(),
+        )),
+    }
+}
+
+async fn query(
+    State(state): Shared,
+    headers: HeaderMap,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(rejection) => return bad(Command::Query, rejection.body_text()),
+    };
+    let command = if params.iter().any(|(n, v)| n == "days" && !v.is_empty()) {
+        Command::QueryDays
+    } else {
+        Command::Query
+    };
+    run_params(&state, &headers, command, params).await
+}
+
+async fn find(
+    State(state): Shared,
+    headers: HeaderMap,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(rejection) => return bad(Command::Find, rejection.body_text()),
+    };
+    run_params(&state, &headers, Command::Find, params).await
+}
+
+async fn run_params(state: &HttpState, headers: &HeaderMap, command: Command, params: Params) -> Response {
+    let mut session = session(state, headers);
+    let max = state.max_batch_events;
+    dispatch_blocking(state, command, move |d| {
+        let request = parse_fields(command, &Fields::Params(&params), max)
+            .map_err(|message| BadRequest { command, message });
+        d.handle(request, &mut session)
+    })
+    .await
+}
+
+/// Liveness plus a storage round trip: 503 when the store is down. Needs no token.
+async fn healthz(State(state): Shared) -> Response {
+    let mut session = Session { authed: true };
+    dispatch_blocking(&state, Command::Health, move |d| {
+        d.handle(Ok(Request::Health), &mut session)
+    })
+    .await
+}
+
+async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
+    let d = &state.dispatcher;
+    if d.auth_required() && !session(&state, &headers).authed {
+        return respond(error_reply(
+            Command::Invalid,
+            Status::Unauthorized,
+            "unauthorized: send Authorization: Bearer <server.auth_token>",
+        ));
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        d.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    let mut response = respond(error_reply(
+        Command::Invalid,
+        Status::BadRequest,
+        &format!(
+            "no route {method} {}; the API is POST /v1/events, GET /v1/query, GET /v1/find, GET /healthz, GET /metrics",
+            uri.path()
+        ),
+    ));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}

@@ -1,0 +1,221 @@
+//! Binding, running and stopping the server: TCP and HTTP over one [`Dispatcher`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use traqq_storage::Traqq;
+
+use crate::config::ServerConfig;
+use crate::dispatch::Dispatcher;
+use crate::metrics::Metrics;
+use crate::tcp::{self, TcpLimits};
+use crate::{Error, Result};
+
+/// A bound server, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    tcp: Option<TcpListener>,
+    http: Option<TcpListener>,
+    dispatcher: Arc<Dispatcher>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Validates `config` (including the loopback-without-token rule) and binds the listeners.
+    /// Port 0 picks a free port; see [`Server::tcp_addr`].
+    pub async fn bind(config: ServerConfig, traqq: Arc<Traqq>) -> Result<Server> {
+        config.validate()?;
+        let bind = |field: &'static str, addr: Option<SocketAddr>| async move {
+            match addr {
+                None => Ok(None),
+                Some(addr) => TcpListener::bind(addr)
+                    .await
+                    .map(Some)
+                    .map_err(|source| Error::Bind {
+                        field,
+                        addr: addr.to_string(),
+                        source,
+                    }),
+            }
+        };
+        let tcp = bind("server.tcp", config.tcp_addr()?).await?;
+        let http = bind("server.http", config.http_addr()?).await?;
+        let dispatcher = Arc::new(Dispatcher::new(
+            traqq,
+            Arc::new(Metrics::default()),
+            config.auth_token.clone(),
+            config.max_batch_events,
+        ));
+        Ok(Server {
+            tcp,
+            http,
+            dispatcher,
+            config,
+        })
+    }
+
+    /// The bound TCP address, if TCP is enabled.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound HTTP address, if HTTP is enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(self.dispatcher.metrics())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets open requests finish,
+    /// flushes the store and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(listener) = self.tcp {
+            let limits = TcpLimits {
+                max_line_bytes: self.config.max_line_bytes,
+                max_connections: self.config.max_connections,
+                idle_timeout: (self.config.idle_timeout_secs > 0)
+                    .then(|| Duration::from_secs(self.config.idle_timeout_secs)),
+            };
+            tasks.spawn(tcp::serve(
+                listener,
+                Arc::clone(&self.dispatcher),
+                limits,
+                stop_rx.clone(),
+            ));
+        }
+        if let Some(listener) = self.http {
+            let router = crate::http::router(
+                Arc::clone(&self.dispatcher),
+                self.config.max_batch_events,
+                self.config.max_body_bytes,
+            );
+            let mut stop = stop_rx.clone();
+            tasks.spawn(async move {
+                let signal = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            });
+        }
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing open requests");
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        let traqq = Arc::clone(self.dispatcher.traqq());
+        tokio::task::spawn_blocking(move || traqq.flush())
+            .await
+            .map_err(|e| Error::Protocol(format!("flush task failed: {e}")))??;
+        tracing::info!("store flushed; bye");
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// A server running on its own thread and runtime (tests, embedding in blocking programs).
+#[derive(Debug)]
+pub struct RunningServer {
+    tcp: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl RunningServer {
+    /// Binds and starts serving on a background thread; returns once the listeners are bound.
+    pub fn start(config: ServerConfig, traqq: Arc<Traqq>) -> Result<RunningServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the server runtime", e))?;
+        let server = runtime.block_on(Server::bind(config, traqq))?;
+        let (tcp, http, metrics) = (server.tcp_addr(), server.http_addr(), server.metrics());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("traqq-server".into())
+            .spawn(move || {
+                runtime.block_on(server.run(async move {
+                    let _ = stopped.await;
+                }))
+            })
+            .map_err(|e| Error::io("starting the server thread", e))?;
+        Ok(RunningServer {
+            tcp,
+            http,
+            metrics,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The TCP address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The HTTP address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Shuts down gracefully and waits for it (flushes the store).
+    pub fn stop(mut self) -> Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| Error::Protocol("server thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}

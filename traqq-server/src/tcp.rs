@@ -1,0 +1,264 @@
+//! The TCP JSON-lines transport: capped line reading, in-order replies, pipelining.
+//!
+//! Lines are read in chunks; every complete line in the buffer is answered by one blocking
+//! task (so a slow store never stalls the reactor, and pipelined requests share the hop).
+//! A line longer than `max_line_bytes` is dropped as it streams in, never buffered whole.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::dispatch::{error_reply, Command, Dispatcher, Session, Status};
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Limits of the TCP side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TcpLimits {
+    pub(crate) max_line_bytes: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// One unit of work found in the read buffer.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    /// A complete line: `buf[start..end]`, newline excluded.
+    Line(usize, usize),
+    /// A line that went past `max_line_bytes` and was discarded.
+    TooLong,
+}
+
+/// Accepts connections until `shutdown` turns true, then waits for open connections to finish
+/// their current requests.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    dispatcher: Arc<Dispatcher>,
+    limits: TcpLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let dispatcher = Arc::clone(&dispatcher);
+                match Arc::clone(&permits).try_acquire_owned() {
+                    Ok(permit) => {
+                        let shutdown = shutdown.clone();
+                        tasks.spawn(async move {
+                            tracing::debug!(%peer, "connection opened");
+                            dispatcher.metrics().connection_opened();
+                            connection(stream, &dispatcher, limits, shutdown).await;
+                            dispatcher.metrics().connection_closed();
+                            tracing::debug!(%peer, "connection closed");
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        dispatcher.metrics().connection_rejected();
+                        tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open");
+                        tasks.spawn(async move {
+                            let reply = error_reply(
+                                Command::Invalid,
+                                Status::Unavailable,
+                                &format!(
+                                    "too many open connections (server.max_connections = {}); try again later",
+                                    limits.max_connections
+                                ),
+                            );
+                            let mut stream = stream;
+                            let mut body = reply.body;
+                            body.push(b'\n');
+                            let _ = stream.write_all(&body).await;
+                            let _ = stream.shutdown().await;
+                        });
+                    }
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    dispatcher: &Arc<Dispatcher>,
+    limits: TcpLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let max = limits.max_line_bytes;
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    // Bytes at the start of `buf` already known to hold no newline.
+    let mut scanned = 0;
+    let mut discarding = false;
+    let mut session = Session::default();
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            r = read_some(&mut stream, &mut buf, limits.idle_timeout) => r,
+            _ = shutdown.changed() => break,
+        };
+        let n = match read {
+            Ok(n) => n,
+            Err(ReadError::Idle) => {
+                let secs = limits.idle_timeout.map_or(0, |d| d.as_secs());
+                let mut body = error_reply(
+                    Command::Invalid,
+                    Status::BadRequest,
+                    &format!("idle for {secs} s (server.idle_timeout_secs); closing the connection"),
+                )
+                .body;
+                body.push(b'\n');
+                let _ = stream.write_all(&body).await;
+                break;
+            }
+            Err(ReadError::Io) => break,
+        };
+        let eof = n == 0;
+
+        let mut items = Vec::new();
+        let mut pos = 0;
+        if discarding {
+            match memchr(&buf) {
+                Some(i) => {
+                    pos = i + 1;
+                    discarding = false;
+                    items.push(Item::TooLong);
+                }
+                None => {
+                    buf.clear();
+                    if eof {
+                        items.push(Item::TooLong);
+                    }
+                }
+            }
+            scanned = 0;
+        }
+        if !discarding {
+            let mut from = pos + scanned;
+            while let Some(i) = memchr(&buf[from..]) {
+                let end = from + i;
+                items.push(if end - pos > max {
+                    Item::TooLong
+                } else {
+                    Item::Line(pos, end)
+                });
+                pos = end + 1;
+                from = pos;
+            }
+            let rest = buf.len() - pos;
+            if rest > max {
+                discarding = true;
+                buf.truncate(pos);
+                scanned = 0;
+            } else if eof && rest > 0 {
+                items.push(Item::Line(pos, buf.len()));
+                pos = buf.len();
+            } else {
+                scanned = rest;
+            }
+        }
+
+        if !items.is_empty() {
+            let d = Arc::clone(dispatcher);
+            let work = tokio::task::spawn_blocking(move || {
+                out.clear();
+                for item in items {
+                    let reply = match item {
+                        Item::Line(start, end) => {
+                            let line = trim_line(&buf[start..end]);
+                            if line.is_empty() {
+                                continue;
+                            }
+                            d.handle_line(line, &mut session)
+                        }
+                        Item::TooLong => {
+                            let reply = error_reply(
+                                Command::Invalid,
+                                Status::BadRequest,
+                                &format!(
+                                    "request line longer than server.max_line_bytes = {max} bytes; it was discarded"
+                                ),
+                            );
+                            d.metrics().request(reply.command, reply.status, Duration::ZERO);
+                            reply
+                        }
+                    };
+                    out.extend_from_slice(&reply.body);
+                    out.push(b'\n');
+                }
+                (buf, out, session)
+            });
+            match work.await {
+                Ok((b, o, s)) => {
+                    (buf, out, session) = (b, o, s);
+                }
+                Err(e) => {
+                    // A panic below the dispatch: report it and close this connection only.
+                    tracing::error!(error = %e, "request handler failed");
+                    break;
+                }
+            }
+            if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                break;
+            }
+            // Keep the reply buffer from pinning a huge allocation after one big answer.
+            if out.capacity() > 4 * READ_CHUNK {
+                out = Vec::new();
+            }
+        }
+        buf.drain(..pos);
+        if eof {
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+enum ReadError {
+    Idle,
+    Io,
+}
+
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    idle: Option<Duration>,
+) -> Result<usize, ReadError> {
+    let read = stream.read_buf(buf);
+    let result = match idle {
+        Some(d) => tokio::time::timeout(d, read).await.map_err(|_| ReadError::Idle)?,
+        None => read.await,
+    };
+    result.map_err(|_| ReadError::Io)
+}
+
+fn memchr(hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == b'\n')
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    line.trim_ascii()
+}

@@ -1,0 +1,481 @@
+//! The HTTP API over real loopback sockets: same shapes as TCP, status codes by outcome.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use traqq_server::client::http_request;
+use traqq_server::{Client, ServerConfig};
+
+use common::*;
+
+const TS: i64 = 1_700_000_000;
+const NDJSON: (&str, &str) = ("Content-Type", "application/x-ndjson");
+
+fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+    let reply = http_request(addr, method, path, headers, body).unwrap();
+    let json = serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{path}: {e}: {:?}", reply.body));
+    (reply.status, json)
+}
+
+fn count(addr: SocketAddr, name: &str) -> i64 {
+    let (status, body) = call(
+        addr,
+        "GET",
+        &format!("/v1/find?min={TS}&max={TS}&metric_type=add&key=event&merge=true"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    body["data"][0]["result"]["Hash"][name].as_i64().unwrap_or(0)
+}
+
+#[test]
+fn every_hardening_case_gets_400_and_a_valid_record_still_counts() {
+    let (server, _) = start(ServerConfig {
+        max_batch_events: 3,
+        max_body_bytes: 64 * 1024,
+        ..loopback()
+    });
+    let addr = server.http_addr().unwrap();
+    let deep = format!(
+        r#"{{"event":"deep","a":{}1{}}}"#,
+        r#"{"a":"#.repeat(300),
+        "}".repeat(300)
+    );
+    let big = vec![b' '; 100 * 1024];
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            br#"{"event":"x""#.to_vec(),
+            400,
+            "invalid event JSON",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            b"42".to_vec(),
+            400,
+            "request body must be a JSON event object",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            br#""click""#.to_vec(),
+            400,
+            "request body must be a JSON event object",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            br#"[{"event":"x"}"#.to_vec(),
+            400,
+            "malformed JSON body",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            br#"{"ip":"1"}"#.to_vec(),
+            400,
+            "field \"event\" is missing",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            br#"{"event":""}"#.to_vec(),
+            400,
+            "field \"event\" is empty",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            br#"{"event":5}"#.to_vec(),
+            400,
+            "field \"event\" must be a string",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            br#"{"event":"x","ts":"soon"}"#.to_vec(),
+            400,
+            "invalid event time",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            deep.into_bytes(),
+            400,
+            "recursion limit",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            b"{\"event\":\"\xff\"}".to_vec(),
+            400,
+            "not valid UTF-8",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            b"[{},{},{},{}]".to_vec(),
+            400,
+            "more than server.max_batch_events = 3",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![NDJSON],
+            b"{}\n{}\n{}\n{}\n".to_vec(),
+            400,
+            "more than server.max_batch_events = 3",
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            vec![],
+            big,
+            413,
+            "server.max_body_bytes = 65536",
+        ),
+        (
+            "GET",
+            format!("/v1/query?min={}&max={TS}", TS + 86_400),
+            vec![],
+            vec![],
+            400,
+            "is after \"max\"",
+        ),
+        (
+            "GET",
+            format!("/v1/query?min=abc&max={TS}"),
+            vec![],
+            vec![],
+            400,
+            "parameter \"min\" must be an integer, found \"abc\"",
+        ),
+        (
+            "GET",
+            format!("/v1/query?max={TS}"),
+            vec![],
+            vec![],
+            400,
+            "missing field \"min\"",
+        ),
+        (
+            "GET",
+            "/v1/query?days=-1".into(),
+            vec![],
+            vec![],
+            400,
+            "\"days\" must be 0 or more, found -1",
+        ),
+        (
+            "GET",
+            "/v1/query?days=seven".into(),
+            vec![],
+            vec![],
+            400,
+            "parameter \"days\" must be an integer",
+        ),
+        (
+            "GET",
+            "/v1/query?days=4000".into(),
+            vec![],
+            vec![],
+            400,
+            "query.max_buckets = 3700",
+        ),
+        (
+            "GET",
+            format!("/v1/query?min=0&max={TS}"),
+            vec![],
+            vec![],
+            400,
+            "more than 3700 daily buckets",
+        ),
+        (
+            "GET",
+            "/v1/query?days=1&bucket=week".into(),
+            vec![],
+            vec![],
+            400,
+            "\"bucket\" must be \"d\" or \"h\"",
+        ),
+        (
+            "GET",
+            "/v1/query?days=1&limit=0".into(),
+            vec![],
+            vec![],
+            400,
+            "\"limit\" must be at least 1",
+        ),
+        (
+            "GET",
+            "/v1/query?days=1&accept=%5Bz-a%5D".into(),
+            vec![],
+            vec![],
+            400,
+            "invalid accept glob",
+        ),
+        (
+            "GET",
+            "/v1/find?days=1&metric_type=nope&key=event".into(),
+            vec![],
+            vec![],
+            400,
+            "unknown metric type \"nope\"",
+        ),
+        (
+            "GET",
+            "/v1/find?metric_type=add&key=event".into(),
+            vec![],
+            vec![],
+            400,
+            "find needs either \"days\"",
+        ),
+        (
+            "GET",
+            "/v1/find?days=1&key=event".into(),
+            vec![],
+            vec![],
+            400,
+            "missing field \"metric_type\"",
+        ),
+        (
+            "GET",
+            "/v1/find?days=1&metric_type=add&key=event&merge=maybe".into(),
+            vec![],
+            vec![],
+            400,
+            "parameter \"merge\" must be true or false",
+        ),
+        (
+            "GET",
+            "/v2/anything".into(),
+            vec![],
+            vec![],
+            404,
+            "no route GET /v2/anything",
+        ),
+    ];
+    for (method, path, headers, body, status, want) in &cases {
+        let (got, reply) = call(addr, method, path, headers, body);
+        assert_eq!(got, *status, "{method} {path}: {reply}");
+        assert_eq!(reply["success"], json!(false));
+        let error = reply["error"].as_str().unwrap();
+        assert!(
+            error.contains(want),
+            "{method} {path}\n  got:  {error}\n  want: {want}"
+        );
+    }
+    let (status, reply) = call(
+        addr,
+        "POST",
+        "/v1/events",
+        &[],
+        format!(r#"{{"event":"ok","ts":{TS}}}"#).as_bytes(),
+    );
+    assert_eq!((status, reply), (200, json!({"success": true})));
+    assert_eq!(count(addr, "ok"), 1);
+    assert_eq!(server.metrics().events_recorded(), 1);
+    server.stop().unwrap();
+}
+
+#[test]
+fn http_and_tcp_give_the_same_answers() {
+    let (server, _) = start(loopback());
+    let http = server.http_addr().unwrap();
+    // One object, an array, and NDJSON (with and without its content type).
+    let (s, r) = call(
+        http,
+        "POST",
+        "/v1/events",
+        &[],
+        format!(r#"{{"event":"a","geo":"US","ts":{TS}}}"#).as_bytes(),
+    );
+    assert_eq!((s, r), (200, json!({"success": true})));
+    let array =
+        format!(r#"[{{"event":"a","geo":"DE","ts":{TS}}}, {{"geo":"x"}}, {{"event":"b","ts":{TS}}}]"#);
+    let (s, r) = call(http, "POST", "/v1/events", &[], array.as_bytes());
+    assert_eq!(s, 200);
+    assert_eq!(r["data"]["recorded"], json!(2));
+    assert_eq!(r["data"]["rejected"][0]["index"], json!(1));
+    let nd = format!("{{\"event\":\"a\",\"ts\":{TS}}}\n\n{{\"event\":\"b\",\"ts\":{TS}}}\n");
+    let (s, r) = call(http, "POST", "/v1/events", &[NDJSON], nd.as_bytes());
+    assert_eq!((s, &r["data"]), (200, &json!({"recorded": 2, "rejected": []})));
+    let (s, r) = call(http, "POST", "/v1/events", &[], nd.as_bytes());
+    assert_eq!((s, &r["data"]), (200, &json!({"recorded": 2, "rejected": []})));
+    assert_eq!(count(http, "a"), 4);
+    assert_eq!(count(http, "b"), 3);
+
+    let mut tcp = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    let pairs = [
+        (
+            format!("/v1/query?min={TS}&max={TS}"),
+            json!({"cmd":"query","min":TS,"max":TS}),
+        ),
+        (
+            format!("/v1/query?min={TS}&max={TS}&ignore=top:*&ignore=bmp:*&limit=1"),
+            json!({"cmd":"query","min":TS,"max":TS,"ignore":["top:*","bmp:*"],"limit":1}),
+        ),
+        ("/v1/query?days=3".into(), json!({"cmd":"query_days","days":3})),
+        (
+            format!(
+                "/v1/find?min={TS}&max={}&metric_type=add&key=geo~event&merge=true",
+                TS + 86_400
+            ),
+            json!({"cmd":"find","min":TS,"max":TS + 86_400,"metric_type":"add","key":"geo~event","merge":true}),
+        ),
+        (
+            "/v1/find?days=2&metric_type=top&key=geo".into(),
+            json!({"cmd":"find","days":2,"metric_type":"top","key":"geo"}),
+        ),
+    ];
+    for (path, request) in pairs {
+        let (status, over_http) = call(http, "GET", &path, &[], b"");
+        assert_eq!(status, 200, "{path}: {over_http}");
+        tcp.send_json(&request).unwrap();
+        let over_tcp = tcp.receive().unwrap();
+        assert_eq!(over_http, over_tcp, "{path}");
+    }
+    let (_, r) = call(
+        http,
+        "GET",
+        &format!("/v1/find?min={TS}&max={TS}&metric_type=add&key=event~geo&merge=true"),
+        &[],
+        b"",
+    );
+    assert_eq!(r["data"][0]["result"], json!({"Hash":{"a~DE":1,"a~US":1}}));
+    server.stop().unwrap();
+}
+
+#[test]
+fn bearer_token_and_open_healthz() {
+    let (server, _) = start(ServerConfig {
+        auth_token: Some("tok".into()),
+        ..loopback()
+    });
+    let addr = server.http_addr().unwrap();
+    let body = format!(r#"{{"event":"a","ts":{TS}}}"#);
+    let (s, r) = call(addr, "POST", "/v1/events", &[], body.as_bytes());
+    assert_eq!(s, 401);
+    assert!(r["error"].as_str().unwrap().contains("unauthorized"));
+    let (s, _) = call(
+        addr,
+        "POST",
+        "/v1/events",
+        &[("Authorization", "Bearer tik")],
+        body.as_bytes(),
+    );
+    assert_eq!(s, 401);
+    let (s, _) = call(
+        addr,
+        "GET",
+        "/v1/query?days=1",
+        &[("Authorization", "Basic tok")],
+        b"",
+    );
+    assert_eq!(s, 401);
+    let (s, _) = call(
+        addr,
+        "POST",
+        "/v1/events",
+        &[("Authorization", "Bearer tok")],
+        body.as_bytes(),
+    );
+    assert_eq!(s, 200);
+    let (s, r) = call(
+        addr,
+        "GET",
+        "/v1/query?days=1",
+        &[("authorization", "bearer tok")],
+        b"",
+    );
+    assert_eq!(s, 200, "{r}");
+    // Health needs no token and tells nothing about the data.
+    assert_eq!(
+        call(addr, "GET", "/healthz", &[], b""),
+        (200, json!({"success": true, "data": "ok"}))
+    );
+    let metrics = http_request(addr, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(metrics.status, 401);
+    let metrics = http_request(addr, "GET", "/metrics", &[("Authorization", "Bearer tok")], b"").unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("traqq_events_recorded_total 1\n"),
+        "{}",
+        metrics.body
+    );
+    server.stop().unwrap();
+}
+
+#[test]
+fn storage_outage_is_503_and_recovers() {
+    let store = Arc::new(Flaky::default());
+    let server = start_with(loopback(), mapping(), store.clone());
+    let addr = server.http_addr().unwrap();
+    let body = format!(r#"{{"event":"a","ts":{TS}}}"#);
+    store.down.store(true, Ordering::SeqCst);
+    let (s, r) = call(addr, "POST", "/v1/events", &[], body.as_bytes());
+    assert_eq!(s, 503, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("unavailable"));
+    assert_eq!(call(addr, "GET", "/v1/query?days=1", &[], b"").0, 503);
+    assert_eq!(call(addr, "GET", "/healthz", &[], b"").0, 503);
+    // Bad input stays a 400 during an outage.
+    assert_eq!(call(addr, "GET", "/v1/query?days=-1", &[], b"").0, 400);
+    store.down.store(false, Ordering::SeqCst);
+    assert_eq!(call(addr, "GET", "/healthz", &[], b"").0, 200);
+    assert_eq!(call(addr, "POST", "/v1/events", &[], body.as_bytes()).0, 200);
+    assert_eq!(count(addr, "a"), 1);
+    let metrics = http_request(addr, "GET", "/metrics", &[], b"").unwrap().body;
+    assert!(metrics.contains("traqq_storage_errors_total 3\n"), "{metrics}");
+    assert!(metrics.contains("traqq_requests_total{command=\"record\",outcome=\"unavailable\"} 1\n"));
+    server.stop().unwrap();
+}
+
+#[test]
+fn metrics_count_both_transports() {
+    let (server, _) = start(loopback());
+    let mut tcp = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    tcp.record(&json!({"event": "a", "ts": TS})).unwrap();
+    let _ = tcp.record(&json!({"ip": "1"}));
+    let addr = server.http_addr().unwrap();
+    call(
+        addr,
+        "POST",
+        "/v1/events",
+        &[],
+        br#"[{"event":"a"},{"event":"b"},{"nope":1}]"#,
+    );
+    let text = http_request(addr, "GET", "/metrics", &[], b"").unwrap().body;
+    for line in [
+        "traqq_events_recorded_total 3",
+        "traqq_events_rejected_total 2",
+        "traqq_open_connections 1",
+        "traqq_requests_total{command=\"record\",outcome=\"ok\"} 1",
+        "traqq_requests_total{command=\"record\",outcome=\"bad_request\"} 1",
+        "traqq_requests_total{command=\"record_batch\",outcome=\"ok\"} 1",
+        "traqq_request_duration_seconds_count 3",
+        "# TYPE traqq_request_duration_seconds histogram",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    server.stop().unwrap();
+}

@@ -1,0 +1,662 @@
+//! The TCP JSON-lines protocol over real loopback sockets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use traqq_server::{Client, Command, ServerConfig, Status};
+use traqq_storage::prelude::*;
+
+use common::*;
+
+const TS: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+const DAY: i64 = 1_699_920_000; // its UTC day
+
+fn reply_line(reader: &mut BufReader<TcpStream>) -> Value {
+    let mut line = String::new();
+    assert!(
+        reader.read_line(&mut line).unwrap() > 0,
+        "server closed the connection"
+    );
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?} is not JSON: {e}"))
+}
+
+fn event_count(client: &mut Client, name: &str) -> i64 {
+    let found: Vec<MetricResult> = client
+        .request(&json!({"cmd":"find","min":TS,"max":TS,"metric_type":"add","key":"event","merge":true}))
+        .unwrap();
+    match found.first().map(|r| &r.result) {
+        Some(MetricData::Hash(h)) => h.get(name).copied().unwrap_or(0),
+        None => 0,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn every_hardening_case_on_one_connection_then_a_valid_record_counts() {
+    let (server, _) = start(ServerConfig {
+        max_line_bytes: 64 * 1024,
+        max_batch_events: 5,
+        ..loopback()
+    });
+    let stream = TcpStream::connect(server.tcp_addr().unwrap()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+
+    let deep_event = format!(
+        r#"{{"cmd":"record","event":{{"event":"deep","a":{}1{}}}}}"#,
+        r#"{"a":"#.repeat(300),
+        "}".repeat(300)
+    );
+    let huge = format!(
+        r#"{{"cmd":"record","event":{{"event":"huge","pad":"{}"}}}}"#,
+        "x".repeat(200 * 1024)
+    );
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            br#"{"cmd":"record","event":{"event":"x""#.to_vec(),
+            "malformed JSON request",
+        ),
+        (
+            b"[1,2,3]".to_vec(),
+            "request must be a JSON object, found an array",
+        ),
+        (b"42".to_vec(), "request must be a JSON object, found a number"),
+        (
+            br#""record""#.to_vec(),
+            "request must be a JSON object, found a string",
+        ),
+        (b"null".to_vec(), "request must be a JSON object, found null"),
+        (br#"{"event":{"event":"x"}}"#.to_vec(), "missing field \"cmd\""),
+        (br#"{"cmd":7}"#.to_vec(), "field \"cmd\" must be a string"),
+        (br#"{"cmd":"explode"}"#.to_vec(), "unknown cmd \"explode\""),
+        (br#"{"cmd":"record"}"#.to_vec(), "missing field \"event\""),
+        (
+            br#"{"cmd":"record","event":"click"}"#.to_vec(),
+            "field \"event\" must be a JSON object, found a string",
+        ),
+        (
+            br#"{"cmd":"record","event":[1]}"#.to_vec(),
+            "field \"event\" must be a JSON object, found an array",
+        ),
+        (
+            br#"{"cmd":"record","event":{"ip":"1.2.3.4"}}"#.to_vec(),
+            "field \"event\" is missing",
+        ),
+        (
+            br#"{"cmd":"record","event":{"event":"   "}}"#.to_vec(),
+            "field \"event\" is empty",
+        ),
+        (
+            br#"{"cmd":"record","event":{"event":5}}"#.to_vec(),
+            "field \"event\" must be a string",
+        ),
+        (
+            br#"{"cmd":"record","event":{"event":"x","ts":"yesterday"}}"#.to_vec(),
+            "invalid event time in field \"ts\"",
+        ),
+        (
+            br#"{"cmd":"record","event":{"event":"x","ts":true}}"#.to_vec(),
+            "invalid event time",
+        ),
+        (deep_event.into_bytes(), "recursion limit"),
+        (
+            b"{\"cmd\":\"record\",\"event\":{\"event\":\"caf\xe9\"}}".to_vec(),
+            "not valid UTF-8",
+        ),
+        (
+            br#"{"cmd":"query","min":1700086400,"max":1700000000}"#.to_vec(),
+            "\"min\" (1700086400) is after \"max\" (1700000000)",
+        ),
+        (
+            br#"{"cmd":"query","min":"yesterday","max":1700000000}"#.to_vec(),
+            "field \"min\" must be an integer, found a string",
+        ),
+        (
+            br#"{"cmd":"query","min":1.5,"max":1700000000}"#.to_vec(),
+            "field \"min\" must be an integer",
+        ),
+        (
+            br#"{"cmd":"query","max":1700000000}"#.to_vec(),
+            "missing field \"min\"",
+        ),
+        (
+            br#"{"cmd":"query","min":-9223372036854775808,"max":9223372036854775807}"#.to_vec(),
+            "out of range",
+        ),
+        (
+            br#"{"cmd":"query_days","days":"7"}"#.to_vec(),
+            "field \"days\" must be an integer, found a string",
+        ),
+        (
+            br#"{"cmd":"query_days","days":-3}"#.to_vec(),
+            "\"days\" must be 0 or more, found -3",
+        ),
+        (
+            br#"{"cmd":"query_days","days":99999999999}"#.to_vec(),
+            "too large",
+        ),
+        (
+            br#"{"cmd":"query_days","days":5000}"#.to_vec(),
+            "more than query.max_buckets = 3700",
+        ),
+        (
+            br#"{"cmd":"query","min":0,"max":1700000000}"#.to_vec(),
+            "range spans more than 3700 daily buckets (query.max_buckets)",
+        ),
+        (
+            br#"{"cmd":"query","min":1,"max":2,"bucket":"w"}"#.to_vec(),
+            "\"bucket\" must be \"d\" or \"h\"",
+        ),
+        (
+            br#"{"cmd":"query","min":1,"max":2,"bucket":1}"#.to_vec(),
+            "field \"bucket\" must be a string",
+        ),
+        (
+            br#"{"cmd":"query","min":1,"max":2,"limit":0}"#.to_vec(),
+            "\"limit\" must be at least 1",
+        ),
+        (
+            br#"{"cmd":"query","min":1,"max":2,"accept":5}"#.to_vec(),
+            "field \"accept\" must be a list of glob strings",
+        ),
+        (
+            br#"{"cmd":"query","min":1,"max":2,"ignore":["[z-a]"]}"#.to_vec(),
+            "invalid ignore glob",
+        ),
+        (
+            br#"{"cmd":"find","min":1,"max":2,"metric_type":"sum","key":"event"}"#.to_vec(),
+            "unknown metric type \"sum\"",
+        ),
+        (
+            br#"{"cmd":"find","metric_type":"add","key":"event"}"#.to_vec(),
+            "find needs either \"days\"",
+        ),
+        (
+            br#"{"cmd":"find","days":1,"metric_type":"add","key":"event","merge":"yes"}"#.to_vec(),
+            "field \"merge\" must be true or false",
+        ),
+        (
+            br#"{"cmd":"find","days":1,"min":1,"metric_type":"add","key":"event"}"#.to_vec(),
+            "either \"days\" or \"min\"/\"max\"",
+        ),
+        (
+            br#"{"cmd":"record_batch","events":{"event":"x"}}"#.to_vec(),
+            "field \"events\" must be a JSON array",
+        ),
+        (
+            br#"{"cmd":"record_batch","events":[{},{},{},{},{},{}]}"#.to_vec(),
+            "batch holds 6 events, more than server.max_batch_events = 5",
+        ),
+        (
+            br#"{"cmd":"auth","token":5}"#.to_vec(),
+            "field \"token\" must be a string",
+        ),
+        (
+            huge.into_bytes(),
+            "request line longer than server.max_line_bytes = 65536 bytes",
+        ),
+    ];
+    for (line, _) in &cases {
+        writer.write_all(line).unwrap();
+        writer.write_all(b"\n").unwrap();
+        // A blank line is not a request and gets no reply.
+        writer.write_all(b"\r\n").unwrap();
+    }
+    writer
+        .write_all(br#"{"cmd":"record","event":{"event":"ok","ip":"1.1.1.1","ts":1700000000}}"#)
+        .unwrap();
+    writer.write_all(b"\n").unwrap();
+    for (line, want) in &cases {
+        let reply = reply_line(&mut reader);
+        let shown = String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+        assert_eq!(reply["success"], json!(false), "{shown} -> {reply}");
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.contains(want), "{shown}\n  got:  {error}\n  want: {want}");
+    }
+    assert_eq!(reply_line(&mut reader), json!({"success": true}));
+
+    // Nothing from the bad lines was stored; the good one was.
+    drop(writer);
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    let days = client.query(TS, TS).unwrap();
+    assert_eq!(days.len(), 1);
+    let adds: Vec<_> = days[0]
+        .results
+        .iter()
+        .filter(|r| r.metric_type == MetricType::Add && r.key == ["event"])
+        .collect();
+    assert_eq!(adds[0].result, MetricData::Hash([("ok".to_string(), 1)].into()));
+    assert_eq!(server.metrics().events_recorded(), 1);
+    assert!(server.metrics().requests(Command::Invalid, Status::BadRequest) >= 6);
+    server.stop().unwrap();
+}
+
+#[test]
+fn an_over_long_line_is_discarded_while_it_streams_and_others_are_served() {
+    let (server, _) = start(ServerConfig {
+        max_line_bytes: 1024,
+        ..loopback()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    // 8 MiB without a newline, in pieces: far beyond the cap, never held whole.
+    let chunk = vec![b'a'; 64 * 1024];
+    for _ in 0..128 {
+        writer.write_all(&chunk).unwrap();
+    }
+    // Meanwhile another client is served.
+    let mut other = Client::connect(addr).unwrap();
+    other.ping().unwrap();
+    writer.write_all(b"\n{\"cmd\":\"ping\"}\n").unwrap();
+    let reply = reply_line(&mut reader);
+    assert!(reply["error"]
+        .as_str()
+        .unwrap()
+        .contains("longer than server.max_line_bytes = 1024"));
+    assert_eq!(reply_line(&mut reader), json!({"success": true, "data": "pong"}));
+    // An over-long line cut by the end of the stream is still answered.
+    writer.write_all(&chunk[..4096]).unwrap();
+    writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let reply = reply_line(&mut reader);
+    assert!(reply["error"].as_str().unwrap().contains("max_line_bytes"));
+    server.stop().unwrap();
+}
+
+#[test]
+fn traqq_02_requests_get_traqq_02_replies() {
+    let (server, _) = start(loopback());
+    let stream = TcpStream::connect(server.tcp_addr().unwrap()).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut send = |line: &str| {
+        writer.write_all(line.as_bytes()).unwrap();
+        writer.write_all(b"\n").unwrap();
+        reply_line(&mut reader)
+    };
+    for (ip, geo, amount) in [
+        ("1.1.1.1", "US", 10.5),
+        ("2.2.2.2", "US", 2.0),
+        ("1.1.1.1", "DE", 0.25),
+    ] {
+        let line =
+            json!({"cmd":"record","event":{"event":"purchase","ip":ip,"geo":geo,"amount":amount,"ts":TS}});
+        assert_eq!(send(&line.to_string()), json!({"success": true}));
+    }
+    let location = |rest: &str| format!("t:{rest}");
+    let expected_day = json!({
+        "date": "2023-11-14",
+        "timestamp": DAY,
+        "results": [
+            {"metric_type":"bmp","key":["ip"],"location":location(&format!("bmp:d:{DAY}:ip")),"add_key":null,"result":{"Count":2}},
+            {"metric_type":"add","key":["event"],"location":location(&format!("add:d:{DAY}:event")),"add_key":null,"result":{"Hash":{"purchase":3}}},
+            {"metric_type":"add","key":["event","geo"],"location":location(&format!("add:d:{DAY}:event~geo")),"add_key":null,"result":{"Hash":{"purchase~DE":1,"purchase~US":2}}},
+            {"metric_type":"adv","key":["event"],"location":location(&format!("adv:d:{DAY}:amount:event")),"add_key":"amount","result":{"FloatHash":{"purchase":12.75}}},
+            {"metric_type":"adv","key":["event"],"location":location(&format!("adv:d:{DAY}:amount:event:i")),"add_key":"amount","result":{"Summary":{"sum":12.75,"count":3}}},
+            {"metric_type":"top","key":["geo"],"location":location(&format!("top:d:{DAY}:geo")),"add_key":null,"result":{"Ranked":[["US",2.0],["DE",1.0]]}},
+        ]
+    });
+    let reply = send(&format!(r#"{{"cmd":"query","min":{TS},"max":{TS}}}"#));
+    assert_eq!(reply, json!({"success": true, "data": [expected_day]}));
+
+    // Two days: the empty next day is listed too; find merges across them.
+    let next = TS + 86_400;
+    let line = json!({"cmd":"record","event":{"event":"purchase","ip":"3.3.3.3","geo":"FR","ts":next}});
+    assert_eq!(send(&line.to_string()), json!({"success": true}));
+    let reply = send(&format!(
+        r#"{{"cmd":"query","min":{TS},"max":{}}}"#,
+        next + 86_400
+    ));
+    assert_eq!(reply["data"].as_array().unwrap().len(), 3);
+    assert_eq!(reply["data"][2]["results"], json!([]));
+    let reply = send(&format!(
+        r#"{{"cmd":"find","min":{TS},"max":{next},"metric_type":"add","key":"event","merge":true}}"#
+    ));
+    assert_eq!(reply["data"][0]["result"], json!({"Hash":{"purchase":4}}));
+    assert_eq!(
+        reply["data"][0]["location"],
+        json!(format!("t:add:d:{DAY}-{}:event", DAY + 86_400))
+    );
+    // Merged uniques are a union (3 distinct IPs), not a sum of days (2 + 1).
+    let reply = send(&format!(
+        r#"{{"cmd":"find","min":{TS},"max":{next},"metric_type":"bmp","key":"ip","merge":true}}"#
+    ));
+    assert_eq!(reply["data"][0]["result"], json!({"Count":3}));
+    let reply = send(&format!(
+        r#"{{"cmd":"find","min":{TS},"max":{next},"metric_type":"bmp","key":"ip","merge":false}}"#
+    ));
+    assert_eq!(reply["data"].as_array().unwrap().len(), 2);
+    let reply = send(&format!(
+        r#"{{"cmd":"find","min":{TS},"max":{TS},"metric_type":"adv","key":"event","add_key":"amount"}}"#
+    ));
+    assert_eq!(
+        reply["data"][0]["result"],
+        json!({"FloatHash":{"purchase":12.75}})
+    );
+
+    // query_days uses the clock: today's events appear in the last entry.
+    assert_eq!(
+        send(r#"{"cmd":"record","event":{"event":"now"}}"#),
+        json!({"success": true})
+    );
+    let reply = send(r#"{"cmd":"query_days","days":2}"#);
+    let days = reply["data"].as_array().unwrap();
+    assert_eq!(days.len(), 3);
+    assert_eq!(days[2]["results"][0]["result"], json!({"Hash":{"now":1}}));
+    assert_eq!(
+        send(r#"{"cmd":"ping"}"#),
+        json!({"success": true, "data": "pong"})
+    );
+    server.stop().unwrap();
+}
+
+#[test]
+fn record_batch_hourly_limit_and_filters() {
+    let mut config = mapping();
+    config.time.store_hourly = true;
+    let store = Arc::new(MemoryStorage::new());
+    let server = start_with(loopback(), config, store);
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"event": "view", "geo": format!("g{}", i % 3), "ip": format!("10.0.0.{i}"), "ts": TS + (i % 2) * 3600}))
+        .chain([json!({"geo": "nameless"}), json!("not an object")])
+        .collect();
+    let reply = client.record_batch(&events).unwrap();
+    assert_eq!(reply.recorded, 30);
+    assert_eq!(
+        reply.rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
+        vec![30, 31]
+    );
+    assert!(reply.rejected[0].error.contains("\"event\" is missing"));
+    assert!(reply.rejected[1].error.contains("invalid event JSON"));
+
+    // Hourly buckets: 22:00 and 23:00 UTC hold 15 events each.
+    let hours: Vec<DayResult> = client
+        .request(&json!({"cmd":"query","min":TS,"max":TS + 3600,"bucket":"h","accept":["add:event"]}))
+        .unwrap();
+    assert_eq!(hours.len(), 2);
+    for h in &hours {
+        assert_eq!(h.results.len(), 1, "accept keeps add:event only");
+        assert_eq!(
+            h.results[0].result,
+            MetricData::Hash([("view".to_string(), 15)].into())
+        );
+    }
+    assert_eq!(hours[0].date, "2023-11-14T22:00:00+00:00");
+    let top: Vec<MetricResult> = client
+        .request(
+            &json!({"cmd":"find","min":TS,"max":TS,"metric_type":"top","key":"geo","limit":2,"merge":true}),
+        )
+        .unwrap();
+    assert_eq!(
+        top[0].result,
+        MetricData::Ranked(vec![("g0".into(), 10.0), ("g1".into(), 10.0)])
+    );
+    let days: Vec<DayResult> = client
+        .request(&json!({"cmd":"query","min":TS,"max":TS,"ignore":["top:*","bmp:*","adv:*"]}))
+        .unwrap();
+    assert!(days[0].results.iter().all(|r| r.metric_type == MetricType::Add));
+    assert_eq!(days[0].results.len(), 2);
+    server.stop().unwrap();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (server, _) = start(loopback());
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    let n = 3000;
+    for i in 0..n {
+        match i % 3 {
+            0 => client
+                .send_json(&json!({"cmd":"record","event":{"event":"p","ts":TS,"i":i}}))
+                .unwrap(),
+            1 => client.send(b"{\"cmd\":\"ping\"}").unwrap(),
+            _ => client
+                .send(format!("{{\"cmd\":\"nope{i}\"}}").as_bytes())
+                .unwrap(),
+        }
+    }
+    for i in 0..n {
+        let reply = client.receive().unwrap();
+        match i % 3 {
+            0 => assert_eq!(reply, json!({"success": true})),
+            1 => assert_eq!(reply, json!({"success": true, "data": "pong"})),
+            _ => assert!(
+                reply["error"].as_str().unwrap().contains(&format!("\"nope{i}\"")),
+                "{reply}"
+            ),
+        }
+    }
+    assert_eq!(event_count(&mut client, "p"), 1000);
+    server.stop().unwrap();
+}
+
+#[test]
+fn thirty_two_concurrent_clients_give_exact_totals() {
+    let (server, _) = start(loopback());
+    let addr = server.tcp_addr().unwrap();
+    let clients = 32;
+    let per_client = 250;
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr).unwrap();
+                let mut batch = Vec::new();
+                for i in 0..per_client {
+                    let event = json!({"event": "buy", "geo": if i % 2 == 0 { "US" } else { "DE" },
+                        "ip": format!("10.{c}.{}.{}", i / 250, i % 250), "amount": 0.5, "ts": TS});
+                    if i % 5 == 0 {
+                        client.record(&event).unwrap();
+                    } else {
+                        batch.push(event);
+                        if batch.len() == 20 {
+                            assert_eq!(client.record_batch(&batch).unwrap().recorded, 20);
+                            batch.clear();
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    client.record_batch(&batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let total = (clients * per_client) as i64;
+    let mut client = Client::connect(addr).unwrap();
+    let days = client.query(TS, TS).unwrap();
+    let get = |t: MetricType, key: &[&str], summary: bool| {
+        days[0]
+            .results
+            .iter()
+            .find(|r| r.metric_type == t && r.key == key && r.is_summary() == summary)
+            .unwrap()
+            .result
+            .clone()
+    };
+    assert_eq!(
+        get(MetricType::Add, &["event"], false),
+        MetricData::Hash([("buy".into(), total)].into())
+    );
+    assert_eq!(
+        get(MetricType::Add, &["event", "geo"], false),
+        MetricData::Hash([("buy~DE".into(), total / 2), ("buy~US".into(), total / 2)].into())
+    );
+    assert_eq!(
+        get(MetricType::Adv, &["event"], true),
+        MetricData::Summary {
+            sum: total as f64 * 0.5,
+            count: total
+        }
+    );
+    let MetricData::Count(uniques) = get(MetricType::Bmp, &["ip"], false) else {
+        panic!()
+    };
+    let err = (uniques as f64 - total as f64).abs() / total as f64;
+    assert!(err < 0.02, "{uniques} distinct IPs estimated for {total}");
+    assert_eq!(server.metrics().events_recorded(), total as u64);
+    server.stop().unwrap();
+}
+
+#[test]
+fn auth_token_guards_every_command() {
+    let (server, _) = start(ServerConfig {
+        auth_token: Some("s3cret".into()),
+        ..loopback()
+    });
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    let err = client.ping().unwrap_err().to_string();
+    assert!(err.contains("unauthorized"), "{err}");
+    let err = client
+        .record(&json!({"event": "x", "ts": TS}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unauthorized"), "{err}");
+    // A per-request token works for that request only.
+    client.call(&json!({"cmd":"ping","token":"s3cret"})).unwrap();
+    assert!(client.call(&json!({"cmd":"ping","token":"s3cre"})).is_err());
+    assert!(client
+        .auth("wrong")
+        .unwrap_err()
+        .to_string()
+        .contains("invalid token"));
+    assert!(client.ping().is_err());
+    client.auth("s3cret").unwrap();
+    client.record(&json!({"event": "x", "ts": TS})).unwrap();
+    assert_eq!(event_count(&mut client, "x"), 1);
+    // Another connection is not authenticated by the first.
+    let mut other = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    assert!(other.ping().is_err());
+    assert_eq!(server.metrics().requests(Command::Ping, Status::Unauthorized), 4);
+    server.stop().unwrap();
+}
+
+#[test]
+fn storage_outage_answers_errors_promptly_and_recovers() {
+    let store = Arc::new(Flaky::default());
+    let server = start_with(loopback(), mapping(), store.clone());
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    client.record(&json!({"event": "a", "ts": TS})).unwrap();
+    store.down.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        let err = client
+            .record(&json!({"event": "a", "ts": TS}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("flaky storage is unavailable: injected outage"),
+            "{err}"
+        );
+        let err = client.query(TS, TS).unwrap_err().to_string();
+        assert!(err.contains("unavailable"), "{err}");
+        let reply = client
+            .record_batch(&[json!({"event": "a", "ts": TS})])
+            .unwrap_err()
+            .to_string();
+        assert!(reply.contains("unavailable"), "{reply}");
+    }
+    // Bad input is still reported as bad input while the store is down.
+    let err = client.record(&json!({"ip": "1"})).unwrap_err().to_string();
+    assert!(err.contains("\"event\" is missing"), "{err}");
+    client.ping().unwrap();
+    store.down.store(false, Ordering::SeqCst);
+    client.record(&json!({"event": "a", "ts": TS})).unwrap();
+    assert_eq!(event_count(&mut client, "a"), 2);
+    assert_eq!(server.metrics().requests(Command::Record, Status::Unavailable), 3);
+    server.stop().unwrap();
+}
+
+#[test]
+fn connection_limit_and_idle_timeout() {
+    let (server, _) = start(ServerConfig {
+        max_connections: 2,
+        idle_timeout_secs: 1,
+        ..loopback()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let mut a = Client::connect(addr).unwrap();
+    let mut b = Client::connect(addr).unwrap();
+    a.ping().unwrap();
+    b.ping().unwrap();
+    let mut c = Client::connect(addr).unwrap();
+    let reply = c.receive().unwrap();
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many open connections (server.max_connections = 2)"),
+        "{reply}"
+    );
+    // Idle connections are closed with a reason, which frees their slots.
+    let reply = a.receive().unwrap();
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("server.idle_timeout_secs"),
+        "{reply}"
+    );
+    let mut raw = TcpStream::connect(addr).unwrap();
+    let mut rest = Vec::new();
+    std::thread::sleep(Duration::from_millis(1500));
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.read_to_end(&mut rest).unwrap();
+    assert!(String::from_utf8_lossy(&rest).contains("idle"));
+    let mut d = Client::connect(addr).unwrap();
+    d.ping().unwrap();
+    server.stop().unwrap();
+}
+
+#[test]
+fn graceful_stop_flushes_the_store() {
+    let store = Arc::new(Flaky::default());
+    let server = start_with(loopback(), mapping(), store.clone());
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    client.record(&json!({"event": "a", "ts": TS})).unwrap();
+    // An idle open connection does not hold up the shutdown.
+    server.stop().unwrap();
+    assert_eq!(store.flushes.load(Ordering::SeqCst), 1);
+    assert!(client.ping().is_err(), "the server is gone");
+}
+
+#[test]
+fn extreme_timestamps_do_not_take_the_server_down() {
+    let mut config = mapping();
+    config.time.timezone = "America/New_York".into();
+    config.time.store_hourly = true;
+    let server = start_with(loopback(), config, Arc::new(MemoryStorage::new()));
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    for ts in [
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!(u64::MAX),
+        json!(1e300),
+        json!(-1e300),
+        json!("9999-12-31T23:59:59Z"),
+        json!("-9223372036854775808"),
+    ] {
+        // Accepted or refused (the core decides), but always answered on the same connection.
+        let reply = client.call(&json!({"cmd":"record","event":{"event":"x","ts":ts}}));
+        if let Err(e) = reply {
+            let e = e.to_string();
+            assert!(e.contains("event time") || e.contains("internal error"), "{e}");
+        }
+    }
+    client.ping().unwrap();
+    let max = 100_000_000_000_i64;
+    assert!(client.query(max - 86_400, max).is_ok());
+    assert!(client.query(-max, -max + 86_400).is_ok());
+    server.stop().unwrap();
+}
