@@ -1,0 +1,717 @@
+//! [`RedisStorage`]: the [`Storage`] implementation over one Redis node or a Redis Cluster.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, Value};
+use traqq_core::batch::{Batch, KeyEntry, KeyOps};
+use traqq_core::read::{sort_ranked, top_ranked, Read, ReadResult};
+use traqq_storage::{Capabilities, Error, Result, Storage};
+
+use crate::config::{redact, RedisConfig};
+use crate::keys::{slot, KeyLayout};
+use crate::values;
+
+pub(crate) const BACKEND: &str = "redis";
+
+/// Worker threads of the backend's own tokio runtime: enough to overlap socket I/O of
+/// concurrent callers, few enough to leave the cores to the callers and to Redis.
+const WORKER_THREADS: usize = 2;
+
+/// Temporary keys of a cross-slot union live this long if a reader dies mid-way.
+const UNION_TMP_TTL_MS: u64 = 30_000;
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster {
+        /// No retries: a batch whose answer was lost may have been applied, and a blind re-send
+        /// would count it twice.
+        writes: ClusterConnection,
+        /// Reads are idempotent, so this one follows redirects and retries after reconnects.
+        reads: ClusterConnection,
+    },
+}
+
+/// Storage on Redis (one node) or Redis Cluster, using Redis's own types.
+///
+/// See the crate docs for the key layout, atomicity, retention and reconnect behaviour.
+/// Every method blocks the calling thread until Redis answers (or the configured timeouts
+/// pass); the work runs on a small tokio runtime owned by the store, so calling it from inside
+/// another tokio runtime does not panic. Inside async code prefer
+/// `tokio::task::spawn_blocking`, so the caller's executor thread is not held while waiting.
+pub struct RedisStorage {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    conn: Conn,
+    layout: KeyLayout,
+    config: RedisConfig,
+    target: String,
+    op_timeout: Duration,
+    union_counter: AtomicU64,
+}
+
+impl fmt::Debug for RedisStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStorage")
+            .field("target", &self.target)
+            .field("cluster", &self.config.is_cluster())
+            .field("retention", &self.config.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for RedisStorage {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks until its tasks end, which panics inside async code;
+        // shutting it down in the background never blocks.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Maps a redis-rs error to the storage error of the same meaning (the one place that does).
+pub(crate) fn map_err(target: &str, e: &RedisError) -> Error {
+    use redis::{ErrorKind, ServerErrorKind};
+    let down = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                )
+        );
+    if down {
+        Error::Unavailable {
+            backend: BACKEND,
+            message: format!("{target}: {e}"),
+        }
+    } else {
+        Error::Backend {
+            backend: BACKEND,
+            message: format!("{target}: {e}"),
+        }
+    }
+}
+
+impl RedisStorage {
+    /// Connects to the node or cluster of `config`. Fails with `Error::Open` when it cannot be
+    /// reached within the connect timeout, and with `Error::Core` naming the field when the
+    /// config is invalid.
+    pub fn connect(config: RedisConfig) -> Result<Self> {
+        config.validate()?;
+        let urls = config.urls();
+        let target = urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",");
+        let open_err = {
+            let path = target.clone();
+            move |message: String| Error::Open {
+                backend: BACKEND,
+                path: path.clone(),
+                message,
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKER_THREADS)
+            .thread_name("traqq-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| open_err(format!("cannot start the client runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (connect_timeout, response_timeout) = (config.connect_timeout(), config.response_timeout());
+        let op_timeout = connect_timeout + response_timeout;
+        let cluster = config.is_cluster();
+        let conn = run_on(&handle, op_timeout, &target, async move {
+            if cluster {
+                let client = |retries: u32| {
+                    ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                        .connection_timeout(connect_timeout)
+                        .response_timeout(response_timeout)
+                        .retries(retries)
+                        .build()
+                };
+                let writes = client(0)?.get_async_connection().await?;
+                let reads = client(2)?.get_async_connection().await?;
+                Ok(Conn::Cluster { writes, reads })
+            } else {
+                let url = urls.first().map_or(crate::config::DEFAULT_URL, String::as_str);
+                let client = redis::Client::open(url)?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(response_timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(100))
+                    .set_max_delay(Duration::from_secs(1));
+                Ok(Conn::Single(
+                    ConnectionManager::new_with_config(client, manager_config).await?,
+                ))
+            }
+        })
+        .map_err(|e| open_err(e.to_string()))?;
+        // Ping once so a wrong password or db fails here, not at the first batch.
+        let storage = RedisStorage {
+            runtime: Some(runtime),
+            handle,
+            conn,
+            layout: if cluster {
+                KeyLayout::ClusterTagged
+            } else {
+                KeyLayout::Plain
+            },
+            config,
+            target,
+            op_timeout,
+            union_counter: AtomicU64::new(0),
+        };
+        storage
+            .exec(false, vec![(0, redis::cmd("PING"))])
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(storage)
+    }
+
+    /// The configuration this store was opened with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The key layout in use (plain on one node, hash-tagged on a cluster).
+    pub fn layout(&self) -> KeyLayout {
+        self.layout
+    }
+
+    /// The Redis key that holds the traqq key `key` under this store's layout.
+    pub fn redis_key(&self, key: &str) -> String {
+        self.layout.physical(key).into_owned()
+    }
+
+    fn slot_of(&self, physical: &str) -> u16 {
+        match self.layout {
+            KeyLayout::Plain => 0,
+            KeyLayout::ClusterTagged => slot(physical.as_bytes()),
+        }
+    }
+
+    /// Runs `fut` on the store's runtime and waits for it, whatever runtime the caller is in.
+    fn block_on<T, F>(&self, fut: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = std::result::Result<T, RedisError>> + Send + 'static,
+    {
+        run_on(&self.handle, self.op_timeout, &self.target, fut)
+    }
+
+    /// Runs commands, one pipeline per slot (all in one on a single node), and answers them in
+    /// order. `reads` picks the retrying cluster connection.
+    fn exec(&self, reads: bool, cmds: Vec<(u16, Cmd)>) -> Result<Vec<Value>> {
+        let total = cmds.len();
+        let mut groups: BTreeMap<u16, (Pipeline, Vec<usize>)> = BTreeMap::new();
+        for (i, (slot, cmd)) in cmds.into_iter().enumerate() {
+            let (pipe, idx) = groups.entry(slot).or_insert_with(|| (redis::pipe(), Vec::new()));
+            pipe.add_command(cmd);
+            idx.push(i);
+        }
+        let conn = self.conn.clone();
+        let answers = self.block_on(async move {
+            let runs = groups.into_values().map(|(pipe, idx)| {
+                let conn = conn.clone();
+                async move {
+                    let values: Vec<Value> = match conn {
+                        Conn::Single(mut c) => pipe.query_async(&mut c).await?,
+                        Conn::Cluster {
+                            reads: mut c,
+                            writes: _,
+                        } if reads => pipe.query_async(&mut c).await?,
+                        Conn::Cluster { mut writes, .. } => pipe.query_async(&mut writes).await?,
+                    };
+                    Ok::<_, RedisError>((idx, values))
+                }
+            });
+            futures_util::future::try_join_all(runs).await
+        })?;
+        let mut out = vec![Value::Nil; total];
+        for (idx, values) in answers {
+            if values.len() != idx.len() {
+                return Err(Error::Backend {
+                    backend: BACKEND,
+                    message: format!(
+                        "{}: a pipeline of {} commands got {} answers",
+                        self.target,
+                        idx.len(),
+                        values.len()
+                    ),
+                });
+            }
+            for (i, v) in idx.into_iter().zip(values) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    fn push_entry(&self, pipe: &mut Pipeline, key: &str, entry: &KeyEntry) {
+        match &entry.ops {
+            KeyOps::Hash(fields) => {
+                for (field, by) in fields {
+                    match by {
+                        traqq_core::batch::Number::Int(n) => pipe.cmd("HINCRBY").arg(key).arg(field).arg(*n),
+                        traqq_core::batch::Number::Float(x) => {
+                            pipe.cmd("HINCRBYFLOAT").arg(key).arg(field).arg(*x)
+                        }
+                    }
+                    .ignore();
+                }
+            }
+            KeyOps::Hll(values) => {
+                let cmd = pipe.cmd("PFADD").arg(key);
+                values.iter().for_each(|v| {
+                    cmd.arg(v);
+                });
+                cmd.ignore();
+            }
+            KeyOps::Scores(members) => {
+                for (member, by) in members {
+                    pipe.cmd("ZINCRBY").arg(key).arg(*by).arg(member).ignore();
+                }
+            }
+            KeyOps::Members(members) => {
+                let cmd = pipe.cmd("SADD").arg(key);
+                members.iter().for_each(|m| {
+                    cmd.arg(m);
+                });
+                cmd.ignore();
+            }
+        }
+        if let Some(at) = self.config.expire_at(entry.bucket, entry.bucket_start) {
+            pipe.cmd("EXPIREAT").arg(key).arg(at).ignore();
+        }
+    }
+
+    fn tmp_union_tag(&self) -> String {
+        format!(
+            "{{traqq-union:{}:{}}}",
+            std::process::id(),
+            self.union_counter.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Spawns `fut` on `handle` and waits on a plain channel (never `block_on`, which panics when
+/// the caller is itself inside a runtime). Past `limit`, the store counts as unavailable.
+fn run_on<T, F>(handle: &tokio::runtime::Handle, limit: Duration, target: &str, fut: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = std::result::Result<T, RedisError>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::sync_channel(1);
+    let owned_target = target.to_owned();
+    handle.spawn(async move {
+        let out = match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(map_err(&owned_target, &e)),
+            Err(_) => Err(Error::Unavailable {
+                backend: BACKEND,
+                message: format!(
+                    "{owned_target}: no answer within {} ms (a batch cut off here may or may not have been applied)",
+                    limit.as_millis()
+                ),
+            }),
+        };
+        // The caller may have gone away; nothing to do then.
+        let _ = tx.send(out);
+    });
+    rx.recv().map_err(|_| Error::Backend {
+        backend: BACKEND,
+        message: format!("{target}: the client runtime stopped before answering"),
+    })?
+}
+
+/// Phase-one state of one read.
+enum Pending {
+    Done(ReadResult),
+    Hash {
+        cmd: usize,
+        key: String,
+    },
+    Count {
+        cmd: usize,
+        key: String,
+    },
+    Top {
+        cmd: usize,
+        key: String,
+        limit: usize,
+    },
+    /// A leaderboard over several sorted sets, added up here.
+    TopUnion {
+        cmds: Vec<usize>,
+        key: String,
+        limit: usize,
+    },
+    Members {
+        cmd: usize,
+        key: String,
+    },
+    /// A union over keys in several cluster slots: their raw HLL strings are fetched first.
+    CrossSlotCount {
+        gets: Vec<usize>,
+        keys: Vec<String>,
+    },
+}
+
+/// Phase-two state of one read.
+enum Finish {
+    Done(ReadResult),
+    Count {
+        cmd: usize,
+        key: String,
+    },
+    Top {
+        head: Vec<(String, f64)>,
+        boundary: f64,
+        ties: usize,
+        key: String,
+        limit: usize,
+    },
+}
+
+impl Storage for RedisStorage {
+    fn capabilities(&self) -> Capabilities {
+        // One node: the whole batch in one MULTI/EXEC. Cluster: one MULTI/EXEC per slot.
+        Capabilities::new(self.layout == KeyLayout::Plain, true)
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let pipes: Vec<Pipeline> = match self.layout {
+            KeyLayout::Plain => {
+                let mut pipe = Pipeline::with_capacity(batch.op_count() + batch.len());
+                pipe.atomic();
+                for (key, entry) in batch.iter().filter(|(_, e)| !e.ops.is_empty()) {
+                    self.push_entry(&mut pipe, key, entry);
+                }
+                vec![pipe]
+            }
+            KeyLayout::ClusterTagged => {
+                let mut by_slot: BTreeMap<u16, Pipeline> = BTreeMap::new();
+                for (key, entry) in batch.iter().filter(|(_, e)| !e.ops.is_empty()) {
+                    let physical = self.layout.physical(key);
+                    let pipe = by_slot.entry(slot(physical.as_bytes())).or_insert_with(|| {
+                        let mut p = redis::pipe();
+                        p.atomic();
+                        p
+                    });
+                    self.push_entry(pipe, &physical, entry);
+                }
+                by_slot.into_values().collect()
+            }
+        };
+        let conn = self.conn.clone();
+        self.block_on(async move {
+            let runs = pipes.into_iter().map(|pipe| {
+                let conn = conn.clone();
+                async move {
+                    match conn {
+                        Conn::Single(mut c) => pipe.query_async::<()>(&mut c).await,
+                        Conn::Cluster { mut writes, .. } => pipe.query_async::<()>(&mut writes).await,
+                    }
+                }
+            });
+            futures_util::future::try_join_all(runs).await.map(|_| ())
+        })
+    }
+
+    fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
+        // Phase one: every read's main command, all in one round trip per slot.
+        let mut cmds: Vec<(u16, Cmd)> = Vec::with_capacity(reads.len());
+        let mut push = |slot: u16, cmd: Cmd| {
+            cmds.push((slot, cmd));
+            cmds.len() - 1
+        };
+        let mut pending = Vec::with_capacity(reads.len());
+        for read in reads {
+            pending.push(match read {
+                Read::Hash(key) => {
+                    let k = self.layout.physical(key);
+                    let mut c = redis::cmd("HGETALL");
+                    c.arg(k.as_ref());
+                    Pending::Hash {
+                        cmd: push(self.slot_of(&k), c),
+                        key: key.clone(),
+                    }
+                }
+                Read::Count(keys) if keys.is_empty() => Pending::Done(ReadResult::Count(0)),
+                Read::Count(keys) => {
+                    let physical: Vec<String> = keys
+                        .iter()
+                        .map(|k| self.layout.physical(k).into_owned())
+                        .collect();
+                    let first = self.slot_of(&physical[0]);
+                    if physical.iter().all(|k| self.slot_of(k) == first) {
+                        let mut c = redis::cmd("PFCOUNT");
+                        physical.iter().for_each(|k| {
+                            c.arg(k);
+                        });
+                        Pending::Count {
+                            cmd: push(first, c),
+                            key: keys.join(","),
+                        }
+                    } else {
+                        let gets = physical
+                            .iter()
+                            .map(|k| {
+                                let mut c = redis::cmd("GET");
+                                c.arg(k);
+                                push(self.slot_of(k), c)
+                            })
+                            .collect();
+                        Pending::CrossSlotCount { gets, keys: physical }
+                    }
+                }
+                Read::Top { limit: 0, .. } => Pending::Done(ReadResult::Top(Vec::new())),
+                Read::Top { keys, .. } if keys.is_empty() => Pending::Done(ReadResult::Top(Vec::new())),
+                Read::Top { keys, limit } if keys.len() == 1 => {
+                    let k = self.layout.physical(&keys[0]);
+                    let last = isize::try_from(*limit).map_or(-1, |l| l - 1);
+                    let mut c = redis::cmd("ZREVRANGE");
+                    c.arg(k.as_ref()).arg(0).arg(last).arg("WITHSCORES");
+                    Pending::Top {
+                        cmd: push(self.slot_of(&k), c),
+                        key: keys[0].clone(),
+                        limit: *limit,
+                    }
+                }
+                Read::Top { keys, limit } => {
+                    // Redis has no "union, then the best N": the union comes back whole and is
+                    // cut here. The buckets of one leaderboard share a slot on a cluster; other
+                    // unions read each set whole and add up here.
+                    let physical: Vec<String> = keys
+                        .iter()
+                        .map(|k| self.layout.physical(k).into_owned())
+                        .collect();
+                    let first = self.slot_of(&physical[0]);
+                    let cmds = if physical.iter().all(|k| self.slot_of(k) == first) {
+                        let mut c = redis::cmd("ZUNION");
+                        c.arg(physical.len());
+                        physical.iter().for_each(|k| {
+                            c.arg(k);
+                        });
+                        c.arg("WITHSCORES");
+                        vec![push(first, c)]
+                    } else {
+                        physical
+                            .iter()
+                            .map(|k| {
+                                let mut c = redis::cmd("ZRANGE");
+                                c.arg(k).arg(0).arg(-1).arg("WITHSCORES");
+                                push(self.slot_of(k), c)
+                            })
+                            .collect()
+                    };
+                    Pending::TopUnion {
+                        cmds,
+                        key: keys.join(","),
+                        limit: *limit,
+                    }
+                }
+                Read::Members(key) => {
+                    let k = self.layout.physical(key);
+                    let mut c = redis::cmd("SMEMBERS");
+                    c.arg(k.as_ref());
+                    Pending::Members {
+                        cmd: push(self.slot_of(&k), c),
+                        key: key.clone(),
+                    }
+                }
+            });
+        }
+        let mut answers = if cmds.is_empty() {
+            Vec::new()
+        } else {
+            self.exec(true, cmds)?
+        };
+        let mut take = |i: usize| std::mem::take(&mut answers[i]);
+
+        // Phase two, only where needed: members tied with a cut-off leaderboard's last score
+        // (Redis orders ties by member descending, the contract ascending), and cross-slot
+        // unions.
+        let mut cmds2: Vec<(u16, Cmd)> = Vec::new();
+        let mut push2 = |slot: u16, cmd: Cmd| {
+            cmds2.push((slot, cmd));
+            cmds2.len() - 1
+        };
+        let mut finishing = Vec::with_capacity(pending.len());
+        for p in pending {
+            finishing.push(match p {
+                Pending::Done(r) => Finish::Done(r),
+                Pending::Hash { cmd, key } => Finish::Done(ReadResult::Hash(values::hash(&key, take(cmd))?)),
+                Pending::Members { cmd, key } => {
+                    Finish::Done(ReadResult::Members(values::strings(&key, take(cmd))?))
+                }
+                Pending::Count { cmd, key } => {
+                    Finish::Done(ReadResult::Count(values::count(&key, take(cmd))?))
+                }
+                Pending::Top { cmd, key, limit } => {
+                    let ranked = values::ranked(&key, take(cmd))?;
+                    match ranked.last() {
+                        Some((_, boundary, raw)) if ranked.len() >= limit => {
+                            let k = self.layout.physical(&key);
+                            let mut c = redis::cmd("ZRANGEBYSCORE");
+                            c.arg(k.as_ref())
+                                .arg(raw.as_str())
+                                .arg(raw.as_str())
+                                .arg("WITHSCORES");
+                            let boundary = *boundary;
+                            Finish::Top {
+                                head: ranked
+                                    .into_iter()
+                                    .filter(|(_, s, _)| *s != boundary)
+                                    .map(|(m, s, _)| (m, s))
+                                    .collect(),
+                                boundary,
+                                ties: push2(self.slot_of(&k), c),
+                                key,
+                                limit,
+                            }
+                        }
+                        _ => {
+                            let mut all: Vec<(String, f64)> =
+                                ranked.into_iter().map(|(m, s, _)| (m, s)).collect();
+                            sort_ranked(&mut all);
+                            Finish::Done(ReadResult::Top(all))
+                        }
+                    }
+                }
+                Pending::TopUnion { cmds, key, limit } => {
+                    let mut sums: hashbrown::HashMap<String, f64> = hashbrown::HashMap::new();
+                    for cmd in cmds {
+                        for (member, score, _) in values::ranked(&key, take(cmd))? {
+                            *sums.entry(member).or_insert(0.0) += score;
+                        }
+                    }
+                    let mut all: Vec<(String, f64)> = sums.into_iter().collect();
+                    top_ranked(&mut all, limit);
+                    Finish::Done(ReadResult::Top(all))
+                }
+                Pending::CrossSlotCount { gets, keys } => {
+                    let mut present: Vec<(&String, Vec<u8>)> = Vec::new();
+                    for (i, key) in gets.into_iter().zip(&keys) {
+                        if let Some(bytes) = values::optional_bytes(key, take(i))? {
+                            present.push((key, bytes));
+                        }
+                    }
+                    match present.len() {
+                        0 => Finish::Done(ReadResult::Count(0)),
+                        1 => {
+                            let key = present[0].0;
+                            let mut c = redis::cmd("PFCOUNT");
+                            c.arg(key.as_str());
+                            Finish::Count {
+                                cmd: push2(self.slot_of(key), c),
+                                key: key.clone(),
+                            }
+                        }
+                        _ => {
+                            // Copy the sketches under one tag, count their union there.
+                            let tag = self.tmp_union_tag();
+                            let tmp_slot = slot(tag.as_bytes());
+                            let tmp: Vec<String> = (0..present.len()).map(|i| format!("{tag}:{i}")).collect();
+                            for (name, (_, bytes)) in tmp.iter().zip(&present) {
+                                let mut c = redis::cmd("SET");
+                                c.arg(name).arg(bytes.as_slice()).arg("PX").arg(UNION_TMP_TTL_MS);
+                                push2(tmp_slot, c);
+                            }
+                            let mut count = redis::cmd("PFCOUNT");
+                            let mut del = redis::cmd("DEL");
+                            tmp.iter().for_each(|k| {
+                                count.arg(k);
+                                del.arg(k);
+                            });
+                            let cmd = push2(tmp_slot, count);
+                            push2(tmp_slot, del);
+                            Finish::Count {
+                                cmd,
+                                key: keys.join(","),
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        let mut answers2 = if cmds2.is_empty() {
+            Vec::new()
+        } else {
+            self.exec(true, cmds2)?
+        };
+        let mut take2 = |i: usize| std::mem::take(&mut answers2[i]);
+        finishing
+            .into_iter()
+            .map(|f| {
+                Ok(match f {
+                    Finish::Done(r) => r,
+                    Finish::Count { cmd, key } => ReadResult::Count(values::count(&key, take2(cmd))?),
+                    Finish::Top {
+                        mut head,
+                        boundary,
+                        ties,
+                        key,
+                        limit,
+                    } => {
+                        head.extend(
+                            values::ranked(&key, take2(ties))?
+                                .into_iter()
+                                .filter(|(_, s, _)| *s == boundary)
+                                .map(|(m, s, _)| (m, s)),
+                        );
+                        sort_ranked(&mut head);
+                        head.truncate(limit);
+                        ReadResult::Top(head)
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn delete(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let cmds = keys
+            .iter()
+            .map(|k| {
+                let physical = self.layout.physical(k);
+                let mut c = redis::cmd("DEL");
+                c.arg(physical.as_ref());
+                (self.slot_of(&physical), c)
+            })
+            .collect();
+        for v in self.exec(false, cmds)? {
+            if let Value::ServerError(e) = v {
+                return Err(Error::Backend {
+                    backend: BACKEND,
+                    message: format!("{}: DEL failed: {e:?}", self.target),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        // Durability is Redis's own persistence (RDB/AOF): an acknowledged batch is in Redis.
+        Ok(())
+    }
+}

@@ -1,0 +1,218 @@
+//! [`RedisConfig`]: where Redis is and how long to wait for it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use traqq_core::config::RetentionConfig;
+
+/// The default single-node URL.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// Connection settings of the Redis backend (the `[storage]` table of a config file).
+///
+/// Either one node (`url`) or a Redis Cluster (`cluster_urls`, any reachable nodes of it).
+/// URLs follow redis-rs: `redis://[user][:password@]host[:port][/db]`; `rediss://` (TLS) is not
+/// supported by this build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Single-node URL; [`DEFAULT_URL`] when neither this nor `cluster_urls` is given.
+    pub url: Option<String>,
+    /// Seed nodes of a Redis Cluster. Non-empty selects cluster mode (and the hash-tagged key
+    /// layout, see [`crate::keys`]).
+    pub cluster_urls: Vec<String>,
+    /// Keys expire this long after their bucket starts (plus one day of slack); 0 keeps them.
+    pub retention: RetentionConfig,
+    /// Longest wait for a TCP connection to a node, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the answer to one batch or read, in milliseconds. While Redis is down,
+    /// operations fail with `Error::Unavailable` after at most about this plus
+    /// `connect_timeout_ms`.
+    pub response_timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            cluster_urls: Vec::new(),
+            retention: RetentionConfig::default(),
+            connect_timeout_ms: 1_000,
+            response_timeout_ms: 3_000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// One Redis node at `url`.
+    pub fn single(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: Some(url.into()),
+            ..RedisConfig::default()
+        }
+    }
+
+    /// A Redis Cluster reached through any of `urls`.
+    pub fn cluster<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisConfig {
+            cluster_urls: urls.into_iter().map(Into::into).collect(),
+            ..RedisConfig::default()
+        }
+    }
+
+    /// Sets the retention (builder style).
+    pub fn with_retention(mut self, retention: RetentionConfig) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// True in cluster mode.
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_urls.is_empty()
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms.max(1))
+    }
+
+    pub(crate) fn response_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_timeout_ms.max(1))
+    }
+
+    /// Checks the settings; the error names the field at fault.
+    pub fn validate(&self) -> traqq_core::Result<()> {
+        if self.url.is_some() && self.is_cluster() {
+            return Err(config_error(
+                "storage.url",
+                "give either url (one node) or cluster_urls (a cluster), not both",
+            ));
+        }
+        for (field, url) in self
+            .url
+            .iter()
+            .map(|u| ("storage.url", u))
+            .chain(self.cluster_urls.iter().map(|u| ("storage.cluster_urls", u)))
+        {
+            check_url(url).map_err(|reason| config_error(field, reason))?;
+        }
+        if self.connect_timeout_ms == 0 || self.response_timeout_ms == 0 {
+            return Err(config_error(
+                "storage.connect_timeout_ms",
+                "timeouts must be at least 1 ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The URLs to connect to, in order.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        if self.is_cluster() {
+            self.cluster_urls.clone()
+        } else {
+            vec![self.url.clone().unwrap_or_else(|| DEFAULT_URL.to_owned())]
+        }
+    }
+
+    /// Seconds until a key of a bucket starting at `bucket_start` expires, as an absolute unix
+    /// time for `EXPIREAT`, or `None` when that bucket kind is kept forever.
+    pub(crate) fn expire_at(&self, bucket: traqq_core::bucket::BucketKind, bucket_start: i64) -> Option<i64> {
+        let days = match bucket {
+            traqq_core::bucket::BucketKind::Day => self.retention.daily_days,
+            traqq_core::bucket::BucketKind::Hour => self.retention.hourly_days,
+        };
+        (days > 0).then(|| bucket_start.saturating_add((i64::from(days) + 1) * 86_400))
+    }
+}
+
+fn config_error(field: &str, reason: impl Into<String>) -> traqq_core::Error {
+    traqq_core::Error::Config {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("redis") | Some("valkey") => Ok(()),
+        Some("rediss") | Some("valkeys") => Err(format!(
+            "{} uses TLS, which this build of traqq-redis does not support yet",
+            redact(url)
+        )),
+        _ => Err(format!(
+            "{} is not a redis:// URL (redis://[user][:password@]host[:port][/db])",
+            redact(url)
+        )),
+    }
+}
+
+/// `url` with any password replaced by `***`, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The authority ends at the first '/', '?' or '#'; a password sits before its last '@'.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traqq_core::bucket::BucketKind;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("redis://:s3cret@h:1/2"), "redis://:***@h:1/2");
+        assert_eq!(redact("redis://u:p@w@h"), "redis://u:***@h");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+        assert_eq!(redact("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn validates_urls_and_modes() {
+        assert!(RedisConfig::single("redis://:pw@127.0.0.1:6379/3")
+            .validate()
+            .is_ok());
+        assert!(RedisConfig::default().validate().is_ok());
+        let tls = RedisConfig::single("rediss://:pw@host")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            tls.contains("TLS") && tls.contains("storage.url") && !tls.contains("pw"),
+            "{tls}"
+        );
+        let both = RedisConfig {
+            url: Some("redis://a".into()),
+            ..RedisConfig::cluster(["redis://b"])
+        };
+        assert!(both.validate().unwrap_err().to_string().contains("not both"));
+        let bad = RedisConfig::cluster(["http://x"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("storage.cluster_urls"), "{bad}");
+    }
+
+    #[test]
+    fn expiry_follows_retention() {
+        let mut c = RedisConfig::default();
+        assert_eq!(c.expire_at(BucketKind::Day, 1_000), None);
+        c.retention.daily_days = 30;
+        c.retention.hourly_days = 2;
+        assert_eq!(c.expire_at(BucketKind::Day, 1_000), Some(1_000 + 31 * 86_400));
+        assert_eq!(c.expire_at(BucketKind::Hour, 1_000), Some(1_000 + 3 * 86_400));
+    }
+}

@@ -1,0 +1,79 @@
+//! # traqq-redis
+//!
+//! [`Storage`](traqq_storage::Storage) on Redis (one node) or Redis Cluster, with Redis's own
+//! types, so `redis-cli` users see the familiar layout: `HINCRBY`/`HINCRBYFLOAT` hashes for
+//! `add`/`adv`, `PFADD` HyperLogLogs for `bmp`, `ZINCRBY` sorted sets for `top`, `SADD` sets
+//! for the per-bucket key sets.
+//!
+//! ```no_run
+//! use traqq_redis::{RedisConfig, RedisStorage};
+//! use traqq_storage::prelude::*;
+//!
+//! let config = TraqqConfig {
+//!     mapping: MappingConfig { bitmap: vec!["ip".into()], add: vec!["event".into()], ..MappingConfig::default() },
+//!     ..TraqqConfig::default()
+//! };
+//! let redis = RedisConfig::single("redis://127.0.0.1:6379/0").with_retention(config.retention);
+//! let traqq = Traqq::new(config, RedisStorage::connect(redis)?, "myapp")?;
+//! traqq.record_json(r#"{"event":"click","ip":"1.2.3.4"}"#)?;
+//! let uniques = traqq.query_days(7)?.find_str("bmp/ip");
+//! # Ok::<(), traqq_storage::Error>(())
+//! ```
+//!
+//! The runnable version of this example is the key-layout test (`tests/layout.rs`), which
+//! needs a server; the part that runs anywhere:
+//!
+//! ```
+//! use traqq_redis::{keys::cluster_key, RedisConfig};
+//!
+//! assert!(RedisConfig::single("rediss://secure:6380").validate().is_err()); // no TLS yet
+//! assert_eq!(cluster_key("myapp:bmp:d:1700000000:ip").as_deref(), Some("{myapp:bmp:ip}:d:1700000000"));
+//! ```
+//!
+//! ## Writes: one round trip, atomic
+//!
+//! [`Storage::apply`](traqq_storage::Storage::apply) sends the whole coalesced batch as one
+//! pipeline wrapped in `MULTI`/`EXEC`: 1,000 events cost one round trip, and the batch is
+//! visible entirely or not at all. On a cluster, a batch is split by hash slot and each slot's
+//! part is its own `MULTI`/`EXEC` (all sent at once): atomic per slot, not across slots, so
+//! [`Capabilities::atomic_batches`](traqq_storage::Capabilities) is false there. Redis does not
+//! roll back a transaction whose command fails (a key of the wrong type); such a batch reports
+//! an error.
+//!
+//! ## Reads: pipelined
+//!
+//! All reads of one `read` call go in one pipeline (one per slot on a cluster, sent
+//! concurrently). A leaderboard cut at `limit` whose last score is shared with members beyond
+//! the cut needs a second round trip (`ZRANGEBYSCORE s s`), because Redis ranks equal scores by
+//! member descending and the contract ascending. A union (`PFCOUNT k1 k2 …`) runs natively when
+//! its keys share a slot, which the cluster layout guarantees for the buckets of one metric; a
+//! union across slots copies the raw HyperLogLog strings (`GET`) under one temporary tag, counts
+//! there and deletes them.
+//!
+//! ## Key layout
+//!
+//! Single node: exactly the traqq key format (`myapp:bmp:d:1700000000:ip`). Cluster: metric keys
+//! carry a hash tag so all buckets of one metric share one slot, see [`keys`].
+//!
+//! ## Retention, reconnects, durability
+//!
+//! - With `retention.daily_days`/`hourly_days` set, every written key gets
+//!   `EXPIREAT bucket_start + (days + 1) × 86400`: Redis drops old buckets itself.
+//! - Connections use bounded connect and response timeouts; while Redis is down every call
+//!   returns `Error::Unavailable` within about `connect_timeout_ms + response_timeout_ms`, and
+//!   once it is back the same store works again (a new connection is made on demand). A batch
+//!   that failed is never re-sent by this crate: one cut off mid-answer may or may not have been
+//!   applied, and re-sending increments would count them twice. The caller decides.
+//! - Durability is Redis's own persistence (RDB snapshots, AOF): `flush` does nothing.
+#![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod backend;
+pub mod config;
+pub mod keys;
+mod values;
+
+pub use backend::RedisStorage;
+pub use config::RedisConfig;
+pub use keys::KeyLayout;

@@ -1,0 +1,208 @@
+//! Redis Cluster: metrics spread over the nodes, each metric's buckets share one slot, and
+//! merged uniques over several days are true unions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+
+use traqq_redis::keys::slot;
+use traqq_redis::{RedisConfig, RedisStorage};
+use traqq_storage::prelude::*;
+
+const DAY0: i64 = 1_700_006_400;
+const DAYS: i64 = 5;
+
+/// Every key of every node whose name contains `needle`, by node URL.
+fn keys_by_node(urls: &[String], needle: &str) -> BTreeMap<String, Vec<String>> {
+    urls.iter()
+        .map(|url| {
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let mut keys = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("*{needle}*"))
+                    .arg("COUNT")
+                    .arg(1_000)
+                    .query(&mut c)
+                    .unwrap();
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            (url.clone(), keys)
+        })
+        .collect()
+}
+
+#[test]
+fn cluster_spreads_metrics_and_unions_days_correctly() {
+    let Some(urls) = common::cluster_urls() else {
+        return;
+    };
+    let storage = RedisStorage::connect(RedisConfig::cluster(urls.clone())).unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let p = format!("clu{}x{nanos}", std::process::id());
+    let config = TraqqConfig {
+        mapping: MappingConfig {
+            bitmap: vec!["ip".into(), "geo".into()],
+            add: vec!["event".into(), "event~geo".into()],
+            top: vec!["geo".into(), "ip".into()],
+            ..MappingConfig::default()
+        },
+        ..TraqqConfig::default()
+    };
+    let traqq = Traqq::new(config, storage, &p).unwrap();
+
+    // Day d sees IPs d*1000 .. d*1000+3000: overlapping windows, so the week's uniques are
+    // far fewer than the sum of the days'.
+    let geos = ["US", "DE", "FR", "BR"];
+    let mut truth_all = HashSet::new();
+    let mut truth_day = vec![HashSet::new(); DAYS as usize];
+    let mut clicks = 0i64;
+    for d in 0..DAYS {
+        let lines: Vec<String> = (0..3_000)
+            .map(|i| {
+                let ip = format!("10.{}.{}.1", (d * 1_000 + i) / 256, (d * 1_000 + i) % 256);
+                truth_all.insert(ip.clone());
+                truth_day[d as usize].insert(ip.clone());
+                let event = if i % 3 == 0 { "click" } else { "view" };
+                clicks += i64::from(event == "click");
+                format!(
+                    r#"{{"event":"{event}","ip":"{ip}","geo":"{}","ts":{}}}"#,
+                    geos[i as usize % 4],
+                    DAY0 + d * 86_400 + i
+                )
+            })
+            .collect();
+        for chunk in lines.chunks(1_000) {
+            let out = traqq.record_json_lines(chunk.iter().map(String::as_str)).unwrap();
+            assert_eq!(out.recorded, chunk.len());
+        }
+    }
+
+    let result = traqq.query(DAY0, DAY0 + (DAYS - 1) * 86_400).unwrap();
+    assert_eq!(result.days.len(), DAYS as usize);
+    let merged = match result.find_str("bmp/ip")[0].result {
+        MetricData::Count(n) => n,
+        ref other => panic!("{other:?}"),
+    };
+    let want = truth_all.len() as f64;
+    let sum_of_days: usize = truth_day.iter().map(HashSet::len).sum();
+    assert!(
+        (merged as f64 - want).abs() / want < 0.02,
+        "merged {merged}, truth {want}"
+    );
+    assert!(
+        merged < sum_of_days as u64 * 3 / 4,
+        "a union, not the sum {sum_of_days}"
+    );
+    let per_day = result.find(FindOptions {
+        metric_type: "bmp".into(),
+        key: "ip".into(),
+        add_key: None,
+        merge: false,
+    });
+    assert_eq!(per_day.len(), DAYS as usize);
+    for (r, t) in per_day.iter().zip(&truth_day) {
+        let MetricData::Count(n) = r.result else { panic!() };
+        assert!(
+            (n as f64 - t.len() as f64).abs() / (t.len() as f64) < 0.02,
+            "{n} vs {}",
+            t.len()
+        );
+    }
+    assert_eq!(
+        result.find_str("add/event")[0].result,
+        MetricData::Hash([("click".into(), clicks), ("view".into(), DAYS * 3_000 - clicks)].into())
+    );
+    assert_eq!(result.find_str("bmp/geo")[0].result, MetricData::Count(4));
+
+    // The keys landed on more than one node; all buckets of one metric on the same one.
+    let by_node = keys_by_node(&urls, &p);
+    let busy = by_node.values().filter(|k| !k.is_empty()).count();
+    assert!(busy >= 2, "keys on {busy} node(s): {by_node:?}");
+    let bmp_nodes: Vec<&String> = by_node
+        .iter()
+        .filter(|(_, keys)| keys.iter().any(|k| k.starts_with(&format!("{{{p}:bmp:ip}}"))))
+        .map(|(url, _)| url)
+        .collect();
+    assert_eq!(bmp_nodes.len(), 1, "{by_node:?}");
+    let bmp_keys = by_node[bmp_nodes[0]]
+        .iter()
+        .filter(|k| k.starts_with(&format!("{{{p}:bmp:ip}}")))
+        .count();
+    assert_eq!(bmp_keys, DAYS as usize);
+
+    // Our slot function agrees with the server's.
+    let mut c = redis::Client::open(urls[0].as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for keys in by_node.values() {
+        for k in keys.iter().take(5) {
+            let server: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(k).query(&mut c).unwrap();
+            assert_eq!(server, slot(k.as_bytes()), "{k}");
+        }
+    }
+
+    // A union across slots (two different metrics) goes through temporary keys, which are
+    // gone afterwards.
+    let storage = traqq.storage();
+    let ip0 = format!("{p}:bmp:d:{DAY0}:ip");
+    let geo0 = format!("{p}:bmp:d:{DAY0}:geo");
+    assert_ne!(
+        slot(storage_key(&ip0).as_bytes()),
+        slot(storage_key(&geo0).as_bytes())
+    );
+    let n = storage.count(&[&ip0, &geo0]).unwrap() as f64;
+    let want = (truth_day[0].len() + 4) as f64;
+    assert!((n - want).abs() / want < 0.02, "{n} vs {want}");
+    // A leaderboard union across slots (two metrics) adds up sets read whole.
+    let (geo_top, ip_top) = (format!("{p}:top:d:{DAY0}:geo"), format!("{p}:top:d:{DAY0}:ip"));
+    assert_ne!(
+        slot(storage_key(&geo_top).as_bytes()),
+        slot(storage_key(&ip_top).as_bytes())
+    );
+    let both = storage
+        .read(&[Read::Top {
+            keys: vec![geo_top, ip_top],
+            limit: 5,
+        }])
+        .unwrap();
+    // Day 0: 3000 events over 4 geos (750 each) and 3000 distinct IPs (1 each).
+    assert_eq!(
+        both,
+        vec![ReadResult::Top(vec![
+            ("BR".into(), 750.0),
+            ("DE".into(), 750.0),
+            ("FR".into(), 750.0),
+            ("US".into(), 750.0),
+            ("10.0.0.1".into(), 1.0),
+        ])]
+    );
+    // Merged leaderboards over the days are exact (equal scores rank by name).
+    let mut want_geo: Vec<(String, f64)> = geos
+        .iter()
+        .map(|g| ((*g).to_owned(), (DAYS * 750) as f64))
+        .collect();
+    want_geo.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(result.find_str("top/geo")[0].result, MetricData::Ranked(want_geo));
+    let leftovers = keys_by_node(&urls, "traqq-union");
+    assert!(leftovers.values().all(Vec::is_empty), "{leftovers:?}");
+}
+
+fn storage_key(key: &str) -> String {
+    traqq_redis::KeyLayout::ClusterTagged.physical(key).into_owned()
+}

@@ -1,0 +1,253 @@
+//! What Redis users see: the documented keys hold the expected values (read back with a plain
+//! Redis connection), retention sets `EXPIREAT`, and the store works inside a tokio runtime.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redis::Commands;
+use traqq_redis::{RedisConfig, RedisStorage};
+use traqq_storage::prelude::*;
+
+/// 2023-11-15 00:00 UTC.
+const DAY: i64 = 1_700_006_400;
+
+fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}{}x{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn mapping() -> MappingConfig {
+    MappingConfig {
+        bitmap: vec!["ip".into()],
+        add: vec!["event".into(), "geo~event".into()],
+        add_value: vec![AddValueConfig {
+            key: "event".into(),
+            add_key: "amount".into(),
+        }],
+        top: vec!["geo".into()],
+    }
+}
+
+const EVENTS: [&str; 3] = [
+    r#"{"event":"click","ip":"1.1.1.1","geo":"US","amount":2.5,"ts":1700010000}"#,
+    r#"{"event":"click","ip":"1.1.1.2","geo":"US","amount":1,"ts":1700020000}"#,
+    r#"{"event":"view","ip":"1.1.1.1","geo":"DE","ts":1700030000}"#,
+];
+
+fn hgetall(conn: &mut redis::Connection, key: &str) -> BTreeMap<String, String> {
+    conn.hgetall(key).unwrap()
+}
+
+#[test]
+fn documented_keys_hold_the_expected_values() {
+    let Some(url) = common::single_url() else { return };
+    let p = unique_prefix("layout");
+    let traqq = Traqq::new(
+        TraqqConfig {
+            mapping: mapping(),
+            ..TraqqConfig::default()
+        },
+        RedisStorage::connect(RedisConfig::single(url.as_str())).unwrap(),
+        &p,
+    )
+    .unwrap();
+    let out = traqq.record_json_lines(EVENTS).unwrap();
+    assert_eq!((out.recorded, out.rejected.len()), (3, 0));
+
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let s = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        hgetall(&mut conn, &format!("{p}:add:d:{DAY}:event")),
+        s(&[("click", "2"), ("view", "1")])
+    );
+    assert_eq!(
+        hgetall(&mut conn, &format!("{p}:add:d:{DAY}:event~geo")),
+        s(&[("click~US", "2"), ("view~DE", "1")]),
+        "patterns are stored with sorted parts"
+    );
+    assert_eq!(
+        hgetall(&mut conn, &format!("{p}:adv:d:{DAY}:amount:event")),
+        s(&[("click", "3.5")])
+    );
+    assert_eq!(
+        hgetall(&mut conn, &format!("{p}:adv:d:{DAY}:amount:event:i")),
+        s(&[("count", "2"), ("sum", "3.5")])
+    );
+    let uniques: u64 = redis::cmd("PFCOUNT")
+        .arg(format!("{p}:bmp:d:{DAY}:ip"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(uniques, 2);
+    let top: Vec<(String, f64)> = conn
+        .zrevrange_withscores(format!("{p}:top:d:{DAY}:geo"), 0, -1)
+        .unwrap();
+    assert_eq!(top, vec![("US".to_owned(), 2.0), ("DE".to_owned(), 1.0)]);
+    let members: BTreeSet<String> = conn.smembers(format!("{p}:k:d:{DAY}")).unwrap();
+    let want: BTreeSet<String> = [
+        "bmp:d:{DAY}:ip",
+        "add:d:{DAY}:event",
+        "add:d:{DAY}:event~geo",
+        "adv:d:{DAY}:amount:event",
+        "adv:d:{DAY}:amount:event:i",
+        "top:d:{DAY}:geo",
+    ]
+    .iter()
+    .map(|k| format!("{p}:{}", k.replace("{DAY}", &DAY.to_string())))
+    .collect();
+    assert_eq!(members, want);
+    // No retention configured: nothing expires.
+    let ttl: i64 = conn.ttl(format!("{p}:add:d:{DAY}:event")).unwrap();
+    assert_eq!(ttl, -1);
+
+    // And the engine reads the same values back.
+    let r = traqq.query(DAY, DAY).unwrap();
+    assert_eq!(r.find_str("bmp/ip")[0].result, MetricData::Count(2));
+    assert_eq!(
+        r.find_str("top/geo")[0].result,
+        MetricData::Ranked(vec![("US".into(), 2.0), ("DE".into(), 1.0)])
+    );
+    assert_eq!(
+        r.find_str("adv:i/event/amount")[0].result,
+        MetricData::Summary { sum: 3.5, count: 2 }
+    );
+}
+
+#[test]
+fn retention_sets_expireat_from_the_bucket_start() {
+    let Some(url) = common::single_url() else { return };
+    let retention = RetentionConfig {
+        daily_days: 30,
+        hourly_days: 2,
+    };
+    let config = TraqqConfig {
+        mapping: mapping(),
+        time: TimeConfig {
+            store_hourly: true,
+            ..TimeConfig::default()
+        },
+        retention,
+        ..TraqqConfig::default()
+    };
+    let p = unique_prefix("retention");
+    let storage = RedisStorage::connect(RedisConfig::single(url.as_str()).with_retention(retention)).unwrap();
+    let traqq = Traqq::new(config, storage, &p).unwrap();
+    let now = traqq.now();
+    let line = format!(
+        r#"{{"event":"click","ip":"1.2.3.4","geo":"US","amount":1,"ts":{}}}"#,
+        now - 3_600
+    );
+    let event = IncomingEvent::parse_str(&line).unwrap();
+    let batch = traqq.generator().event_batch(&event, now).unwrap();
+    traqq.storage().apply(&batch).unwrap();
+
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let (mut days, mut hours) = (0, 0);
+    for (key, entry) in batch.iter() {
+        let keep = match entry.bucket {
+            BucketKind::Day => {
+                days += 1;
+                30
+            }
+            BucketKind::Hour => {
+                hours += 1;
+                2
+            }
+        };
+        let at: i64 = redis::cmd("EXPIRETIME").arg(key).query(&mut conn).unwrap();
+        assert_eq!(at, entry.bucket_start + (keep + 1) * 86_400, "{key}");
+    }
+    assert!(days >= 6 && hours >= 6, "{days} day keys, {hours} hour keys");
+
+    // A backfill older than the retention is dropped by Redis at once.
+    let line = format!(r#"{{"event":"click","ip":"1.2.3.4","ts":{}}}"#, now - 40 * 86_400);
+    let old = IncomingEvent::parse_str(&line).unwrap();
+    let batch = traqq.generator().event_batch(&old, now).unwrap();
+    traqq.storage().apply(&batch).unwrap();
+    for (key, _) in batch.iter() {
+        let exists: bool = conn.exists(key).unwrap();
+        assert!(!exists, "{key} is past retention");
+    }
+}
+
+#[test]
+fn works_inside_tokio_runtimes() {
+    let Some(url) = common::single_url() else { return };
+    let key = format!("{}:add:d:{DAY}:event", unique_prefix("tokio"));
+    let mut b = Batch::new();
+    b.incr(&key, (BucketKind::Day, DAY), "x", Number::Int(1));
+
+    // Straight from async code on a current-thread runtime: no "runtime within a runtime"
+    // panic, and dropping the store there is fine too.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let storage = RedisStorage::connect(RedisConfig::single(url.as_str())).unwrap();
+        storage.apply(&b).unwrap();
+        assert_eq!(
+            storage.read_hash(&key).unwrap(),
+            vec![("x".to_owned(), Number::Int(1))]
+        );
+        drop(storage);
+    });
+
+    // The recommended way on a multi-thread runtime: spawn_blocking.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let storage = std::sync::Arc::new(RedisStorage::connect(RedisConfig::single(url.as_str())).unwrap());
+    let (s, k) = (storage.clone(), key.clone());
+    let got = rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            s.apply(&b).unwrap();
+            s.read_hash(&k).unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(got, vec![("x".to_owned(), Number::Int(2))]);
+    drop(rt);
+    assert_eq!(storage.read_hash(&key).unwrap()[0].1, Number::Int(2));
+}
+
+#[test]
+fn bad_urls_fail_with_errors_naming_them() {
+    let e = RedisStorage::connect(RedisConfig::single("rediss://:hunter2@localhost:6380")).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("TLS") && msg.contains("storage.url") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+    // Nobody listens there: a prompt Open error, not a hang.
+    let port = common::free_port();
+    let mut c = RedisConfig::single(format!("redis://:hunter2@127.0.0.1:{port}/"));
+    c.connect_timeout_ms = 300;
+    c.response_timeout_ms = 300;
+    let e = RedisStorage::connect(c).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(e, traqq_storage::Error::Open { .. })
+            && msg.contains(&port.to_string())
+            && !msg.contains("hunter2"),
+        "{msg}"
+    );
+}

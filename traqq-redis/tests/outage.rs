@@ -1,0 +1,76 @@
+//! Redis goes away and comes back: calls fail promptly with `Error::Unavailable`, and the same
+//! store records again once the server is back, without double counting.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use traqq_redis::{RedisConfig, RedisStorage};
+use traqq_storage::prelude::*;
+
+const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_006_400);
+
+#[test]
+fn outage_gives_unavailable_then_recording_resumes() {
+    // The CI guard: without the suite's servers this machine has no Redis either.
+    if common::single_url().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let Some(mut server) = common::OwnServer::start(port, dir.path()) else {
+        return;
+    };
+    let mut config = RedisConfig::single(server.url());
+    config.connect_timeout_ms = 500;
+    config.response_timeout_ms = 1_000;
+    let storage = RedisStorage::connect(config).unwrap();
+
+    let key = "outage:add:d:1700006400:event";
+    let one = {
+        let mut b = Batch::new();
+        b.incr(key, DAY, "n", Number::Int(1));
+        b
+    };
+    let value = |s: &RedisStorage| s.read_hash(key).map(|h| h.first().map_or(0, |(_, n)| n.as_i64()));
+    for _ in 0..3 {
+        storage.apply(&one).unwrap();
+    }
+    assert_eq!(value(&storage).unwrap(), 3);
+
+    server.kill();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let err = storage.apply(&one).unwrap_err();
+        // A hang check, not a speed target: the bound is far above the configured timeouts.
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            start.elapsed()
+        );
+        assert!(err.is_unavailable(), "{err}");
+        let err = value(&storage).unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+    }
+
+    // Same port, same append-only file: the data from before the crash is back.
+    let _server = common::OwnServer::start(port, dir.path()).unwrap();
+    let mut applied = 0;
+    let mut failed = 0;
+    let start = Instant::now();
+    while applied < 5 && start.elapsed() < Duration::from_secs(20) {
+        match storage.apply(&one) {
+            Ok(()) => applied += 1,
+            Err(e) => {
+                // The first calls may still meet the old, broken connection.
+                assert!(e.is_unavailable(), "{e}");
+                failed += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    assert_eq!(applied, 5, "recording did not resume ({failed} failures)");
+    // Each acknowledged batch counted exactly once; the failed ones not at all.
+    assert_eq!(value(&storage).unwrap(), 3 + 5);
+}
