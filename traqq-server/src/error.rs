@@ -27,22 +27,22 @@ pub enum Error {
         addr: String,
     },
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({field}): {source}")]
+    #[error("cannot listen on {addr} ({field}): {error}")]
     Bind {
         /// The setting holding the address.
         field: &'static str,
         /// The address.
         addr: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (shown in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// Any other I/O failure (client side: connecting, sending, receiving).
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
-        /// Why it failed.
-        source: std::io::Error,
+        /// Why it failed (shown in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// The server answered `{"success":false}`.
     #[error("server error: {0}")]
@@ -56,10 +56,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, error: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            error,
         }
     }
 }

@@ -35,10 +35,10 @@ impl Server {
                 Some(addr) => TcpListener::bind(addr)
                     .await
                     .map(Some)
-                    .map_err(|source| Error::Bind {
+                    .map_err(|error| Error::Bind {
                         field,
                         addr: addr.to_string(),
-                        source,
+                        error,
                     }),
             }
         };

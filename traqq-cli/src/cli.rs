@@ -1,0 +1,268 @@
+//! Command-line arguments and the dispatch to each command.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::FileConfig;
+use crate::UsageError;
+
+/// traqq: event metrics — unique counts, counters, sums and leaderboards per day.
+#[derive(Debug, Parser)]
+#[command(name = "traqq", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Config file (TOML); without it, defaults.
+    #[arg(long, short = 'c', env = "TRAQQ_CONFIG", global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the TCP and HTTP server (default: loopback, store in ./traqq-data).
+    Serve(ServeArgs),
+    /// Record one event (--event JSON) or JSON lines from stdin (-).
+    Record(RecordArgs),
+    /// Print metrics per day (or hour) over a range.
+    Query(QueryArgs),
+    /// Print one metric, e.g. `traqq find bmp/ip --days 30 --merge`.
+    Find(FindArgs),
+    /// Backfill events from an NDJSON file (or - for stdin), using each event's time.
+    Import(ImportArgs),
+    /// Check a config file or print an example.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate FILE and print the effective config.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print a commented example config.
+    Example,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Backend {
+    Memory,
+    Rocksdb,
+    Sled,
+    Redis,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Rocksdb => "rocksdb",
+            Backend::Sled => "sled",
+            Backend::Redis => "redis",
+        }
+    }
+}
+
+/// Where a local store is (overrides `[storage]`).
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct StoreArgs {
+    /// Storage backend.
+    #[arg(long, value_enum)]
+    pub(crate) storage: Option<Backend>,
+    /// Directory of an embedded store.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data: Option<PathBuf>,
+    /// Redis URL.
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis_url: Option<String>,
+}
+
+/// Where record/query/find/import go: a running server (default) or a local store.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct TargetArgs {
+    /// Server TCP address (default: server.tcp of the config). Without --addr, --data or
+    /// --storage selects a local store instead.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) addr: Option<String>,
+    /// Token for a server with auth_token.
+    #[arg(long, env = "TRAQQ_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+impl TargetArgs {
+    pub(crate) fn is_local(&self) -> bool {
+        self.addr.is_none() && (self.store.storage.is_some() || self.store.data.is_some())
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// TCP address ("off" disables).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) tcp: Option<String>,
+    /// HTTP address ("off" disables).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<String>,
+    /// Require this token on every request.
+    #[arg(long, env = "TRAQQ_AUTH_TOKEN", hide_env_values = true)]
+    pub(crate) auth_token: Option<String>,
+    /// Allow a non-loopback address without an auth token.
+    #[arg(long)]
+    pub(crate) insecure: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecordArgs {
+    /// The event, a JSON object.
+    #[arg(long, short = 'e', value_name = "JSON", conflicts_with = "input")]
+    pub(crate) event: Option<String>,
+    /// `-` reads JSON lines from stdin.
+    #[arg(value_name = "-")]
+    pub(crate) input: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+/// A time range and query options.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct RangeArgs {
+    /// Today and N days back.
+    #[arg(long, value_name = "N", conflicts_with_all = ["from", "to"])]
+    pub(crate) days: Option<u32>,
+    /// First day: YYYY-MM-DD (in time.timezone), RFC 3339 or unix seconds.
+    #[arg(long, value_name = "DATE")]
+    pub(crate) from: Option<String>,
+    /// Last day (default: now).
+    #[arg(long, value_name = "DATE", requires = "from")]
+    pub(crate) to: Option<String>,
+    /// Hourly buckets (needs time.store_hourly).
+    #[arg(long)]
+    pub(crate) hourly: bool,
+    /// Leaderboard length.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<usize>,
+    /// Only metrics whose type:pattern matches (repeatable), e.g. 'add:*'.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) accept: Vec<String>,
+    /// Drop metrics whose type:pattern matches (repeatable), e.g. 'top:*~*'.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) ignore: Vec<String>,
+    /// Output format (default: table on a terminal, JSON otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    #[command(flatten)]
+    pub(crate) range: RangeArgs,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FindArgs {
+    /// TYPE/PATTERN[/ADD_KEY], e.g. bmp/ip, add/event~geo, adv/event/amount, adv:i/event/amount.
+    pub(crate) path: String,
+    /// Fold all days into one result.
+    #[arg(long)]
+    pub(crate) merge: bool,
+    #[command(flatten)]
+    pub(crate) range: RangeArgs,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// NDJSON file, or - for stdin.
+    pub(crate) file: String,
+    /// Events per batch.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub(crate) batch: usize,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+}
+
+/// Loads the config file (or defaults) and applies the store flags.
+pub(crate) fn load_config(path: Option<&Path>, store: &StoreArgs) -> anyhow::Result<FileConfig> {
+    let mut config = match path {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    if let Some(backend) = store.storage {
+        config.storage.backend = backend.name().into();
+    }
+    if let Some(dir) = &store.data {
+        config.storage.path = dir.clone();
+        // --data alone means the embedded default backend.
+        if store.storage.is_none() && config.storage.backend == "memory" {
+            config.storage.backend = crate::store::DEFAULT_BACKEND.into();
+        }
+    }
+    if let Some(url) = &store.redis_url {
+        config.storage.url = url.clone();
+    }
+    Ok(config)
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = cli.config.as_deref();
+    match cli.command {
+        Command::Serve(args) => {
+            let mut config = load_config(file, &args.store)?;
+            if let Some(tcp) = args.tcp {
+                config.server.tcp = tcp;
+            }
+            if let Some(http) = args.http {
+                config.server.http = http;
+            }
+            if args.auth_token.is_some() {
+                config.server.auth_token = args.auth_token;
+            }
+            config.server.insecure = args.insecure;
+            config.validate().map_err(UsageError)?;
+            crate::serve::serve(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Record(args) => {
+            let config = load_config(file, &args.target.store)?;
+            crate::ingest::record(&config, &args)
+        }
+        Command::Import(args) => {
+            let config = load_config(file, &args.target.store)?;
+            crate::ingest::import(&config, &args)
+        }
+        Command::Query(args) => {
+            let config = load_config(file, &args.target.store)?;
+            crate::output::query(&config, &args)
+        }
+        Command::Find(args) => {
+            let config = load_config(file, &args.target.store)?;
+            crate::output::find(&config, &args)
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let config = FileConfig::load(&file)?;
+            print!("{}", config.to_toml());
+            eprintln!("{}: ok", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", include_str!("../../traqq.example.toml"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

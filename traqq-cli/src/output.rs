@@ -1,0 +1,197 @@
+//! `traqq query` and `traqq find`: ranges from the command line, tables or JSON out.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use chrono::{NaiveDate, NaiveTime, TimeZone};
+use traqq_core::bucket::BucketKind;
+use traqq_core::plan::QueryOptions;
+use traqq_core::result::{parse_find_path, DayResult, MetricData, MetricResult};
+
+use crate::cli::{FindArgs, Format, QueryArgs, RangeArgs};
+use crate::config::FileConfig;
+use crate::target::{Range, Target};
+use crate::UsageError;
+
+/// Entries shown per metric in a table.
+const TABLE_ENTRIES: usize = 10;
+
+fn parse_time(config: &FileConfig, text: &str, end_of_day: bool) -> Result<i64, UsageError> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<i64>() {
+        return Ok(n);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp());
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        UsageError(format!(
+            "{text:?} is not a date (expected YYYY-MM-DD, RFC 3339 or unix seconds)"
+        ))
+    })?;
+    let tz = config.time.zone().map_err(|e| UsageError(e.to_string()))?;
+    let (time, fallback) = if end_of_day {
+        (
+            NaiveTime::from_hms_opt(23, 59, 59),
+            NaiveTime::from_hms_opt(12, 0, 0),
+        )
+    } else {
+        (
+            NaiveTime::from_hms_opt(0, 0, 0),
+            NaiveTime::from_hms_opt(12, 0, 0),
+        )
+    };
+    // Midnight can fall into a DST gap; noon never does.
+    [time, fallback]
+        .into_iter()
+        .flatten()
+        .find_map(|t| tz.from_local_datetime(&date.and_time(t)).earliest())
+        .map(|d| d.timestamp())
+        .ok_or_else(|| UsageError(format!("{text:?} does not exist in {}", config.time.timezone)))
+}
+
+fn range_and_opts(config: &FileConfig, args: &RangeArgs) -> Result<(Range, QueryOptions), UsageError> {
+    let range = match (&args.days, &args.from) {
+        (Some(d), _) => Range::Days(*d),
+        (None, Some(from)) => {
+            let min = parse_time(config, from, false)?;
+            let max = match &args.to {
+                Some(to) => parse_time(config, to, true)?,
+                None => chrono::Utc::now().timestamp(),
+            };
+            Range::MinMax(min, max)
+        }
+        (None, None) => return Err(UsageError("give --days N, or --from DATE [--to DATE]".into())),
+    };
+    let opts = QueryOptions {
+        bucket: if args.hourly {
+            BucketKind::Hour
+        } else {
+            BucketKind::Day
+        },
+        limit: args.limit,
+        accept: args.accept.clone(),
+        ignore: args.ignore.clone(),
+        ..QueryOptions::default()
+    };
+    Ok((range, opts))
+}
+
+fn format(args: &RangeArgs) -> Format {
+    args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Json
+    })
+}
+
+fn emit(text: &str) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth reporting.
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn query(config: &FileConfig, args: &QueryArgs) -> anyhow::Result<ExitCode> {
+    let (range, opts) = range_and_opts(config, &args.range)?;
+    let mut target = Target::open(config, &args.target)?;
+    let days = target.query(range, opts)?;
+    let text = match format(&args.range) {
+        Format::Json => format!("{}\n", serde_json::to_string(&days)?),
+        Format::Table => table(&days),
+    };
+    emit(&text)
+}
+
+pub(crate) fn find(config: &FileConfig, args: &FindArgs) -> anyhow::Result<ExitCode> {
+    let mut selector = parse_find_path(&args.path).map_err(|e| {
+        UsageError(format!(
+            "{} (e.g. bmp/ip, add/event~geo, adv/event/amount)",
+            e.to_string().replace("invalid query: ", "")
+        ))
+    })?;
+    selector.merge = args.merge;
+    let (range, opts) = range_and_opts(config, &args.range)?;
+    let mut target = Target::open(config, &args.target)?;
+    let found = target.find(range, opts, &selector)?;
+    let text = match format(&args.range) {
+        Format::Json => format!("{}\n", serde_json::to_string(&found)?),
+        Format::Table => {
+            let mut out = String::new();
+            if found.is_empty() {
+                out.push_str("(no data)\n");
+            }
+            for m in &found {
+                let _ = writeln!(out, "{}  {}  {}", m.location, label(m), data(&m.result));
+            }
+            out
+        }
+    };
+    emit(&text)
+}
+
+fn label(m: &MetricResult) -> String {
+    let kind = if m.is_summary() {
+        "adv:i".to_owned()
+    } else {
+        m.metric_type.as_str().to_owned()
+    };
+    match &m.add_key {
+        Some(k) => format!("{kind} {}/{k}", m.pattern()),
+        None => format!("{kind} {}", m.pattern()),
+    }
+}
+
+fn list<V: std::fmt::Display>(entries: Vec<(String, V)>) -> String {
+    let total = entries.len();
+    let mut out: Vec<String> = entries
+        .into_iter()
+        .take(TABLE_ENTRIES)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if total > TABLE_ENTRIES {
+        out.push(format!("… (+{} more)", total - TABLE_ENTRIES));
+    }
+    out.join(", ")
+}
+
+fn data(d: &MetricData) -> String {
+    fn by_value<V: PartialOrd + Copy>(m: &BTreeMap<String, V>) -> Vec<(String, V)> {
+        let mut v: Vec<(String, V)> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        v
+    }
+    match d {
+        MetricData::Count(n) => format!("{n} distinct"),
+        MetricData::Hash(h) => list(by_value(h)),
+        MetricData::FloatHash(h) => list(
+            by_value(h)
+                .into_iter()
+                .map(|(k, v)| (k, format!("{v:.2}")))
+                .collect(),
+        ),
+        MetricData::Summary { sum, count } => format!("sum {sum:.2}, count {count}"),
+        MetricData::Ranked(r) => list(r.iter().map(|(m, s)| (m.clone(), *s)).collect()),
+    }
+}
+
+/// Per bucket: one line per metric.
+fn table(days: &[DayResult]) -> String {
+    let mut out = String::new();
+    for day in days {
+        let _ = writeln!(out, "{}", day.date);
+        if day.results.is_empty() {
+            out.push_str("  (no data)\n");
+        }
+        let width = day.results.iter().map(|m| label(m).len()).max().unwrap_or(0);
+        for m in &day.results {
+            let _ = writeln!(out, "  {:width$}  {}", label(m), data(&m.result));
+        }
+    }
+    out
+}

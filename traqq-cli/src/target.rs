@@ -1,0 +1,200 @@
+//! Where record/query/find/import go: a running server over TCP, or a local store.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::json;
+use serde_json::value::RawValue;
+use traqq_core::plan::QueryOptions;
+use traqq_core::result::{DayResult, FindOptions, MetricResult};
+use traqq_server::Client;
+use traqq_storage::Traqq;
+
+use crate::cli::TargetArgs;
+use crate::config::FileConfig;
+use crate::UsageError;
+
+/// A query range.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Range {
+    Days(u32),
+    MinMax(i64, i64),
+}
+
+/// What a batch of lines did.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) recorded: usize,
+    /// (index in the batch, reason)
+    pub(crate) rejected: Vec<(usize, String)>,
+}
+
+pub(crate) enum Target {
+    Server { client: Client, addr: String },
+    Local(Arc<Traqq>),
+}
+
+impl Target {
+    pub(crate) fn open(config: &FileConfig, args: &TargetArgs) -> anyhow::Result<Target> {
+        if args.is_local() {
+            let storage = crate::store::open(&config.storage)?;
+            let traqq = Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
+                .map_err(|e| UsageError(e.to_string()))?;
+            return Ok(Target::Local(Arc::new(traqq)));
+        }
+        let addr = match &args.addr {
+            Some(a) => a.clone(),
+            None => config
+                .server
+                .tcp_addr()
+                .map_err(|e| UsageError(e.to_string()))?
+                .ok_or_else(|| UsageError("server.tcp is off: give --addr ADDR or --data DIR".into()))?
+                .to_string(),
+        };
+        let mut client = Client::connect(addr.as_str()).with_context(|| {
+            format!(
+                "cannot reach a traqq server at {addr} (start one with `traqq serve`, or use --data DIR \
+                 / --storage memory for a local store)"
+            )
+        })?;
+        client.set_read_timeout(None)?;
+        if let Some(token) = args.token.as_ref().or(config.server.auth_token.as_ref()) {
+            client
+                .auth(token)
+                .with_context(|| format!("authenticating to {addr}"))?;
+        }
+        Ok(Target::Server { client, addr })
+    }
+
+    /// Records JSON texts as one batch. `texts` must each be one line.
+    pub(crate) fn record_lines(&mut self, texts: &[&str]) -> anyhow::Result<Outcome> {
+        match self {
+            Target::Local(traqq) => {
+                let outcome = traqq.record_json_lines(texts.iter().copied())?;
+                Ok(Outcome {
+                    recorded: outcome.recorded,
+                    rejected: outcome
+                        .rejected
+                        .into_iter()
+                        .map(|r| (r.index, r.error.to_string()))
+                        .collect(),
+                })
+            }
+            Target::Server { client, addr } => {
+                // Only well-formed JSON goes into the request line (a broken value would break
+                // the whole request); the rest is rejected here with the parser's reason.
+                let mut rejected = Vec::new();
+                let mut sent = Vec::with_capacity(texts.len());
+                let mut line = String::with_capacity(texts.iter().map(|t| t.len() + 1).sum::<usize>() + 40);
+                line.push_str(r#"{"cmd":"record_batch","events":["#);
+                for (i, text) in texts.iter().enumerate() {
+                    match serde_json::from_str::<&RawValue>(text) {
+                        Ok(raw) => {
+                            if !sent.is_empty() {
+                                line.push(',');
+                            }
+                            line.push_str(raw.get());
+                            sent.push(i);
+                        }
+                        Err(e) => rejected.push((i, format!("invalid event JSON: {e}"))),
+                    }
+                }
+                line.push_str("]}");
+                let mut recorded = 0;
+                if !sent.is_empty() {
+                    client.send(line.as_bytes())?;
+                    let data = traqq_server::client::into_data(client.receive()?)
+                        .with_context(|| format!("server {addr}"))?;
+                    let reply: traqq_server::BatchReply =
+                        serde_json::from_value(data).context("unexpected record_batch reply")?;
+                    recorded = reply.recorded;
+                    for r in reply.rejected {
+                        rejected.push((sent.get(r.index).copied().unwrap_or(r.index), r.error));
+                    }
+                    rejected.sort_by_key(|r| r.0);
+                }
+                Ok(Outcome { recorded, rejected })
+            }
+        }
+    }
+
+    pub(crate) fn query(&mut self, range: Range, opts: QueryOptions) -> anyhow::Result<Vec<DayResult>> {
+        match self {
+            Target::Local(traqq) => Ok(local_query(traqq, range, opts)?.days),
+            Target::Server { client, .. } => Ok(client.request(&request("query", range, &opts, None))?),
+        }
+    }
+
+    pub(crate) fn find(
+        &mut self,
+        range: Range,
+        opts: QueryOptions,
+        find: &FindOptions,
+    ) -> anyhow::Result<Vec<MetricResult>> {
+        match self {
+            Target::Local(traqq) => Ok(local_query(traqq, range, opts)?.try_find(find)?),
+            Target::Server { client, .. } => {
+                Ok(client.request(&request("find", range, &opts, Some(find)))?)
+            }
+        }
+    }
+
+    pub(crate) fn flush(&self) -> anyhow::Result<()> {
+        if let Target::Local(traqq) = self {
+            traqq.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn local_query(
+    traqq: &Traqq,
+    range: Range,
+    mut opts: QueryOptions,
+) -> traqq_storage::Result<traqq_core::result::QueryResult> {
+    (opts.min, opts.max) = match range {
+        Range::MinMax(a, b) => (a, b),
+        Range::Days(d) => {
+            let max = traqq.config().query.max_buckets;
+            if d as usize >= max {
+                return Err(traqq_core::Error::Query(format!(
+                    "--days {d} asks for {} daily buckets, more than query.max_buckets = {max}",
+                    u64::from(d) + 1
+                ))
+                .into());
+            }
+            traqq.days_range(d)
+        }
+    };
+    traqq.query_with(&opts)
+}
+
+fn request(cmd: &str, range: Range, opts: &QueryOptions, find: Option<&FindOptions>) -> serde_json::Value {
+    let mut req = json!({
+        "cmd": cmd,
+        "bucket": opts.bucket.as_str(),
+        "accept": opts.accept,
+        "ignore": opts.ignore,
+    });
+    match range {
+        Range::Days(d) if cmd == "query" => {
+            req["cmd"] = json!("query_days");
+            req["days"] = json!(d);
+        }
+        Range::Days(d) => req["days"] = json!(d),
+        Range::MinMax(a, b) => {
+            req["min"] = json!(a);
+            req["max"] = json!(b);
+        }
+    }
+    if let Some(limit) = opts.limit {
+        req["limit"] = json!(limit);
+    }
+    if let Some(f) = find {
+        req["metric_type"] = json!(f.metric_type);
+        req["key"] = json!(f.key);
+        req["add_key"] = json!(f.add_key);
+        req["merge"] = json!(f.merge);
+    }
+    req
+}

@@ -1,0 +1,434 @@
+//! The built `traqq` binary, run as a user would.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use traqq_server::client::http_request;
+
+const BIN: &str = env!("CARGO_BIN_EXE_traqq");
+const TS: i64 = 1_700_000_000; // 2023-11-14
+
+fn traqq(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TRAQQ_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn traqq_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("TRAQQ_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A `traqq serve` child on free ports; killed (SIGKILL) if a test fails before stopping it.
+struct Serve {
+    child: Child,
+    tcp: String,
+    http: String,
+}
+
+impl Serve {
+    fn start(extra: &[&str], dir: &Path) -> Serve {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .current_dir(dir)
+            .env_remove("TRAQQ_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut tcp, mut http) = (None, None);
+        while tcp.is_none() || http.is_none() {
+            let line = lines.next().expect("serve printed its addresses").unwrap();
+            if let Some(a) = line.strip_prefix("listening: tcp ") {
+                tcp = a.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(a) = line.strip_prefix("listening: http http://") {
+                http = Some(a.trim().to_owned());
+            }
+        }
+        // Keep draining stdout so the server never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Serve {
+            child,
+            tcp: tcp.unwrap(),
+            http: http.unwrap(),
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("serve did not exit within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn query_json(args: &[&str]) -> Value {
+    let out = traqq(args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[test]
+fn serve_record_query_over_tcp_and_http_then_sigterm_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(&["--storage", "memory"], dir.path());
+    let addr = server.tcp.clone();
+
+    let event = format!(r#"{{"event":"purchase","ip":"1.2.3.4","geo":"US","amount":9.5,"ts":{TS}}}"#);
+    let out = traqq(&["record", "--addr", &addr, "--event", &event]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = format!(
+        "{{\"event\":\"purchase\",\"ip\":\"5.6.7.8\",\"geo\":\"DE\",\"amount\":0.5,\"ts\":{TS}}}\n\
+         {{\"event\":\"view\",\"ip\":\"1.2.3.4\",\"geo\":\"US\",\"ts\":{TS}}}\n"
+    );
+    let out = traqq_stdin(&["record", "--addr", &addr, "-"], &lines);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("recorded 2 events"));
+
+    // Over HTTP too.
+    let reply = http_request(
+        server.http.as_str(),
+        "POST",
+        "/v1/events",
+        &[],
+        format!(r#"{{"event":"view","ip":"9.9.9.9","geo":"FR","ts":{TS}}}"#).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let day = TS.to_string();
+    let days = query_json(&[
+        "query", "--addr", &addr, "--from", &day, "--to", &day, "--format", "json",
+    ]);
+    assert_eq!(days.as_array().unwrap().len(), 1);
+    assert_eq!(days[0]["date"], json!("2023-11-14"));
+    let results = days[0]["results"].as_array().unwrap();
+    let find = |t: &str, key: Value| {
+        results
+            .iter()
+            .find(|r| r["metric_type"] == t && r["key"] == key)
+            .unwrap()
+    };
+    assert_eq!(
+        find("add", json!(["event"]))["result"],
+        json!({"Hash":{"purchase":2,"view":2}})
+    );
+    assert_eq!(find("bmp", json!(["ip"]))["result"], json!({"Count":3}));
+    assert_eq!(
+        find("top", json!(["geo"]))["result"],
+        json!({"Ranked":[["US",2.0],["DE",1.0],["FR",1.0]]})
+    );
+
+    // Dates in the zone, JSON when piped (no --format), and the same answer over HTTP.
+    let by_date = query_json(&[
+        "query",
+        "--addr",
+        &addr,
+        "--from",
+        "2023-11-14",
+        "--to",
+        "2023-11-14",
+    ]);
+    assert_eq!(by_date, days);
+    let http = http_request(
+        server.http.as_str(),
+        "GET",
+        &format!("/v1/query?min={TS}&max={TS}"),
+        &[],
+        b"",
+    )
+    .unwrap();
+    let http: Value = serde_json::from_str(&http.body).unwrap();
+    assert_eq!(http["data"], days);
+
+    let found = query_json(&[
+        "find",
+        "add/event~geo",
+        "--addr",
+        &addr,
+        "--from",
+        "2023-11-13",
+        "--to",
+        "2023-11-15",
+        "--merge",
+    ]);
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(
+        found[0]["result"],
+        json!({"Hash":{"purchase~DE":1,"purchase~US":1,"view~FR":1,"view~US":1}})
+    );
+    let found = query_json(&[
+        "find",
+        "adv:i/event/amount",
+        "--addr",
+        &addr,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Summary":{"sum":10.0,"count":2}}));
+
+    // The table is readable.
+    let out = traqq(&[
+        "query",
+        "--addr",
+        &addr,
+        "--from",
+        "2023-11-14",
+        "--to",
+        "2023-11-14",
+        "--format",
+        "table",
+    ]);
+    let table = text(&out.stdout);
+    assert!(table.starts_with("2023-11-14\n"), "{table}");
+    assert!(
+        table.contains("bmp ip") && table.contains("3 distinct"),
+        "{table}"
+    );
+    assert!(
+        table.contains("purchase 2, view 2") || table.contains("view 2, purchase 2"),
+        "{table}"
+    );
+    assert!(table.contains("US 2, DE 1, FR 1"), "{table}");
+
+    let status = server.terminate();
+    assert!(status.success(), "serve exited with {status:?} after SIGTERM");
+    // Nothing listens any more: a runtime error, exit 1.
+    let out = traqq(&["record", "--addr", &addr, "--event", &event]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot reach a traqq server"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn import_reports_bad_lines_by_number_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(&["--storage", "memory"], dir.path());
+    let mut file = String::new();
+    let mut good = 0;
+    for i in 1..=50 {
+        let line = match i {
+            7 => "{\"event\":\"x\"".to_owned(),      // malformed
+            13 => "[1,2]".to_owned(),                // not an object
+            21 => "{\"ip\":\"1.1.1.1\"}".to_owned(), // no event name
+            34 => "{\"event\":\"x\",\"ts\":\"not a time\"}".to_owned(),
+            40 => String::new(), // blank: skipped silently
+            _ => {
+                good += 1;
+                format!(
+                    "{{\"event\":\"imp\",\"ip\":\"10.0.0.{i}\",\"ts\":{}}}",
+                    TS + (i % 3) * 86_400
+                )
+            }
+        };
+        file.push_str(&line);
+        file.push('\n');
+    }
+    file.push_str("{\"event\":\"imp\",\"ts\":1700000000,\"ctl\":\"\u{1}\"}\n");
+    let path = dir.path().join("events.ndjson");
+    std::fs::write(&path, file.as_bytes()).unwrap();
+    // Invalid UTF-8 on line 53.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"{\"event\":\"\xff\"}\n");
+    std::fs::write(&path, &bytes).unwrap();
+
+    let out = traqq(&[
+        "import",
+        path.to_str().unwrap(),
+        "--addr",
+        &server.tcp,
+        "--batch",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let reported: Vec<&str> = stderr.lines().filter(|l| l.starts_with("line ")).collect();
+    let numbers: Vec<&str> = reported.iter().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(
+        numbers,
+        ["line 7", "line 13", "line 21", "line 34", "line 51", "line 52"],
+        "{stderr}"
+    );
+    assert!(reported[0].contains("invalid event JSON"), "{stderr}");
+    assert!(reported[1].contains("expected a JSON object"), "{stderr}");
+    assert!(reported[2].contains("\"event\" is missing"), "{stderr}");
+    assert!(reported[3].contains("invalid event time"), "{stderr}");
+    assert!(reported[4].contains("control character"), "{stderr}");
+    assert!(reported[5].contains("UTF-8"), "{stderr}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("imported {good} events, rejected 6 lines")),
+        "{stdout}"
+    );
+
+    let found = query_json(&[
+        "find",
+        "add/event",
+        "--addr",
+        &server.tcp,
+        "--from",
+        "2023-11-14",
+        "--to",
+        "2023-11-16",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Hash":{"imp": good}}));
+
+    // A dry run into memory counts the same and touches no server.
+    let out = traqq(&["import", path.to_str().unwrap(), "--storage", "memory"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains(&format!("imported {good} events, rejected 6 lines")));
+    // stdin works too.
+    let out = traqq_stdin(&["import", "-", "--storage", "memory"], "{\"event\":\"a\"}\n{}\n");
+    assert!(
+        text(&out.stdout).contains("imported 1 events, rejected 1 lines"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn config_check_good_and_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = traqq(&["config", "example"]);
+    assert!(example.status.success());
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, &example.stdout).unwrap();
+    let out = traqq(&["config", "check", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let effective = text(&out.stdout);
+    assert!(
+        effective.contains("[mapping]") && effective.contains("[server]"),
+        "{effective}"
+    );
+
+    let cases = [
+        (
+            "prefix = \"app\"\n[mapping]\nadd = [\"event\"]\nbitmapp = [\"ip\"]\n",
+            "line 4",
+            "bitmapp",
+        ),
+        (
+            "[storage]\nbackend = \"floppy\"\n",
+            "",
+            "storage.backend = \"floppy\"",
+        ),
+        ("[time]\ntimezone = \"Mars/Olympus\"\n", "", "time.timezone"),
+        ("[server]\ntcp = \"0.0.0.0:9876\"\n", "", "--insecure"),
+        ("[mapping]\nadd = [\"a~b\", \"b~a\"]\n", "", "mapping.add[1]"),
+        ("[query]\nmax_buckets = \"many\"\n", "line 2", "query.max_buckets"),
+        ("prefix = \"a b\"\n", "", "prefix"),
+        ("[limits\n", "line 1", ""),
+    ];
+    for (i, (body, line, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, body).unwrap();
+        let out = traqq(&["config", "check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{body}");
+        let err = text(&out.stderr);
+        assert!(err.contains(path.to_str().unwrap()), "names the file: {err}");
+        assert!(err.contains(line) && err.contains(want), "{body}\n{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    }
+    let out = traqq(&["config", "check", "/nonexistent/traqq.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A bad config stops serve too, with exit 2; so does a usage error.
+    let bad = dir.path().join("bad0.toml");
+    assert_eq!(
+        traqq(&["serve", "--config", bad.to_str().unwrap()]).status.code(),
+        Some(2)
+    );
+    assert_eq!(traqq(&["query", "--dayz", "3"]).status.code(), Some(2));
+    assert_eq!(
+        traqq(&["find", "nope", "--days", "1", "--storage", "memory"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        traqq(&["serve", "--tcp", "0.0.0.0:0", "--storage", "memory"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn local_store_commands_and_query_errors() {
+    // --storage memory: record and query in one process each (nothing persists between them).
+    let out = traqq(&["record", "--storage", "memory", "--event", r#"{"event":"a"}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = traqq(&["record", "--storage", "memory", "--event", r#"{"ip":"1"}"#]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("\"event\" is missing"),
+        "{}",
+        text(&out.stderr)
+    );
+    let days = query_json(&["query", "--days", "2", "--storage", "memory"]);
+    assert_eq!(days.as_array().unwrap().len(), 3);
+    let out = traqq(&["query", "--days", "5000", "--storage", "memory"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("query.max_buckets"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = traqq(&[
+        "query",
+        "--from",
+        "2023-11-15",
+        "--to",
+        "2023-11-14",
+        "--storage",
+        "memory",
+    ]);
+    assert!(text(&out.stderr).contains("is after"), "{}", text(&out.stderr));
+    let out = traqq(&["query", "--from", "yesterday", "--storage", "memory"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("\"yesterday\" is not a date"));
+}
