@@ -177,7 +177,7 @@ impl RedisStorage {
             union_counter: AtomicU64::new(0),
         };
         storage
-            .exec(false, vec![(0, redis::cmd("PING"))])
+            .exec(false, vec![(0, redis::cmd("PING"), "PING".to_owned())])
             .map_err(|e| open_err(e.to_string()))?;
         Ok(storage)
     }
@@ -215,34 +215,38 @@ impl RedisStorage {
 
     /// Runs commands, one pipeline per slot (all in one on a single node), and answers them in
     /// order. `reads` picks the retrying cluster connection.
-    fn exec(&self, reads: bool, cmds: Vec<(u16, Cmd)>) -> Result<Vec<Value>> {
+    fn exec(&self, reads: bool, cmds: Vec<(u16, Cmd, String)>) -> Result<Vec<Value>> {
         let total = cmds.len();
+        let mut labels = Vec::with_capacity(total);
         let mut groups: BTreeMap<u16, (Pipeline, Vec<usize>)> = BTreeMap::new();
-        for (i, (slot, cmd)) in cmds.into_iter().enumerate() {
+        for (i, (slot, cmd, label)) in cmds.into_iter().enumerate() {
             let (pipe, idx) = groups.entry(slot).or_insert_with(|| (redis::pipe(), Vec::new()));
             pipe.add_command(cmd);
             idx.push(i);
+            labels.push(label);
         }
         let conn = self.conn.clone();
         let answers = self.block_on(async move {
             let runs = groups.into_values().map(|(pipe, idx)| {
                 let conn = conn.clone();
                 async move {
-                    let values: Vec<Value> = match conn {
-                        Conn::Single(mut c) => pipe.query_async(&mut c).await?,
+                    let values: std::result::Result<Vec<Value>, RedisError> = match conn {
+                        Conn::Single(mut c) => pipe.query_async(&mut c).await,
                         Conn::Cluster {
                             reads: mut c,
                             writes: _,
-                        } if reads => pipe.query_async(&mut c).await?,
-                        Conn::Cluster { mut writes, .. } => pipe.query_async(&mut writes).await?,
+                        } if reads => pipe.query_async(&mut c).await,
+                        Conn::Cluster { mut writes, .. } => pipe.query_async(&mut writes).await,
                     };
-                    Ok::<_, RedisError>((idx, values))
+                    (idx, values)
                 }
             });
-            futures_util::future::try_join_all(runs).await
+            Ok(futures_util::future::join_all(runs).await)
         })?;
         let mut out = vec![Value::Nil; total];
         for (idx, values) in answers {
+            let values =
+                values.map_err(|e| self.failure(&e, |i| idx.get(i).and_then(|j| labels.get(*j)).cloned()))?;
             if values.len() != idx.len() {
                 return Err(Error::Backend {
                     backend: BACKEND,
@@ -261,18 +265,46 @@ impl RedisStorage {
         Ok(out)
     }
 
-    fn push_entry(&self, pipe: &mut Pipeline, key: &str, entry: &KeyEntry) {
-        match &entry.ops {
+    /// The storage error for a failed pipeline: a command the server refused names the key it
+    /// was about (`key_of` maps a command's position to it); anything else is mapped as usual.
+    fn failure(&self, e: &RedisError, key_of: impl Fn(usize) -> Option<String>) -> Error {
+        let mapped = map_err(&self.target, e);
+        if mapped.is_unavailable() {
+            return mapped;
+        }
+        match e.clone().into_server_errors().as_deref() {
+            Some([(i, server), ..]) => Error::Backend {
+                backend: BACKEND,
+                message: format!(
+                    "{}: {}: {} {}",
+                    self.target,
+                    key_of(*i).map_or_else(|| format!("command {i}"), |k| format!("key {k:?}")),
+                    server.code(),
+                    server.details().unwrap_or_default()
+                ),
+            },
+            _ => mapped,
+        }
+    }
+
+    /// Adds the commands of one key; returns how many.
+    fn push_entry(&self, pipe: &mut Pipeline, key: &str, entry: &KeyEntry) -> usize {
+        let mut n = match &entry.ops {
             KeyOps::Hash(fields) => {
                 for (field, by) in fields {
                     match by {
                         traqq_core::batch::Number::Int(n) => pipe.cmd("HINCRBY").arg(key).arg(field).arg(*n),
                         traqq_core::batch::Number::Float(x) => {
-                            pipe.cmd("HINCRBYFLOAT").arg(key).arg(field).arg(*x)
+                            let cmd = pipe.cmd("HINCRBYFLOAT").arg(key).arg(field);
+                            match whole(*x) {
+                                Some(n) => cmd.arg(n),
+                                None => cmd.arg(*x),
+                            }
                         }
                     }
                     .ignore();
                 }
+                fields.len()
             }
             KeyOps::Hll(values) => {
                 let cmd = pipe.cmd("PFADD").arg(key);
@@ -280,11 +312,19 @@ impl RedisStorage {
                     cmd.arg(v);
                 });
                 cmd.ignore();
+                1
             }
             KeyOps::Scores(members) => {
                 for (member, by) in members {
-                    pipe.cmd("ZINCRBY").arg(key).arg(*by).arg(member).ignore();
+                    let cmd = pipe.cmd("ZINCRBY").arg(key);
+                    match whole(*by) {
+                        Some(n) => cmd.arg(n),
+                        None => cmd.arg(*by),
+                    }
+                    .arg(member)
+                    .ignore();
                 }
+                members.len()
             }
             KeyOps::Members(members) => {
                 let cmd = pipe.cmd("SADD").arg(key);
@@ -292,11 +332,14 @@ impl RedisStorage {
                     cmd.arg(m);
                 });
                 cmd.ignore();
+                1
             }
-        }
+        };
         if let Some(at) = self.config.expire_at(entry.bucket, entry.bucket_start) {
             pipe.cmd("EXPIREAT").arg(key).arg(at).ignore();
+            n += 1;
         }
+        n
     }
 
     fn tmp_union_tag(&self) -> String {
@@ -306,6 +349,13 @@ impl RedisStorage {
             self.union_counter.fetch_add(1, Ordering::Relaxed)
         )
     }
+}
+
+/// `x` as an integer when it is one (scores are mostly whole counts): shorter to write and
+/// to parse than float text, and exact.
+fn whole(x: f64) -> Option<i64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
+    (x.fract() == 0.0 && x.abs() < LIMIT).then_some(x as i64)
 }
 
 /// Spawns `fut` on `handle` and waits on a plain channel (never `block_on`, which panics when
@@ -337,6 +387,9 @@ where
         message: format!("{target}: the client runtime stopped before answering"),
     })?
 }
+
+/// One `MULTI/EXEC` pipeline of a batch, and the keys its runs of commands are about.
+type TxPipe<'b> = (Pipeline, Vec<(&'b str, usize)>);
 
 /// Phase-one state of one read.
 enum Pending {
@@ -397,32 +450,35 @@ impl Storage for RedisStorage {
         if batch.is_empty() {
             return Ok(());
         }
-        let pipes: Vec<Pipeline> = match self.layout {
+        // Per pipeline, which key each run of commands is about (to name it in errors).
+        let mut pipes: Vec<TxPipe<'_>> = match self.layout {
             KeyLayout::Plain => {
                 let mut pipe = Pipeline::with_capacity(batch.op_count() + batch.len());
                 pipe.atomic();
+                let mut runs = Vec::with_capacity(batch.len());
                 for (key, entry) in batch.iter().filter(|(_, e)| !e.ops.is_empty()) {
-                    self.push_entry(&mut pipe, key, entry);
+                    runs.push((key, self.push_entry(&mut pipe, key, entry)));
                 }
-                vec![pipe]
+                vec![(pipe, runs)]
             }
             KeyLayout::ClusterTagged => {
-                let mut by_slot: BTreeMap<u16, Pipeline> = BTreeMap::new();
+                let mut by_slot: BTreeMap<u16, TxPipe<'_>> = BTreeMap::new();
                 for (key, entry) in batch.iter().filter(|(_, e)| !e.ops.is_empty()) {
                     let physical = self.layout.physical(key);
-                    let pipe = by_slot.entry(slot(physical.as_bytes())).or_insert_with(|| {
+                    let (pipe, runs) = by_slot.entry(slot(physical.as_bytes())).or_insert_with(|| {
                         let mut p = redis::pipe();
                         p.atomic();
-                        p
+                        (p, Vec::new())
                     });
-                    self.push_entry(pipe, &physical, entry);
+                    runs.push((key, self.push_entry(pipe, &physical, entry)));
                 }
                 by_slot.into_values().collect()
             }
         };
         let conn = self.conn.clone();
-        self.block_on(async move {
-            let runs = pipes.into_iter().map(|pipe| {
+        let sends: Vec<Pipeline> = pipes.iter_mut().map(|(p, _)| std::mem::take(p)).collect();
+        let outcomes = self.block_on(async move {
+            let runs = sends.into_iter().map(|pipe| {
                 let conn = conn.clone();
                 async move {
                     match conn {
@@ -431,15 +487,27 @@ impl Storage for RedisStorage {
                     }
                 }
             });
-            futures_util::future::try_join_all(runs).await.map(|_| ())
-        })
+            Ok(futures_util::future::join_all(runs).await)
+        })?;
+        for (outcome, (_, runs)) in outcomes.into_iter().zip(&pipes) {
+            outcome.map_err(|e| {
+                self.failure(&e, |i| {
+                    let mut end = 0;
+                    runs.iter().find_map(|(key, n)| {
+                        end += n;
+                        (i < end).then(|| (*key).to_owned())
+                    })
+                })
+            })?;
+        }
+        Ok(())
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         // Phase one: every read's main command, all in one round trip per slot.
-        let mut cmds: Vec<(u16, Cmd)> = Vec::with_capacity(reads.len());
-        let mut push = |slot: u16, cmd: Cmd| {
-            cmds.push((slot, cmd));
+        let mut cmds: Vec<(u16, Cmd, String)> = Vec::with_capacity(reads.len());
+        let mut push = |slot: u16, cmd: Cmd, label: &str| {
+            cmds.push((slot, cmd, label.to_owned()));
             cmds.len() - 1
         };
         let mut pending = Vec::with_capacity(reads.len());
@@ -450,7 +518,7 @@ impl Storage for RedisStorage {
                     let mut c = redis::cmd("HGETALL");
                     c.arg(k.as_ref());
                     Pending::Hash {
-                        cmd: push(self.slot_of(&k), c),
+                        cmd: push(self.slot_of(&k), c, key),
                         key: key.clone(),
                     }
                 }
@@ -467,7 +535,7 @@ impl Storage for RedisStorage {
                             c.arg(k);
                         });
                         Pending::Count {
-                            cmd: push(first, c),
+                            cmd: push(first, c, &keys[0]),
                             key: keys.join(","),
                         }
                     } else {
@@ -476,7 +544,7 @@ impl Storage for RedisStorage {
                             .map(|k| {
                                 let mut c = redis::cmd("GET");
                                 c.arg(k);
-                                push(self.slot_of(k), c)
+                                push(self.slot_of(k), c, k)
                             })
                             .collect();
                         Pending::CrossSlotCount { gets, keys: physical }
@@ -490,7 +558,7 @@ impl Storage for RedisStorage {
                     let mut c = redis::cmd("ZREVRANGE");
                     c.arg(k.as_ref()).arg(0).arg(last).arg("WITHSCORES");
                     Pending::Top {
-                        cmd: push(self.slot_of(&k), c),
+                        cmd: push(self.slot_of(&k), c, &keys[0]),
                         key: keys[0].clone(),
                         limit: *limit,
                     }
@@ -511,14 +579,14 @@ impl Storage for RedisStorage {
                             c.arg(k);
                         });
                         c.arg("WITHSCORES");
-                        vec![push(first, c)]
+                        vec![push(first, c, &keys[0])]
                     } else {
                         physical
                             .iter()
                             .map(|k| {
                                 let mut c = redis::cmd("ZRANGE");
                                 c.arg(k).arg(0).arg(-1).arg("WITHSCORES");
-                                push(self.slot_of(k), c)
+                                push(self.slot_of(k), c, k)
                             })
                             .collect()
                     };
@@ -533,7 +601,7 @@ impl Storage for RedisStorage {
                     let mut c = redis::cmd("SMEMBERS");
                     c.arg(k.as_ref());
                     Pending::Members {
-                        cmd: push(self.slot_of(&k), c),
+                        cmd: push(self.slot_of(&k), c, key),
                         key: key.clone(),
                     }
                 }
@@ -549,9 +617,9 @@ impl Storage for RedisStorage {
         // Phase two, only where needed: members tied with a cut-off leaderboard's last score
         // (Redis orders ties by member descending, the contract ascending), and cross-slot
         // unions.
-        let mut cmds2: Vec<(u16, Cmd)> = Vec::new();
-        let mut push2 = |slot: u16, cmd: Cmd| {
-            cmds2.push((slot, cmd));
+        let mut cmds2: Vec<(u16, Cmd, String)> = Vec::new();
+        let mut push2 = |slot: u16, cmd: Cmd, label: &str| {
+            cmds2.push((slot, cmd, label.to_owned()));
             cmds2.len() - 1
         };
         let mut finishing = Vec::with_capacity(pending.len());
@@ -583,7 +651,7 @@ impl Storage for RedisStorage {
                                     .map(|(m, s, _)| (m, s))
                                     .collect(),
                                 boundary,
-                                ties: push2(self.slot_of(&k), c),
+                                ties: push2(self.slot_of(&k), c, &key),
                                 key,
                                 limit,
                             }
@@ -621,7 +689,7 @@ impl Storage for RedisStorage {
                             let mut c = redis::cmd("PFCOUNT");
                             c.arg(key.as_str());
                             Finish::Count {
-                                cmd: push2(self.slot_of(key), c),
+                                cmd: push2(self.slot_of(key), c, key),
                                 key: key.clone(),
                             }
                         }
@@ -633,7 +701,7 @@ impl Storage for RedisStorage {
                             for (name, (_, bytes)) in tmp.iter().zip(&present) {
                                 let mut c = redis::cmd("SET");
                                 c.arg(name).arg(bytes.as_slice()).arg("PX").arg(UNION_TMP_TTL_MS);
-                                push2(tmp_slot, c);
+                                push2(tmp_slot, c, &tag);
                             }
                             let mut count = redis::cmd("PFCOUNT");
                             let mut del = redis::cmd("DEL");
@@ -641,8 +709,8 @@ impl Storage for RedisStorage {
                                 count.arg(k);
                                 del.arg(k);
                             });
-                            let cmd = push2(tmp_slot, count);
-                            push2(tmp_slot, del);
+                            let cmd = push2(tmp_slot, count, &tag);
+                            push2(tmp_slot, del, &tag);
                             Finish::Count {
                                 cmd,
                                 key: keys.join(","),
@@ -696,22 +764,28 @@ impl Storage for RedisStorage {
                 let physical = self.layout.physical(k);
                 let mut c = redis::cmd("DEL");
                 c.arg(physical.as_ref());
-                (self.slot_of(&physical), c)
+                (self.slot_of(&physical), c, k.clone())
             })
             .collect();
-        for v in self.exec(false, cmds)? {
-            if let Value::ServerError(e) = v {
-                return Err(Error::Backend {
-                    backend: BACKEND,
-                    message: format!("{}: DEL failed: {e:?}", self.target),
-                });
-            }
-        }
-        Ok(())
+        self.exec(false, cmds).map(|_| ())
     }
 
     fn flush(&self) -> Result<()> {
         // Durability is Redis's own persistence (RDB/AOF): an acknowledged batch is in Redis.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole;
+
+    #[test]
+    fn whole_numbers_are_sent_as_integers() {
+        assert_eq!(whole(3.0), Some(3));
+        assert_eq!(whole(-2.0), Some(-2));
+        assert_eq!(whole(0.5), None);
+        assert_eq!(whole(1e300), None);
+        assert_eq!(whole(f64::NAN), None);
     }
 }

@@ -37,15 +37,18 @@
 //! visible entirely or not at all. On a cluster, a batch is split by hash slot and each slot's
 //! part is its own `MULTI`/`EXEC` (all sent at once): atomic per slot, not across slots, so
 //! [`Capabilities::atomic_batches`](traqq_storage::Capabilities) is false there. Redis does not
-//! roll back a transaction whose command fails (a key of the wrong type); such a batch reports
-//! an error.
+//! roll back a transaction whose command fails (a key of the wrong type): the other commands
+//! still apply, and the batch reports an error naming the key.
 //!
 //! ## Reads: pipelined
 //!
 //! All reads of one `read` call go in one pipeline (one per slot on a cluster, sent
-//! concurrently). A leaderboard cut at `limit` whose last score is shared with members beyond
-//! the cut needs a second round trip (`ZRANGEBYSCORE s s`), because Redis ranks equal scores by
-//! member descending and the contract ascending. A union (`PFCOUNT k1 k2 …`) runs natively when
+//! concurrently): `HGETALL` (integer text reads back as an integer, anything else as a float),
+//! `PFCOUNT`, `ZREVRANGE … WITHSCORES`, `SMEMBERS`. A leaderboard cut at `limit` whose last
+//! score is shared with members beyond the cut needs a second round trip (`ZRANGEBYSCORE s s`),
+//! because Redis ranks equal scores by member descending and the contract ascending. A
+//! leaderboard over several days is one `ZUNION … WITHSCORES` (Redis 6.2 or newer), cut to
+//! `limit` here. A union (`PFCOUNT k1 k2 …`) runs natively when
 //! its keys share a slot, which the cluster layout guarantees for the buckets of one metric; a
 //! union across slots copies the raw HyperLogLog strings (`GET`) under one temporary tag, counts
 //! there and deletes them.

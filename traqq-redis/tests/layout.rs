@@ -251,3 +251,41 @@ fn bad_urls_fail_with_errors_naming_them() {
         "{msg}"
     );
 }
+
+#[test]
+fn wrong_types_are_errors_naming_the_key() {
+    let Some(storage) = common::single() else { return };
+    let p = unique_prefix("wrongtype");
+    let key = format!("{p}:add:d:{DAY}:event");
+    let mut b = Batch::new();
+    b.incr(&key, (BucketKind::Day, DAY), "x", Number::Int(1));
+    storage.apply(&b).unwrap();
+    // A batch whose commands for one key hit a key of another type: the error names that
+    // key, whichever position its commands had in the transaction.
+    let others: Vec<String> = (0..5).map(|i| format!("{p}:add:d:{DAY}:other{i}")).collect();
+    let mut bad = Batch::new();
+    for o in &others {
+        for f in ["a", "b", "c"] {
+            bad.incr(o, (BucketKind::Day, DAY), f, Number::Int(1));
+        }
+    }
+    bad.hll_insert(&key, (BucketKind::Day, DAY), "v");
+    let e = storage.apply(&bad).unwrap_err();
+    assert!(matches!(e, traqq_storage::Error::Backend { .. }), "{e}");
+    assert!(
+        e.to_string().contains("WRONGTYPE") && e.to_string().contains(&format!("{key:?}")),
+        "{e}"
+    );
+    let e = storage.count(&[&key]).unwrap_err();
+    assert!(
+        e.to_string().contains(&key) && e.to_string().contains("WRONGTYPE"),
+        "{e}"
+    );
+    // The hash is untouched and the store still works. (Redis does not roll back the rest of
+    // a transaction whose command failed: the other keys did count, as documented.)
+    assert_eq!(
+        storage.read_hash(&key).unwrap(),
+        vec![("x".to_owned(), Number::Int(1))]
+    );
+    assert_eq!(storage.read_hash(&others[0]).unwrap().len(), 3);
+}
