@@ -35,8 +35,10 @@ pub(crate) struct StorageConfig {
     pub(crate) backend: String,
     /// Directory of an embedded store.
     pub(crate) path: PathBuf,
-    /// Redis URL.
+    /// Redis URL (one node).
     pub(crate) url: String,
+    /// Redis Cluster seed nodes; non-empty selects cluster mode.
+    pub(crate) cluster_urls: Vec<String>,
     /// Durability of embedded stores: `always`, `batch` or `none` (backend default when absent).
     pub(crate) sync: Option<String>,
 }
@@ -47,6 +49,7 @@ impl Default for StorageConfig {
             backend: crate::store::DEFAULT_BACKEND.into(),
             path: PathBuf::from("./traqq-data"),
             url: "redis://127.0.0.1:6379".into(),
+            cluster_urls: Vec::new(),
             sync: None,
         }
     }

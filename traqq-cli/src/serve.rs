@@ -11,7 +11,7 @@ use crate::config::FileConfig;
 use crate::UsageError;
 
 pub(crate) fn serve(config: FileConfig) -> anyhow::Result<()> {
-    let storage = crate::store::open(&config.storage)?;
+    let storage = crate::store::open(&config)?;
     let traqq = Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
         .map_err(|e| UsageError(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

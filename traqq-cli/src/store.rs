@@ -5,14 +5,18 @@ use std::sync::Arc;
 
 use traqq_storage::{MemoryStorage, Storage};
 
-use crate::config::StorageConfig;
+use crate::config::{FileConfig, StorageConfig};
 use crate::UsageError;
 
 /// The backend used when the config names none.
 pub(crate) const DEFAULT_BACKEND: &str = "memory";
 
 /// Backends this binary can open.
-pub(crate) const BACKENDS: &[&str] = &["memory"];
+pub(crate) const BACKENDS: &[&str] = &[
+    "memory",
+    #[cfg(feature = "redis")]
+    "redis",
+];
 
 /// Checks that `storage.backend` is known and compiled in.
 pub(crate) fn check_backend(config: &StorageConfig) -> Result<(), UsageError> {
@@ -35,18 +39,47 @@ pub(crate) fn check_backend(config: &StorageConfig) -> Result<(), UsageError> {
     }))
 }
 
-/// Opens the store.
-pub(crate) fn open(config: &StorageConfig) -> anyhow::Result<Arc<dyn Storage>> {
-    check_backend(config)?;
-    // Backends behind cargo features are matched here as they land; memory is the rest.
-    Ok(Arc::new(MemoryStorage::new()))
+/// Opens the store of `config`.
+pub(crate) fn open(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
+    let storage = &config.storage;
+    check_backend(storage)?;
+    Ok(match storage.backend.as_str() {
+        #[cfg(feature = "redis")]
+        "redis" => {
+            let redis = traqq_redis::RedisConfig {
+                url: storage.cluster_urls.is_empty().then(|| storage.url.clone()),
+                cluster_urls: storage.cluster_urls.clone(),
+                retention: config.retention,
+                ..traqq_redis::RedisConfig::default()
+            };
+            redis.validate().map_err(|e| UsageError(e.to_string()))?;
+            Arc::new(traqq_redis::RedisStorage::connect(redis)?)
+        }
+        _ => Arc::new(MemoryStorage::new()),
+    })
 }
 
-/// Where the data lives, for humans.
+/// Where the data lives, for humans (no passwords: URLs are shown without their user info).
 pub(crate) fn describe(config: &StorageConfig) -> String {
     match config.backend.as_str() {
         "memory" => "in memory (not persistent: lost when the process exits)".into(),
-        "redis" => format!("redis at {}", config.url),
+        "redis" if !config.cluster_urls.is_empty() => format!(
+            "redis cluster via {}",
+            config
+                .cluster_urls
+                .iter()
+                .map(|u| redact(u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "redis" => format!("redis at {}", redact(&config.url)),
         other => format!("{other} at {}", config.path.display()),
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***@{}", &url[at + 1..]),
+        _ => url.to_owned(),
     }
 }

@@ -37,7 +37,7 @@ pub(crate) enum Target {
 impl Target {
     pub(crate) fn open(config: &FileConfig, args: &TargetArgs) -> anyhow::Result<Target> {
         if args.is_local() {
-            let storage = crate::store::open(&config.storage)?;
+            let storage = crate::store::open(config)?;
             let traqq = Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
                 .map_err(|e| UsageError(e.to_string()))?;
             return Ok(Target::Local(Arc::new(traqq)));

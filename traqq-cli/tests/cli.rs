@@ -432,3 +432,81 @@ fn local_store_commands_and_query_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("\"yesterday\" is not a date"));
 }
+
+/// The Redis server `scripts/test` starts; `None` skips locally, CI fails without it.
+fn redis_url() -> Option<String> {
+    match std::env::var("TRAQQ_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("TRAQQ_REDIS_URL is not set under CI"),
+        _ => {
+            eprintln!("TRAQQ_REDIS_URL is not set: skipping");
+            None
+        }
+    }
+}
+
+#[test]
+fn serve_on_redis_keeps_data_across_a_restart() {
+    let Some(url) = redis_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let unique = format!(
+        "cli{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let config = dir.path().join("traqq.toml");
+    std::fs::write(
+        &config,
+        format!("prefix = \"{unique}\"\n[storage]\nbackend = \"redis\"\n"),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let first = Serve::start(&["--config", cfg, "--redis-url", &url], dir.path());
+    let lines: String = (0..5)
+        .map(|i| format!("{{\"event\":\"r\",\"ip\":\"1.0.0.{i}\",\"ts\":{TS}}}\n"))
+        .collect();
+    let out = traqq_stdin(&["record", "--addr", &first.tcp, "-"], &lines);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(first.terminate().success());
+
+    let second = Serve::start(&["--config", cfg, "--redis-url", &url], dir.path());
+    let found = query_json(&[
+        "find",
+        "add/event",
+        "--addr",
+        &second.tcp,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Hash":{"r":5}}));
+    let found = query_json(&[
+        "find",
+        "bmp/ip",
+        "--addr",
+        &second.tcp,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Count":5}));
+    // The local-store path reaches the same data.
+    let found = query_json(&[
+        "find",
+        "add/event",
+        "--config",
+        cfg,
+        "--storage",
+        "redis",
+        "--redis-url",
+        &url,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Hash":{"r":5}}));
+    assert!(second.terminate().success());
+}
