@@ -263,6 +263,11 @@ fn main() {
         uniques.first().map(|m| &m.result)
     );
 
+    if let Ok(urls) = std::env::var("TRAQQ_REDIS_CLUSTER_URLS") {
+        let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+        cluster_run(&urls, &lines[..n.min(200_000)]);
+    }
+
     let mut c = Criterion::default().configure_from_args().sample_size(10);
     let batch_lines = workload(BATCH, 7);
     let mut group = c.benchmark_group("redis");
@@ -278,26 +283,63 @@ fn main() {
     c.final_summary();
 
     // Leave a shared server as we found it.
-    let mut conn = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    drop_keys(&url, &prefix);
+}
+
+/// Deletes the keys holding `needle` from one node (one at a time: on a cluster node, keys of
+/// different slots cannot go in one DEL).
+fn drop_keys(url: &str, needle: &str) {
+    let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
     let mut cursor = 0u64;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{prefix}:*"))
+            .arg(format!("*{needle}*"))
             .arg("COUNT")
             .arg(10_000)
             .query(&mut conn)
             .unwrap();
-        if !keys.is_empty() {
-            redis::cmd("DEL").arg(&keys).query::<()>(&mut conn).unwrap();
-        }
+        let mut pipe = redis::pipe();
+        keys.iter().for_each(|k| {
+            pipe.cmd("DEL").arg(k).ignore();
+        });
+        pipe.query::<()>(&mut conn).unwrap();
         if next == 0 {
             break;
         }
         cursor = next;
+    }
+}
+
+/// The same workload into a Redis Cluster (per-slot `MULTI/EXEC`s sent concurrently).
+fn cluster_run(urls: &[String], lines: &[String]) {
+    let prefix = format!("benchc{}", std::process::id());
+    let storage = RedisStorage::connect(RedisConfig::cluster(urls.iter().cloned())).unwrap();
+    let traqq = Traqq::new(config(), storage, &prefix).unwrap();
+    let before: u64 = urls.iter().map(|u| used_memory(u)).sum();
+    let (cpu0, rcpu0) = (own_cpu(), urls.iter().map(|u| redis_cpu(u)).sum::<f64>());
+    let start = Instant::now();
+    for chunk in lines.chunks(BATCH) {
+        traqq.record_json_lines(chunk.iter().map(String::as_str)).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (cpu, rcpu) = (
+        own_cpu() - cpu0,
+        urls.iter().map(|u| redis_cpu(u)).sum::<f64>() - rcpu0,
+    );
+    let after: u64 = urls.iter().map(|u| used_memory(u)).sum();
+    let batches = (lines.len() / BATCH).max(1) as f64;
+    println!(
+        "traqq-redis record (cluster of {}): {} events in {secs:.2} s = {:.0} events/s; CPU per batch: client {:.2} ms, redis (all nodes) {:.2} ms; used_memory +{:.1} MiB",
+        urls.len(),
+        lines.len(),
+        lines.len() as f64 / secs,
+        cpu * 1e3 / batches,
+        rcpu * 1e3 / batches,
+        after.saturating_sub(before) as f64 / 1_048_576.0
+    );
+    for u in urls {
+        drop_keys(u, &prefix);
     }
 }

@@ -74,3 +74,44 @@ fn outage_gives_unavailable_then_recording_resumes() {
     // Each acknowledged batch counted exactly once; the failed ones not at all.
     assert_eq!(value(&storage).unwrap(), 3 + 5);
 }
+
+#[test]
+fn password_and_database_from_the_url() {
+    if common::single_url().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let Some(_server) = common::OwnServer::start_with(port, dir.path(), &["--requirepass", "s3cret-pw"])
+    else {
+        return;
+    };
+    let key = "pw:add:d:1700006400:event";
+    let mut b = Batch::new();
+    b.incr(key, DAY, "n", Number::Int(7));
+
+    let storage = RedisStorage::connect(RedisConfig::single(format!(
+        "redis://:s3cret-pw@127.0.0.1:{port}/3"
+    )))
+    .unwrap();
+    storage.apply(&b).unwrap();
+    // Database 3 holds it, database 0 does not.
+    let mut plain = redis::Client::open(format!("redis://:s3cret-pw@127.0.0.1:{port}/3"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let n: i64 = redis::cmd("HGET").arg(key).arg("n").query(&mut plain).unwrap();
+    assert_eq!(n, 7);
+    redis::cmd("SELECT").arg(0).query::<()>(&mut plain).unwrap();
+    let exists: bool = redis::cmd("EXISTS").arg(key).query(&mut plain).unwrap();
+    assert!(!exists);
+
+    // A wrong password fails at connect time, and the message does not show it.
+    let e = RedisStorage::connect(RedisConfig::single(format!(
+        "redis://:wrong-pw@127.0.0.1:{port}/3"
+    )))
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, traqq_storage::Error::Open { .. }), "{msg}");
+    assert!(!msg.contains("wrong-pw") && msg.contains("***"), "{msg}");
+}

@@ -68,11 +68,17 @@ impl OwnServer {
     /// Starts `redis-server` on `port` with an append-only file in `dir` (so a kill -9 loses
     /// nothing acknowledged), or `None` when `redis-server` is missing (a failure under CI).
     pub fn start(port: u16, dir: &Path) -> Option<OwnServer> {
+        Self::start_with(port, dir, &[])
+    }
+
+    /// [`OwnServer::start`] with extra `redis-server` arguments (e.g. `--requirepass x`).
+    pub fn start_with(port: u16, dir: &Path, extra: &[&str]) -> Option<OwnServer> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -90,7 +96,7 @@ impl OwnServer {
             port,
             child: Some(child),
         };
-        server.wait_ready();
+        server.wait_ready(extra.windows(2).find(|w| w[0] == "--requirepass").map(|w| w[1]));
         Some(server)
     }
 
@@ -98,8 +104,12 @@ impl OwnServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn wait_ready(&self) {
-        let client = redis::Client::open(self.url()).unwrap();
+    fn wait_ready(&self, password: Option<&str>) {
+        let url = match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/", self.port),
+            None => self.url(),
+        };
+        let client = redis::Client::open(url).unwrap();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) {
