@@ -1,9 +1,9 @@
 //! A criterion [`Measurement`] of this thread's CPU time instead of wall time.
 //!
 //! The benchmark machine is shared (2 cores, several builds at once): wall time there mostly
-//! measures the neighbours. Thread CPU time from `/proc/thread-self/schedstat` (nanoseconds)
-//! leaves out the time the thread waited for a core. Where the file is missing it falls back
-//! to wall time. Reading it costs a few microseconds per sample, not per iteration.
+//! measures the neighbours. Thread CPU time (`CLOCK_THREAD_CPUTIME_ID`, nanoseconds) leaves
+//! out the time the thread waited for a core; where that clock is missing it falls back to
+//! wall time. It still includes what sharing caches with the neighbours costs.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! What Linux's `/proc` says about this process: resident memory, this thread's CPU time and
+//! What the OS says about this process: resident memory (`/proc`), this thread's CPU time and
 //! the machine's load. On a shared machine, CPU time is the steadier figure: wall time also
 //! counts the time other processes held the core.
 
@@ -35,16 +35,11 @@ impl Resident {
     }
 }
 
-/// CPU time this thread has run so far (`/proc/thread-self/schedstat`, nanoseconds);
-/// `None` where the file does not exist.
+/// CPU time this thread has run so far (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, which,
+/// unlike `/proc/thread-self/schedstat`, is exact between scheduler ticks); `None` where
+/// the clock is unsupported.
 pub fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    parse_schedstat(&text)
-}
-
-fn parse_schedstat(text: &str) -> Option<Duration> {
-    let ns = text.split_whitespace().next()?.parse::<u64>().ok()?;
-    Some(Duration::from_nanos(ns))
+    cpu_time::ThreadTime::try_now().ok().map(|t| t.as_duration())
 }
 
 /// The 1-, 5- and 15-minute load averages (`/proc/loadavg`).
@@ -79,12 +74,14 @@ mod tests {
             })
         );
         assert_eq!(Resident::parse("Name:\tx\n"), None);
-        assert_eq!(
-            parse_schedstat("385508853 178439944 93\n"),
-            Some(Duration::from_nanos(385_508_853))
-        );
         if cfg!(target_os = "linux") {
-            assert!(thread_cpu().is_some());
+            // The clock moves with work done on this thread.
+            let a = thread_cpu().unwrap();
+            let mut x = 0u64;
+            for i in 0..2_000_000u64 {
+                x = std::hint::black_box(x.wrapping_add(i * i));
+            }
+            assert!(thread_cpu().unwrap() > a, "{x}");
             assert!(load_average().is_some());
             let r = Resident::now().unwrap();
             assert!(r.rss_kib > 0 && r.hwm_kib >= r.rss_kib);
