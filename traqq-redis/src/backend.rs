@@ -79,22 +79,16 @@ impl Drop for RedisStorage {
 }
 
 /// Maps a redis-rs error to the storage error of the same meaning (the one place that does).
+/// Connection trouble and cluster topology changes (`MOVED`/`ASK` while slots migrate, no
+/// quorum) are `Unavailable`: trying again later may work.
 pub(crate) fn map_err(target: &str, e: &RedisError) -> Error {
-    use redis::{ErrorKind, ServerErrorKind};
+    use redis::ErrorKind;
     let down = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_refusal()
         || e.is_connection_dropped()
-        || matches!(
-            e.kind(),
-            ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::Server(
-                    ServerErrorKind::ClusterDown
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::BusyLoading
-                        | ServerErrorKind::TryAgain
-                )
-        );
+        || matches!(e.kind(), ErrorKind::ClusterConnectionNotFound)
+        || matches!(e.kind(), ErrorKind::Server(k) if passing(k));
     if down {
         Error::Unavailable {
             backend: BACKEND,
@@ -106,6 +100,26 @@ pub(crate) fn map_err(target: &str, e: &RedisError) -> Error {
             message: format!("{target}: {e}"),
         }
     }
+}
+
+/// True when a command of `e` was redirected to another cluster node.
+fn redirected(e: &RedisError) -> bool {
+    use redis::ServerErrorKind as K;
+    e.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, s)| matches!(s.kind(), Some(K::Moved | K::Ask)))
+    }) || matches!(e.kind(), redis::ErrorKind::Server(K::Moved | K::Ask))
+}
+
+/// Server refusals that pass: the cluster is moving slots or electing, or the node is loading.
+/// The refused command was not executed.
+fn passing(kind: redis::ServerErrorKind) -> bool {
+    use redis::ServerErrorKind as K;
+    matches!(
+        kind,
+        K::ClusterDown | K::MasterDown | K::BusyLoading | K::TryAgain | K::Moved | K::Ask
+    )
 }
 
 impl RedisStorage {
@@ -272,18 +286,30 @@ impl RedisStorage {
         if mapped.is_unavailable() {
             return mapped;
         }
-        match e.clone().into_server_errors().as_deref() {
-            Some([(i, server), ..]) => Error::Backend {
+        let Some(errors) = e.clone().into_server_errors() else {
+            return mapped;
+        };
+        // A transaction refused as a whole (EXECABORT) lists the refusals that caused it.
+        let Some((i, server)) = errors.first() else {
+            return mapped;
+        };
+        let message = format!(
+            "{}: {}: {} {}",
+            self.target,
+            key_of(*i).map_or_else(|| format!("command {i}"), |k| format!("key {k:?}")),
+            server.code(),
+            server.details().unwrap_or_default()
+        );
+        if errors.iter().any(|(_, s)| s.kind().is_some_and(passing)) {
+            Error::Unavailable {
                 backend: BACKEND,
-                message: format!(
-                    "{}: {}: {} {}",
-                    self.target,
-                    key_of(*i).map_or_else(|| format!("command {i}"), |k| format!("key {k:?}")),
-                    server.code(),
-                    server.details().unwrap_or_default()
-                ),
-            },
-            _ => mapped,
+                message,
+            }
+        } else {
+            Error::Backend {
+                backend: BACKEND,
+                message,
+            }
         }
     }
 
@@ -340,6 +366,20 @@ impl RedisStorage {
             n += 1;
         }
         n
+    }
+
+    /// Makes the cluster write connection re-read the slot map after a transaction met `MOVED`
+    /// or `ASK`: redis-rs refreshes on a redirected single command, not on an aborted
+    /// transaction, so without this every later batch of that slot would fail too.
+    fn refresh_slots(&self, key: &str) {
+        let Conn::Cluster { writes, .. } = &self.conn else {
+            return;
+        };
+        let mut writes = writes.clone();
+        let mut probe = redis::cmd("EXISTS");
+        probe.arg(self.layout.physical(key).as_ref());
+        // Only its side effect matters; the answer (or a MOVED error) is dropped.
+        let _ = self.block_on(async move { probe.query_async::<Value>(&mut writes).await });
     }
 
     fn tmp_union_tag(&self) -> String {
@@ -489,8 +529,15 @@ impl Storage for RedisStorage {
             });
             Ok(futures_util::future::join_all(runs).await)
         })?;
+        let mut first_error = None;
         for (outcome, (_, runs)) in outcomes.into_iter().zip(&pipes) {
-            outcome.map_err(|e| {
+            let Err(e) = outcome else { continue };
+            if redirected(&e) {
+                if let Some((key, _)) = runs.first() {
+                    self.refresh_slots(key);
+                }
+            }
+            first_error.get_or_insert_with(|| {
                 self.failure(&e, |i| {
                     let mut end = 0;
                     runs.iter().find_map(|(key, n)| {
@@ -498,9 +545,9 @@ impl Storage for RedisStorage {
                         (i < end).then(|| (*key).to_owned())
                     })
                 })
-            })?;
+            });
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {

@@ -66,7 +66,10 @@
 //!   returns `Error::Unavailable` within about `connect_timeout_ms + response_timeout_ms`, and
 //!   once it is back the same store works again (a new connection is made on demand). A batch
 //!   that failed is never re-sent by this crate: one cut off mid-answer may or may not have been
-//!   applied, and re-sending increments would count them twice. The caller decides.
+//!   applied, and re-sending increments would count them twice. The caller decides. On a
+//!   cluster, a batch refused while slots move (`MOVED`, `ASK`, `CLUSTERDOWN`) is
+//!   `Error::Unavailable` too (nothing of that slot's part was applied), and the slot map is
+//!   refreshed so the next batch goes to the new owner.
 //! - Durability is Redis's own persistence (RDB snapshots, AOF): `flush` does nothing.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]

@@ -206,3 +206,122 @@ fn cluster_spreads_metrics_and_unions_days_correctly() {
 fn storage_key(key: &str) -> String {
     traqq_redis::KeyLayout::ClusterTagged.physical(key).into_owned()
 }
+
+/// (node id, "host:port", owned slot ranges) of every master, from `CLUSTER NODES`.
+/// A master: node id, `host:port`, slot ranges.
+type Master = (String, String, Vec<(u16, u16)>);
+
+fn masters(url: &str) -> Vec<Master> {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut c).unwrap();
+    nodes
+        .lines()
+        .filter(|l| l.contains("master"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let addr = f[1].split('@').next().unwrap().to_owned();
+            let ranges = f[8..]
+                .iter()
+                .filter(|r| !r.starts_with('['))
+                .map(|r| match r.split_once('-') {
+                    Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+                    None => (r.parse().unwrap(), r.parse().unwrap()),
+                })
+                .collect();
+            (f[0].to_owned(), addr, ranges)
+        })
+        .collect()
+}
+
+fn node(addr: &str) -> redis::Connection {
+    redis::Client::open(format!("redis://{addr}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[test]
+fn slot_migration_fails_batches_as_unavailable_and_never_double_counts() {
+    let Some(urls) = common::cluster_urls() else {
+        return;
+    };
+    let storage = RedisStorage::connect(RedisConfig::cluster(urls.clone())).unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let key = format!("mig{}x{nanos}:add:d:{DAY0}:event", std::process::id());
+    let s = slot(storage.redis_key(&key).as_bytes());
+    let mut one = Batch::new();
+    one.incr(&key, (BucketKind::Day, DAY0), "n", Number::Int(1));
+    for _ in 0..3 {
+        storage.apply(&one).unwrap();
+    }
+
+    // Move the key's slot to another master, the way `redis-cli --cluster reshard` does.
+    let all = masters(&urls[0]);
+    let owner = all
+        .iter()
+        .find(|(_, _, r)| r.iter().any(|(a, b)| (*a..=*b).contains(&s)))
+        .unwrap();
+    let target = all.iter().find(|(id, _, _)| *id != owner.0).unwrap();
+    let (mut from, mut to) = (node(&owner.1), node(&target.1));
+    let setslot = |c: &mut redis::Connection, state: &str, id: &str| {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(s)
+            .arg(state)
+            .arg(id)
+            .query::<()>(c)
+            .unwrap()
+    };
+    setslot(&mut to, "IMPORTING", &owner.0);
+    setslot(&mut from, "MIGRATING", &target.0);
+    let keys: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(s)
+        .arg(1_000)
+        .query(&mut from)
+        .unwrap();
+    let (host, port) = target.1.split_once(':').unwrap();
+    redis::cmd("MIGRATE")
+        .arg(host)
+        .arg(port)
+        .arg("")
+        .arg(0)
+        .arg(5_000)
+        .arg("KEYS")
+        .arg(&keys)
+        .query::<()>(&mut from)
+        .unwrap();
+    for (_, addr, _) in &all {
+        setslot(&mut node(addr), "NODE", &target.0);
+    }
+
+    // The first batch may meet the old owner's MOVED: an Unavailable error, nothing applied.
+    // The client refreshes its slot map in the background; callers try again later.
+    let (mut applied, mut refused) = (0, 0);
+    let start = std::time::Instant::now();
+    while applied < 5 && start.elapsed() < std::time::Duration::from_secs(20) {
+        match storage.apply(&one) {
+            Ok(()) => applied += 1,
+            Err(e) => {
+                assert!(e.is_unavailable(), "{e}");
+                refused += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+    assert_eq!(applied, 5, "{refused} refusals");
+    eprintln!("slot {s} moved: {refused} batch(es) refused as unavailable, then 5 applied");
+    assert_eq!(
+        storage.read_hash(&key).unwrap(),
+        vec![("n".to_owned(), Number::Int(3 + 5))]
+    );
+    let on_target: i64 = redis::cmd("HGET")
+        .arg(storage.redis_key(&key))
+        .arg("n")
+        .query(&mut to)
+        .unwrap();
+    assert_eq!(on_target, 8);
+}
