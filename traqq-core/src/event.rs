@@ -170,6 +170,13 @@ impl<'a> IncomingEvent<'a> {
         }
     }
 
+    /// Checks the `event` name of an event built through its `Deserialize` impl (for callers
+    /// that parse events inside a larger document); the `parse_*`/`from_*` functions already
+    /// do this.
+    pub fn validate(self) -> Result<Self> {
+        self.validated()
+    }
+
     fn validated(self) -> Result<Self> {
         match self.get("event") {
             None => Err(Error::EventName("is missing")),

@@ -10,11 +10,13 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::value::RawValue;
+
+use serde::de::DeserializeSeed;
+use traqq_core::event::IncomingEvent;
 
 use crate::dispatch::{
-    check_batch_len, error_reply, parse_fields, BadRequest, Command, Dispatcher, Fields, Reply, Request,
-    Session, Status,
+    check_batch_len, checked_event, describe_json_error, error_reply, parse_fields, BadRequest, Command,
+    Dispatcher, EventsSeed, Fields, Reply, Request, Session, Status,
 };
 
 #[derive(Debug)]
@@ -123,33 +125,37 @@ fn events_request(body: &[u8], ndjson: bool, max_batch_events: usize) -> Result<
         )
     })?;
     let lines = || -> Result<Request<'_>, BadRequest> {
-        let events: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        check_batch_len(events.len(), max_batch_events).map_err(|m| fail(Command::RecordBatch, m))?;
-        Ok(Request::RecordBatch(events))
+        let texts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        check_batch_len(texts.len(), max_batch_events).map_err(|m| fail(Command::RecordBatch, m))?;
+        Ok(Request::RecordBatch(
+            texts.into_iter().map(IncomingEvent::parse_str).collect(),
+        ))
     };
     if ndjson {
         return lines();
     }
     match text.trim_start().as_bytes().first() {
-        Some(b'{') => match serde_json::from_str::<&RawValue>(text) {
-            Ok(_) => Ok(Request::Record(text.trim())),
+        Some(b'{') => match IncomingEvent::parse_str(text.trim()) {
             // Several objects one per line without the NDJSON content type: still NDJSON.
-            Err(e) if e.to_string().contains("trailing characters") => lines(),
-            // Let the event parser name the problem (it counts as a rejected event).
-            Err(_) => Ok(Request::Record(text.trim())),
+            Err(traqq_core::Error::Json(m)) if m.contains("trailing characters") => lines(),
+            // Anything else is this one event's verdict (a parse error counts as a rejected event).
+            parsed => Ok(Request::Record(parsed)),
         },
         Some(b'[') => {
-            let list = serde_json::from_str::<Vec<&RawValue>>(text).map_err(|e| {
-                let message = if e.to_string().contains("recursion limit") {
-                    "request body is nested too deeply (serde_json's limit is 128 levels)".to_owned()
-                } else {
-                    format!("malformed JSON body: {e}")
-                };
-                fail(Command::RecordBatch, message)
-            })?;
+            let mut de = serde_json::Deserializer::from_str(text);
+            let list = EventsSeed
+                .deserialize(&mut de)
+                .and_then(|list| de.end().map(|()| list))
+                .map_err(|e| {
+                    fail(
+                        Command::RecordBatch,
+                        describe_json_error(text, "request body", &e),
+                    )
+                })?
+                .map_err(|kind| fail(Command::RecordBatch, format!("request body is {kind}")))?;
             check_batch_len(list.len(), max_batch_events).map_err(|m| fail(Command::RecordBatch, m))?;
             Ok(Request::RecordBatch(
-                list.into_iter().map(RawValue::get).collect(),
+                list.into_iter().map(checked_event).collect(),
             ))
         }
         _ => Err(fail(
@@ -192,9 +198,8 @@ async fn find(
 
 async fn run_params(state: &HttpState, headers: &HeaderMap, command: Command, params: Params) -> Response {
     let mut session = session(state, headers);
-    let max = state.max_batch_events;
     dispatch_blocking(state, command, move |d| {
-        let request = parse_fields(command, &Fields::Params(&params), max)
+        let request = parse_fields(command, &Fields::Params(&params))
             .map_err(|message| BadRequest { command, message });
         d.handle(request, &mut session)
     })

@@ -80,7 +80,7 @@ fn every_hardening_case_gets_400_and_a_valid_record_still_counts() {
             vec![],
             br#"[{"event":"x"}"#.to_vec(),
             400,
-            "malformed JSON body",
+            "malformed JSON request body",
         ),
         (
             "POST",
