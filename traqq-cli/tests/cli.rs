@@ -510,3 +510,125 @@ fn serve_on_redis_keeps_data_across_a_restart() {
     assert_eq!(found[0]["result"], json!({"Hash":{"r":5}}));
     assert!(second.terminate().success());
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A throwaway redis-server of this test (no persistence), killed on drop.
+struct OwnRedis(Child);
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<OwnRedis> {
+        let child = match Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("redis-server is missing under CI")
+            }
+            Err(_) => {
+                eprintln!("redis-server is not installed: skipping");
+                return None;
+            }
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(OwnRedis(child));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not come up on port {port}");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn redis_outage_gives_errors_and_the_server_recovers() {
+    let port = free_port();
+    let Some(redis) = OwnRedis::start(port) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(&["--storage", "redis", "--redis-url", &url], dir.path());
+    let event = format!(r#"{{"event":"o","ts":{TS}}}"#);
+    let out = traqq(&["record", "--addr", &server.tcp, "--event", &event]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    drop(redis);
+    let started = std::time::Instant::now();
+    let out = traqq(&["record", "--addr", &server.tcp, "--event", &event]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("redis storage is unavailable"),
+        "{}",
+        text(&out.stderr)
+    );
+    let http = server.http.as_str();
+    let reply = http_request(http, "POST", "/v1/events", &[], event.as_bytes()).unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(
+        http_request(http, "GET", "/healthz", &[], b"").unwrap().status,
+        503
+    );
+    assert_eq!(
+        http_request(http, "GET", "/v1/query?days=1", &[], b"")
+            .unwrap()
+            .status,
+        503
+    );
+    eprintln!(
+        "four requests during the outage answered in {:?}",
+        started.elapsed()
+    );
+
+    // Redis comes back (empty: it kept nothing): the same server serves again.
+    let _redis = OwnRedis::start(port).unwrap();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if http_request(http, "GET", "/healthz", &[], b"").unwrap().status == 200 {
+            recovered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(recovered, "the server did not reconnect to redis");
+    for _ in 0..3 {
+        let out = traqq(&["record", "--addr", &server.tcp, "--event", &event]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let found = query_json(&[
+        "find",
+        "add/event",
+        "--addr",
+        &server.tcp,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Hash":{"o":3}}));
+    assert!(server.terminate().success());
+}
