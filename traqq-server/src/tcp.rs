@@ -15,6 +15,8 @@ use tokio::task::JoinSet;
 use crate::dispatch::{error_reply, Command, Dispatcher, Session, Status};
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Replies held before they are written (pipelined requests are answered in rounds).
+const MAX_PENDING_REPLY: usize = 1 << 20;
 
 /// Limits of the TCP side.
 #[derive(Debug, Clone, Copy)]
@@ -180,20 +182,28 @@ async fn connection(
             }
         }
 
-        if !items.is_empty() {
+        // Answer the items in rounds whose replies fit in MAX_PENDING_REPLY bytes, so pipelined
+        // queries with large answers cannot pile up replies in memory.
+        let mut next = 0;
+        let mut failed = false;
+        while next < items.len() {
             let d = Arc::clone(dispatcher);
+            let work_items = std::mem::take(&mut items);
             let work = tokio::task::spawn_blocking(move || {
                 out.clear();
-                for item in items {
-                    let reply = match item {
+                let mut i = next;
+                while i < work_items.len() && out.len() < MAX_PENDING_REPLY {
+                    let reply = match work_items[i] {
                         Item::Line(start, end) => {
                             let line = trim_line(&buf[start..end]);
+                            i += 1;
                             if line.is_empty() {
                                 continue;
                             }
                             d.handle_line(line, &mut session)
                         }
                         Item::TooLong => {
+                            i += 1;
                             let reply = error_reply(
                                 Command::Invalid,
                                 Status::BadRequest,
@@ -208,25 +218,29 @@ async fn connection(
                     out.extend_from_slice(&reply.body);
                     out.push(b'\n');
                 }
-                (buf, out, session)
+                (buf, out, session, work_items, i)
             });
             match work.await {
-                Ok((b, o, s)) => {
-                    (buf, out, session) = (b, o, s);
+                Ok((b, o, s, w, i)) => {
+                    (buf, out, session, items, next) = (b, o, s, w, i);
                 }
                 Err(e) => {
                     // A panic below the dispatch: report it and close this connection only.
                     tracing::error!(error = %e, "request handler failed");
-                    break;
+                    return;
                 }
             }
             if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                failed = true;
                 break;
             }
             // Keep the reply buffer from pinning a huge allocation after one big answer.
             if out.capacity() > 4 * READ_CHUNK {
                 out = Vec::new();
             }
+        }
+        if failed {
+            break;
         }
         buf.drain(..pos);
         if eof {

@@ -660,3 +660,54 @@ fn extreme_timestamps_do_not_take_the_server_down() {
     assert!(client.query(-max, -max + 86_400).is_ok());
     server.stop().unwrap();
 }
+
+#[test]
+fn pipelined_large_replies_come_back_complete_and_in_order() {
+    let (server, _) = start(loopback());
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    // ~50 KB per reply, 5 MB in all: answered in several rounds, never all held at once.
+    for i in 0..100 {
+        client
+            .send_json(&json!({"cmd":"query_days","days":1000}))
+            .unwrap();
+        client.send_json(&json!({"cmd":"ping","n":i})).unwrap();
+    }
+    for _ in 0..100 {
+        let reply = client.receive().unwrap();
+        assert_eq!(reply["data"].as_array().unwrap().len(), 1001);
+        assert_eq!(
+            client.receive().unwrap(),
+            json!({"success": true, "data": "pong"})
+        );
+    }
+    server.stop().unwrap();
+}
+
+#[test]
+fn shutdown_finishes_requests_in_flight_and_a_slow_store_stalls_no_one_else() {
+    let store = Arc::new(Flaky::default());
+    let server = start_with(loopback(), mapping(), store.clone());
+    let addr = server.tcp_addr().unwrap();
+    store.apply_delay_ms.store(3000, Ordering::SeqCst);
+    let slow = std::thread::spawn(move || {
+        let mut client = Client::connect(addr).unwrap();
+        client.record(&json!({"event": "slow", "ts": TS}))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // While that write sits in the store, other connections are served.
+    let mut other = Client::connect(addr).unwrap();
+    for _ in 0..20 {
+        other.ping().unwrap();
+    }
+    assert!(!slow.is_finished(), "the pings waited for the slow store");
+    // Stop while the slow write is in flight: it completes and is acknowledged.
+    server.stop().unwrap();
+    slow.join().unwrap().unwrap();
+    assert_eq!(store.flushes.load(Ordering::SeqCst), 1);
+    let days = Traqq::with_shared_storage(mapping(), store.clone(), "t")
+        .unwrap()
+        .query(TS, TS)
+        .unwrap();
+    let adds = days.find_str("add/event");
+    assert_eq!(adds[0].result, MetricData::Hash([("slow".to_string(), 1)].into()));
+}

@@ -60,6 +60,8 @@ pub struct Flaky {
     pub inner: MemoryStorage,
     pub down: AtomicBool,
     pub flushes: AtomicUsize,
+    /// Milliseconds each `apply` sleeps (a slow store).
+    pub apply_delay_ms: AtomicUsize,
 }
 
 impl Flaky {
@@ -80,6 +82,10 @@ impl Storage for Flaky {
     }
     fn apply(&self, batch: &Batch) -> traqq_storage::Result<()> {
         self.check()?;
+        let delay = self.apply_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay as u64));
+        }
         self.inner.apply(batch)
     }
     fn read(&self, reads: &[Read]) -> traqq_storage::Result<Vec<ReadResult>> {
