@@ -37,6 +37,11 @@ pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_batch_events: usize, max_b
         max_body_bytes,
     });
     Router::new()
+        // The dashboard page (traqq-dashboard): static, reads the API below like any client.
+        .route(
+            "/",
+            get(|| async { axum::response::Html(traqq_dashboard::INDEX_HTML) }),
+        )
         .route("/v1/events", post(events))
         .route("/v1/query", get(query))
         .route("/v1/find", get(find))
