@@ -94,8 +94,14 @@ impl Loader<'_> {
         }
         self.texts.clear();
         self.bytes = 0;
-        self.progress
-            .set_message(format!("{} events", self.totals.recorded));
+        if !self.progress.is_hidden() {
+            let secs = self.progress.elapsed().as_secs_f64().max(1e-3);
+            self.progress.set_message(format!(
+                "{} events, {:.0} events/s",
+                self.totals.recorded,
+                self.totals.recorded as f64 / secs
+            ));
+        }
         Ok(())
     }
 
