@@ -423,10 +423,12 @@
       const days = await api('/v1/query?' + range);
       const metrics = catalog(days);
       // bmp: the union over the range (never the sum of daily uniques); top: the exact merged
-      // leaderboard. Both come from the server's merge.
+      // leaderboard. Both come from the server's merge. `accept` narrows the server's read to
+      // this one metric (skipped when the pattern itself holds glob characters).
       await Promise.all(metrics.filter((m) => m.type === 'bmp' || m.type === 'top').map(async (m) => {
+        const only = /[*?[\]{}\\]/.test(m.pattern) ? '' : '&accept=' + encodeURIComponent(m.type + ':' + m.pattern);
         const found = await api('/v1/find?metric_type=' + m.type + '&key=' + encodeURIComponent(m.pattern)
-          + '&merge=true&' + range);
+          + '&merge=true' + only + '&' + range);
         m.merged = Array.isArray(found) && found.length ? found[0].result : null;
       }));
       if (mine !== generation) return;
