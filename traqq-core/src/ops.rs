@@ -6,7 +6,9 @@
 
 use std::borrow::Cow;
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::{BucketKind, Calendar};
@@ -116,6 +118,9 @@ impl OpGenerator {
             generator: self,
             slots: HashMap::new(),
             value: String::with_capacity(96),
+            interners: vec![Interner::default(); self.names.len()],
+            event_ids: Vec::with_capacity(self.names.len()),
+            hasher: DefaultHashBuilder::default(),
             days: BucketCache::default(),
             hours: BucketCache::default(),
             events: 0,
@@ -144,21 +149,64 @@ impl OpGenerator {
 ///
 /// Operations are gathered per (metric, bucket) slot, found by a small integer key; the
 /// storage key text of a slot is written once, in [`BatchBuilder::finish`], not per event.
+/// Counter, sum and leaderboard fields are keyed by the batch-local ids of their parts' values
+/// packed into a `u64`, so coalescing compares integers, not strings; field text is written
+/// once per distinct field in `finish`.
 #[derive(Debug)]
 pub struct BatchBuilder<'g> {
     generator: &'g OpGenerator,
     slots: HashMap<(usize, BucketKind, i64), Slot>,
     value: String,
+    /// Per property slot: the values seen in this batch, numbered.
+    interners: Vec<Interner>,
+    /// Per property slot: the current event's value id (`NO_ID` until looked up).
+    event_ids: Vec<u32>,
+    hasher: DefaultHashBuilder,
     /// Recently seen day and hour buckets as `[start, end)`: events of a batch mostly share a few.
     days: BucketCache,
     hours: BucketCache,
     events: usize,
 }
 
+/// Bits per value id in a packed field; fields of more parts, or ids past this, use text.
+const PACK_BITS: u32 = 21;
+const MAX_PACKED_PARTS: usize = 3;
+const NO_ID: u32 = u32::MAX;
+
+/// The distinct values of one property within a batch, numbered in order of arrival.
+#[derive(Debug, Clone, Default)]
+struct Interner {
+    table: HashTable<u32>,
+    texts: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn id(&mut self, hasher: &DefaultHashBuilder, value: &str) -> u32 {
+        let hash = hasher.hash_one(value);
+        let texts = &self.texts;
+        if let Some(&id) = self.table.find(hash, |&id| &*texts[id as usize] == value) {
+            return id;
+        }
+        let id = u32::try_from(self.texts.len()).unwrap_or(NO_ID);
+        self.texts.push(value.into());
+        let texts = &self.texts;
+        self.table
+            .insert_unique(hash, id, |&id| hasher.hash_one(&*texts[id as usize]));
+        id
+    }
+
+    fn text(&self, id: u64) -> &str {
+        self.texts.get(id as usize).map_or("", |t| t)
+    }
+}
+
 /// The operations of one metric in one bucket.
 #[derive(Debug)]
 struct Slot {
+    /// Text-keyed operations: `bmp` values, and fields that could not be packed.
     ops: KeyOps,
+    /// Increments of packed fields (counts for `add`, sums for `adv`, scores for `top`).
+    packed: HashMap<u64, f64>,
     /// For `adv`: the `:i` summary's sum and count.
     summary: (f64, i64),
 }
@@ -199,14 +247,23 @@ impl BatchBuilder<'_> {
         let hour = g
             .hourly
             .then(|| self.hours.start(&g.calendar, BucketKind::Hour, ts));
+        self.event_ids.clear();
+        self.event_ids.resize(g.names.len(), NO_ID);
         for (index, m) in g.metrics.iter().enumerate().filter(|(_, m)| applies(m)) {
-            self.value.clear();
-            for (i, &slot) in m.slots.iter().enumerate() {
-                if i > 0 {
-                    self.value.push('~');
-                }
-                if let Some(v) = &values[slot] {
-                    self.value.push_str(v);
+            let packed = if m.metric != MetricType::Bmp && m.slots.len() <= MAX_PACKED_PARTS {
+                self.pack(m, &values)
+            } else {
+                None
+            };
+            if packed.is_none() {
+                self.value.clear();
+                for (i, &slot) in m.slots.iter().enumerate() {
+                    if i > 0 {
+                        self.value.push('~');
+                    }
+                    if let Some(v) = &values[slot] {
+                        self.value.push_str(v);
+                    }
                 }
             }
             let amount = amount(m).unwrap_or(0.0);
@@ -220,22 +277,50 @@ impl BatchBuilder<'_> {
                             MetricType::Add | MetricType::Adv => KeyOps::Hash(Default::default()),
                             MetricType::Top => KeyOps::Scores(Default::default()),
                         },
+                        packed: HashMap::new(),
                         summary: (0.0, 0),
                     });
-                match m.metric {
-                    MetricType::Bmp => slot.ops.insert(&self.value),
-                    MetricType::Add => slot.ops.incr(&self.value, Number::Int(1)),
-                    MetricType::Top => slot.ops.zincr(&self.value, 1.0),
+                let by = match m.metric {
                     MetricType::Adv => {
-                        slot.ops.incr(&self.value, Number::Float(amount));
                         slot.summary.0 += amount;
                         slot.summary.1 += 1;
+                        amount
                     }
+                    _ => 1.0,
+                };
+                match (m.metric, packed) {
+                    (MetricType::Bmp, _) => slot.ops.insert(&self.value),
+                    (_, Some(field)) => *slot.packed.entry(field).or_insert(0.0) += by,
+                    (MetricType::Add, None) => slot.ops.incr(&self.value, Number::Int(1)),
+                    (MetricType::Top, None) => slot.ops.zincr(&self.value, by),
+                    (MetricType::Adv, None) => slot.ops.incr(&self.value, Number::Float(by)),
                 }
             }
         }
         self.events += 1;
         Ok(())
+    }
+
+    /// The field of metric `m` for the current event as packed value ids, or `None` when an id
+    /// does not fit (then the field is keyed by its text).
+    fn pack(&mut self, m: &CompiledMetric, values: &[Option<Cow<'_, str>>]) -> Option<u64> {
+        let mut packed = 0u64;
+        for &slot in &m.slots {
+            let id = match self.event_ids[slot] {
+                NO_ID => {
+                    let value = values.get(slot)?.as_deref()?;
+                    let id = self.interners.get_mut(slot)?.id(&self.hasher, value);
+                    self.event_ids[slot] = id;
+                    id
+                }
+                id => id,
+            };
+            if id >= 1 << PACK_BITS {
+                return None;
+            }
+            packed = (packed << PACK_BITS) | u64::from(id);
+        }
+        Some(packed)
     }
 
     /// Events added so far.
@@ -249,8 +334,25 @@ impl BatchBuilder<'_> {
         let g = self.generator;
         let mut batch = Batch::new();
         let mut key = String::with_capacity(96);
-        for ((index, bucket, start), slot) in self.slots {
+        let mut field = String::with_capacity(96);
+        for ((index, bucket, start), mut slot) in self.slots {
             let Some(m) = g.metrics.get(index) else { continue };
+            for (packed, by) in slot.packed.drain() {
+                field.clear();
+                for (i, &part) in m.slots.iter().enumerate() {
+                    if i > 0 {
+                        field.push('~');
+                    }
+                    let shift = PACK_BITS as usize * (m.slots.len() - 1 - i);
+                    let id = (packed >> shift) & ((1 << PACK_BITS) - 1);
+                    field.push_str(self.interners.get(part).map_or("", |t| t.text(id)));
+                }
+                match m.metric {
+                    MetricType::Add => slot.ops.incr(&field, Number::Int(by as i64)),
+                    MetricType::Top => slot.ops.zincr(&field, by),
+                    _ => slot.ops.incr(&field, Number::Float(by)),
+                }
+            }
             let b = (bucket, start);
             let mut key_ref = KeyRef {
                 metric: m.metric,

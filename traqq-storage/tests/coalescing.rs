@@ -12,7 +12,12 @@ fn config() -> TraqqConfig {
     TraqqConfig {
         mapping: MappingConfig {
             bitmap: vec!["ip".into(), "ip~geo".into()],
-            add: vec!["event".into(), "event~geo".into(), "event~geo~offer".into()],
+            add: vec![
+                "event".into(),
+                "event~geo".into(),
+                "event~geo~offer".into(),
+                "event~geo~ip~offer".into(),
+            ],
             add_value: vec![AddValueConfig {
                 key: "offer~event".into(),
                 add_key: "amount".into(),
