@@ -99,10 +99,12 @@ impl Server {
                 self.config.max_body_bytes,
             );
             let mut stop = stop_rx.clone();
+            let max_connections = self.config.max_connections;
             tasks.spawn(async move {
                 let signal = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
+                let listener = crate::http::LimitedListener::new(listener, max_connections);
                 if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
                     tracing::error!(error = %e, "HTTP server failed");
                 }

@@ -479,3 +479,25 @@ fn metrics_count_both_transports() {
     }
     server.stop().unwrap();
 }
+
+#[test]
+fn http_connections_are_capped_by_max_connections() {
+    let (server, _) = start(ServerConfig {
+        max_connections: 2,
+        ..loopback()
+    });
+    let addr = server.http_addr().unwrap();
+    let a = std::net::TcpStream::connect(addr).unwrap();
+    let b = std::net::TcpStream::connect(addr).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let third = std::thread::spawn(move || http_request(addr, "GET", "/healthz", &[], b"").unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !third.is_finished(),
+        "a third connection was served while two were open"
+    );
+    drop(a);
+    assert_eq!(third.join().unwrap().status, 200);
+    drop(b);
+    server.stop().unwrap();
+}
