@@ -77,10 +77,12 @@
   function validDate(v) {
     return v && /^\d{4}-\d{2}-\d{2}$/.test(v) && !Number.isNaN(Date.parse(v + 'T00:00:00Z')) ? v : '';
   }
-  // Noon UTC of a date falls on that same calendar date in every zone from UTC-12 to UTC+11,
-  // so the server's days (counted in its own configured zone) match the dates picked here.
-  function noonUtc(date) {
-    return Math.floor(Date.parse(date + 'T12:00:00Z') / 1000);
+  // The chosen dates, first <= last.
+  function customDates() {
+    return state.from <= state.to ? [state.from, state.to] : [state.to, state.from];
+  }
+  function utcSeconds(date, hours) {
+    return Math.floor(Date.parse(date + 'T00:00:00Z') / 1000) + hours * 3600;
   }
   function readToken() {
     try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (_) { return ''; }
@@ -118,10 +120,11 @@
       case 'today': return 'bucket=h&days=0';
       case '30d': return 'days=29';
       case 'custom': {
-        let a = noonUtc(state.from);
-        let b = noonUtc(state.to);
-        if (a > b) [a, b] = [b, a];
-        return 'min=' + a + '&max=' + b;
+        // The server counts days in its own zone, which the page does not know. Ask for a
+        // span that holds the chosen dates in every zone (UTC-12 to UTC+14); load() keeps
+        // only the days whose server-side date is among them.
+        const [a, b] = customDates();
+        return 'min=' + utcSeconds(a, -14) + '&max=' + (utcSeconds(b, 36) - 1);
       }
       default: return 'days=6';
     }
@@ -419,8 +422,15 @@
     document.body.dataset.state = 'loading';
     setStatus('Loading…');
     try {
-      const range = rangeParams();
-      const days = await api('/v1/query?' + range);
+      let range = rangeParams();
+      let days = await api('/v1/query?' + range);
+      if (state.range === 'custom') {
+        const [a, b] = customDates();
+        days = days.filter((d) => d.date.slice(0, 10) >= a && d.date.slice(0, 10) <= b);
+        // The merged reads below cover exactly the days kept (from the first one's start to
+        // the last one's).
+        range = days.length ? 'min=' + days[0].timestamp + '&max=' + days[days.length - 1].timestamp : range;
+      }
       const metrics = catalog(days);
       // bmp: the union over the range (never the sum of daily uniques); top: the exact merged
       // leaderboard. Both come from the server's merge. `accept` narrows the server's read to
@@ -436,7 +446,7 @@
       $('auth').hidden = true;
       render();
       const span = days.length ? `${days[0].date.slice(0, 16)} … ${days[days.length - 1].date.slice(0, 16)}` : 'empty range';
-      setStatus(`${metrics.length} metrics · ${days.length} ${data.hourly ? 'hours' : 'days'} (${span}) · updated ${new Date().toLocaleTimeString()}`);
+      setStatus(`${metrics.length} metrics · ${days.length} ${data.hourly ? 'hour' : 'day'}${days.length === 1 ? '' : 's'} (${span}) · updated ${new Date().toLocaleTimeString()}`);
       document.body.dataset.state = 'ready';
     } catch (e) {
       if (mine !== generation) return;

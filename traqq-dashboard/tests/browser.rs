@@ -473,11 +473,11 @@ impl Dom {
 
 // ---------------------------------------------------------------- the server and the truth
 
-fn mapping() -> TraqqConfig {
+fn mapping(timezone: &str) -> TraqqConfig {
     TraqqConfig {
         time: TimeConfig {
             store_hourly: true,
-            ..TimeConfig::default()
+            timezone: timezone.into(),
         },
         mapping: MappingConfig {
             bitmap: vec!["ip".into()],
@@ -492,8 +492,9 @@ fn mapping() -> TraqqConfig {
     }
 }
 
-fn start_server(token: Option<&str>) -> RunningServer {
-    let traqq = Traqq::new(mapping(), MemoryStorage::new(), "dash").unwrap();
+/// A server on a free loopback port, memory store, days counted in `timezone`.
+fn start_server(token: Option<&str>, timezone: &str) -> RunningServer {
+    let traqq = Traqq::new(mapping(timezone), MemoryStorage::new(), "dash").unwrap();
     RunningServer::start(
         ServerConfig {
             tcp: "off".into(),
@@ -715,7 +716,7 @@ fn fmt2(x: f64) -> String {
 #[test]
 fn dashboard_shows_the_recorded_truth_in_headless_chromium() {
     let Some(exe) = chromium() else { return };
-    let server = start_server(None);
+    let server = start_server(None, "UTC");
     let addr = server.http_addr().unwrap();
     let events = events();
     let now = now();
@@ -864,7 +865,7 @@ fn dashboard_shows_the_recorded_truth_in_headless_chromium() {
 fn dashboard_asks_for_the_token_once_and_keeps_it_for_the_session() {
     let Some(exe) = chromium() else { return };
     let token = "s3cret-token";
-    let server = start_server(Some(token));
+    let server = start_server(Some(token), "UTC");
     let addr = server.http_addr().unwrap();
     let events = events();
     record(addr, &events, now(), Some(token));
@@ -908,4 +909,56 @@ fn dashboard_asks_for_the_token_once_and_keeps_it_for_the_session() {
     chrome.assert_only(&base);
     assert_week(&dom, &events);
     server.stop().unwrap();
+}
+
+/// Custom dates mean the server's calendar days, whatever its zone (the browser runs in UTC).
+#[test]
+fn custom_dates_are_the_servers_days_in_any_zone() {
+    let Some(exe) = chromium() else { return };
+    let mut chrome = Chrome::launch(&exe);
+    let events = events();
+    let two = truth(&events, 1);
+    // Fixed offsets (no DST), so the expected dates are plain arithmetic.
+    for (zone, offset) in [
+        ("Pacific/Kiritimati", 14 * 3600),
+        ("Etc/GMT+12", -12 * 3600),
+        ("Asia/Kolkata", 5 * 3600 + 1800),
+    ] {
+        let server = start_server(None, zone);
+        let addr = server.http_addr().unwrap();
+        let now = now();
+        record(addr, &events, now, None);
+        let base = format!("http://{addr}/");
+        let (from, to) = (utc_date(now - DAY + offset), utc_date(now + offset));
+        let dom = chrome.open(
+            &format!("{base}?range=custom&from={from}&to={to}"),
+            &["ready", "error", "auth"],
+        );
+        dom.assert_ready();
+        chrome.assert_only(&base);
+        assert!(
+            dom.status().contains(&format!("2 days ({from} … {to})")),
+            "{zone}: {}",
+            dom.status()
+        );
+        assert_eq!(
+            dom.card("add/event").row("click").0,
+            two.clicks.to_string(),
+            "{zone}"
+        );
+        assert_eq!(
+            dom.card("bmp/ip").stat("union").0,
+            two.unique_ips.to_string(),
+            "{zone}"
+        );
+        assert_eq!(dom.card("top/geo").stat("top1").0, two.top_geo, "{zone}");
+        assert_eq!(
+            dom.card("top/geo").row(&two.top_geo).0,
+            two.top_geo_count.to_string(),
+            "{zone}"
+        );
+        let sum: f64 = dom.card("adv/event/amount").stat("sum").0.parse().unwrap();
+        assert_eq!(sum, two.buy_sum, "{zone}");
+        server.stop().unwrap();
+    }
 }
