@@ -226,6 +226,12 @@ pub fn key_set_key(prefix: &str, bucket: BucketKind, timestamp: i64) -> String {
     format!("{prefix}:k:{bucket}:{timestamp}")
 }
 
+/// The key of the set of key-set keys (one per bucket ever written) under `prefix`:
+/// `prefix:k:buckets`. Retention reads it to find old buckets without scanning the store.
+pub fn bucket_registry_key(prefix: &str) -> String {
+    format!("{prefix}:k:buckets")
+}
+
 /// Decodes a key-set key into its bucket, or `None` when `key` is not one under `prefix`.
 pub fn decode_key_set_key(prefix: &str, key: &str) -> Option<(BucketKind, i64)> {
     let rest = key.strip_prefix(prefix)?.strip_prefix(":k:")?;

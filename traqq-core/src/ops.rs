@@ -14,7 +14,7 @@ use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::{BucketKind, Calendar};
 use crate::config::TraqqConfig;
 use crate::event::{IncomingEvent, Scalar};
-use crate::key::{key_set_key, validate_prefix, KeyRef, MetricType};
+use crate::key::{bucket_registry_key, key_set_key, validate_prefix, KeyRef, MetricType};
 use crate::pattern::Pattern;
 use crate::sanitize::sanitize_value;
 use crate::{Error, Result};
@@ -328,14 +328,19 @@ impl BatchBuilder<'_> {
         self.events
     }
 
-    /// Writes each slot under its storage key, adds every key to its bucket's key set, and
-    /// returns the batch.
+    /// Writes each slot under its storage key, adds every key to its bucket's key set,
+    /// registers each bucket's key set in the prefix's bucket registry
+    /// ([`bucket_registry_key`], read by retention), and returns the batch.
     pub fn finish(self) -> Batch {
         let g = self.generator;
         let mut batch = Batch::new();
         let mut key = String::with_capacity(96);
         let mut field = String::with_capacity(96);
+        let mut buckets: Vec<(i64, BucketKind)> = Vec::new();
         for ((index, bucket, start), mut slot) in self.slots {
+            if !buckets.contains(&(start, bucket)) {
+                buckets.push((start, bucket));
+            }
             let Some(m) = g.metrics.get(index) else { continue };
             for (packed, by) in slot.packed.drain() {
                 field.clear();
@@ -381,7 +386,21 @@ impl BatchBuilder<'_> {
                 batch.incr(&key, b, "count", Number::Int(slot.summary.1));
             }
         }
+        register_buckets(&mut batch, &g.prefix, buckets);
         batch
+    }
+}
+
+/// Adds each bucket's key set to the registry. The newest bucket goes first, so the registry
+/// entry carries the newest bucket (a backend that expires keys by bucket keeps it longest).
+fn register_buckets(batch: &mut Batch, prefix: &str, mut buckets: Vec<(i64, BucketKind)>) {
+    if buckets.is_empty() {
+        return;
+    }
+    buckets.sort_by_key(|b| std::cmp::Reverse(b.0));
+    let registry = bucket_registry_key(prefix);
+    for (start, kind) in buckets {
+        batch.sadd(&registry, (kind, start), &key_set_key(prefix, kind, start));
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use traqq_core::batch::{Batch, Number};
 use traqq_core::bucket::BucketKind;
-use traqq_core::config::{AddValueConfig, MappingConfig, TraqqConfig};
+use traqq_core::config::{AddValueConfig, MappingConfig, RetentionConfig, TimeConfig, TraqqConfig};
 use traqq_core::event::IncomingEvent;
 use traqq_core::ops::OpGenerator;
 use traqq_core::read::{Read, ReadResult};
@@ -32,6 +32,7 @@ pub fn run_all(storage: &dyn Storage) {
     batch_coalescing_equivalence(storage);
     concurrent_batches(storage);
     delete_keys(storage);
+    retention_prunes_old_buckets(storage);
 }
 
 /// A prefix no other check (or earlier run against the same server) uses.
@@ -400,4 +401,125 @@ pub fn delete_keys(storage: &dyn Storage) {
     assert!(storage.read_hash(&h).unwrap().is_empty());
     assert_eq!(storage.count(&[&s]).unwrap(), 0);
     assert_eq!(storage.read_hash(&keep).unwrap().len(), 1);
+}
+
+/// Retention: [`crate::retention::prune`] deletes day buckets older than `daily_days` and hour
+/// buckets older than `hourly_days` (calendar days, today included), keeps the newer ones,
+/// leaves other prefixes alone, keeps everything with 0, and a second prune finds nothing.
+pub fn retention_prunes_old_buckets(storage: &dyn Storage) {
+    use crate::retention::{prune, PruneReport};
+    use traqq_core::key::{bucket_registry_key, key_set_key};
+
+    let config = TraqqConfig {
+        time: TimeConfig {
+            store_hourly: true,
+            ..TimeConfig::default()
+        },
+        ..sample_config()
+    };
+    let (p, other) = (fresh_prefix("retention"), fresh_prefix("retention_other"));
+    let (g, g_other) = (
+        OpGenerator::new(&config, &p).unwrap(),
+        OpGenerator::new(&config, &other).unwrap(),
+    );
+    let calendar = *g.calendar();
+    let today = 1_700_006_400 + 10 * 86_400; // a UTC midnight
+    let now = today + 5 * 3_600;
+    // Ten days of events, two hours each, written in one batch per prefix.
+    let days: Vec<i64> = (0..10).map(|d| today - d * 86_400).collect();
+    for gen in [&g, &g_other] {
+        let mut builder = gen.batch();
+        for (i, day) in days.iter().enumerate() {
+            for (j, hour) in [1, 3].into_iter().enumerate() {
+                let event = IncomingEvent::from_json(serde_json::json!({
+                    "event": "view", "ip": format!("10.0.{i}.{j}"), "geo": "US", "offer": "o1",
+                    "amount": 2.5, "ts": day + hour * 3_600,
+                }))
+                .unwrap();
+                builder.add(&event, now).unwrap();
+            }
+        }
+        storage.apply(&builder.finish()).unwrap();
+    }
+    let key_sets = |prefix: &str, kind: BucketKind, start: i64| {
+        storage.members(&key_set_key(prefix, kind, start)).unwrap()
+    };
+    // Every bucket's data keys, as written, to check afterwards that they are really gone.
+    let mut written: BTreeMap<(BucketKind, i64), Vec<String>> = BTreeMap::new();
+    for day in &days {
+        written.insert((BucketKind::Day, *day), key_sets(&p, BucketKind::Day, *day));
+        for hour in [1, 3] {
+            let h = day + hour * 3_600;
+            written.insert((BucketKind::Hour, h), key_sets(&p, BucketKind::Hour, h));
+        }
+    }
+    assert!(written.values().all(|keys| keys.len() >= 8), "{written:?}");
+    let registered = storage.members(&bucket_registry_key(&p)).unwrap();
+    assert_eq!(
+        registered.len(),
+        30,
+        "10 day and 20 hour buckets registered: {registered:?}"
+    );
+
+    // 0 keeps everything.
+    let forever = RetentionConfig::default();
+    assert_eq!(
+        prune(storage, &p, &calendar, &forever, now).unwrap(),
+        PruneReport::default()
+    );
+
+    let retention = RetentionConfig {
+        daily_days: 3,
+        hourly_days: 1,
+    };
+    let report = prune(storage, &p, &calendar, &retention, now).unwrap();
+    // Days kept: today, -1, -2. Hours kept: today's two.
+    let kept = |kind: BucketKind, start: i64| match kind {
+        BucketKind::Day => start >= today - 2 * 86_400,
+        BucketKind::Hour => start >= today,
+    };
+    let expired: Vec<&(BucketKind, i64)> = written.keys().filter(|(k, s)| !kept(*k, *s)).collect();
+    assert_eq!(report.buckets, 7 + 18, "{report:?}");
+    assert_eq!(report.buckets, expired.len());
+    let expired_keys: usize = expired.iter().map(|b| written[b].len() + 1).sum();
+    assert_eq!(report.keys, expired_keys, "{report:?}");
+    for ((kind, start), keys) in &written {
+        let set = key_sets(&p, *kind, *start);
+        let dead = !kept(*kind, *start);
+        assert_eq!(set.is_empty(), dead, "key set of {kind:?} bucket {start}");
+        for key in keys {
+            let empty = match key.split(':').nth(1) {
+                Some("bmp") => storage.count(&[key]).unwrap() == 0,
+                Some("top") => storage.top(key, 10).unwrap().is_empty(),
+                _ => storage.read_hash(key).unwrap().is_empty(),
+            };
+            assert_eq!(empty, dead, "{key} after prune (expired: {dead})");
+        }
+    }
+    let registered = storage.members(&bucket_registry_key(&p)).unwrap();
+    assert_eq!(registered.len(), 3 + 2, "{registered:?}");
+    // The other prefix is untouched; a second prune finds nothing.
+    for day in &days {
+        assert!(!key_sets(&other, BucketKind::Day, *day).is_empty());
+    }
+    assert_eq!(
+        prune(storage, &p, &calendar, &retention, now).unwrap(),
+        PruneReport::default()
+    );
+    // New writes after the prune register their buckets (today's day is known, the 05:00 hour
+    // is new); a day later, day -2 and today's three hours expire.
+    let again = g
+        .event_batch(
+            &IncomingEvent::parse_str(&format!(r#"{{"event":"view","ts":{now}}}"#)).unwrap(),
+            now,
+        )
+        .unwrap();
+    storage.apply(&again).unwrap();
+    assert_eq!(storage.members(&bucket_registry_key(&p)).unwrap().len(), 6);
+    assert_eq!(
+        prune(storage, &p, &calendar, &retention, now + 86_400)
+            .unwrap()
+            .buckets,
+        1 + 3
+    );
 }

@@ -10,6 +10,7 @@ use traqq_core::plan::{QueryOptions, QueryPlan};
 use traqq_core::result::QueryResult;
 
 use crate::clock::{Clock, SystemClock};
+use crate::retention::PruneReport;
 use crate::storage::Storage;
 use crate::{Error, Result};
 
@@ -190,6 +191,19 @@ impl Traqq {
             self.storage.read(&reads)?
         };
         Ok(plan.assemble(answers)?)
+    }
+
+    /// Deletes the buckets that `retention` (`daily_days`, `hourly_days`) no longer keeps at
+    /// `now` (see [`crate::retention`]). Call it at start-up and then periodically (hourly is
+    /// plenty); with both set to 0 it does nothing.
+    pub fn prune(&self, now: i64) -> Result<PruneReport> {
+        crate::retention::prune(
+            &*self.storage,
+            self.prefix(),
+            self.generator.calendar(),
+            &self.config.retention,
+            now,
+        )
     }
 
     /// Makes everything recorded so far durable per the backend's mode.

@@ -37,23 +37,27 @@
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod durability;
 pub mod engine;
 mod error;
 pub mod memory;
+pub mod retention;
 pub mod storage;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use durability::Durability;
 pub use engine::{BatchOutcome, Rejected, Traqq};
 pub use error::{Error, Result};
 pub use memory::MemoryStorage;
+pub use retention::PruneReport;
 pub use storage::{Capabilities, Storage, StorageExt};
 pub use traqq_core;
 
 /// Everything a typical user needs: the engine, the memory store, and core's types.
 pub mod prelude {
     pub use crate::{
-        BatchOutcome, Capabilities, Clock, ManualClock, MemoryStorage, Storage, StorageExt, SystemClock,
-        Traqq,
+        BatchOutcome, Capabilities, Clock, Durability, ManualClock, MemoryStorage, PruneReport, Storage,
+        StorageExt, SystemClock, Traqq,
     };
     pub use traqq_core::prelude::*;
 }

@@ -1,0 +1,61 @@
+//! # traqq-sled
+//!
+//! [`SledStorage`]: a persistent, embedded traqq store in a sled directory (pure Rust, no C++ build). It implements
+//! `traqq_storage::Storage`, so the `Traqq` engine records into it and queries it like any
+//! other backend, and it passes the whole conformance suite.
+//!
+//! ```
+//! use traqq_sled::{SledConfig, SledStorage};
+//! use traqq_storage::prelude::*;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = TraqqConfig {
+//!     mapping: MappingConfig {
+//!         bitmap: vec!["ip".into()],
+//!         add: vec!["event".into()],
+//!         ..MappingConfig::default()
+//!     },
+//!     ..TraqqConfig::default()
+//! };
+//! let store = SledStorage::open(dir.path().join("metrics"), SledConfig::default())?;
+//! let traqq = Traqq::new(config.clone(), store, "myapp")?;
+//! traqq.record_json(r#"{"event":"click","ip":"1.2.3.4"}"#)?;
+//! drop(traqq);
+//!
+//! // Reopened, the data is still there.
+//! let store = SledStorage::open(dir.path().join("metrics"), SledConfig::default())?;
+//! let traqq = Traqq::new(config, store, "myapp")?;
+//! let clicks = traqq.query_days(0)?.find_str("add/event");
+//! assert_eq!(clicks[0].result, MetricData::Hash([("click".to_string(), 1)].into()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## How it stores
+//!
+//! - Every hash field, leaderboard member and key-set member is its own sled key
+//!   (`key \0 field`); a read is one range scan. A HyperLogLog is one key holding a serialized
+//!   sketch.
+//! - sled's merge operators cannot be part of an atomic batch (sled issue #1175), so a `Storage`
+//!   batch is one read-modify-write under a writer lock, written with one `sled::Batch` (atomic,
+//!   also across a crash). Readers share the lock and never see half a batch.
+//! - sled loses un-flushed writes even on a plain process crash, so `batch` mode flushes before
+//!   acknowledging; concurrent writers share one flush.
+//!
+//! ## Durability (`sync`)
+//!
+//! | `sync` | what `apply` waits for | survives |
+//! |---|---|---|
+//! | `always` | `flush()` (fsync), shared by concurrent writers | power loss |
+//! | `batch` (default) | the same: sled has no cheaper way to make writes outlive the process | power loss |
+//! | `none` | nothing; sled flushes every `flush_every_ms` (500) | a clean close |
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod backend;
+mod codec;
+mod config;
+mod flush;
+
+pub use backend::SledStorage;
+pub use config::SledConfig;
+pub use traqq_storage::Durability;
