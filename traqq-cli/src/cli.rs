@@ -34,6 +34,14 @@ pub(crate) enum Command {
     /// Check a config file or print an example.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Apply retention now: delete the buckets older than [retention] from a local store.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +262,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(file, &args.target.store)?;
             crate::output::find(&config, &args)
         }
+        Command::Prune(args) => {
+            let config = load_config(file, &args.store)?;
+            prune(&config)
+        }
         Command::Config(ConfigCommand::Check { file }) => {
             let config = FileConfig::load(&file)?;
             print!("{}", config.to_toml());
@@ -265,4 +277,35 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn prune(config: &FileConfig) -> anyhow::Result<ExitCode> {
+    let r = config.retention;
+    if r.daily_days == 0 && r.hourly_days == 0 {
+        println!(
+            "retention keeps everything (retention.daily_days = 0, retention.hourly_days = 0): nothing to prune"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let storage = crate::store::open(config)?;
+    let traqq = traqq_storage::Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
+        .map_err(|e| UsageError(e.to_string()))?;
+    let report = traqq.prune(traqq.now())?;
+    traqq.flush()?;
+    let keep = |days: u32| {
+        if days == 0 {
+            "all".to_owned()
+        } else {
+            days.to_string()
+        }
+    };
+    println!(
+        "pruned {} buckets ({} keys) from {}; keeping {} days of daily and {} days of hourly buckets",
+        report.buckets,
+        report.keys,
+        crate::store::describe(&config.storage),
+        keep(r.daily_days),
+        keep(r.hourly_days)
+    );
+    Ok(ExitCode::SUCCESS)
 }

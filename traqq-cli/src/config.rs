@@ -175,6 +175,8 @@ mod tests {
         assert_eq!(example.query, defaults.query);
         assert_eq!(example.server, defaults.server);
         assert_eq!(example.prefix, defaults.prefix);
+        assert_eq!(example.storage.backend, defaults.storage.backend);
+        assert_eq!(example.storage.path, defaults.storage.path);
     }
 
     #[test]

@@ -3,17 +3,24 @@
 
 use std::sync::Arc;
 
-use traqq_storage::{MemoryStorage, Storage};
+use traqq_storage::{Durability, MemoryStorage, Storage};
 
 use crate::config::{FileConfig, StorageConfig};
 use crate::UsageError;
 
+/// The backend used when the config names none: the embedded persistent store when one is
+/// built in.
+#[cfg(feature = "sled")]
+pub(crate) const DEFAULT_BACKEND: &str = "sled";
 /// The backend used when the config names none.
+#[cfg(not(feature = "sled"))]
 pub(crate) const DEFAULT_BACKEND: &str = "memory";
 
 /// Backends this binary can open.
 pub(crate) const BACKENDS: &[&str] = &[
     "memory",
+    #[cfg(feature = "sled")]
+    "sled",
     #[cfg(feature = "redis")]
     "redis",
 ];
@@ -21,6 +28,10 @@ pub(crate) const BACKENDS: &[&str] = &[
 /// Checks that `storage.backend` is known and compiled in.
 pub(crate) fn check_backend(config: &StorageConfig) -> Result<(), UsageError> {
     let name = config.backend.as_str();
+    if let Some(sync) = &config.sync {
+        sync.parse::<Durability>()
+            .map_err(|e| UsageError(e.to_string()))?;
+    }
     if BACKENDS.contains(&name) {
         return Ok(());
     }
@@ -55,6 +66,16 @@ pub(crate) fn open(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
             redis.validate().map_err(|e| UsageError(e.to_string()))?;
             Arc::new(traqq_redis::RedisStorage::connect(redis)?)
         }
+        #[cfg(feature = "sled")]
+        "sled" => {
+            let mut sled = traqq_sled::SledConfig::default();
+            if let Some(sync) = &storage.sync {
+                sled.sync = sync
+                    .parse()
+                    .map_err(|e: traqq_storage::Error| UsageError(e.to_string()))?;
+            }
+            Arc::new(traqq_sled::SledStorage::open(&storage.path, sled)?)
+        }
         _ => Arc::new(MemoryStorage::new()),
     })
 }
@@ -73,7 +94,11 @@ pub(crate) fn describe(config: &StorageConfig) -> String {
                 .join(", ")
         ),
         "redis" => format!("redis at {}", redact(&config.url)),
-        other => format!("{other} at {}", config.path.display()),
+        other => format!(
+            "{other} at {} (durability: {})",
+            config.path.display(),
+            config.sync.as_deref().unwrap_or("batch")
+        ),
     }
 }
 

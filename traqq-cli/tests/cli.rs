@@ -632,3 +632,105 @@ fn redis_outage_gives_errors_and_the_server_recovers() {
     assert_eq!(found[0]["result"], json!({"Hash":{"o":3}}));
     assert!(server.terminate().success());
 }
+
+#[test]
+fn serve_on_the_default_store_keeps_data_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // No storage flags: the embedded persistent default store in ./traqq-data.
+    let first = Serve::start(&[], dir.path());
+    let lines: String = (0..7)
+        .map(|i| format!("{{\"event\":\"keep\",\"ip\":\"2.0.0.{i}\",\"geo\":\"NL\",\"ts\":{TS}}}\n"))
+        .collect();
+    let out = traqq_stdin(&["record", "--addr", &first.tcp, "-"], &lines);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(first.terminate().success());
+    assert!(
+        dir.path().join("traqq-data").is_dir(),
+        "data lives in ./traqq-data"
+    );
+
+    let second = Serve::start(&[], dir.path());
+    let days = query_json(&[
+        "query",
+        "--addr",
+        &second.tcp,
+        "--from",
+        "2023-11-14",
+        "--to",
+        "2023-11-14",
+    ]);
+    let results = days[0]["results"].as_array().unwrap();
+    let get = |t: &str, k: &str| {
+        results
+            .iter()
+            .find(|r| r["metric_type"] == t && r["key"] == json!([k]))
+            .unwrap()["result"]
+            .clone()
+    };
+    assert_eq!(get("add", "event"), json!({"Hash":{"keep":7}}));
+    assert_eq!(get("bmp", "ip"), json!({"Count":7}));
+    assert_eq!(get("top", "geo"), json!({"Ranked":[["NL",7.0]]}));
+    assert!(second.terminate().success());
+
+    // The same store opened directly (no server holds it now).
+    let data = dir.path().join("traqq-data");
+    let found = query_json(&[
+        "find",
+        "add/event",
+        "--data",
+        data.to_str().unwrap(),
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Hash":{"keep":7}}));
+}
+
+#[test]
+fn prune_applies_retention_to_a_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    let config = dir.path().join("traqq.toml");
+    std::fs::write(&config, "[retention]\ndaily_days = 3\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let events: String = [now - 10 * 86_400, now - 9 * 86_400, now - 86_400, now]
+        .iter()
+        .map(|ts| format!("{{\"event\":\"p\",\"ts\":{ts}}}\n"))
+        .collect();
+    let out = traqq_stdin(&["import", "-", "--config", cfg, "--data", data], &events);
+    assert!(
+        text(&out.stdout).contains("imported 4 events"),
+        "{}",
+        text(&out.stderr)
+    );
+    let total = |args: &[&str]| {
+        let found = query_json(args);
+        found[0]["result"]["Hash"]["p"].as_i64().unwrap_or(0)
+    };
+    let find = [
+        "find",
+        "add/event",
+        "--config",
+        cfg,
+        "--data",
+        data,
+        "--days",
+        "12",
+        "--merge",
+    ];
+    assert_eq!(total(&find), 4);
+    let out = traqq(&["prune", "--config", cfg, "--data", data]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.starts_with("pruned 2 buckets"), "{said}");
+    assert_eq!(total(&find), 2, "the two old days are gone, the recent two stay");
+    // Without retention, prune says there is nothing to do.
+    let out = traqq(&["prune", "--data", data]);
+    assert!(text(&out.stdout).contains("nothing to prune"));
+    assert_eq!(total(&find), 2);
+}
