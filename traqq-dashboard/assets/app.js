@@ -212,7 +212,11 @@
     const step = Math.max(1, Math.ceil(n / (wide ? 12 : 5)));
     const ticks = [];
     for (let i = 0; i < n; i += step) ticks.push(i);
-    if (n > 1 && n - 1 - ticks[ticks.length - 1] >= step / 2) ticks.push(n - 1);
+    // Always label the last bucket; drop the tick before it when the two would crowd.
+    if (n > 1 && ticks[ticks.length - 1] !== n - 1) {
+      if (n - 1 - ticks[ticks.length - 1] < step) ticks.pop();
+      ticks.push(n - 1);
+    }
     for (const i of ticks) {
       const anchor = n === 1 ? 'middle' : i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle';
       svg.append(s('text', { x: x(i).toFixed(1), y: H - 6, 'text-anchor': anchor }, labels[i]));
@@ -445,7 +449,8 @@
       data = { days, metrics, hourly: state.range === 'today' };
       $('auth').hidden = true;
       render();
-      const span = days.length ? `${days[0].date.slice(0, 16)} … ${days[days.length - 1].date.slice(0, 16)}` : 'empty range';
+      const when = (d) => d.date.slice(0, 16).replace('T', ' ');
+      const span = days.length ? `${when(days[0])} … ${when(days[days.length - 1])}` : 'empty range';
       setStatus(`${metrics.length} metrics · ${days.length} ${data.hourly ? 'hour' : 'day'}${days.length === 1 ? '' : 's'} (${span}) · updated ${new Date().toLocaleTimeString()}`);
       document.body.dataset.state = 'ready';
     } catch (e) {
