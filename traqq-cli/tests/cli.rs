@@ -47,9 +47,21 @@ struct Serve {
 
 impl Serve {
     fn start(extra: &[&str], dir: &Path) -> Serve {
+        let mut args = vec!["serve", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, dir, true)
+    }
+
+    /// `serve` with exactly `args` after it, expecting only a TCP listener.
+    fn start_tcp_only(args: &[&str], dir: &Path) -> Serve {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        Self::spawn(&all, dir, false)
+    }
+
+    fn spawn(args: &[&str], dir: &Path, want_http: bool) -> Serve {
         let mut child = Command::new(BIN)
-            .args(["serve", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .current_dir(dir)
             .env_remove("TRAQQ_CONFIG")
             .stdout(Stdio::piped())
@@ -57,7 +69,7 @@ impl Serve {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut tcp, mut http) = (None, None);
+        let (mut tcp, mut http) = (None, if want_http { None } else { Some(String::new()) });
         while tcp.is_none() || http.is_none() {
             let line = lines.next().expect("serve printed its addresses").unwrap();
             if let Some(a) = line.strip_prefix("listening: tcp ") {
@@ -733,4 +745,94 @@ fn prune_applies_retention_to_a_local_store() {
     let out = traqq(&["prune", "--data", data]);
     assert!(text(&out.stdout).contains("nothing to prune"));
     assert_eq!(total(&find), 2);
+}
+
+#[test]
+fn auth_token_from_flag_env_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(&["--storage", "memory", "--auth-token", "hunter2"], dir.path());
+    let event = format!(r#"{{"event":"a","ts":{TS}}}"#);
+    let out = traqq(&["record", "--addr", &server.tcp, "--event", &event]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unauthorized"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = traqq(&[
+        "record",
+        "--addr",
+        &server.tcp,
+        "--token",
+        "hunter2",
+        "--event",
+        &event,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["record", "--addr", &server.tcp, "--event", &event])
+        .env("TRAQQ_TOKEN", "hunter2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = dir.path().join("client.toml");
+    std::fs::write(&config, "[server]\nauth_token = \"hunter2\"\n").unwrap();
+    let found = query_json(&[
+        "find",
+        "add/event",
+        "--config",
+        config.to_str().unwrap(),
+        "--addr",
+        &server.tcp,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Hash":{"a":2}}));
+    let http = server.http.as_str();
+    assert_eq!(
+        http_request(http, "GET", "/v1/query?days=1", &[], b"")
+            .unwrap()
+            .status,
+        401
+    );
+    let ok = http_request(
+        http,
+        "GET",
+        "/v1/query?days=1",
+        &[("Authorization", "Bearer hunter2")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(ok.status, 200);
+    // The token never shows in the effective config.
+    let out = traqq(&["config", "check", config.to_str().unwrap()]);
+    assert!(!text(&out.stdout).contains("hunter2") && text(&out.stdout).contains("<redacted>"));
+    assert!(server.terminate().success());
+
+    // A public address: refused without a token, allowed with --insecure.
+    let out = traqq(&[
+        "serve",
+        "--storage",
+        "memory",
+        "--tcp",
+        "0.0.0.0:0",
+        "--http",
+        "off",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--insecure"), "{}", text(&out.stderr));
+    let open = Serve::start_tcp_only(
+        &[
+            "--storage",
+            "memory",
+            "--tcp",
+            "0.0.0.0:0",
+            "--http",
+            "off",
+            "--insecure",
+        ],
+        dir.path(),
+    );
+    assert!(open.terminate().success());
 }
