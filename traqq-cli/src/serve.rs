@@ -19,6 +19,8 @@ pub(crate) fn serve(config: FileConfig) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Handlers first: a SIGTERM right after the announcement below must still be graceful.
+        let shutdown = shutdown_signal();
         let server = Server::bind(config.server.clone(), Arc::new(traqq))
             .await
             .map_err(|e| match e {
@@ -41,7 +43,7 @@ pub(crate) fn serve(config: FileConfig) -> anyhow::Result<()> {
             let _ = out.flush();
         }
         tracing::info!(prefix = %config.prefix, "server started");
-        server.run(shutdown_signal()).await?;
+        server.run(shutdown).await?;
         anyhow::Ok(())
     })
 }
