@@ -47,10 +47,27 @@ fn chromium() -> Option<PathBuf> {
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The browser process, ended when this drops, also when a test panics half-way. Chromium's
+/// own helper processes (renderers, GPU, utilities) exit with it.
+struct Browser(Child);
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // A browser asked to close (see `Chrome`'s drop) gets a moment to exit on its own.
+        let started = Instant::now();
+        while matches!(self.0.try_wait(), Ok(None)) && started.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Headless Chromium driven over the DevTools protocol: one page, whose own network requests
 /// (not the browser's background ones) are recorded from `Network.requestWillBeSent`.
 struct Chrome {
-    child: Child,
+    // Fields drop in order: the browser ends before its profile directory is removed.
+    _browser: Browser,
     _profile: tempfile::TempDir,
     ws: WebSocket<TcpStream>,
     next_id: u64,
@@ -64,31 +81,35 @@ impl Chrome {
     fn launch(exe: &Path) -> Chrome {
         let profile = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(profile.path().join("chromium.log")).unwrap();
-        let child = Command::new(exe)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--hide-scrollbars",
-                // Offline like our users' servers: no name resolves, only loopback is reachable.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--remote-debugging-port=0",
-                "--window-size=1280,1000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let browser = Browser(
+            Command::new(exe)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-dev-shm-usage",
+                    "--disable-breakpad",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-extensions",
+                    "--hide-scrollbars",
+                    // Offline like our users' servers: no name resolves, only loopback is reachable.
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                    "--remote-debugging-port=0",
+                    "--window-size=1280,1000",
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .arg("about:blank")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
         // Chromium writes its DevTools port and browser path here once it listens.
         let port_file = profile.path().join("DevToolsActivePort");
         let started = Instant::now();
@@ -115,7 +136,7 @@ impl Chrome {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let mut chrome = Chrome {
-            child,
+            _browser: browser,
             _profile: profile,
             ws,
             next_id: 0,
@@ -291,8 +312,9 @@ impl Chrome {
 
 impl Drop for Chrome {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Ask politely first, so the browser ends its own processes (`Browser` then waits).
+        let close = json!({ "id": 0, "method": "Browser.close" });
+        let _ = self.ws.send(Message::Text(close.to_string().into()));
     }
 }
 
