@@ -145,6 +145,13 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+/// A parsed TCP line waiting for its answer.
+#[derive(Debug)]
+pub struct Pending<'a> {
+    started: Instant,
+    parsed: std::result::Result<(Request<'a>, Option<String>), BadRequest>,
+}
+
 /// Per-connection state: whether the connection has presented the token.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Session {
@@ -407,14 +414,38 @@ impl Dispatcher {
 
     /// Answers one TCP line (without its newline). Never fails: every problem is a reply.
     pub fn handle_line(&self, line: &[u8], session: &mut Session) -> Reply {
-        let started = Instant::now();
-        let (command, token, parsed) = match parse_line(line, self.max_batch_events) {
-            Ok((request, token)) => (request.command(), token, Ok(request)),
-            Err(bad) => (bad.command, None, Err(bad.message)),
-        };
+        let pending = self.parse(line);
+        self.answer(pending, session)
+    }
+
+    /// Parses one TCP line (without its newline); [`Dispatcher::answer`] answers it.
+    pub fn parse<'l>(&self, line: &'l [u8]) -> Pending<'l> {
+        Pending {
+            started: Instant::now(),
+            parsed: parse_line(line, self.max_batch_events),
+        }
+    }
+
+    /// True when `pending` is a valid, authorized `record` that may share a storage batch with
+    /// its neighbours ([`Dispatcher::answer_records`]).
+    pub fn is_plain_record(&self, pending: &Pending<'_>, session: &Session) -> bool {
+        match &pending.parsed {
+            Ok((Request::Record(Ok(_)), token)) => {
+                !self.auth_required()
+                    || session.authed
+                    || token.as_deref().is_some_and(|t| self.token_matches(t))
+            }
+            _ => false,
+        }
+    }
+
+    /// Answers one parsed line.
+    pub fn answer(&self, pending: Pending<'_>, session: &mut Session) -> Reply {
+        let Pending { started, parsed } = pending;
         let reply = match parsed {
-            Err(message) => error_reply(command, Status::BadRequest, &message),
-            Ok(request) => {
+            Err(bad) => error_reply(bad.command, Status::BadRequest, &bad.message),
+            Ok((request, token)) => {
+                let command = request.command();
                 if !matches!(request, Request::Auth { .. })
                     && self.auth_required()
                     && !session.authed
@@ -429,6 +460,77 @@ impl Dispatcher {
         self.metrics
             .request(reply.command, reply.status, started.elapsed());
         reply
+    }
+
+    /// Answers consecutive pipelined `record` requests (each passed
+    /// [`Dispatcher::is_plain_record`]) with one storage batch: a group commit. Each request
+    /// still gets its own reply, in order; none is acknowledged before the batch is applied,
+    /// and if the store fails, every request of the group gets the error.
+    pub fn answer_records(&self, group: Vec<Pending<'_>>) -> Vec<Reply> {
+        let mut started = Vec::with_capacity(group.len());
+        let mut events = Vec::with_capacity(group.len());
+        for p in group {
+            started.push(p.started);
+            if let Ok((Request::Record(Ok(event)), _)) = p.parsed {
+                events.push(event);
+            }
+        }
+        let n = events.len();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.traqq.record_results(events.into_iter().map(Ok))
+        }));
+        let mut replies: Vec<Reply> = match result {
+            Ok(Ok(outcome)) => {
+                self.metrics.events(outcome.recorded, outcome.rejected.len());
+                let mut replies: Vec<Reply> = (0..n)
+                    .map(|_| Reply {
+                        command: Command::Record,
+                        status: Status::Ok,
+                        body: br#"{"success":true}"#.to_vec(),
+                    })
+                    .collect();
+                for r in outcome.rejected {
+                    if let Some(slot) = replies.get_mut(r.index) {
+                        *slot = error_reply(Command::Record, Status::BadRequest, &r.error.to_string());
+                    }
+                }
+                replies
+            }
+            Ok(Err(e)) => (0..n)
+                .map(|_| self.storage_failure(Command::Record, &e))
+                .collect(),
+            Err(_) => {
+                tracing::error!("record group panicked");
+                (0..n)
+                    .map(|_| {
+                        error_reply(
+                            Command::Record,
+                            Status::Internal,
+                            "internal error while handling this request (a bug, logged by the server)",
+                        )
+                    })
+                    .collect()
+            }
+        };
+        for (reply, started) in replies.iter_mut().zip(started) {
+            self.metrics
+                .request(reply.command, reply.status, started.elapsed());
+        }
+        replies
+    }
+
+    fn storage_failure(&self, command: Command, e: &traqq_storage::Error) -> Reply {
+        if let traqq_storage::Error::Core(core) = e {
+            return error_reply(command, Status::BadRequest, &core.to_string());
+        }
+        self.metrics.storage_error();
+        let status = if e.is_unavailable() {
+            Status::Unavailable
+        } else {
+            Status::Internal
+        };
+        tracing::warn!(command = command.as_str(), error = %e, "storage error");
+        error_reply(command, status, &e.to_string())
     }
 
     /// Answers a request built by a transport (HTTP), after the transport's auth check.
@@ -544,17 +646,7 @@ impl Dispatcher {
                     body,
                 }
             }
-            Err(traqq_storage::Error::Core(e)) => error_reply(command, Status::BadRequest, &e.to_string()),
-            Err(e) => {
-                self.metrics.storage_error();
-                let status = if e.is_unavailable() {
-                    Status::Unavailable
-                } else {
-                    Status::Internal
-                };
-                tracing::warn!(command = command.as_str(), error = %e, "storage error");
-                error_reply(command, status, &e.to_string())
-            }
+            Err(e) => self.storage_failure(command, &e),
         }
     }
 

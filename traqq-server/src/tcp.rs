@@ -192,6 +192,17 @@ async fn connection(
             let work = tokio::task::spawn_blocking(move || {
                 out.clear();
                 let mut i = next;
+                // Consecutive plain `record` lines share one storage batch (group commit).
+                let mut group = Vec::new();
+                let flush = |group: &mut Vec<crate::dispatch::Pending<'_>>, out: &mut Vec<u8>| {
+                    if group.is_empty() {
+                        return;
+                    }
+                    for reply in d.answer_records(std::mem::take(group)) {
+                        out.extend_from_slice(&reply.body);
+                        out.push(b'\n');
+                    }
+                };
                 while i < work_items.len() && out.len() < MAX_PENDING_REPLY {
                     let reply = match work_items[i] {
                         Item::Line(start, end) => {
@@ -200,10 +211,17 @@ async fn connection(
                             if line.is_empty() {
                                 continue;
                             }
-                            d.handle_line(line, &mut session)
+                            let pending = d.parse(line);
+                            if d.is_plain_record(&pending, &session) {
+                                group.push(pending);
+                                continue;
+                            }
+                            flush(&mut group, &mut out);
+                            d.answer(pending, &mut session)
                         }
                         Item::TooLong => {
                             i += 1;
+                            flush(&mut group, &mut out);
                             let reply = error_reply(
                                 Command::Invalid,
                                 Status::BadRequest,
@@ -218,6 +236,7 @@ async fn connection(
                     out.extend_from_slice(&reply.body);
                     out.push(b'\n');
                 }
+                flush(&mut group, &mut out);
                 (buf, out, session, work_items, i)
             });
             match work.await {

@@ -711,3 +711,62 @@ fn shutdown_finishes_requests_in_flight_and_a_slow_store_stalls_no_one_else() {
     let adds = days.find_str("add/event");
     assert_eq!(adds[0].result, MetricData::Hash([("slow".to_string(), 1)].into()));
 }
+
+#[test]
+fn pipelined_records_share_a_batch_but_keep_their_own_replies() {
+    let store = Arc::new(Flaky::default());
+    let server = start_with(loopback(), mapping(), store.clone());
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    let n = 2000;
+    for i in 0..n {
+        let event = match i % 100 {
+            // Rejected inside the group by the engine (event time), not by the parser.
+            37 => json!({"event": "g", "ts": "not a time"}),
+            // Rejected by the parser: ends the group, answered alone, the next group follows.
+            55 => json!({"ip": "no name"}),
+            _ => json!({"event": "g", "ip": format!("10.1.{}.{}", i / 200, i % 200), "ts": TS}),
+        };
+        client
+            .send_json(&json!({"cmd": "record", "event": event}))
+            .unwrap();
+    }
+    for i in 0..n {
+        let reply = client.receive().unwrap();
+        match i % 100 {
+            37 => assert!(
+                reply["error"].as_str().unwrap().contains("invalid event time"),
+                "{i}: {reply}"
+            ),
+            55 => assert!(
+                reply["error"].as_str().unwrap().contains("\"event\" is missing"),
+                "{i}: {reply}"
+            ),
+            _ => assert_eq!(reply, json!({"success": true}), "{i}"),
+        }
+    }
+    assert_eq!(event_count(&mut client, "g"), n - 40);
+    assert_eq!(server.metrics().events_recorded(), (n - 40) as u64);
+    assert_eq!(server.metrics().events_rejected(), 40);
+    assert_eq!(
+        server.metrics().requests(Command::Record, Status::Ok),
+        (n - 40) as u64
+    );
+
+    // A store failure fails every request of the group, and nothing is half-recorded.
+    store.down.store(true, Ordering::SeqCst);
+    for _ in 0..50 {
+        client
+            .send_json(&json!({"cmd":"record","event":{"event":"down","ts":TS}}))
+            .unwrap();
+    }
+    for _ in 0..50 {
+        let reply = client.receive().unwrap();
+        assert!(
+            reply["error"].as_str().unwrap().contains("unavailable"),
+            "{reply}"
+        );
+    }
+    store.down.store(false, Ordering::SeqCst);
+    assert_eq!(event_count(&mut client, "down"), 0);
+    server.stop().unwrap();
+}
