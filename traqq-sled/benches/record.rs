@@ -1,7 +1,7 @@
 //! `record_batch` throughput on a real sled store: the standard workload (DESIGN §8) in
 //! batches of 1,000 events, in each durability mode. Criterion reports events/s as
 //! "thrpt". For throughput over 1,000,000 events and the size on disk, run
-//! `cargo run --release -p traqq-sled --example fill`.
+//! `cargo run --release -p traqq-sled --example sled_fill`.
 //!
 //! ```sh
 //! cargo bench -p traqq-sled --bench record

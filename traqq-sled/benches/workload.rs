@@ -1,5 +1,5 @@
 //! The standard workload of DESIGN §8, small and deterministic (SplitMix64 from a seed), shared
-//! by `benches/record.rs` and `examples/fill.rs` of this crate.
+//! by `benches/record.rs` and `examples/sled_fill.rs` of this crate.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;

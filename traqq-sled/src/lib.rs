@@ -35,9 +35,12 @@
 //! - Every hash field, leaderboard member and key-set member is its own sled key
 //!   (`key \0 field`); a read is one range scan. A HyperLogLog is one key holding a serialized
 //!   sketch.
-//! - sled's merge operators cannot be part of an atomic batch (sled issue #1175), so a `Storage`
-//!   batch is one read-modify-write under a writer lock, written with one `sled::Batch` (atomic,
-//!   also across a crash). Readers share the lock and never see half a batch.
+//! - sled's merge operators cannot be part of an atomic batch (sled issue #1175), and a
+//!   read-modify-write of every (key, field) of every batch is slow. So a `Storage` batch is
+//!   written as one log record (one atomic `sled::Batch`, no reads) and kept in an in-memory
+//!   overlay that reads add in; every 64 batches the overlay is folded into the data in one
+//!   atomic `sled::Batch` that also removes the folded records. Reopening replays what was not
+//!   folded, so every batch counts exactly once.
 //! - sled loses un-flushed writes even on a plain process crash, so `batch` mode flushes before
 //!   acknowledging; concurrent writers share one flush.
 //!
@@ -55,6 +58,7 @@ mod backend;
 mod codec;
 mod config;
 mod flush;
+mod log;
 
 pub use backend::SledStorage;
 pub use config::SledConfig;

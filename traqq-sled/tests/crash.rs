@@ -88,7 +88,7 @@ fn hash_of(result: &QueryResult, path: &str) -> BTreeMap<String, i64> {
 fn check_after_crash(sync: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let acked = record_and_kill(&path, sync, 25);
+    let acked = record_and_kill(&path, sync, 150);
     let traqq = engine(open(&path, Durability::Batch).unwrap());
     let daily = traqq.query(NOW - 3 * 86_400, NOW).unwrap();
     let hourly = traqq.query_hourly(NOW - 3 * 86_400, NOW - 1).unwrap();

@@ -1,7 +1,7 @@
-//! Records the standard workload into a fresh sled store and prints throughput and disk size.
+//! Records the standard workload into a fresh RocksDB store and prints throughput and disk size.
 //!
 //! ```sh
-//! cargo run --release -p traqq-sled --example fill -- [events=1000000] [sync=batch] [threads=1]
+//! cargo run --release -p traqq-rocks --example rocks_fill -- [events=1000000] [sync=batch] [threads=1]
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +11,7 @@ mod workload;
 use std::sync::Arc;
 use std::time::Instant;
 
-use traqq_sled::{SledConfig, SledStorage};
+use traqq_rocks::{RocksConfig, RocksStorage};
 use traqq_storage::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: usize = args.next().map_or(Ok(1), |a| a.parse())?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("db");
-    let store: Arc<dyn Storage> = Arc::new(SledStorage::open(&path, SledConfig::with_sync(sync))?);
+    let store: Arc<dyn Storage> = Arc::new(RocksStorage::open(&path, RocksConfig::with_sync(sync))?);
     let traqq = Traqq::with_shared_storage(workload::config(), store, "bench")?
         .with_clock(ManualClock::new(workload::NOW));
     let per_thread = events / threads;
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = start.elapsed().as_secs_f64();
     let recorded = per_thread.div_ceil(1_000) * 1_000 * threads;
     println!(
-        "sled sync={sync} threads={threads}: {recorded} events in {secs:.2} s = {:.0} events/s",
+        "rocksdb sync={sync} threads={threads}: {recorded} events in {secs:.2} s = {:.0} events/s",
         recorded as f64 / secs
     );
     let q = Instant::now();

@@ -1,0 +1,48 @@
+//! `record_batch` throughput on a real RocksDB store: the standard workload (DESIGN §8) in
+//! batches of 1,000 events, in each durability mode. Criterion reports events/s as
+//! "thrpt". For throughput over 1,000,000 events and the size on disk, run
+//! `cargo run --release -p traqq-rocks --example rocks_fill`.
+//!
+//! ```sh
+//! cargo bench -p traqq-rocks --bench record
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "workload.rs"]
+mod workload;
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use traqq_rocks::{RocksConfig, RocksStorage};
+use traqq_storage::prelude::*;
+
+const BATCH: usize = 1_000;
+
+fn record_batch(c: &mut Criterion) {
+    let mut w = workload::Workload::new(1);
+    let batches: Vec<Vec<String>> = (0..100).map(|_| w.lines(BATCH)).collect();
+    let mut group = c.benchmark_group("rocksdb/record_batch_1000");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for sync in [Durability::Batch, Durability::Always, Durability::None] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStorage::open(dir.path().join("db"), RocksConfig::with_sync(sync)).unwrap();
+        let traqq = Traqq::new(workload::config(), store, "bench")
+            .unwrap()
+            .with_clock(ManualClock::new(workload::NOW));
+        let mut next = 0;
+        group.bench_function(sync.as_str(), |b| {
+            b.iter(|| {
+                let batch = &batches[next % batches.len()];
+                next += 1;
+                traqq.record_json_lines(batch.iter().map(String::as_str)).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, record_batch);
+criterion_main!(benches);

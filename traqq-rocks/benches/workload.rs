@@ -1,0 +1,137 @@
+//! The standard workload of DESIGN §8, small and deterministic (SplitMix64 from a seed), shared
+//! by `benches/record.rs` and `examples/rocks_fill.rs` of this crate.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+
+use traqq_storage::prelude::*;
+
+/// The fixed "now" of every run: 2025-11-28T00:00:00Z. Events spread over the 7 days before.
+pub(crate) const NOW: i64 = 1_764_288_000;
+
+const EVENTS: [&str; 5] = [
+    "offer_impression",
+    "offer_impression",
+    "offer_impression",
+    "offer_click",
+    "offer_conversion",
+];
+const CHANNELS: [&str; 5] = ["search", "social", "email", "display", "affiliate"];
+const GEOS: [&str; 30] = [
+    "US", "GB", "DE", "FR", "CA", "AU", "JP", "BR", "IN", "MX", "ES", "IT", "NL", "SE", "NO", "DK", "FI",
+    "PL", "CH", "AT", "BE", "IE", "PT", "CZ", "KR", "SG", "NZ", "ZA", "AR", "CL",
+];
+
+/// The standard mapping.
+pub(crate) fn config() -> TraqqConfig {
+    TraqqConfig {
+        mapping: MappingConfig {
+            bitmap: vec!["ip".into()],
+            add: vec![
+                "event".into(),
+                "event~offer".into(),
+                "event~offer~creative".into(),
+                "event~offer~channel".into(),
+                "event~geo".into(),
+            ],
+            add_value: vec![AddValueConfig {
+                key: "offer~event".into(),
+                add_key: "amount".into(),
+            }],
+            top: vec![
+                "geo".into(),
+                "offer".into(),
+                "geo~offer".into(),
+                "offer~creative".into(),
+                "offer~host".into(),
+            ],
+        },
+        ..TraqqConfig::default()
+    }
+}
+
+/// Deterministic event lines.
+#[derive(Debug)]
+pub(crate) struct Workload {
+    state: u64,
+}
+
+impl Workload {
+    /// A stream from `seed`.
+    pub(crate) fn new(seed: u64) -> Self {
+        Workload { state: seed }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn text(&mut self, out: &mut String, len: usize) {
+        const ALNUM: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        for _ in 0..len {
+            out.push(char::from(ALNUM[self.below(ALNUM.len() as u64) as usize]));
+        }
+    }
+
+    /// The next `n` events as JSON lines.
+    pub(crate) fn lines(&mut self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.line()).collect()
+    }
+
+    /// The next event as a JSON line.
+    pub(crate) fn line(&mut self) -> String {
+        let mut s = String::with_capacity(400);
+        let ip = self.below(50_000) as u32;
+        let _ = write!(
+            s,
+            r#"{{"event":"{}","ip":"10.{}.{}.{}","offer":"offer{}","creative":"cr{}","channel":"{}","geo":"{}","host":"host{}.example.com","ts":{}"#,
+            EVENTS[self.below(5) as usize],
+            ip >> 16,
+            (ip >> 8) & 255,
+            ip & 255,
+            self.below(20),
+            self.below(10),
+            CHANNELS[self.below(5) as usize],
+            GEOS[self.below(30) as usize],
+            self.below(100),
+            NOW - 1 - self.below(7 * 86_400) as i64,
+        );
+        if self.below(100) < 30 {
+            let cents = 1 + self.below(50_000);
+            let _ = write!(s, r#","amount":{}.{:02}"#, cents / 100, cents % 100);
+        }
+        s.push_str(r#","ua":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/"#);
+        self.text(&mut s, 20);
+        s.push_str(r#"","url":"https://shop.example.com/p/"#);
+        self.text(&mut s, 14);
+        s.push_str(r#"","session":""#);
+        self.text(&mut s, 32);
+        s.push_str(r#"","ref":"https://ref.example.org/"#);
+        self.text(&mut s, 6);
+        s.push_str("\"}");
+        s
+    }
+}
+
+/// Total size of the files under `path`.
+pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,2 @@
+//! Empty: see the `[build-dependencies]` comment in Cargo.toml.
+fn main() {}

@@ -1,0 +1,285 @@
+//! [`RocksStorage`]: the [`Storage`] implementation over RocksDB.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hashbrown::HashMap;
+use rocksdb::{
+    DBCompressionType, MergeOperands, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions,
+    DB,
+};
+use traqq_core::batch::{Batch, KeyOps, Number};
+use traqq_core::read::{top_ranked, Read, ReadResult};
+use traqq_core::sketch::Sketch;
+use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
+
+use crate::codec::{self, compose, decode_number, field_range, MERGE_OPERATOR};
+use crate::config::RocksConfig;
+
+const BACKEND: &str = "rocksdb";
+
+/// A traqq store in a RocksDB directory. Cheap to share: wrap it in an `Arc` (it is
+/// `Send + Sync`; concurrent batches are fine).
+pub struct RocksStorage {
+    db: Arc<DB>,
+    path: PathBuf,
+    config: RocksConfig,
+    write: WriteOptions,
+    /// `none` mode: the thread writing the in-process WAL buffer out; stopped on drop.
+    flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for RocksStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStorage")
+            .field("path", &self.path)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The one place RocksDB errors become traqq errors.
+fn backend_error(e: rocksdb::Error) -> Error {
+    Error::Backend {
+        backend: BACKEND,
+        message: e.into_string(),
+    }
+}
+
+fn corrupt(key: &str, message: impl Into<String>) -> Error {
+    Error::Corrupt {
+        backend: BACKEND,
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn full_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    Some(codec::merge(existing, operands.iter(), true))
+}
+
+fn partial_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    Some(codec::merge(existing, operands.iter(), false))
+}
+
+impl RocksStorage {
+    /// Opens the store at `path`, creating it when missing. Any store written by traqq opens,
+    /// whatever prefixes or options it was written with. A locked (already open), unreadable
+    /// or corrupt store is an [`Error::Open`] naming the path.
+    pub fn open(path: impl AsRef<Path>, config: RocksConfig) -> Result<RocksStorage> {
+        let path = path.as_ref().to_path_buf();
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        // Registered on every open: RocksDB cannot read merge operands without it.
+        opts.set_merge_operator(MERGE_OPERATOR, full_merge, partial_merge);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_write_buffer_size(config.write_buffer_mib.max(1) << 20);
+        opts.set_keep_log_file_num(4);
+        opts.set_manual_wal_flush(config.sync == Durability::None);
+        let db = DB::open(&opts, &path).map_err(|e| Error::Open {
+            backend: BACKEND,
+            path: path.display().to_string(),
+            message: e.into_string(),
+        })?;
+        let db = Arc::new(db);
+        let mut write = WriteOptions::default();
+        // `always`: RocksDB's write group shares one WAL fsync among concurrent writers.
+        write.set_sync(config.sync == Durability::Always);
+        let flusher = (config.sync == Durability::None).then(|| {
+            let (stop, stopped) = mpsc::channel::<()>();
+            let db = Arc::clone(&db);
+            let every = Duration::from_millis(config.none_flush_ms.max(1));
+            // Ticks until the sender is dropped (on close).
+            let handle = std::thread::spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    // A failed write-out is retried next tick; `flush` reports errors.
+                    let _ = db.flush_wal(false);
+                }
+            });
+            (stop, handle)
+        });
+        Ok(RocksStorage {
+            db,
+            path,
+            config,
+            write,
+            flusher,
+        })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options it was opened with.
+    pub fn config(&self) -> &RocksConfig {
+        &self.config
+    }
+
+    /// Compacts the whole store (folds merge operands, drops deleted data). Slow; for
+    /// maintenance and measurements.
+    pub fn compact(&self) -> Result<()> {
+        self.db.flush().map_err(backend_error)?;
+        self.db.compact_range(None::<&[u8]>, None::<&[u8]>);
+        Ok(())
+    }
+
+    fn read_options(&self, snapshot: &SnapshotWithThreadMode<'_, DB>) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(snapshot);
+        ro
+    }
+
+    /// Calls `f(field, value)` for every field of `key`, in byte order.
+    fn scan(
+        &self,
+        snapshot: &SnapshotWithThreadMode<'_, DB>,
+        key: &str,
+        mut f: impl FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let (start, end) = field_range(key);
+        let mut ro = self.read_options(snapshot);
+        ro.set_iterate_upper_bound(end);
+        let mut it = self.db.raw_iterator_opt(ro);
+        it.seek(&start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let field = k
+                .get(start.len()..)
+                .and_then(|f| std::str::from_utf8(f).ok())
+                .ok_or_else(|| corrupt(key, "a field name is not UTF-8"))?;
+            f(field, v)?;
+            it.next();
+        }
+        it.status().map_err(backend_error)
+    }
+
+    fn read_one(&self, snapshot: &SnapshotWithThreadMode<'_, DB>, read: &Read) -> Result<ReadResult> {
+        Ok(match read {
+            Read::Hash(key) => {
+                let mut fields = Vec::new();
+                self.scan(snapshot, key, |field, value| {
+                    let n = decode_number(value)
+                        .ok_or_else(|| corrupt(key, format!("field {field:?} is not a number")))?;
+                    fields.push((field.to_owned(), n));
+                    Ok(())
+                })?;
+                ReadResult::Hash(fields)
+            }
+            Read::Count(keys) => {
+                let mut union = Sketch::new();
+                for key in keys {
+                    let value = self
+                        .db
+                        .get_pinned_opt(key.as_bytes(), &self.read_options(snapshot))
+                        .map_err(backend_error)?;
+                    if let Some(bytes) = value {
+                        let sketch = codec::decode_sketch(&bytes).map_err(|m| corrupt(key, m))?;
+                        union.merge(&sketch);
+                    }
+                }
+                ReadResult::Count(union.count())
+            }
+            Read::Top { keys, limit } => {
+                // Leaderboards are read whole and cut to the top `limit` by partial selection
+                // (per bucket they hold at most a few thousand members; a score index would
+                // need a read-modify-write per increment). Several keys add up per member.
+                let mut scores: HashMap<String, f64> = HashMap::new();
+                for key in keys {
+                    self.scan(snapshot, key, |member, value| {
+                        let score = decode_number(value)
+                            .ok_or_else(|| corrupt(key, format!("member {member:?} has no score")))?;
+                        *scores.entry_ref(member).or_insert(0.0) += score.as_f64();
+                        Ok(())
+                    })?;
+                }
+                let mut members: Vec<(String, f64)> = scores.into_iter().collect();
+                top_ranked(&mut members, *limit);
+                ReadResult::Top(members)
+            }
+            Read::Members(key) => {
+                let mut members = Vec::new();
+                self.scan(snapshot, key, |member, _| {
+                    members.push(member.to_owned());
+                    Ok(())
+                })?;
+                ReadResult::Members(members)
+            }
+        })
+    }
+}
+
+impl Storage for RocksStorage {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(true, true)
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        let mut buf = Vec::with_capacity(128);
+        for (key, entry) in batch.iter() {
+            match &entry.ops {
+                KeyOps::Hash(fields) => {
+                    for (field, by) in fields {
+                        compose(key, field, &mut buf);
+                        wb.merge(&buf, codec::encode_number(*by));
+                    }
+                }
+                KeyOps::Scores(members) => {
+                    for (member, by) in members {
+                        compose(key, member, &mut buf);
+                        wb.merge(&buf, codec::encode_number(Number::Float(*by)));
+                    }
+                }
+                KeyOps::Members(members) => {
+                    for member in members {
+                        compose(key, member, &mut buf);
+                        wb.put(&buf, b"");
+                    }
+                }
+                KeyOps::Hll(values) => {
+                    if !values.is_empty() {
+                        wb.merge(key.as_bytes(), codec::encode_hashes(values.iter()));
+                    }
+                }
+            }
+        }
+        // One WriteBatch: the whole batch is in the WAL record or none of it is.
+        self.db.write_opt(wb, &self.write).map_err(backend_error)
+    }
+
+    fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
+        // One snapshot for all reads: they see the same set of applied batches.
+        let snapshot = self.db.snapshot();
+        reads.iter().map(|r| self.read_one(&snapshot, r)).collect()
+    }
+
+    fn delete(&self, keys: &[String]) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for key in keys {
+            let (start, end) = field_range(key);
+            wb.delete(key.as_bytes());
+            wb.delete_range(start, end);
+        }
+        self.db.write_opt(wb, &self.write).map_err(backend_error)
+    }
+
+    /// Writes and fsyncs the WAL, in every mode.
+    fn flush(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(backend_error)
+    }
+}
+
+impl Drop for RocksStorage {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.flusher.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        // `none` mode: hand the buffered WAL tail to the OS before closing.
+        let _ = self.db.flush_wal(false);
+    }
+}

@@ -1,0 +1,179 @@
+//! The write-ahead log of batches: how a [`Batch`] is stored as log records in sled.
+//!
+//! A batch is encoded once and written under `0xFF, seq (u64 BE), chunk (u32 BE)` keys; the
+//! chunks keep every sled value below its blob threshold. `0xFF` never occurs in UTF-8, so log
+//! keys cannot collide with traqq keys.
+//!
+//! ```text
+//! entry := kind:u8 (h|l|z|s) bucket:u8 (d|h) start:i64 key:str count:u32 item*
+//! item  := field:str number:9 (h) | member:str f64 (z) | value:str (l, s)
+//! str   := len:u32 bytes
+//! ```
+
+use traqq_core::batch::{Batch, KeyOps};
+use traqq_core::bucket::BucketKind;
+
+use crate::codec::{decode_number, encode_number};
+
+/// First byte of every log key.
+pub(crate) const LOG: u8 = 0xFF;
+/// Largest log value (sled moves values over ~128 KiB to separate blob files).
+const CHUNK: usize = 64 << 10;
+
+/// The key of chunk `chunk` of batch `seq`.
+pub(crate) fn log_key(seq: u64, chunk: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = LOG;
+    k[1..9].copy_from_slice(&seq.to_be_bytes());
+    k[9..].copy_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+/// Splits a log key into `(seq, chunk)`.
+pub(crate) fn parse_log_key(k: &[u8]) -> Option<(u64, u32)> {
+    if k.len() != 13 || k[0] != LOG {
+        return None;
+    }
+    Some((
+        u64::from_be_bytes(k[1..9].try_into().ok()?),
+        u32::from_be_bytes(k[9..].try_into().ok()?),
+    ))
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes `batch` and splits it into log chunks.
+pub(crate) fn encode(batch: &Batch) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(batch.op_count() * 32 + 64);
+    for (key, entry) in batch.iter() {
+        let kind = match &entry.ops {
+            KeyOps::Hash(_) => b'h',
+            KeyOps::Hll(_) => b'l',
+            KeyOps::Scores(_) => b'z',
+            KeyOps::Members(_) => b's',
+        };
+        out.push(kind);
+        out.push(entry.bucket.as_str().as_bytes().first().copied().unwrap_or(b'd'));
+        out.extend_from_slice(&entry.bucket_start.to_le_bytes());
+        put_str(&mut out, key);
+        out.extend_from_slice(&(entry.ops.len() as u32).to_le_bytes());
+        match &entry.ops {
+            KeyOps::Hash(m) => m.iter().for_each(|(f, n)| {
+                put_str(&mut out, f);
+                out.extend_from_slice(&encode_number(*n));
+            }),
+            KeyOps::Scores(m) => m.iter().for_each(|(f, s)| {
+                put_str(&mut out, f);
+                out.extend_from_slice(&s.to_le_bytes());
+            }),
+            KeyOps::Hll(s) | KeyOps::Members(s) => s.iter().for_each(|v| put_str(&mut out, v)),
+        }
+    }
+    out.chunks(CHUNK).map(<[u8]>::to_vec).collect()
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn f64(&mut self) -> Option<f64> {
+        Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+}
+
+/// Decodes the concatenated chunks of one batch and folds it into `into`.
+pub(crate) fn decode_into(bytes: &[u8], into: &mut Batch) -> Option<()> {
+    let mut r = Reader(bytes);
+    while !r.0.is_empty() {
+        let kind = r.u8()?;
+        let bucket = match r.u8()? {
+            b'd' => BucketKind::Day,
+            b'h' => BucketKind::Hour,
+            _ => return None,
+        };
+        let b = (bucket, r.i64()?);
+        let key = r.str()?;
+        for _ in 0..r.u32()? {
+            match kind {
+                b'h' => {
+                    let f = r.str()?;
+                    into.incr(key, b, f, decode_number(r.take(9)?)?);
+                }
+                b'z' => {
+                    let m = r.str()?;
+                    into.zincr(key, b, m, r.f64()?);
+                }
+                b'l' => into.hll_insert(key, b, r.str()?),
+                b's' => into.sadd(key, b, r.str()?),
+                _ => return None,
+            }
+        }
+    }
+    Some(())
+}
+
+/// Folds `batch` into `into` without consuming it.
+pub(crate) fn merge_ref(into: &mut Batch, batch: &Batch) {
+    for (key, entry) in batch.iter() {
+        let b = (entry.bucket, entry.bucket_start);
+        match &entry.ops {
+            KeyOps::Hash(m) => m.iter().for_each(|(f, n)| into.incr(key, b, f, *n)),
+            KeyOps::Scores(m) => m.iter().for_each(|(f, s)| into.zincr(key, b, f, *s)),
+            KeyOps::Hll(s) => s.iter().for_each(|v| into.hll_insert(key, b, v)),
+            KeyOps::Members(s) => s.iter().for_each(|v| into.sadd(key, b, v)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traqq_core::batch::Number;
+
+    #[test]
+    fn batches_round_trip_through_chunks() {
+        let d = (BucketKind::Day, 1_700_006_400);
+        let h = (BucketKind::Hour, 1_700_010_000);
+        let mut b = Batch::new();
+        for i in 0..20_000 {
+            b.incr("p:add:d:1:event", d, &format!("f{i}"), Number::Int(i));
+            b.incr("p:adv:h:1:amount:event:i", h, "sum", Number::Float(0.5));
+        }
+        b.zincr("p:top:d:1:geo", d, "US", 2.5);
+        b.hll_insert("p:bmp:d:1:ip", d, "1.2.3.4");
+        b.sadd("p:k:d:1", d, "p:add:d:1:event");
+        let chunks = encode(&b);
+        assert!(chunks.len() > 1 && chunks.iter().all(|c| c.len() <= CHUNK));
+        let mut back = Batch::new();
+        decode_into(&chunks.concat(), &mut back).unwrap();
+        assert_eq!(back, b);
+        let mut merged = Batch::new();
+        merge_ref(&mut merged, &b);
+        assert_eq!(merged, b);
+        assert!(decode_into(&chunks.concat()[..100], &mut Batch::new()).is_none());
+        assert_eq!(parse_log_key(&log_key(7, 3)), Some((7, 3)));
+    }
+}
