@@ -19,7 +19,7 @@ use crate::log::{self, log_key, parse_log_key, LOG};
 
 const BACKEND: &str = "sled";
 /// How long `open` waits for the lock of a store that is being closed.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// The log is folded into the data once it holds this many batches ...
 const FOLD_BATCHES: usize = 64;
 /// ... or this many distinct (key, field) operations.
@@ -88,7 +88,8 @@ impl SledStorage {
     /// Opens the store at `path`, creating it when missing, and replays batches logged but not
     /// yet folded. Any store written by traqq opens, whatever prefixes or options it was
     /// written with. A locked (already open) or corrupt store is an [`Error::Open`] naming the
-    /// path.
+    /// path. sled releases its lock from background threads shortly after a store is dropped,
+    /// so a store that stays locked is reported after waiting up to 10 seconds.
     pub fn open(path: impl AsRef<Path>, config: SledConfig) -> Result<SledStorage> {
         let path = path.as_ref().to_path_buf();
         let open_error = |message: String| Error::Open {
