@@ -49,6 +49,22 @@ impl fmt::Display for BucketKind {
     }
 }
 
+/// Earliest supported instant: 0001-01-01T00:00:00Z. Event times and query bounds outside
+/// years 1..=9999 are rejected, so bucket arithmetic never overflows.
+pub const MIN_TIMESTAMP: i64 = -62_135_596_800;
+/// Latest supported instant: 9999-12-31T23:59:59Z.
+pub const MAX_TIMESTAMP: i64 = 253_402_300_799;
+
+/// True when `ts` lies in years 1..=9999 (see [`MIN_TIMESTAMP`], [`MAX_TIMESTAMP`]).
+pub fn in_supported_range(ts: i64) -> bool {
+    (MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&ts)
+}
+
+/// Keeps arithmetic inside the supported range (a day of margin on each side).
+fn clamp(ts: i64) -> i64 {
+    ts.clamp(MIN_TIMESTAMP + 86_400, MAX_TIMESTAMP - 86_400)
+}
+
 /// Bucket arithmetic in one time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Calendar {
@@ -95,6 +111,7 @@ impl Calendar {
 
     /// Start of the bucket holding `ts`.
     pub fn bucket_start(&self, kind: BucketKind, ts: i64) -> i64 {
+        let ts = clamp(ts);
         match kind {
             BucketKind::Day => self.day_start(ts),
             BucketKind::Hour => self.hour_start(ts),
@@ -103,6 +120,7 @@ impl Calendar {
 
     /// Start of the bucket after the one starting at `start`.
     pub fn next_bucket_start(&self, kind: BucketKind, start: i64) -> i64 {
+        let start = clamp(start);
         match kind {
             BucketKind::Day => self.start_of_date(self.local(start).date() + Duration::days(1)),
             BucketKind::Hour => {
@@ -131,11 +149,12 @@ impl Calendar {
 
     /// Local midnight of the day holding `ts`.
     pub fn day_start(&self, ts: i64) -> i64 {
-        self.start_of_date(self.local(ts).date())
+        self.start_of_date(self.local(clamp(ts)).date())
     }
 
     /// Start of the local clock hour holding `ts`.
     pub fn hour_start(&self, ts: i64) -> i64 {
+        let ts = clamp(ts);
         let off = self.offset(ts);
         let local = ts + off;
         let start = local - local.rem_euclid(3600) - off;
@@ -168,6 +187,13 @@ impl Calendar {
         if min > max {
             return Err(Error::Query(format!("min ({min}) is after max ({max})")));
         }
+        for (name, ts) in [("min", min), ("max", max)] {
+            if !in_supported_range(ts) {
+                return Err(Error::Query(format!(
+                    "{name} ({ts}) is outside the supported range {MIN_TIMESTAMP}..={MAX_TIMESTAMP} (years 1 to 9999)"
+                )));
+            }
+        }
         let approx = match kind {
             BucketKind::Day => (max - min) / 90_000,
             BucketKind::Hour => (max - min) / 3_700,
@@ -189,7 +215,11 @@ impl Calendar {
 
     /// Start of the day `days_back` calendar days before the day holding `now`.
     pub fn days_back(&self, now: i64, days_back: u32) -> i64 {
-        let date = self.local(now).date() - Duration::days(i64::from(days_back));
+        let date = self.local(clamp(now)).date();
+        let date = date
+            .checked_sub_days(chrono::Days::new(u64::from(days_back)))
+            .unwrap_or(NaiveDate::MIN)
+            .max(self.local(clamp(MIN_TIMESTAMP)).date());
         self.start_of_date(date)
     }
 
@@ -274,6 +304,24 @@ mod tests {
             c.buckets(BucketKind::Hour, start, next - 1, 100).unwrap().len(),
             23
         );
+    }
+
+    #[test]
+    fn extreme_times_neither_panic_nor_escape_the_range() {
+        let c = cal("America/New_York");
+        for ts in [i64::MIN, MIN_TIMESTAMP, 0, MAX_TIMESTAMP, i64::MAX] {
+            for kind in [BucketKind::Day, BucketKind::Hour] {
+                let start = c.bucket_start(kind, ts);
+                assert!(c.next_bucket_start(kind, start) > start);
+            }
+        }
+        assert!(c.days_back(0, u32::MAX) >= MIN_TIMESTAMP);
+        let err = c
+            .buckets(BucketKind::Day, i64::MIN, 0, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("min") && err.contains("outside"), "{err}");
+        assert!(c.buckets(BucketKind::Hour, 0, i64::MAX, 10).is_err());
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub enum Error {
         /// The value found, as JSON text.
         value: String,
     },
+    /// The event time is outside years 1..=9999.
+    #[error("event time in field \"{field}\" is {value}, outside years 1 to 9999")]
+    EventTimeRange {
+        /// Name of the event-time field.
+        field: String,
+        /// The time found, unix seconds.
+        value: i64,
+    },
     /// The event would produce more metric operations than `limits.max_metrics_per_event`.
     #[error("event produces {count} metric operations, more than limits.max_metrics_per_event = {limit}")]
     TooManyMetrics {

@@ -156,6 +156,12 @@ impl<'a> IncomingEvent<'a> {
             }
             _ => return Err(bad()),
         };
+        if !crate::bucket::in_supported_range(secs) {
+            return Err(Error::EventTimeRange {
+                field: field.to_owned(),
+                value: secs,
+            });
+        }
         Ok(Some(secs))
     }
 
@@ -466,6 +472,14 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(e(r#"{"event":"a"}"#).timestamp("ts").unwrap(), None);
+        let err = e(r#"{"event":"a","ts":9223372036854775807}"#)
+            .timestamp("ts")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"ts\"") && err.contains("outside"), "{err}");
+        assert!(e(r#"{"event":"a","ts":-99999999999999}"#)
+            .timestamp("ts")
+            .is_err());
         let err = e(r#"{"event":"a","when":"yesterday"}"#)
             .timestamp("when")
             .unwrap_err()

@@ -470,4 +470,16 @@ fn filters_limits_and_hourly_queries() {
         .count();
     assert_eq!(us_hours, 3);
     assert!(t.query(T0 + 10, T0).unwrap_err().to_string().contains("after"));
+    // Absurd ranges are errors, never panics.
+    assert!(t
+        .query_days(u32::MAX)
+        .unwrap_err()
+        .to_string()
+        .contains("max_buckets"));
+    assert!(t.query(i64::MIN, i64::MAX).is_err());
+    let err = t
+        .record_json(r#"{"event":"v","ts":9223372036854775807}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outside"), "{err}");
 }
