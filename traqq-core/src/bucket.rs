@@ -60,9 +60,11 @@ pub fn in_supported_range(ts: i64) -> bool {
     (MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&ts)
 }
 
-/// Keeps arithmetic inside the supported range (a day of margin on each side).
+/// Keeps arithmetic far from overflow. The margin (a year on each side) leaves every time in
+/// the supported range, and the buckets next to its ends, untouched.
 fn clamp(ts: i64) -> i64 {
-    ts.clamp(MIN_TIMESTAMP + 86_400, MAX_TIMESTAMP - 86_400)
+    const MARGIN: i64 = 400 * 86_400;
+    ts.clamp(MIN_TIMESTAMP - MARGIN, MAX_TIMESTAMP + MARGIN)
 }
 
 /// Bucket arithmetic in one time zone.
@@ -219,7 +221,7 @@ impl Calendar {
         let date = date
             .checked_sub_days(chrono::Days::new(u64::from(days_back)))
             .unwrap_or(NaiveDate::MIN)
-            .max(self.local(clamp(MIN_TIMESTAMP)).date());
+            .max(self.local(MIN_TIMESTAMP).date());
         self.start_of_date(date)
     }
 
@@ -315,7 +317,25 @@ mod tests {
                 assert!(c.next_bucket_start(kind, start) > start);
             }
         }
-        assert!(c.days_back(0, u32::MAX) >= MIN_TIMESTAMP);
+        assert!(c.days_back(0, u32::MAX) >= MIN_TIMESTAMP - 86_400);
+        // The last and first supported days enumerate normally.
+        assert_eq!(
+            c.buckets(BucketKind::Day, MAX_TIMESTAMP - 86_400, MAX_TIMESTAMP, 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            c.buckets(
+                BucketKind::Day,
+                MIN_TIMESTAMP + 86_400,
+                MIN_TIMESTAMP + 2 * 86_400,
+                10
+            )
+            .unwrap()
+            .len(),
+            2
+        );
         let err = c
             .buckets(BucketKind::Day, i64::MIN, 0, 10)
             .unwrap_err()

@@ -21,10 +21,6 @@ use traqq_storage::Traqq;
 
 use crate::metrics::Metrics;
 
-/// Timestamps outside ±10^11 s (about year 5138) are refused before they reach calendar
-/// arithmetic, where extreme values would overflow.
-const MAX_ABS_TS: i64 = 100_000_000_000;
-
 /// A request's command (also the `command` label of `traqq_requests_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -296,9 +292,12 @@ impl<'a> Fields<'a> {
 
     fn timestamp(&self, name: &str) -> Parsed<Option<i64>> {
         let ts = self.int(name)?;
-        if let Some(t) = ts.filter(|t| t.unsigned_abs() > MAX_ABS_TS.unsigned_abs()) {
+        // The core's range (years 1..=9999), checked here so the message names the field.
+        if let Some(t) = ts.filter(|t| !traqq_core::bucket::in_supported_range(*t)) {
             return Err(format!(
-                "{name:?} = {t} is out of range (unix seconds between -{MAX_ABS_TS} and {MAX_ABS_TS})"
+                "{name:?} = {t} is out of range (unix seconds between {} and {})",
+                traqq_core::bucket::MIN_TIMESTAMP,
+                traqq_core::bucket::MAX_TIMESTAMP
             ));
         }
         Ok(ts)
