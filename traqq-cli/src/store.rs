@@ -8,17 +8,22 @@ use traqq_storage::{Durability, MemoryStorage, Storage};
 use crate::config::{FileConfig, StorageConfig};
 use crate::UsageError;
 
-/// The backend used when the config names none: the embedded persistent store when one is
-/// built in.
-#[cfg(feature = "sled")]
+/// The backend used when the config names none: the embedded persistent store built in
+/// (RocksDB, else sled), else memory.
+#[cfg(feature = "rocksdb")]
+pub(crate) const DEFAULT_BACKEND: &str = "rocksdb";
+/// The backend used when the config names none.
+#[cfg(all(feature = "sled", not(feature = "rocksdb")))]
 pub(crate) const DEFAULT_BACKEND: &str = "sled";
 /// The backend used when the config names none.
-#[cfg(not(feature = "sled"))]
+#[cfg(not(any(feature = "sled", feature = "rocksdb")))]
 pub(crate) const DEFAULT_BACKEND: &str = "memory";
 
 /// Backends this binary can open.
 pub(crate) const BACKENDS: &[&str] = &[
     "memory",
+    #[cfg(feature = "rocksdb")]
+    "rocksdb",
     #[cfg(feature = "sled")]
     "sled",
     #[cfg(feature = "redis")]
@@ -65,6 +70,16 @@ pub(crate) fn open(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
             };
             redis.validate().map_err(|e| UsageError(e.to_string()))?;
             Arc::new(traqq_redis::RedisStorage::connect(redis)?)
+        }
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => {
+            let mut rocks = traqq_rocks::RocksConfig::default();
+            if let Some(sync) = &storage.sync {
+                rocks.sync = sync
+                    .parse()
+                    .map_err(|e: traqq_storage::Error| UsageError(e.to_string()))?;
+            }
+            Arc::new(traqq_rocks::RocksStorage::open(&storage.path, rocks)?)
         }
         #[cfg(feature = "sled")]
         "sled" => {

@@ -714,7 +714,20 @@ fn prune_applies_retention_to_a_local_store() {
         .iter()
         .map(|ts| format!("{{\"event\":\"p\",\"ts\":{ts}}}\n"))
         .collect();
-    let out = traqq_stdin(&["import", "-", "--config", cfg, "--data", data], &events);
+    // sled here (the default store, RocksDB, is covered by the restart test).
+    let out = traqq_stdin(
+        &[
+            "import",
+            "-",
+            "--config",
+            cfg,
+            "--storage",
+            "sled",
+            "--data",
+            data,
+        ],
+        &events,
+    );
     assert!(
         text(&out.stdout).contains("imported 4 events"),
         "{}",
@@ -729,6 +742,8 @@ fn prune_applies_retention_to_a_local_store() {
         "add/event",
         "--config",
         cfg,
+        "--storage",
+        "sled",
         "--data",
         data,
         "--days",
@@ -736,13 +751,13 @@ fn prune_applies_retention_to_a_local_store() {
         "--merge",
     ];
     assert_eq!(total(&find), 4);
-    let out = traqq(&["prune", "--config", cfg, "--data", data]);
+    let out = traqq(&["prune", "--config", cfg, "--storage", "sled", "--data", data]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     assert!(said.starts_with("pruned 2 buckets"), "{said}");
     assert_eq!(total(&find), 2, "the two old days are gone, the recent two stay");
     // Without retention, prune says there is nothing to do.
-    let out = traqq(&["prune", "--data", data]);
+    let out = traqq(&["prune", "--storage", "sled", "--data", data]);
     assert!(text(&out.stdout).contains("nothing to prune"));
     assert_eq!(total(&find), 2);
 }
