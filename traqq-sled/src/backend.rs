@@ -113,8 +113,11 @@ impl SledStorage {
                     ))
                 }
                 Ok(Ok(db)) => break db,
+                // sled reports the lock as an `Other` I/O error whose text names it.
                 Ok(Err(sled::Error::Io(e)))
-                    if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline =>
+                    if (e.kind() == ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock"))
+                        && Instant::now() < deadline =>
                 {
                     std::thread::sleep(Duration::from_millis(20));
                 }
