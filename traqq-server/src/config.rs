@@ -1,6 +1,7 @@
 //! `[server]`: listen addresses, the auth token and the limits that protect the server.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +28,10 @@ pub struct ServerConfig {
     pub max_batch_events: usize,
     /// Most TCP connections open at once; more are answered with an error and closed.
     pub max_connections: usize,
-    /// A TCP connection that sends nothing for this many seconds is closed (0 = never).
-    pub idle_timeout_secs: u64,
+    /// A connection (TCP or HTTP) that sends nothing for this many seconds while the server
+    /// waits for its next request, or for the rest of a request, is closed (0 = never;
+    /// fractions allowed). Time spent computing a reply does not count.
+    pub idle_timeout_secs: f64,
     /// Allow a non-loopback address without `auth_token` (the CLI's `--insecure`; never read
     /// from a file).
     #[serde(skip)]
@@ -45,7 +48,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 << 20,
             max_batch_events: 10_000,
             max_connections: 1024,
-            idle_timeout_secs: 300,
+            idle_timeout_secs: 300.0,
             insecure: false,
         }
     }
@@ -79,10 +82,34 @@ impl ServerConfig {
         parse_addr("server.http", &self.http)
     }
 
+    /// The idle limit, `None` when disabled (`idle_timeout_secs = 0`); an error names
+    /// `server.idle_timeout_secs` when it is negative, not a number or too large.
+    pub fn idle_timeout(&self) -> Result<Option<Duration>> {
+        let secs = self.idle_timeout_secs;
+        if secs == 0.0 {
+            return Ok(None);
+        }
+        if secs.is_nan() || secs < 0.0 {
+            return Err(Error::Config {
+                field: "server.idle_timeout_secs".into(),
+                reason: format!("must be 0 (never) or a positive number of seconds, found {secs}"),
+            });
+        }
+        // Past ~31 years a limit means "never" in practice; refuse it rather than overflow timers.
+        if secs > 1e9 {
+            return Err(Error::Config {
+                field: "server.idle_timeout_secs".into(),
+                reason: format!("{secs} s is too large (use 0 for never)"),
+            });
+        }
+        Ok(Some(Duration::from_secs_f64(secs)))
+    }
+
     /// Checks addresses, limits and the loopback-without-token rule.
     pub fn validate(&self) -> Result<()> {
         let tcp = self.tcp_addr()?;
         let http = self.http_addr()?;
+        self.idle_timeout()?;
         for (field, value) in [
             ("server.max_line_bytes", self.max_line_bytes),
             ("server.max_body_bytes", self.max_body_bytes),
@@ -180,5 +207,41 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(c.tcp_addr().unwrap(), None);
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e12] {
+            let c = ServerConfig {
+                idle_timeout_secs: bad,
+                ..ServerConfig::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("server.idle_timeout_secs"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn idle_timeout_takes_whole_and_fractional_seconds() {
+        let parse = |text: &str| {
+            serde_json::from_str::<ServerConfig>(text)
+                .unwrap()
+                .idle_timeout()
+                .unwrap()
+        };
+        assert_eq!(
+            parse(r#"{"idle_timeout_secs":300}"#),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse(r#"{"idle_timeout_secs":0.25}"#),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse(r#"{"idle_timeout_secs":0}"#), None);
+        assert_eq!(parse("{}"), Some(Duration::from_secs(300)));
+        // The config file is TOML, where `300` is an integer and `0.3` a float.
+        for (text, want) in [
+            ("idle_timeout_secs = 300", 300_000),
+            ("idle_timeout_secs = 0.3", 300),
+        ] {
+            let c: ServerConfig = toml::from_str(text).unwrap();
+            assert_eq!(c.idle_timeout().unwrap(), Some(Duration::from_millis(want)));
+        }
     }
 }

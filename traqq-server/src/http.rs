@@ -1,15 +1,23 @@
 //! The HTTP API: the same requests as TCP, built from paths, query strings and bodies, then
 //! answered by the same [`Dispatcher`].
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use axum::Router;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use serde::de::DeserializeSeed;
 use traqq_core::event::IncomingEvent;
@@ -72,11 +80,13 @@ fn bad(command: Command, message: String) -> Response {
     respond(error_reply(command, Status::BadRequest, &message))
 }
 
-/// Runs the dispatch on the blocking pool and turns its reply into a response.
-async fn dispatch_blocking<F>(state: &HttpState, command: Command, work: F) -> Response
+/// Runs the dispatch on the blocking pool and turns its reply into a response. The request
+/// has been read in full: until the reply is ready the connection is busy, not idle.
+async fn dispatch_blocking<F>(state: &HttpState, conn: &Conn, command: Command, work: F) -> Response
 where
     F: FnOnce(&Dispatcher) -> Reply + Send + 'static,
 {
+    let _busy = BusyGuard::new(conn);
     let d = Arc::clone(&state.dispatcher);
     match tokio::task::spawn_blocking(move || work(&d)).await {
         Ok(reply) => respond(reply),
@@ -87,7 +97,12 @@ where
     }
 }
 
-async fn events(State(state): Shared, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn events(
+    State(state): Shared,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -111,7 +126,7 @@ async fn events(State(state): Shared, headers: HeaderMap, body: Result<Bytes, By
         .is_some_and(|v| v.contains("ndjson") || v.contains("jsonlines") || v.contains("json-seq"));
     let mut session = session(&state, &headers);
     let max = state.max_batch_events;
-    dispatch_blocking(&state, Command::RecordBatch, move |d| {
+    dispatch_blocking(&state, &conn, Command::RecordBatch, move |d| {
         d.handle(events_request(&body, ndjson, max), &mut session)
     })
     .await
@@ -174,6 +189,7 @@ fn events_request(body: &[u8], ndjson: bool, max_batch_events: usize) -> Result<
 
 async fn query(
     State(state): Shared,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     headers: HeaderMap,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Response {
@@ -186,11 +202,12 @@ async fn query(
     } else {
         Command::Query
     };
-    run_params(&state, &headers, command, params).await
+    run_params(&state, &conn, &headers, command, params).await
 }
 
 async fn find(
     State(state): Shared,
+    ConnectInfo(conn): ConnectInfo<Conn>,
     headers: HeaderMap,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Response {
@@ -198,12 +215,18 @@ async fn find(
         Ok(Query(p)) => p,
         Err(rejection) => return bad(Command::Find, rejection.body_text()),
     };
-    run_params(&state, &headers, Command::Find, params).await
+    run_params(&state, &conn, &headers, Command::Find, params).await
 }
 
-async fn run_params(state: &HttpState, headers: &HeaderMap, command: Command, params: Params) -> Response {
+async fn run_params(
+    state: &HttpState,
+    conn: &Conn,
+    headers: &HeaderMap,
+    command: Command,
+    params: Params,
+) -> Response {
     let mut session = session(state, headers);
-    dispatch_blocking(state, command, move |d| {
+    dispatch_blocking(state, conn, command, move |d| {
         let request = parse_fields(command, &Fields::Params(&params))
             .map_err(|message| BadRequest { command, message });
         d.handle(request, &mut session)
@@ -212,9 +235,9 @@ async fn run_params(state: &HttpState, headers: &HeaderMap, command: Command, pa
 }
 
 /// Liveness plus a storage round trip: 503 when the store is down. Needs no token.
-async fn healthz(State(state): Shared) -> Response {
+async fn healthz(State(state): Shared, ConnectInfo(conn): ConnectInfo<Conn>) -> Response {
     let mut session = Session { authed: true };
-    dispatch_blocking(&state, Command::Health, move |d| {
+    dispatch_blocking(&state, &conn, Command::Health, move |d| {
         d.handle(Ok(Request::Health), &mut session)
     })
     .await
@@ -255,21 +278,95 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 pub(crate) struct LimitedListener {
     listener: tokio::net::TcpListener,
     permits: Arc<tokio::sync::Semaphore>,
+    idle_timeout: Option<Duration>,
 }
 
 impl LimitedListener {
-    pub(crate) fn new(listener: tokio::net::TcpListener, max_connections: usize) -> Self {
+    pub(crate) fn new(
+        listener: tokio::net::TcpListener,
+        max_connections: usize,
+        idle_timeout: Option<Duration>,
+    ) -> Self {
         LimitedListener {
             listener,
             permits: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            idle_timeout,
         }
     }
 }
 
+/// What a connection's handlers tell its stream: while a reply is being computed the
+/// connection is busy, not idle (hyper keeps a read pending then, to notice a hang-up).
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    /// Requests read in full whose reply is being computed.
+    busy: AtomicUsize,
+    /// Set when a reply is ready: counts as activity, so a reply that took longer than the
+    /// idle limit is still written.
+    touched: AtomicBool,
+    /// The connection task, parked on a read while busy: woken when the reply is ready so
+    /// the idle timer starts again (hyper would not poll the read otherwise).
+    parked: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+/// A connection's [`ConnState`], handed to the handlers as `ConnectInfo`.
+#[derive(Debug, Clone)]
+pub(crate) struct Conn(Arc<ConnState>);
+
+impl Connected<IncomingStream<'_, LimitedListener>> for Conn {
+    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
+        Conn(Arc::clone(&stream.io().conn))
+    }
+}
+
+/// Marks the connection busy until dropped.
+struct BusyGuard(Arc<ConnState>);
+
+impl BusyGuard {
+    fn new(conn: &Conn) -> Self {
+        conn.0.busy.fetch_add(1, Ordering::Relaxed);
+        BusyGuard(Arc::clone(&conn.0))
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.touched.store(true, Ordering::Relaxed);
+        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(waker) = self.0.parked.lock().ok().and_then(|mut w| w.take()) {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// `server.idle_timeout_secs` on one connection: the time of its last read or write and a
+/// timer that fires that long after it.
+struct Idle {
+    timeout: Duration,
+    last: tokio::time::Instant,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
 /// A connection and its slot; the slot frees when the connection is dropped.
+///
+/// With an idle limit, a read that waits longer than the limit since the connection last
+/// moved a byte fails with `TimedOut` and hyper closes the connection: this covers a
+/// keep-alive connection with no next request, and a client that stalls inside its request
+/// headers or body. While a handler computes a reply the timer is held off.
 pub(crate) struct LimitedStream {
     stream: tokio::net::TcpStream,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    conn: Arc<ConnState>,
+    idle: Option<Idle>,
+}
+
+impl LimitedStream {
+    fn moved(&mut self) {
+        if let Some(idle) = &mut self.idle {
+            idle.last = tokio::time::Instant::now();
+        }
+    }
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -286,17 +383,27 @@ impl axum::serve::Listener for LimitedListener {
             match self.listener.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
+                    let idle = self.idle_timeout.map(|timeout| {
+                        let now = tokio::time::Instant::now();
+                        Idle {
+                            timeout,
+                            last: now,
+                            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
+                        }
+                    });
                     return (
                         LimitedStream {
                             stream,
                             _permit: permit,
+                            conn: Arc::default(),
+                            idle,
                         },
                         addr,
                     );
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -307,42 +414,86 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
-impl tokio::io::AsyncRead for LimitedStream {
+impl AsyncRead for LimitedStream {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.moved();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                if this.conn.touched.swap(false, Ordering::Relaxed) {
+                    this.moved();
+                }
+                let Some(idle) = &mut this.idle else {
+                    return Poll::Pending;
+                };
+                if this.conn.busy.load(Ordering::Acquire) > 0 {
+                    if let Ok(mut parked) = this.conn.parked.lock() {
+                        *parked = Some(cx.waker().clone());
+                    }
+                    // The reply may have become ready before the waker was stored.
+                    if this.conn.busy.load(Ordering::Acquire) > 0 {
+                        return Poll::Pending;
+                    }
+                    idle.last = tokio::time::Instant::now();
+                }
+                let deadline = idle.last + idle.timeout;
+                if idle.sleep.deadline() != deadline {
+                    idle.sleep.as_mut().reset(deadline);
+                }
+                match idle.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        tracing::debug!(
+                            secs = idle.timeout.as_secs_f64(),
+                            "HTTP connection idle: closing it"
+                        );
+                        Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "idle longer than server.idle_timeout_secs",
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 }
 
-impl tokio::io::AsyncWrite for LimitedStream {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+impl AsyncWrite for LimitedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.moved();
+        }
+        result
     }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
     fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.moved();
+        }
+        result
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -78,12 +77,12 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        let idle_timeout = self.config.idle_timeout()?;
         if let Some(listener) = self.tcp {
             let limits = TcpLimits {
                 max_line_bytes: self.config.max_line_bytes,
                 max_connections: self.config.max_connections,
-                idle_timeout: (self.config.idle_timeout_secs > 0)
-                    .then(|| Duration::from_secs(self.config.idle_timeout_secs)),
+                idle_timeout,
             };
             tasks.spawn(tcp::serve(
                 listener,
@@ -104,8 +103,12 @@ impl Server {
                 let signal = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                let listener = crate::http::LimitedListener::new(listener, max_connections);
-                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
+                let listener = crate::http::LimitedListener::new(listener, max_connections, idle_timeout);
+                let service = router.into_make_service_with_connect_info::<crate::http::Conn>();
+                if let Err(e) = axum::serve(listener, service)
+                    .with_graceful_shutdown(signal)
+                    .await
+                {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             });

@@ -124,7 +124,7 @@ async fn connection(
         let n = match read {
             Ok(n) => n,
             Err(ReadError::Idle) => {
-                let secs = limits.idle_timeout.map_or(0, |d| d.as_secs());
+                let secs = limits.idle_timeout.map_or(0.0, |d| d.as_secs_f64());
                 let mut body = error_reply(
                     Command::Invalid,
                     Status::BadRequest,

@@ -6,6 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use traqq_server::client::http_request;
@@ -499,5 +500,157 @@ fn http_connections_are_capped_by_max_connections() {
     drop(a);
     assert_eq!(third.join().unwrap().status, 200);
     drop(b);
+    server.stop().unwrap();
+}
+
+/// Reads one HTTP/1.1 response (head and `Content-Length` body) from a kept-alive connection.
+fn read_response(stream: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed mid-response"
+        );
+        data.push(byte[0]);
+    }
+    let head = String::from_utf8(data).unwrap();
+    let status = head[9..12].parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap();
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    (status, String::from_utf8(body).unwrap())
+}
+
+/// Waits until the server closes `stream` (EOF or reset), failing after `limit`; returns how
+/// long that took.
+fn time_to_close(stream: &mut std::net::TcpStream, since: std::time::Instant, limit: Duration) -> Duration {
+    use std::io::Read;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection was not closed within {limit:?}: {e}"),
+    }
+    // hyper may answer a cut-off request before closing; it must not be a success.
+    assert!(!String::from_utf8_lossy(&rest).contains(" 200 "), "{rest:?}");
+    since.elapsed()
+}
+
+#[test]
+fn idle_http_connections_are_closed_after_idle_timeout_secs() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let store = Arc::new(Flaky::default());
+    let server = start_with(
+        ServerConfig {
+            idle_timeout_secs: 0.3,
+            ..loopback()
+        },
+        mapping(),
+        store.clone(),
+    );
+    let addr = server.http_addr().unwrap();
+    let limit = Duration::from_millis(300);
+    // Generous: the machine is shared, but a connection left open would hang until the read
+    // timeout, far past this.
+    let late = Duration::from_secs(5);
+
+    // Four connections stall in four places: before any byte, inside the request head,
+    // inside the body, and after a complete exchange (keep-alive).
+    let silent = TcpStream::connect(addr).unwrap();
+    let silent_since = Instant::now();
+    let mut head = TcpStream::connect(addr).unwrap();
+    head.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let head_since = Instant::now();
+    let mut body = TcpStream::connect(addr).unwrap();
+    body.write_all(
+        b"POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"event\":",
+    )
+    .unwrap();
+    let body_since = Instant::now();
+    let mut kept = TcpStream::connect(addr).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut kept).0, 200);
+    let kept_since = Instant::now();
+
+    // Each waits for its close on a thread of its own, so the time measured is the close's.
+    let watchers: Vec<_> = [
+        ("silent", silent, silent_since),
+        ("partial head", head, head_since),
+        ("partial body", body, body_since),
+        ("keep-alive", kept, kept_since),
+    ]
+    .into_iter()
+    .map(|(name, mut stream, since)| {
+        std::thread::spawn(move || (name, time_to_close(&mut stream, since, late)))
+    })
+    .collect();
+
+    // Meanwhile a connection that keeps talking stays open past the limit, and another
+    // client is served normally.
+    let mut busy = TcpStream::connect(addr).unwrap();
+    for i in 0..6 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        busy.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut busy).0, 200);
+    }
+    // It was still open after half a second of traffic; once quiet it idles out too.
+    let busy_since = Instant::now();
+    let busy = std::thread::spawn(move || time_to_close(&mut busy, busy_since, late));
+    let (status, reply) = call(addr, "GET", "/healthz", &[], b"");
+    assert_eq!((status, &reply["data"]), (200, &json!("ok")));
+
+    for watcher in watchers {
+        let (name, took) = watcher.join().unwrap();
+        // The server's timer starts when it reads the last byte, after `since` was taken
+        // (give or take the moment between the write returning and the clock read).
+        assert!(
+            took >= limit - Duration::from_millis(50),
+            "{name}: closed after {took:?}"
+        );
+    }
+
+    // A reply that takes longer than the limit to compute is still delivered: the
+    // connection is busy, not idle, while the store works.
+    store.apply_delay_ms.store(700, Ordering::SeqCst);
+    let mut slow = TcpStream::connect(addr).unwrap();
+    let event = format!(r#"{{"event":"slow","ts":{TS}}}"#);
+    write!(
+        slow,
+        "POST /v1/events HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{event}",
+        event.len()
+    )
+    .unwrap();
+    let (status, reply) = read_response(&mut slow);
+    assert_eq!(status, 200, "{reply}");
+    store.apply_delay_ms.store(0, Ordering::SeqCst);
+    // ... and after it, the connection idles out like any other.
+    let took = time_to_close(&mut slow, Instant::now(), late);
+    assert!(
+        took >= limit - Duration::from_millis(50),
+        "slow: closed after {took:?}"
+    );
+    assert_eq!(count(addr, "slow"), 1);
+
+    let took = busy.join().unwrap();
+    assert!(
+        took >= limit - Duration::from_millis(50),
+        "busy: closed after {took:?}"
+    );
     server.stop().unwrap();
 }

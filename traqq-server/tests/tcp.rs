@@ -582,7 +582,7 @@ fn storage_outage_answers_errors_promptly_and_recovers() {
 fn connection_limit_and_idle_timeout() {
     let (server, _) = start(ServerConfig {
         max_connections: 2,
-        idle_timeout_secs: 1,
+        idle_timeout_secs: 1.0,
         ..loopback()
     });
     let addr = server.tcp_addr().unwrap();
