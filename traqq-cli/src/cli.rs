@@ -183,7 +183,8 @@ pub(crate) struct QueryArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct FindArgs {
-    /// TYPE/PATTERN[/ADD_KEY], e.g. bmp/ip, add/event~geo, adv/event/amount, adv:i/event/amount.
+    /// TYPE/PATTERN[/ADD_KEY], e.g. bmp/ip, add/event~geo, adv/event/amount, adv:i/event/amount,
+    /// adv:c/event/amount (per-label counts).
     pub(crate) path: String,
     /// Fold all days into one result.
     #[arg(long)]

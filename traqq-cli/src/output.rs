@@ -136,11 +136,7 @@ pub(crate) fn find(config: &FileConfig, args: &FindArgs) -> anyhow::Result<ExitC
 }
 
 fn label(m: &MetricResult) -> String {
-    let kind = if m.is_summary() {
-        "adv:i".to_owned()
-    } else {
-        m.metric_type.as_str().to_owned()
-    };
+    let kind = m.find_type();
     match &m.add_key {
         Some(k) => format!("{kind} {}/{k}", m.pattern()),
         None => format!("{kind} {}", m.pattern()),

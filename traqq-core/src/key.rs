@@ -6,6 +6,7 @@
 //! myapp:add:d:1700000000:event~geo
 //! myapp:adv:d:1700000000:amount:event~geo        per-label sums
 //! myapp:adv:d:1700000000:amount:event~geo:i      summary: sum + count
+//! myapp:adv:d:1700000000:amount:event~geo:c      per-label counts (for averages)
 //! myapp:top:d:1700000000:geo
 //! myapp:k:d:1700000000                           set of keys written in the bucket
 //! ```
@@ -74,6 +75,32 @@ impl PartialEq<&str> for MetricType {
     }
 }
 
+/// Which of an `adv` metric's three keys a key is. Other metric types use [`AdvPart::Sums`]
+/// (no suffix).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdvPart {
+    /// Per-label float sums (no suffix).
+    #[default]
+    Sums,
+    /// The `:i` summary: `sum` and `count` over all labels.
+    Summary,
+    /// The `:c` per-label counts: how many events each label's sum holds, so that
+    /// sum / count is the label's average.
+    Counts,
+}
+
+impl AdvPart {
+    /// The key suffix: none, `:i` or `:c`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            AdvPart::Sums => "",
+            AdvPart::Summary => ":i",
+            AdvPart::Counts => ":c",
+        }
+    }
+}
+
 /// A decoded metric key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MetricKey {
@@ -87,8 +114,8 @@ pub struct MetricKey {
     pub pattern: String,
     /// For `adv`: the summed property.
     pub add_key: Option<String>,
-    /// For `adv`: this is the `:i` summary (`sum`, `count`), not the per-label sums.
-    pub summary: bool,
+    /// For `adv`: which of its keys this is (per-label sums, `:i` summary, `:c` counts).
+    pub part: AdvPart,
 }
 
 impl MetricKey {
@@ -107,12 +134,12 @@ impl MetricKey {
             timestamp: self.timestamp,
             pattern: &self.pattern,
             add_key: self.add_key.as_deref(),
-            summary: self.summary,
+            part: self.part,
         }
     }
 
     /// The `type:pattern` part that `accept`/`ignore` globs match: `add:event~geo`,
-    /// `adv:amount:event~geo`, `adv:amount:event~geo:i`.
+    /// `adv:amount:event~geo`, `adv:amount:event~geo:i`, `adv:amount:event~geo:c`.
     pub fn filter_name(&self) -> String {
         let mut s = String::with_capacity(self.pattern.len() + 16);
         s.push_str(self.metric.as_str());
@@ -122,9 +149,7 @@ impl MetricKey {
             s.push(':');
         }
         s.push_str(&self.pattern);
-        if self.summary {
-            s.push_str(":i");
-        }
+        s.push_str(self.part.suffix());
         s
     }
 
@@ -155,17 +180,18 @@ impl MetricKey {
             .and_then(|t| t.parse::<i64>().ok())
             .ok_or_else(|| bad("bad timestamp"))?;
         let tail = it.next().ok_or_else(|| bad("missing pattern"))?;
-        let (add_key, pattern, summary) = if metric == MetricType::Adv {
+        let (add_key, pattern, part) = if metric == MetricType::Adv {
             let (add_key, rest) = tail
                 .split_once(':')
                 .ok_or_else(|| bad("adv key without add_key"))?;
             match rest.split_once(':') {
-                None => (Some(add_key), rest, false),
-                Some((pattern, "i")) => (Some(add_key), pattern, true),
+                None => (Some(add_key), rest, AdvPart::Sums),
+                Some((pattern, "i")) => (Some(add_key), pattern, AdvPart::Summary),
+                Some((pattern, "c")) => (Some(add_key), pattern, AdvPart::Counts),
                 Some(_) => return Err(bad("unexpected suffix")),
             }
         } else {
-            (None, tail, false)
+            (None, tail, AdvPart::Sums)
         };
         if pattern.is_empty() || pattern.contains(':') || add_key.is_some_and(str::is_empty) {
             return Err(bad("empty or malformed pattern"));
@@ -176,7 +202,7 @@ impl MetricKey {
             timestamp,
             pattern: pattern.to_owned(),
             add_key: add_key.map(str::to_owned),
-            summary,
+            part,
         })
     }
 }
@@ -194,8 +220,8 @@ pub struct KeyRef<'a> {
     pub pattern: &'a str,
     /// For `adv`: the summed property.
     pub add_key: Option<&'a str>,
-    /// For `adv`: the `:i` summary key.
-    pub summary: bool,
+    /// For `adv`: which of its keys.
+    pub part: AdvPart,
 }
 
 impl KeyRef<'_> {
@@ -215,9 +241,7 @@ impl KeyRef<'_> {
             out.push(':');
         }
         out.push_str(self.pattern);
-        if self.summary {
-            out.push_str(":i");
-        }
+        out.push_str(self.part.suffix());
     }
 }
 
@@ -260,9 +284,13 @@ mod tests {
         assert_eq!(k.metric, MetricType::Adv);
         assert_eq!(k.add_key.as_deref(), Some("amount"));
         assert_eq!(k.pattern, "event~geo");
-        assert!(k.summary);
+        assert_eq!(k.part, AdvPart::Summary);
         assert_eq!(k.encode("myapp"), "myapp:adv:d:1700000000:amount:event~geo:i");
         assert_eq!(k.filter_name(), "adv:amount:event~geo:i");
+        let k = MetricKey::decode("myapp", "myapp:adv:d:1700000000:amount:event~geo:c").unwrap();
+        assert_eq!((k.part, k.pattern.as_str()), (AdvPart::Counts, "event~geo"));
+        assert_eq!(k.encode("myapp"), "myapp:adv:d:1700000000:amount:event~geo:c");
+        assert!(MetricKey::decode("myapp", "myapp:adv:d:1:amount:ip:x").is_err());
         let k = MetricKey::decode("myapp", "myapp:bmp:h:1700000000:ip").unwrap();
         assert_eq!(
             (k.metric, k.bucket, k.timestamp),

@@ -55,7 +55,7 @@ pub mod prelude {
         TraqqConfig,
     };
     pub use crate::event::{IncomingEvent, Scalar};
-    pub use crate::key::{MetricKey, MetricType};
+    pub use crate::key::{AdvPart, MetricKey, MetricType};
     pub use crate::ops::{BatchBuilder, OpGenerator};
     pub use crate::plan::{QueryOptions, QueryPlan};
     pub use crate::read::{Read, ReadResult};

@@ -14,7 +14,7 @@ use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::{BucketKind, Calendar};
 use crate::config::TraqqConfig;
 use crate::event::{IncomingEvent, Scalar};
-use crate::key::{bucket_registry_key, key_set_key, validate_prefix, KeyRef, MetricType};
+use crate::key::{bucket_registry_key, key_set_key, validate_prefix, AdvPart, KeyRef, MetricType};
 use crate::pattern::Pattern;
 use crate::sanitize::sanitize_value;
 use crate::{Error, Result};
@@ -28,7 +28,7 @@ struct CompiledMetric {
     slots: Vec<usize>,
     /// For `adv`: the summed property.
     add_key: Option<String>,
-    /// Storage keys this metric writes per bucket (adv writes the labels and the summary).
+    /// Storage keys this metric writes per bucket (adv: the sums, the summary, the counts).
     keys_per_bucket: usize,
 }
 
@@ -87,7 +87,7 @@ impl OpGenerator {
                 slots: pattern.parts().map(&mut slot_of).collect(),
                 pattern: pattern.as_str().to_owned(),
                 add_key: Some(av.add_key.clone()),
-                keys_per_bucket: 2,
+                keys_per_bucket: 3,
             });
         }
         Ok(OpGenerator {
@@ -206,9 +206,27 @@ struct Slot {
     /// Text-keyed operations: `bmp` values, and fields that could not be packed.
     ops: KeyOps,
     /// Increments of packed fields (counts for `add`, sums for `adv`, scores for `top`).
-    packed: HashMap<u64, f64>,
+    packed: HashMap<u64, Increment>,
+    /// For `adv`: per-label counts of fields that could not be packed (the `:c` key).
+    label_counts: KeyOps,
     /// For `adv`: the `:i` summary's sum and count.
-    summary: (f64, i64),
+    summary: Increment,
+}
+
+/// What one field (or an `adv` summary) gathered in a batch.
+#[derive(Debug, Clone, Copy, Default)]
+struct Increment {
+    /// Count (`add`), sum (`adv`) or score (`top`).
+    by: f64,
+    /// Events that contributed: an `adv` label's count.
+    events: i64,
+}
+
+impl Increment {
+    fn add(&mut self, by: f64) {
+        self.by += by;
+        self.events += 1;
+    }
 }
 
 impl BatchBuilder<'_> {
@@ -278,22 +296,25 @@ impl BatchBuilder<'_> {
                             MetricType::Top => KeyOps::Scores(Default::default()),
                         },
                         packed: HashMap::new(),
-                        summary: (0.0, 0),
+                        label_counts: KeyOps::Hash(Default::default()),
+                        summary: Increment::default(),
                     });
                 let by = match m.metric {
                     MetricType::Adv => {
-                        slot.summary.0 += amount;
-                        slot.summary.1 += 1;
+                        slot.summary.add(amount);
                         amount
                     }
                     _ => 1.0,
                 };
                 match (m.metric, packed) {
                     (MetricType::Bmp, _) => slot.ops.insert(&self.value),
-                    (_, Some(field)) => *slot.packed.entry(field).or_insert(0.0) += by,
+                    (_, Some(field)) => slot.packed.entry(field).or_default().add(by),
                     (MetricType::Add, None) => slot.ops.incr(&self.value, Number::Int(1)),
                     (MetricType::Top, None) => slot.ops.zincr(&self.value, by),
-                    (MetricType::Adv, None) => slot.ops.incr(&self.value, Number::Float(by)),
+                    (MetricType::Adv, None) => {
+                        slot.ops.incr(&self.value, Number::Float(by));
+                        slot.label_counts.incr(&self.value, Number::Int(1));
+                    }
                 }
             }
         }
@@ -342,7 +363,7 @@ impl BatchBuilder<'_> {
                 buckets.push((start, bucket));
             }
             let Some(m) = g.metrics.get(index) else { continue };
-            for (packed, by) in slot.packed.drain() {
+            for (packed, inc) in slot.packed.drain() {
                 field.clear();
                 for (i, &part) in m.slots.iter().enumerate() {
                     if i > 0 {
@@ -353,9 +374,12 @@ impl BatchBuilder<'_> {
                     field.push_str(self.interners.get(part).map_or("", |t| t.text(id)));
                 }
                 match m.metric {
-                    MetricType::Add => slot.ops.incr(&field, Number::Int(by as i64)),
-                    MetricType::Top => slot.ops.zincr(&field, by),
-                    _ => slot.ops.incr(&field, Number::Float(by)),
+                    MetricType::Add => slot.ops.incr(&field, Number::Int(inc.events)),
+                    MetricType::Top => slot.ops.zincr(&field, inc.by),
+                    _ => {
+                        slot.ops.incr(&field, Number::Float(inc.by));
+                        slot.label_counts.incr(&field, Number::Int(inc.events));
+                    }
                 }
             }
             let b = (bucket, start);
@@ -365,7 +389,7 @@ impl BatchBuilder<'_> {
                 timestamp: start,
                 pattern: &m.pattern,
                 add_key: m.add_key.as_deref(),
-                summary: false,
+                part: AdvPart::Sums,
             };
             key_ref.write_to(&g.prefix, &mut key);
             let set = key_set_key(&g.prefix, bucket, start);
@@ -379,11 +403,22 @@ impl BatchBuilder<'_> {
                 },
             );
             if m.metric == MetricType::Adv {
-                key_ref.summary = true;
+                key_ref.part = AdvPart::Summary;
                 key_ref.write_to(&g.prefix, &mut key);
                 batch.sadd(&set, b, &key);
-                batch.incr(&key, b, "sum", Number::Float(slot.summary.0));
-                batch.incr(&key, b, "count", Number::Int(slot.summary.1));
+                batch.incr(&key, b, "sum", Number::Float(slot.summary.by));
+                batch.incr(&key, b, "count", Number::Int(slot.summary.events));
+                key_ref.part = AdvPart::Counts;
+                key_ref.write_to(&g.prefix, &mut key);
+                batch.sadd(&set, b, &key);
+                batch.put(
+                    &key,
+                    KeyEntry {
+                        bucket,
+                        bucket_start: start,
+                        ops: slot.label_counts,
+                    },
+                );
             }
         }
         register_buckets(&mut batch, &g.prefix, buckets);

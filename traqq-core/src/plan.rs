@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::Number;
 use crate::bucket::{BucketKind, Calendar};
 use crate::config::QueryConfig;
-use crate::key::{key_set_key, MetricKey, MetricType};
+use crate::key::{key_set_key, AdvPart, MetricKey, MetricType};
 use crate::read::{Read, ReadResult};
 use crate::result::{DayResult, MetricData, MetricResult, QueryResult};
 use crate::{Error, Result};
@@ -254,11 +254,11 @@ impl QueryPlan {
         }
         for day in &mut days {
             day.results.sort_by(|a, b| {
-                (a.metric_type, &a.key, &a.add_key, a.is_summary()).cmp(&(
+                (a.metric_type, &a.key, &a.add_key, a.adv_part()).cmp(&(
                     b.metric_type,
                     &b.key,
                     &b.add_key,
-                    b.is_summary(),
+                    b.adv_part(),
                 ))
             });
         }
@@ -278,12 +278,15 @@ fn to_data(key: &MetricKey, answer: ReadResult) -> Result<MetricData> {
         (MetricType::Add, ReadResult::Hash(fields)) => {
             MetricData::Hash(fields.into_iter().map(|(f, n)| (f, n.as_i64())).collect())
         }
-        (MetricType::Adv, ReadResult::Hash(fields)) if key.summary => {
+        (MetricType::Adv, ReadResult::Hash(fields)) if key.part == AdvPart::Summary => {
             let get = |name: &str| fields.iter().find(|(f, _)| f == name).map(|(_, n)| *n);
             MetricData::Summary {
                 sum: get("sum").map_or(0.0, Number::as_f64),
                 count: get("count").map_or(0, Number::as_i64),
             }
+        }
+        (MetricType::Adv, ReadResult::Hash(fields)) if key.part == AdvPart::Counts => {
+            MetricData::Hash(fields.into_iter().map(|(f, n)| (f, n.as_i64())).collect())
         }
         (MetricType::Adv, ReadResult::Hash(fields)) => {
             MetricData::FloatHash(fields.into_iter().map(|(f, n)| (f, n.as_f64())).collect())

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::BucketKind;
-use crate::key::MetricType;
+use crate::key::{AdvPart, MetricType};
 use crate::pattern::Pattern;
 use crate::read::sort_ranked;
 use crate::{Error, Result};
@@ -18,7 +18,7 @@ use crate::{Error, Result};
 pub enum MetricData {
     /// `bmp`: estimated distinct values.
     Count(u64),
-    /// `add`: counter per value.
+    /// `add`: counter per value; `adv` `:c`: number of summed events per label.
     Hash(BTreeMap<String, i64>),
     /// `adv`: float sum per label.
     FloatHash(BTreeMap<String, f64>),
@@ -116,12 +116,32 @@ impl MetricResult {
         matches!(self.result, MetricData::Summary { .. })
     }
 
-    fn group(&self) -> (MetricType, Vec<String>, Option<String>, bool) {
+    /// For `adv`: which of its keys this came from, told by the data's shape (per-label sums
+    /// are floats, per-label counts integers); [`AdvPart::Sums`] for other types.
+    pub fn adv_part(&self) -> AdvPart {
+        match (self.metric_type, &self.result) {
+            (MetricType::Adv, MetricData::Summary { .. }) => AdvPart::Summary,
+            (MetricType::Adv, MetricData::Hash(_)) => AdvPart::Counts,
+            _ => AdvPart::Sums,
+        }
+    }
+
+    /// The `metric_type` that [`FindOptions`] selects this metric by: `bmp`, `add`, `top`,
+    /// `adv`, `adv:i` or `adv:c`.
+    pub fn find_type(&self) -> &'static str {
+        match self.adv_part() {
+            AdvPart::Sums => self.metric_type.as_str(),
+            AdvPart::Summary => "adv:i",
+            AdvPart::Counts => "adv:c",
+        }
+    }
+
+    fn group(&self) -> (MetricType, Vec<String>, Option<String>, AdvPart) {
         (
             self.metric_type,
             self.key.clone(),
             self.add_key.clone(),
-            self.is_summary(),
+            self.adv_part(),
         )
     }
 }
@@ -133,15 +153,16 @@ pub struct DayResult {
     pub date: String,
     /// Bucket start, unix seconds.
     pub timestamp: i64,
-    /// Metrics in a stable order: type, pattern, add_key, labels before summary.
+    /// Metrics in a stable order: type, pattern, add_key, then (`adv`) sums, summary, counts.
     pub results: Vec<MetricResult>,
 }
 
 /// What `find` selects.
 ///
-/// `metric_type` is `bmp`, `add`, `top`, `adv` (the per-label sums) or `adv:i` (the
-/// `sum`/`count` summary). Both `adv` kinds share a pattern, so the choice is spelled out
-/// instead of depending on which came first.
+/// `metric_type` is `bmp`, `add`, `top`, `adv` (the per-label sums), `adv:i` (the
+/// `sum`/`count` summary) or `adv:c` (the per-label counts; sum / count is a label's
+/// average). The `adv` kinds share a pattern, so the choice is spelled out instead of
+/// depending on which came first.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FindOptions {
     /// Metric type (see above).
@@ -152,6 +173,13 @@ pub struct FindOptions {
     pub add_key: Option<String>,
     /// Fold all buckets into one result per metric.
     pub merge: bool,
+}
+
+impl FindOptions {
+    /// Checks what can be checked without data: the metric type is one `find` knows.
+    pub fn validate(&self) -> Result<()> {
+        Selector::new(self).map(drop)
+    }
 }
 
 /// The result of a query: one [`DayResult`] per bucket in the range, oldest first.
@@ -181,20 +209,28 @@ fn default_limit() -> usize {
 
 struct Selector {
     metric: MetricType,
-    summary: bool,
+    part: AdvPart,
     pattern: String,
     add_key: Option<String>,
 }
 
 impl Selector {
     fn new(opts: &FindOptions) -> Result<Self> {
-        let (metric, summary) = match opts.metric_type.as_str() {
-            "adv:i" | "adv_i" => (MetricType::Adv, true),
-            other => (other.parse::<MetricType>()?, false),
+        let (metric, part) = match opts.metric_type.as_str() {
+            "adv:i" | "adv_i" => (MetricType::Adv, AdvPart::Summary),
+            "adv:c" | "adv_c" => (MetricType::Adv, AdvPart::Counts),
+            other => (
+                other.parse::<MetricType>().map_err(|_| {
+                    Error::Query(format!(
+                        "unknown metric type {other:?} (expected bmp, add, adv, adv:i, adv:c or top)"
+                    ))
+                })?,
+                AdvPart::Sums,
+            ),
         };
         Ok(Selector {
             metric,
-            summary,
+            part,
             pattern: Pattern::normalize(&opts.key),
             add_key: opts.add_key.clone(),
         })
@@ -202,7 +238,7 @@ impl Selector {
 
     fn matches(&self, r: &MetricResult) -> bool {
         r.metric_type == self.metric
-            && r.is_summary() == self.summary
+            && r.adv_part() == self.part
             && r.pattern() == self.pattern
             && (self.add_key.is_none() || self.add_key == r.add_key)
     }
@@ -234,7 +270,8 @@ impl QueryResult {
     }
 
     /// `find` from a path: `TYPE/PATTERN[/ADD_KEY]`, merged over all buckets,
-    /// e.g. `"top/geo"`, `"adv/event~geo/amount"`, `"adv:i/event~geo/amount"`.
+    /// e.g. `"top/geo"`, `"adv/event~geo/amount"`, `"adv:i/event~geo/amount"`,
+    /// `"adv:c/event~geo/amount"`.
     pub fn find_str(&self, path: &str) -> Vec<MetricResult> {
         match parse_find_path(path) {
             Ok(opts) => self.find(opts),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use traqq_core::bucket::{BucketKind, Calendar};
-use traqq_core::key::{MetricKey, MetricType};
+use traqq_core::key::{AdvPart, MetricKey, MetricType};
 use traqq_core::result::MetricData;
 use traqq_core::sanitize::sanitize_value;
 use traqq_core::sketch::Sketch;
@@ -22,9 +22,9 @@ fn metric_key() -> impl Strategy<Value = MetricKey> {
         -2_000_000_000i64..4_000_000_000,
         pattern(),
         "[a-z]{1,8}",
-        prop::bool::ANY,
+        prop::sample::select(vec![AdvPart::Sums, AdvPart::Summary, AdvPart::Counts]),
     )
-        .prop_map(|(metric, hourly, timestamp, pattern, add_key, summary)| {
+        .prop_map(|(metric, hourly, timestamp, pattern, add_key, part)| {
             let adv = metric == MetricType::Adv;
             MetricKey {
                 metric,
@@ -32,7 +32,7 @@ fn metric_key() -> impl Strategy<Value = MetricKey> {
                 timestamp,
                 pattern,
                 add_key: adv.then_some(add_key),
-                summary: adv && summary,
+                part: if adv { part } else { AdvPart::Sums },
             }
         })
 }

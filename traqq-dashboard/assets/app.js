@@ -161,12 +161,15 @@
         if (!m) {
           m = {
             id, type: r.metric_type, pattern: r.key.join('~'), addKey: r.add_key || '',
-            buckets: days.map(() => null), summary: days.map(() => null), merged: null,
+            buckets: days.map(() => null), summary: days.map(() => null),
+            counts: days.map(() => null), merged: null,
           };
           byId.set(id, m);
         }
         const [variant] = Object.keys(r.result);
         if (variant === 'Summary') m.summary[i] = r.result.Summary;
+        // An adv metric's integer hash is its `:c` key: events per label (sums are floats).
+        else if (r.metric_type === 'adv' && variant === 'Hash') m.counts[i] = r.result.Hash;
         else m.buckets[i] = r.result[variant];
       }
     });
@@ -199,7 +202,7 @@
     const W = wide ? 900 : 360, H = wide ? 220 : 150, L = 44, R = 10, T = 10, B = 22;
     const n = labels.length;
     let top = 0;
-    for (const sr of series) for (const v of sr.values) if (v > top) top = v;
+    for (const sr of series) for (const v of sr.values) if (v !== null && v > top) top = v;
     const max = niceMax(top);
     const x = (i) => (n <= 1 ? (L + W - R) / 2 : L + (i * (W - L - R)) / (n - 1));
     const y = (v) => T + (H - T - B) * (1 - v / max);
@@ -223,10 +226,17 @@
     }
     series.forEach((sr, k) => {
       const color = COLORS[k % COLORS.length];
-      const pts = sr.values.map((v, i) => x(i).toFixed(1) + ',' + y(v).toFixed(1));
-      if (n > 1) svg.append(s('polyline', { points: pts.join(' '), stroke: color }));
+      // A null value (nothing in that bucket, e.g. the average of no events) leaves a gap.
+      let run = [];
+      const flush = () => {
+        if (run.length > 1) svg.append(s('polyline', { points: run.join(' '), stroke: color }));
+        run = [];
+      };
+      sr.values.forEach((v, i) => (v === null ? flush() : run.push(x(i).toFixed(1) + ',' + y(v).toFixed(1))));
+      flush();
       if (n <= 48) {
         sr.values.forEach((v, i) => {
+          if (v === null) return;
           svg.append(s('circle', { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5, fill: color },
             s('title', {}, labels[i] + ' · ' + sr.name + ': ' + fmt(v))));
         });
@@ -238,25 +248,30 @@
     return h('div', { class: 'legend' }, series.map((sr, k) =>
       h('span', {}, h('i', { style: 'background:' + COLORS[k % COLORS.length] }), sr.name)));
   }
-  // A ranked table: each row's name sits on a bar proportional to its value.
-  function rankedTable(rows, limit, valueHead, extra) {
+  // A ranked table: each row's name sits on a bar proportional to its value. `columns` adds
+  // cells after the value: [heading, (name, value) => [text, data-attributes]].
+  function rankedTable(rows, limit, valueHead, columns = []) {
     const max = rows.reduce((a, r) => Math.max(a, Math.abs(r[1])), 0) || 1;
     const body = rows.slice(0, limit).map(([name, value], i) => {
       const bar = h('div', { class: 'bar' });
       bar.style.width = ((Math.abs(value) / max) * 100).toFixed(1) + '%';
-      return h('tr', { 'data-member': name, 'data-value': value, 'data-rank': i + 1 },
+      const cells = columns.map(([, cell]) => cell(name, value));
+      return h('tr', Object.assign({ 'data-member': name, 'data-value': value, 'data-rank': i + 1 },
+        ...cells.map(([, attrs]) => attrs || {})),
         h('td', { class: 'rank' }, i + 1),
         h('td', { class: 'member' }, bar, h('span', {}, name === '' ? '(empty)' : name)),
         h('td', { class: 'num' }, fmt(value)),
-        extra ? h('td', { class: 'num' }, extra(value)) : null);
+        cells.map(([text]) => h('td', { class: 'num' }, text)));
     });
-    const table = h('table', {},
+    // Several number columns get narrower ones, so the names keep room on a phone.
+    const table = h('table', { class: columns.length > 1 ? 'many' : null },
       h('thead', {}, h('tr', {}, h('th', { class: 'rank' }, '#'), h('th', {}, 'value'),
-        h('th', { class: 'num' }, valueHead), extra ? h('th', { class: 'num' }, 'share') : null)),
+        h('th', { class: 'num' }, valueHead), columns.map(([head]) => h('th', { class: 'num' }, head)))),
       h('tbody', {}, body));
     const more = rows.length > limit ? h('p', { class: 'more' }, `${rows.length - limit} more not shown`) : null;
     return [table, more];
   }
+  const share = (total) => ['share', (_, v) => [total ? ((v / total) * 100).toFixed(1) + '%' : '–']];
   function stat(label, role, value, shown) {
     return h('div', { class: 'stat' }, h('span', {}, label),
       h('b', { 'data-role': role, 'data-value': value }, shown === undefined ? fmt(value) : shown));
@@ -302,32 +317,54 @@
     return card(m, detail,
       h('div', { class: 'stats' }, stat('total', 'total', total), stat('distinct values', 'distinct', rows.length)),
       lineChart(m.pattern + ' per ' + (data.hourly ? 'hour' : 'day'), labels, series, detail), legend(series),
-      rankedTable(rows, detail ? 100 : 10, 'count',
-        (v) => (total ? ((v / total) * 100).toFixed(1) + '%' : '–')));
+      rankedTable(rows, detail ? 100 : 10, 'count', [share(total)]));
   }
   function advCard(m, detail, labels) {
     const rows = totals(m.buckets);
+    const counts = new Map(totals(m.counts));
     let sum = 0, count = 0;
     for (const x of m.summary) if (x) { sum += x.sum; count += x.count; }
     const shown = rows.slice(0, detail ? 10 : 5).map((r) => r[0]);
     const series = seriesOf(m, shown);
+    // Average per label per bucket: that bucket's sum over its count; a gap where it has none.
+    const averages = shown.map((name) => ({
+      name: name === '' ? '(empty)' : name,
+      values: m.buckets.map((b, i) => {
+        const n = m.counts[i] && m.counts[i][name];
+        return n && b && typeof b[name] === 'number' ? b[name] / n : null;
+      }),
+    }));
+    const unit = data.hourly ? 'hour' : 'day';
     const perBucket = detail ? h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, data.hourly ? 'hour' : 'day'), h('th', { class: 'num' }, 'sum'),
-        h('th', { class: 'num' }, 'count'), h('th', { class: 'num' }, 'average'))),
+      h('thead', {}, h('tr', {}, h('th', {}, unit), h('th', { class: 'num' }, 'sum'),
+        h('th', { class: 'num' }, 'count'), h('th', { class: 'num' }, 'average'),
+        averages.slice(0, 3).map((a) => h('th', { class: 'num' }, 'avg ' + a.name)))),
       h('tbody', {}, data.days.map((d, i) => {
         const x = m.summary[i] || { sum: 0, count: 0 };
         return h('tr', { 'data-bucket': d.date },
           h('td', {}, d.date), h('td', { class: 'num' }, fmt(x.sum)), h('td', { class: 'num' }, fmt(x.count)),
-          h('td', { class: 'num' }, x.count ? fmt(x.sum / x.count) : '–'));
+          h('td', { class: 'num' }, x.count ? fmt(x.sum / x.count) : '–'),
+          averages.slice(0, 3).map((a) => {
+            const v = a.values[i];
+            return h('td', { class: 'num', 'data-label': a.name, 'data-avg': v === null ? '' : v }, v === null ? '–' : fmt(v));
+          }));
       }))) : null;
     return card(m, detail,
       h('div', { class: 'stats' },
         stat('sum of ' + m.addKey, 'sum', sum), stat('events summed', 'count', count),
         stat('average', 'avg', count ? sum / count : null, count ? fmt(sum / count) : '–')),
       lineChart('sum of ' + m.addKey + ' per label', labels, series, detail), legend(series),
-      rankedTable(rows, detail ? 100 : 10, 'sum', (v) => (sum ? ((v / sum) * 100).toFixed(1) + '%' : '–')),
-      perBucket,
-      h('p', { class: 'more' }, 'Average = sum / count of the metric\'s summary; the store keeps no count per label.'));
+      h('p', { class: 'more' }, 'Average ' + m.addKey + ' per label per ' + unit + ' (sum / count):'),
+      lineChart('average ' + m.addKey + ' per label per ' + unit, labels, averages, detail),
+      // Per label: the sum, the number of summed events (the `:c` key) and sum / count.
+      rankedTable(rows, detail ? 100 : 10, 'sum', [
+        ['count', (name) => [counts.get(name) ? fmt(counts.get(name)) : '–', { 'data-count': counts.get(name) || 0 }]],
+        ['average', (name, v) => {
+          const n = counts.get(name);
+          return [n ? fmt(v / n) : '–', { 'data-avg': n ? v / n : '' }];
+        }],
+        share(sum)]),
+      perBucket);
   }
   function topCard(m, detail, labels) {
     const ranked = m.merged && Array.isArray(m.merged.Ranked) ? m.merged.Ranked : [];

@@ -417,15 +417,24 @@ impl Dom {
             .unwrap_or_else(|| panic!("no stat {role}"))
     }
 
-    /// The outer HTML of the first ranked-table row of `member`.
-    fn row_html(&self, member: &str) -> Dom {
-        let open = format!("<tr data-member=\"{member}\"");
+    /// The outer HTML of the first table row whose start tag begins with `open`.
+    fn row_starting(&self, open: &str) -> Dom {
         let start = self
             .0
-            .find(&open)
-            .unwrap_or_else(|| panic!("no row for {member:?} in {}", self.0));
+            .find(open)
+            .unwrap_or_else(|| panic!("no row {open} in {}", self.0));
         let end = start + self.0[start..].find("</tr>").unwrap();
         Dom(self.0[start..end].to_owned())
+    }
+
+    /// The outer HTML of the first ranked-table row of `member`.
+    fn row_html(&self, member: &str) -> Dom {
+        self.row_starting(&format!("<tr data-member=\"{member}\""))
+    }
+
+    /// The outer HTML of the per-bucket table row of `date`.
+    fn bucket_row(&self, date: &str) -> Dom {
+        self.row_starting(&format!("<tr data-bucket=\"{date}\""))
     }
 
     /// The ranked-table row of `member`: its `data-value` and the value shown.
@@ -576,7 +585,13 @@ fn events() -> Vec<Ev> {
             event,
             ip: format!("10.0.0.{}", (i * 7) % 41),
             geo: geos[(i * 5) % geos.len()],
-            amount: (event == "buy").then(|| 0.25 * ((i * 13) % 400) as f64 + 1.5),
+            // Buys always carry an amount, every other click a smaller one: two labels whose
+            // averages differ from each other and from the overall average.
+            amount: match event {
+                "buy" => Some(0.25 * ((i * 13) % 400) as f64 + 1.5),
+                "click" if i % 2 == 0 => Some(0.5 * ((i * 3) % 40) as f64 + 0.25),
+                _ => None,
+            },
         });
     }
     for i in 0..50usize {
@@ -599,8 +614,12 @@ struct Truth {
     sum_daily_uniques: u64,
     top_geo: String,
     top_geo_count: i64,
-    buy_sum: f64,
+    amount_sum: f64,
     summed: i64,
+    /// Per `event` label: (sum of amounts, events with an amount).
+    per_label: BTreeMap<&'static str, (f64, i64)>,
+    /// The same per (days ago, label).
+    per_day_label: BTreeMap<(i64, &'static str), (f64, i64)>,
 }
 
 /// The truth over the events no more than `max_age` days old, counted the plain way.
@@ -608,7 +627,18 @@ fn truth(events: &[Ev], max_age: i64) -> Truth {
     let inside: Vec<&Ev> = events.iter().filter(|e| e.days_ago <= max_age).collect();
     let mut geos: BTreeMap<&str, i64> = BTreeMap::new();
     let mut daily: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+    let mut per_label: BTreeMap<&'static str, (f64, i64)> = BTreeMap::new();
+    let mut per_day_label: BTreeMap<(i64, &'static str), (f64, i64)> = BTreeMap::new();
     for e in &inside {
+        if let Some(a) = e.amount {
+            for t in [
+                per_label.entry(e.event).or_default(),
+                per_day_label.entry((e.days_ago, e.event)).or_default(),
+            ] {
+                t.0 += a;
+                t.1 += 1;
+            }
+        }
         *geos.entry(e.geo).or_default() += 1;
         daily.entry(e.days_ago).or_default().insert(&e.ip);
     }
@@ -627,8 +657,10 @@ fn truth(events: &[Ev], max_age: i64) -> Truth {
         sum_daily_uniques: daily.values().map(|s| s.len() as u64).sum(),
         top_geo: top_geo.to_owned(),
         top_geo_count,
-        buy_sum: inside.iter().filter_map(|e| e.amount).sum(),
+        amount_sum: inside.iter().filter_map(|e| e.amount).sum(),
         summed: inside.iter().filter(|e| e.amount.is_some()).count() as i64,
+        per_label,
+        per_day_label,
     }
 }
 
@@ -703,15 +735,27 @@ fn assert_week(dom: &Dom, events: &[Ev]) {
 
     let adv = dom.card("adv/event/amount");
     let (sum, shown) = adv.stat("sum");
-    assert_eq!(sum.parse::<f64>().unwrap(), week.buy_sum, "sum of amount");
-    assert_eq!(shown, fmt2(week.buy_sum));
-    assert_eq!(adv.row("buy").0.parse::<f64>().unwrap(), week.buy_sum);
+    assert_eq!(sum.parse::<f64>().unwrap(), week.amount_sum, "sum of amount");
+    assert_eq!(shown, fmt2(week.amount_sum));
     assert_eq!(adv.stat("count").0, week.summed.to_string());
     let avg: f64 = adv.stat("avg").0.parse().unwrap();
     assert!(
-        (avg - week.buy_sum / week.summed as f64).abs() < 1e-9,
+        (avg - week.amount_sum / week.summed as f64).abs() < 1e-9,
         "average {avg}"
     );
+    assert_eq!(week.per_label.len(), 2, "two labels with amounts: {week:?}");
+    for (label, (sum, n)) in &week.per_label {
+        let row = adv.row_html(label);
+        let attrs = &row.tags("tr")[0].0;
+        assert_eq!(
+            attrs["data-value"].parse::<f64>().unwrap(),
+            *sum,
+            "sum of {label}"
+        );
+        assert_eq!(attrs["data-count"], n.to_string(), "count of {label}");
+        let avg: f64 = attrs["data-avg"].parse().unwrap();
+        assert!((avg - sum / *n as f64).abs() < 1e-9, "average of {label}: {avg}");
+    }
 }
 
 /// `x` as the page shows it: thousands separated, at most 2 decimals.
@@ -800,6 +844,30 @@ fn dashboard_shows_the_recorded_truth_in_headless_chromium() {
     chrome.assert_only(&base);
     assert_eq!(dom.card("add/event").row("click").0, today.clicks.to_string());
     assert_eq!(dom.card("bmp/ip").stat("union").0, today.unique_ips.to_string());
+
+    // The adv card alone: the average of each label in each day.
+    let dom = chrome.open(
+        &format!("{base}?range=7d&m=adv%2Fevent%2Famount"),
+        &["ready", "error", "auth"],
+    );
+    dom.assert_ready();
+    assert_eq!(dom.cards(), ["adv/event/amount"]);
+    let mut checked = 0;
+    for ((days_ago, label), (sum, n)) in &week.per_day_label {
+        let row = dom.bucket_row(&utc_date(now - days_ago * DAY));
+        let (attrs, _) = row
+            .tags("td")
+            .into_iter()
+            .find(|(a, _)| a.get("data-label").map(String::as_str) == Some(*label))
+            .unwrap_or_else(|| panic!("no average of {label} {days_ago} days ago"));
+        let avg: f64 = attrs["data-avg"].parse().unwrap();
+        assert!(
+            (avg - sum / *n as f64).abs() < 1e-9,
+            "{label}, {days_ago} days ago: {avg}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "per-day averages checked: {checked}");
 
     // Custom dates (yesterday and today) with one metric selected: only its card.
     let two = truth(&events, 1);
@@ -980,7 +1048,7 @@ fn custom_dates_are_the_servers_days_in_any_zone() {
             "{zone}"
         );
         let sum: f64 = dom.card("adv/event/amount").stat("sum").0.parse().unwrap();
-        assert_eq!(sum, two.buy_sum, "{zone}");
+        assert_eq!(sum, two.amount_sum, "{zone}");
         server.stop().unwrap();
     }
 }

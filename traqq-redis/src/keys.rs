@@ -62,9 +62,7 @@ pub fn cluster_key(key: &str) -> Option<String> {
     out.push_str(m.bucket.as_str());
     out.push(':');
     out.push_str(&m.timestamp.to_string());
-    if m.summary {
-        out.push_str(":i");
-    }
+    out.push_str(m.part.suffix());
     // A key that merely looks like a metric key (extra text the decoder tolerates) must not
     // share a cluster key with a different plain key: only exact round trips get a tag.
     (m.encode(prefix) == key).then_some(out)

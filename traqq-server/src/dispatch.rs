@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use traqq_core::bucket::BucketKind;
 use traqq_core::event::IncomingEvent;
-use traqq_core::key::{key_set_key, MetricType};
+use traqq_core::key::key_set_key;
 use traqq_core::plan::QueryOptions;
 use traqq_core::read::Read;
 use traqq_core::result::FindOptions;
@@ -1013,11 +1013,12 @@ pub fn parse_fields<'a>(command: Command, fields: &Fields<'a>) -> Parsed<Request
                 return Ok(Request::Query { command, range, opts });
             }
             let metric_type = fields.required("metric_type", fields.string("metric_type"))?;
-            if !matches!(metric_type.as_str(), "adv:i" | "adv_i") {
-                metric_type
-                    .parse::<MetricType>()
-                    .map_err(|e| e.to_string().replace("invalid query: ", ""))?;
+            FindOptions {
+                metric_type: metric_type.clone(),
+                ..FindOptions::default()
             }
+            .validate()
+            .map_err(|e| e.to_string().replace("invalid query: ", ""))?;
             let key = fields.required("key", fields.string("key"))?;
             if key.trim().is_empty() {
                 return Err("field \"key\" is empty (a pattern such as \"event~geo\")".into());

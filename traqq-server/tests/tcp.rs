@@ -303,6 +303,7 @@ fn traqq_02_requests_get_traqq_02_replies() {
             {"metric_type":"add","key":["event","geo"],"location":location(&format!("add:d:{DAY}:event~geo")),"add_key":null,"result":{"Hash":{"purchase~DE":1,"purchase~US":2}}},
             {"metric_type":"adv","key":["event"],"location":location(&format!("adv:d:{DAY}:amount:event")),"add_key":"amount","result":{"FloatHash":{"purchase":12.75}}},
             {"metric_type":"adv","key":["event"],"location":location(&format!("adv:d:{DAY}:amount:event:i")),"add_key":"amount","result":{"Summary":{"sum":12.75,"count":3}}},
+            {"metric_type":"adv","key":["event"],"location":location(&format!("adv:d:{DAY}:amount:event:c")),"add_key":"amount","result":{"Hash":{"purchase":3}}},
             {"metric_type":"top","key":["geo"],"location":location(&format!("top:d:{DAY}:geo")),"add_key":null,"result":{"Ranked":[["US",2.0],["DE",1.0]]}},
         ]
     });
@@ -477,31 +478,35 @@ fn thirty_two_concurrent_clients_give_exact_totals() {
     let total = (clients * per_client) as i64;
     let mut client = Client::connect(addr).unwrap();
     let days = client.query(TS, TS).unwrap();
-    let get = |t: MetricType, key: &[&str], summary: bool| {
+    let get = |find_type: &str, key: &[&str]| {
         days[0]
             .results
             .iter()
-            .find(|r| r.metric_type == t && r.key == key && r.is_summary() == summary)
+            .find(|r| r.find_type() == find_type && r.key == key)
             .unwrap()
             .result
             .clone()
     };
     assert_eq!(
-        get(MetricType::Add, &["event"], false),
+        get("add", &["event"]),
         MetricData::Hash([("buy".into(), total)].into())
     );
     assert_eq!(
-        get(MetricType::Add, &["event", "geo"], false),
+        get("add", &["event", "geo"]),
         MetricData::Hash([("buy~DE".into(), total / 2), ("buy~US".into(), total / 2)].into())
     );
     assert_eq!(
-        get(MetricType::Adv, &["event"], true),
+        get("adv:i", &["event"]),
         MetricData::Summary {
             sum: total as f64 * 0.5,
             count: total
         }
     );
-    let MetricData::Count(uniques) = get(MetricType::Bmp, &["ip"], false) else {
+    assert_eq!(
+        get("adv:c", &["event"]),
+        MetricData::Hash([("buy".into(), total)].into())
+    );
+    let MetricData::Count(uniques) = get("bmp", &["ip"]) else {
         panic!()
     };
     let err = (uniques as f64 - total as f64).abs() / total as f64;

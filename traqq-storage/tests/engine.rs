@@ -483,3 +483,99 @@ fn filters_limits_and_hourly_queries() {
         .to_string();
     assert!(err.contains("outside"), "{err}");
 }
+
+/// `adv:c` holds how many events each label's sum holds, so sum / count is the label's
+/// average: per day and merged, for a packed pattern and for a 4-part one (text-keyed).
+#[test]
+fn adv_counts_per_label_give_averages() {
+    let day = 86_400;
+    let now = T0 + 2 * day;
+    let t = engine(
+        config(MappingConfig {
+            add_value: vec![
+                AddValueConfig {
+                    key: "offer".into(),
+                    add_key: "amount".into(),
+                },
+                AddValueConfig {
+                    key: "a~b~c~offer".into(),
+                    add_key: "amount".into(),
+                },
+            ],
+            ..MappingConfig::default()
+        }),
+        now,
+    );
+    // Truth per (day index, label): (sum, count).
+    let mut truth: BTreeMap<(i64, String), (f64, i64)> = BTreeMap::new();
+    let mut events = Vec::new();
+    for i in 0..300i64 {
+        let d = i % 3;
+        let offer = format!("o{}", (i * 7) % 5);
+        let amount = ((i * 37) % 101) as f64 / 4.0;
+        let e = truth.entry((d, offer.clone())).or_insert((0.0, 0));
+        e.0 += amount;
+        e.1 += 1;
+        // Every fifth amount comes as a numeric string; those count too.
+        let amount_json = if i % 5 == 0 {
+            json!(amount.to_string())
+        } else {
+            json!(amount)
+        };
+        events.push(ev(json!({"event":"e","offer":offer,"a":"x","b":"y","c":"z",
+            "amount":amount_json,"ts":T0 + d * day + i})));
+    }
+    // A non-numeric amount is ignored by sums and counts alike.
+    events.push(ev(
+        json!({"event":"e","offer":"o1","a":"x","b":"y","c":"z","amount":"n/a","ts":T0}),
+    ));
+    let (first, rest) = events.split_at(100);
+    for e in first {
+        t.record(e.clone()).unwrap();
+    }
+    t.record_batch(rest.to_vec()).unwrap();
+
+    let r = t.query(T0, now).unwrap();
+    assert_eq!(r.days.len(), 3);
+    for (d, bucket) in r.days.iter().enumerate() {
+        let counts = bucket
+            .results
+            .iter()
+            .find(|m| m.find_type() == "adv:c" && m.pattern() == "offer")
+            .unwrap();
+        let MetricData::Hash(counts) = &counts.result else {
+            panic!("adv:c is not a Hash: {counts:?}")
+        };
+        let want: BTreeMap<String, i64> = truth
+            .iter()
+            .filter(|((day, _), _)| *day == d as i64)
+            .map(|((_, label), (_, n))| (label.clone(), *n))
+            .collect();
+        assert_eq!(counts, &want, "day {d}");
+    }
+    for (pattern, label_of) in [("offer", None), ("a~b~c~offer", Some("x~y~z~"))] {
+        let sums = merged(&r, &format!("adv/{pattern}/amount"));
+        let counts = merged(&r, &format!("adv:c/{pattern}/amount"));
+        let (MetricData::FloatHash(sums), MetricData::Hash(counts)) = (sums, counts) else {
+            panic!("unexpected shapes for {pattern}")
+        };
+        let mut want: BTreeMap<String, (f64, i64)> = BTreeMap::new();
+        for ((_, label), (s, n)) in &truth {
+            let label = format!("{}{label}", label_of.unwrap_or(""));
+            let w = want.entry(label).or_insert((0.0, 0));
+            w.0 += s;
+            w.1 += n;
+        }
+        assert_eq!(counts.len(), want.len(), "{pattern}");
+        for (label, (s, n)) in &want {
+            assert_eq!(counts[label], *n, "{pattern} {label}");
+            let average = sums[label] / counts[label] as f64;
+            assert!((average - s / *n as f64).abs() < 1e-9, "{pattern} {label}");
+        }
+        // The summary's count is the sum of the per-label counts.
+        let MetricData::Summary { count, .. } = merged(&r, &format!("adv:i/{pattern}/amount")) else {
+            panic!("no summary")
+        };
+        assert_eq!(count, counts.values().sum::<i64>());
+    }
+}
