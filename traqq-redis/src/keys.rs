@@ -120,6 +120,10 @@ mod tests {
             "{myapp:adv:amount:event~geo}:d:1700000000:i"
         );
         assert_eq!(
+            c("myapp:adv:d:1700000000:amount:event~geo:c"),
+            "{myapp:adv:amount:event~geo}:d:1700000000:c"
+        );
+        assert_eq!(
             c("myapp:adv:h:1700003600:amount:event~geo"),
             "{myapp:adv:amount:event~geo}:h:1700003600"
         );

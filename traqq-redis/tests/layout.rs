@@ -86,6 +86,11 @@ fn documented_keys_hold_the_expected_values() {
         hgetall(&mut conn, &format!("{p}:adv:d:{DAY}:amount:event:i")),
         s(&[("count", "2"), ("sum", "3.5")])
     );
+    assert_eq!(
+        hgetall(&mut conn, &format!("{p}:adv:d:{DAY}:amount:event:c")),
+        s(&[("click", "2")]),
+        "per-label counts"
+    );
     let uniques: u64 = redis::cmd("PFCOUNT")
         .arg(format!("{p}:bmp:d:{DAY}:ip"))
         .query(&mut conn)
@@ -102,6 +107,7 @@ fn documented_keys_hold_the_expected_values() {
         "add:d:{DAY}:event~geo",
         "adv:d:{DAY}:amount:event",
         "adv:d:{DAY}:amount:event:i",
+        "adv:d:{DAY}:amount:event:c",
         "top:d:{DAY}:geo",
     ]
     .iter()
