@@ -182,6 +182,14 @@ fn own_cpu() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The 1-minute load average (Linux `/proc/loadavg`), or "?".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 /// CPU seconds Redis has used (`INFO cpu`).
 fn redis_cpu(url: &str) -> f64 {
     let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
@@ -206,6 +214,7 @@ fn main() {
     let traqq = Traqq::new(config(), storage, &prefix).unwrap();
 
     let lines = workload(n, 42);
+    let load_before = load_average();
     let before = used_memory(&url);
     let (cpu0, rcpu0) = (own_cpu(), redis_cpu(&url));
     let start = Instant::now();
@@ -215,6 +224,7 @@ fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     let (cpu, rcpu) = (own_cpu() - cpu0, redis_cpu(&url) - rcpu0);
+    let load_after = load_average();
 
     // Where the time goes: building batches (parse + op generation) vs applying them.
     let (mut build, mut apply, mut ops, mut keys) = (0.0, 0.0, 0usize, 0usize);
@@ -255,6 +265,11 @@ fn main() {
         cpu * 1e3 / (n / BATCH) as f64,
         rcpu * 1e3 / (n / BATCH) as f64,
         n as f64 / (cpu + rcpu)
+    );
+    println!(
+        "traqq-redis record: per 1,000,000 events: redis {:.2} CPU-s, client {:.2} CPU-s; load average {load_before} at the start, {load_after} at the end (2 cores here)",
+        rcpu * 1e6 / n as f64,
+        cpu * 1e6 / n as f64,
     );
     println!(
         "traqq-redis record: redis used_memory {after} bytes ({:.1} MiB; +{:.1} MiB for this run); merged bmp/ip over the week = {:?} (truth ≤ 50000)",
@@ -312,7 +327,7 @@ fn drop_keys(url: &str, needle: &str) {
     }
 }
 
-/// The same workload into a Redis Cluster (per-slot `MULTI/EXEC`s sent concurrently).
+/// The same workload into a Redis Cluster (one script call per slot, sent concurrently).
 fn cluster_run(urls: &[String], lines: &[String]) {
     let prefix = format!("benchc{}", std::process::id());
     let storage = RedisStorage::connect(RedisConfig::cluster(urls.iter().cloned())).unwrap();

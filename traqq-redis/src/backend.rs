@@ -11,12 +11,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, Value};
-use traqq_core::batch::{Batch, KeyEntry, KeyOps};
+use std::borrow::Cow;
+use traqq_core::batch::{Batch, KeyEntry};
 use traqq_core::read::{sort_ranked, top_ranked, Read, ReadResult};
 use traqq_storage::{Capabilities, Error, Result, Storage};
 
 use crate::config::{redact, RedisConfig};
 use crate::keys::{slot, KeyLayout};
+use crate::script::{self, Part};
 use crate::values;
 
 pub(crate) const BACKEND: &str = "redis";
@@ -56,6 +58,8 @@ pub struct RedisStorage {
     target: String,
     op_timeout: Duration,
     union_counter: AtomicU64,
+    /// SHA1 of the batch script.
+    script_sha: String,
 }
 
 impl fmt::Debug for RedisStorage {
@@ -189,6 +193,7 @@ impl RedisStorage {
             target,
             op_timeout,
             union_counter: AtomicU64::new(0),
+            script_sha: script::sha(),
         };
         storage
             .exec(false, vec![(0, redis::cmd("PING"), "PING".to_owned())])
@@ -313,61 +318,6 @@ impl RedisStorage {
         }
     }
 
-    /// Adds the commands of one key; returns how many.
-    fn push_entry(&self, pipe: &mut Pipeline, key: &str, entry: &KeyEntry) -> usize {
-        let mut n = match &entry.ops {
-            KeyOps::Hash(fields) => {
-                for (field, by) in fields {
-                    match by {
-                        traqq_core::batch::Number::Int(n) => pipe.cmd("HINCRBY").arg(key).arg(field).arg(*n),
-                        traqq_core::batch::Number::Float(x) => {
-                            let cmd = pipe.cmd("HINCRBYFLOAT").arg(key).arg(field);
-                            match whole(*x) {
-                                Some(n) => cmd.arg(n),
-                                None => cmd.arg(*x),
-                            }
-                        }
-                    }
-                    .ignore();
-                }
-                fields.len()
-            }
-            KeyOps::Hll(values) => {
-                let cmd = pipe.cmd("PFADD").arg(key);
-                values.iter().for_each(|v| {
-                    cmd.arg(v);
-                });
-                cmd.ignore();
-                1
-            }
-            KeyOps::Scores(members) => {
-                for (member, by) in members {
-                    let cmd = pipe.cmd("ZINCRBY").arg(key);
-                    match whole(*by) {
-                        Some(n) => cmd.arg(n),
-                        None => cmd.arg(*by),
-                    }
-                    .arg(member)
-                    .ignore();
-                }
-                members.len()
-            }
-            KeyOps::Members(members) => {
-                let cmd = pipe.cmd("SADD").arg(key);
-                members.iter().for_each(|m| {
-                    cmd.arg(m);
-                });
-                cmd.ignore();
-                1
-            }
-        };
-        if let Some(at) = self.config.expire_at(entry.bucket, entry.bucket_start) {
-            pipe.cmd("EXPIREAT").arg(key).arg(at).ignore();
-            n += 1;
-        }
-        n
-    }
-
     /// Makes the cluster write connection re-read the slot map after a transaction met `MOVED`
     /// or `ASK`: redis-rs refreshes on a redirected single command, not on an aborted
     /// transaction, so without this every later batch of that slot would fail too.
@@ -389,13 +339,6 @@ impl RedisStorage {
             self.union_counter.fetch_add(1, Ordering::Relaxed)
         )
     }
-}
-
-/// `x` as an integer when it is one (scores are mostly whole counts): shorter to write and
-/// to parse than float text, and exact.
-fn whole(x: f64) -> Option<i64> {
-    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
-    (x.fract() == 0.0 && x.abs() < LIMIT).then_some(x as i64)
 }
 
 /// Spawns `fut` on `handle` and waits on a plain channel (never `block_on`, which panics when
@@ -427,9 +370,6 @@ where
         message: format!("{target}: the client runtime stopped before answering"),
     })?
 }
-
-/// One `MULTI/EXEC` pipeline of a batch, and the keys its runs of commands are about.
-type TxPipe<'b> = (Pipeline, Vec<(&'b str, usize)>);
 
 /// Phase-one state of one read.
 enum Pending {
@@ -482,7 +422,7 @@ enum Finish {
 
 impl Storage for RedisStorage {
     fn capabilities(&self) -> Capabilities {
-        // One node: the whole batch in one MULTI/EXEC. Cluster: one MULTI/EXEC per slot.
+        // One node: the whole batch in one script call. Cluster: one script call per slot.
         Capabilities::new(self.layout == KeyLayout::Plain, true)
     }
 
@@ -490,62 +430,76 @@ impl Storage for RedisStorage {
         if batch.is_empty() {
             return Ok(());
         }
-        // Per pipeline, which key each run of commands is about (to name it in errors).
-        let mut pipes: Vec<TxPipe<'_>> = match self.layout {
+        // The parts of each script call: all keys in one on a single node, one per slot on a
+        // cluster.
+        let expire = |entry: &KeyEntry| self.config.expire_at(entry.bucket, entry.bucket_start);
+        let groups: Vec<Vec<Part<'_>>> = match self.layout {
             KeyLayout::Plain => {
-                let mut pipe = Pipeline::with_capacity(batch.op_count() + batch.len());
-                pipe.atomic();
-                let mut runs = Vec::with_capacity(batch.len());
-                for (key, entry) in batch.iter().filter(|(_, e)| !e.ops.is_empty()) {
-                    runs.push((key, self.push_entry(&mut pipe, key, entry)));
+                let mut parts = Vec::with_capacity(batch.len() + 16);
+                for (key, entry) in batch.iter() {
+                    script::push_parts(key, Cow::Borrowed(key), entry, expire(entry), &mut parts);
                 }
-                vec![(pipe, runs)]
+                vec![parts]
             }
             KeyLayout::ClusterTagged => {
-                let mut by_slot: BTreeMap<u16, TxPipe<'_>> = BTreeMap::new();
-                for (key, entry) in batch.iter().filter(|(_, e)| !e.ops.is_empty()) {
+                let mut by_slot: BTreeMap<u16, Vec<Part<'_>>> = BTreeMap::new();
+                for (key, entry) in batch.iter() {
                     let physical = self.layout.physical(key);
-                    let (pipe, runs) = by_slot.entry(slot(physical.as_bytes())).or_insert_with(|| {
-                        let mut p = redis::pipe();
-                        p.atomic();
-                        (p, Vec::new())
-                    });
-                    runs.push((key, self.push_entry(pipe, &physical, entry)));
+                    let parts = by_slot.entry(slot(physical.as_bytes())).or_default();
+                    script::push_parts(key, physical, entry, expire(entry), parts);
                 }
                 by_slot.into_values().collect()
             }
         };
+        let groups: Vec<Vec<Part<'_>>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+        let calls: Vec<Cmd> = groups.iter().map(|g| script::call(&self.script_sha, g)).collect();
         let conn = self.conn.clone();
-        let sends: Vec<Pipeline> = pipes.iter_mut().map(|(p, _)| std::mem::take(p)).collect();
         let outcomes = self.block_on(async move {
-            let runs = sends.into_iter().map(|pipe| {
+            let runs = calls.into_iter().map(|cmd| {
                 let conn = conn.clone();
                 async move {
                     match conn {
-                        Conn::Single(mut c) => pipe.query_async::<()>(&mut c).await,
-                        Conn::Cluster { mut writes, .. } => pipe.query_async::<()>(&mut writes).await,
+                        Conn::Single(mut c) => script::eval(&mut c, &cmd).await,
+                        Conn::Cluster { mut writes, .. } => script::eval(&mut writes, &cmd).await,
                     }
                 }
             });
             Ok(futures_util::future::join_all(runs).await)
         })?;
         let mut first_error = None;
-        for (outcome, (_, runs)) in outcomes.into_iter().zip(&pipes) {
-            let Err(e) = outcome else { continue };
-            if redirected(&e) {
-                if let Some((key, _)) = runs.first() {
-                    self.refresh_slots(key);
+        for (outcome, parts) in outcomes.into_iter().zip(&groups) {
+            let error = match outcome.map(|v| script::outcome(v, parts.len())) {
+                Ok(Ok(None)) => continue,
+                Ok(Ok(Some(refusal))) => {
+                    let key = parts.get(refusal.part).map_or("?", |p| p.key);
+                    Error::Backend {
+                        backend: BACKEND,
+                        message: format!(
+                            "{}: key {key:?}: {} ({})",
+                            self.target,
+                            refusal.message,
+                            if refusal.partial {
+                                "the keys before it in this batch were applied: Redis does not roll back"
+                            } else {
+                                "nothing of this batch was applied"
+                            }
+                        ),
+                    }
                 }
-            }
-            first_error.get_or_insert_with(|| {
-                self.failure(&e, |i| {
-                    let mut end = 0;
-                    runs.iter().find_map(|(key, n)| {
-                        end += n;
-                        (i < end).then(|| (*key).to_owned())
-                    })
-                })
-            });
+                Ok(Err(unexpected)) => Error::Backend {
+                    backend: BACKEND,
+                    message: format!("{}: {unexpected}", self.target),
+                },
+                Err(e) => {
+                    if redirected(&e) {
+                        if let Some(part) = parts.first() {
+                            self.refresh_slots(part.key);
+                        }
+                    }
+                    self.failure(&e, |_| parts.first().map(|p| p.key.to_owned()))
+                }
+            };
+            first_error.get_or_insert(error);
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -820,19 +774,5 @@ impl Storage for RedisStorage {
     fn flush(&self) -> Result<()> {
         // Durability is Redis's own persistence (RDB/AOF): an acknowledged batch is in Redis.
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::whole;
-
-    #[test]
-    fn whole_numbers_are_sent_as_integers() {
-        assert_eq!(whole(3.0), Some(3));
-        assert_eq!(whole(-2.0), Some(-2));
-        assert_eq!(whole(0.5), None);
-        assert_eq!(whole(1e300), None);
-        assert_eq!(whole(f64::NAN), None);
     }
 }

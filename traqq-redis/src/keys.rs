@@ -1,7 +1,7 @@
 //! Where a traqq key lives in Redis: the plain key on a single node, a hash-tagged key on
 //! Redis Cluster.
 //!
-//! Redis Cluster runs a multi-key command (`PFCOUNT k1 k2`, `MULTI/EXEC`) only when every key
+//! Redis Cluster runs a multi-key command (`PFCOUNT k1 k2`, a script call) only when every key
 //! hashes to one slot, and the slot of a key holding `{...}` is the hash of the text between the
 //! first `{` and the next `}`. traqq's unions are over the buckets of one metric (a week of
 //! `bmp:ip` days), so in cluster mode every bucket of one metric shares one tag:

@@ -33,12 +33,16 @@
 //! ## Writes: one round trip, atomic
 //!
 //! [`Storage::apply`](traqq_storage::Storage::apply) sends the whole coalesced batch as one
-//! pipeline wrapped in `MULTI`/`EXEC`: 1,000 events cost one round trip, and the batch is
-//! visible entirely or not at all. On a cluster, a batch is split by hash slot and each slot's
-//! part is its own `MULTI`/`EXEC` (all sent at once): atomic per slot, not across slots, so
-//! [`Capabilities::atomic_batches`](traqq_storage::Capabilities) is false there. Redis does not
-//! roll back a transaction whose command fails (a key of the wrong type): the other commands
-//! still apply, and the batch reports an error naming the key.
+//! `EVALSHA` of a small Lua script (loaded on first use, and again after a server restart or
+//! failover answers `NOSCRIPT`), which runs the native commands (`HINCRBY`, `HINCRBYFLOAT`,
+//! variadic `PFADD` and `SADD`, `ZINCRBY`, one `EXPIREAT` per key) inside Redis: 1,000 events
+//! cost one round trip and one command to encode, and the batch is visible entirely or not at
+//! all. The script checks every key's type first, so a batch meeting a key of the wrong type
+//! fails with an error naming that key and applies nothing. (A command refused later, such as
+//! `PFADD` on a string that is not a HyperLogLog, stops the script there; Redis does not roll
+//! back what came before, and the error says so.) On a cluster, a batch is split by hash slot
+//! and each slot's part is its own script call (all sent at once): atomic per slot, not across
+//! slots, so [`Capabilities::atomic_batches`](traqq_storage::Capabilities) is false there.
 //!
 //! ## Reads: pipelined
 //!
@@ -78,6 +82,7 @@
 mod backend;
 pub mod config;
 pub mod keys;
+mod script;
 mod values;
 
 pub use backend::RedisStorage;

@@ -282,16 +282,86 @@ fn wrong_types_are_errors_naming_the_key() {
         e.to_string().contains("WRONGTYPE") && e.to_string().contains(&format!("{key:?}")),
         "{e}"
     );
+    assert!(e.to_string().contains("nothing of this batch was applied"), "{e}");
     let e = storage.count(&[&key]).unwrap_err();
     assert!(
         e.to_string().contains(&key) && e.to_string().contains("WRONGTYPE"),
         "{e}"
     );
-    // The hash is untouched and the store still works. (Redis does not roll back the rest of
-    // a transaction whose command failed: the other keys did count, as documented.)
+    // Types are checked before anything is written: nothing of the refused batch counted,
+    // the hash is untouched, and the store still works.
     assert_eq!(
         storage.read_hash(&key).unwrap(),
         vec![("x".to_owned(), Number::Int(1))]
     );
-    assert_eq!(storage.read_hash(&others[0]).unwrap().len(), 3);
+    for o in &others {
+        assert!(storage.read_hash(o).unwrap().is_empty(), "{o} was written");
+    }
+    let mut fixed = Batch::new();
+    fixed.incr(&others[0], (BucketKind::Day, DAY), "a", Number::Int(5));
+    storage.apply(&fixed).unwrap();
+    assert_eq!(
+        storage.read_hash(&others[0]).unwrap(),
+        vec![("a".to_owned(), Number::Int(5))]
+    );
+}
+
+#[test]
+fn a_flushed_script_cache_is_reloaded_and_counts_once() {
+    let Some(url) = common::single_url() else { return };
+    let storage = RedisStorage::connect(RedisConfig::single(url.as_str())).unwrap();
+    let key = format!("{}:add:d:{DAY}:event", unique_prefix("noscript"));
+    let mut b = Batch::new();
+    b.incr(&key, (BucketKind::Day, DAY), "x", Number::Int(3));
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // As after a restart or a failover: the server no longer knows the batch script.
+    for _ in 0..2 {
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+        storage.apply(&b).unwrap();
+    }
+    storage.apply(&b).unwrap();
+    assert_eq!(hgetall(&mut conn, &key).get("x").map(String::as_str), Some("9"));
+}
+
+#[test]
+fn large_parts_are_applied_whole() {
+    let Some(url) = common::single_url() else { return };
+    let storage = RedisStorage::connect(RedisConfig::single(url.as_str())).unwrap();
+    let p = unique_prefix("large");
+    let (hll, set, hash, top) = (
+        format!("{p}:bmp:d:{DAY}:ip"),
+        format!("{p}:k:d:{DAY}"),
+        format!("{p}:add:d:{DAY}:event"),
+        format!("{p}:top:d:{DAY}:geo"),
+    );
+    // More values per key than one Lua call takes at once (the script sends them in chunks).
+    let n = 10_000;
+    let mut b = Batch::new();
+    for i in 0..n {
+        let v = format!("v{i}");
+        b.hll_insert(&hll, (BucketKind::Day, DAY), &v);
+        b.sadd(&set, (BucketKind::Day, DAY), &v);
+        b.incr(&hash, (BucketKind::Day, DAY), &v, Number::Int(i));
+        b.zincr(&top, (BucketKind::Day, DAY), &v, 0.5);
+    }
+    storage.apply(&b).unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let members: usize = conn.scard(&set).unwrap();
+    let fields: usize = conn.hlen(&hash).unwrap();
+    let scores: usize = conn.zcard(&top).unwrap();
+    let last: i64 = conn.hget(&hash, format!("v{}", n - 1)).unwrap();
+    let score: f64 = conn.zscore(&top, "v17").unwrap();
+    assert_eq!(
+        (members, fields, scores, last, score),
+        (10_000, 10_000, 10_000, n - 1, 0.5)
+    );
+    let uniques: u64 = redis::cmd("PFCOUNT").arg(&hll).query(&mut conn).unwrap();
+    assert!((9_800..=10_200).contains(&uniques), "{uniques}");
+    let _: () = conn.del(&[&hll, &set, &hash, &top]).unwrap();
 }

@@ -1,0 +1,75 @@
+-- traqq: applies one coalesced batch (or, on a cluster, one hash slot's part of it) atomically.
+--
+-- KEYS[i] is the Redis key of part i. ARGV holds, for each part in order: an op code, the item
+-- count n, the EXPIREAT time ('' for none), then the items:
+--   i: n (field, integer)  pairs  -> HINCRBY       (a hash)
+--   f: n (field, float)    pairs  -> HINCRBYFLOAT  (a hash)
+--   z: n (member, score)   pairs  -> ZINCRBY       (a sorted set)
+--   p: n values                   -> PFADD, variadic (a HyperLogLog: a string)
+--   s: n members                  -> SADD, variadic  (a set)
+-- A key may appear in two parts (a hash with integer and float fields).
+--
+-- Returns 0 when everything was applied. Every key's type is checked before anything is
+-- written, so a key of the wrong type fails the batch with nothing applied: {i, 'WRONGTYPE ...', 0}.
+-- A command refused later (a corrupt HyperLogLog, an integer overflow) stops the script there
+-- and returns {i, error, 1}: what came before was applied (Redis has no rollback).
+local expected = { i = 'hash', f = 'hash', z = 'zset', p = 'string', s = 'set' }
+local width = { i = 2, f = 2, z = 2, p = 1, s = 1 }
+local argv = ARGV
+local call = redis.pcall
+
+local a = 1
+for k = 1, #KEYS do
+  local op = argv[a]
+  local want = expected[op]
+  if want == nil then
+    return { k, 'ERR unknown traqq op ' .. tostring(op), 0 }
+  end
+  local found = redis.call('TYPE', KEYS[k]).ok
+  if found ~= 'none' and found ~= want then
+    return { k, 'WRONGTYPE the key holds a ' .. found .. ', not a ' .. want, 0 }
+  end
+  a = a + 3 + tonumber(argv[a + 1]) * width[op]
+end
+
+-- Variadic commands get at most this many values per call (Lua's C stack limit).
+local chunk = 4000
+local min = math.min
+a = 1
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local op = argv[a]
+  local n = tonumber(argv[a + 1])
+  local at = argv[a + 2]
+  a = a + 3
+  local r
+  if op == 'i' or op == 'f' then
+    local cmd = (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
+    local last = a + 2 * n - 1
+    for j = a, last, 2 do
+      r = call(cmd, key, argv[j], argv[j + 1])
+      if type(r) == 'table' and r.err then return { k, r.err, 1 } end
+    end
+    a = last + 1
+  elseif op == 'z' then
+    local last = a + 2 * n - 1
+    for j = a, last, 2 do
+      r = call('ZINCRBY', key, argv[j + 1], argv[j])
+      if type(r) == 'table' and r.err then return { k, r.err, 1 } end
+    end
+    a = last + 1
+  else
+    local cmd = (op == 'p' and 'PFADD') or 'SADD'
+    local last = a + n - 1
+    for j = a, last, chunk do
+      r = call(cmd, key, unpack(argv, j, min(j + chunk - 1, last)))
+      if type(r) == 'table' and r.err then return { k, r.err, 1 } end
+    end
+    a = last + 1
+  end
+  if at ~= '' then
+    r = call('EXPIREAT', key, at)
+    if type(r) == 'table' and r.err then return { k, r.err, 1 } end
+  end
+end
+return 0
