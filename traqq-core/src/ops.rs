@@ -4,8 +4,6 @@
 //! event's values are looked up once per referenced property, and keys and compound values
 //! are written into reused buffers, so an event costs no allocation beyond new batch entries.
 
-use std::borrow::Cow;
-
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
@@ -116,8 +114,12 @@ impl OpGenerator {
     pub fn batch(&self) -> BatchBuilder<'_> {
         BatchBuilder {
             generator: self,
-            slots: HashMap::new(),
+            buckets: Vec::new(),
+            slots: Vec::new(),
             value: String::with_capacity(96),
+            values: String::with_capacity(256),
+            spans: Vec::with_capacity(self.names.len()),
+            applies: Vec::with_capacity(self.metrics.len()),
             interners: vec![Interner::default(); self.names.len()],
             event_ids: Vec::with_capacity(self.names.len()),
             hasher: DefaultHashBuilder::default(),
@@ -134,13 +136,18 @@ impl OpGenerator {
         Ok(b.finish())
     }
 
-    fn value_of<'e>(&self, event: &'e IncomingEvent<'_>, slot: usize) -> Option<Cow<'e, str>> {
-        let name = self.names.get(slot)?;
-        match event.get(name)? {
-            Scalar::Str(s) => sanitize_value(s, self.max_value_length),
-            other => {
-                sanitize_value(&other.as_text(), self.max_value_length).map(|v| Cow::Owned(v.into_owned()))
+    /// Appends the sanitized value of property `slot` to `out`; `false` when it has none.
+    fn write_value(&self, event: &IncomingEvent<'_>, slot: usize, out: &mut String) -> bool {
+        let Some(value) = self.names.get(slot).and_then(|name| event.get(name)) else {
+            return false;
+        };
+        let text = value.as_text();
+        match sanitize_value(&text, self.max_value_length) {
+            Some(v) => {
+                out.push_str(&v);
+                true
             }
+            None => false,
         }
     }
 }
@@ -155,14 +162,26 @@ impl OpGenerator {
 #[derive(Debug)]
 pub struct BatchBuilder<'g> {
     generator: &'g OpGenerator,
-    slots: HashMap<(usize, BucketKind, i64), Slot>,
+    /// The batch's buckets, numbered in order of arrival.
+    buckets: Vec<(BucketKind, i64)>,
+    /// Slot `bucket number * metrics + metric index`: direct indexing, no hashing per op.
+    slots: Vec<Option<Slot>>,
+    /// Compound-value buffer for fields that are not packed and for `bmp` values.
     value: String,
+    /// The current event's sanitized property values, back to back (reused, so an event
+    /// allocates nothing here) ...
+    values: String,
+    /// ... and where each property slot's value lies in it (`None`: absent).
+    spans: Vec<Option<(u32, u32)>>,
+    /// Per metric, for the current event: `None` when it does not apply, else the amount
+    /// (`adv`; 0 for the others).
+    applies: Vec<Option<f64>>,
     /// Per property slot: the values seen in this batch, numbered.
     interners: Vec<Interner>,
     /// Per property slot: the current event's value id (`NO_ID` until looked up).
     event_ids: Vec<u32>,
     hasher: DefaultHashBuilder,
-    /// Recently seen day and hour buckets as `[start, end)`: events of a batch mostly share a few.
+    /// Recently seen day and hour buckets: events of a batch mostly share a few.
     days: BucketCache,
     hours: BucketCache,
     events: usize,
@@ -205,26 +224,44 @@ impl Interner {
 struct Slot {
     /// Text-keyed operations: `bmp` values, and fields that could not be packed.
     ops: KeyOps,
-    /// Increments of packed fields (counts for `add`, sums for `adv`, scores for `top`).
-    packed: HashMap<u64, Increment>,
+    /// Events per packed field: `add` counts and `top` scores (both +1 per event).
+    counts: HashMap<u64, u64>,
+    /// Sum and events per packed field (`adv`).
+    sums: HashMap<u64, Increment>,
     /// For `adv`: per-label counts of fields that could not be packed (the `:c` key).
     label_counts: KeyOps,
     /// For `adv`: the `:i` summary's sum and count.
     summary: Increment,
 }
 
-/// What one field (or an `adv` summary) gathered in a batch.
+impl Slot {
+    fn new(metric: MetricType) -> Slot {
+        Slot {
+            ops: match metric {
+                MetricType::Bmp => KeyOps::Hll(Default::default()),
+                MetricType::Add | MetricType::Adv => KeyOps::Hash(Default::default()),
+                MetricType::Top => KeyOps::Scores(Default::default()),
+            },
+            counts: HashMap::new(),
+            sums: HashMap::new(),
+            label_counts: KeyOps::Hash(Default::default()),
+            summary: Increment::default(),
+        }
+    }
+}
+
+/// What one `adv` field (or summary) gathered in a batch.
 #[derive(Debug, Clone, Copy, Default)]
 struct Increment {
-    /// Count (`add`), sum (`adv`) or score (`top`).
-    by: f64,
-    /// Events that contributed: an `adv` label's count.
+    /// Sum of the amounts.
+    sum: f64,
+    /// Events summed: the label's count.
     events: i64,
 }
 
 impl Increment {
-    fn add(&mut self, by: f64) {
-        self.by += by;
+    fn add(&mut self, amount: f64) {
+        self.sum += amount;
         self.events += 1;
     }
 }
@@ -235,25 +272,27 @@ impl BatchBuilder<'_> {
     pub fn add(&mut self, event: &IncomingEvent<'_>, now: i64) -> Result<()> {
         let g = self.generator;
         let ts = event.timestamp(&g.time_field)?.unwrap_or(now);
-        let values: Vec<Option<Cow<'_, str>>> = (0..g.names.len()).map(|s| g.value_of(event, s)).collect();
-        let amount = |m: &CompiledMetric| {
-            m.add_key
-                .as_deref()
-                .and_then(|k| event.get(k))
-                .and_then(Scalar::as_number)
-        };
-        let applies = |m: &CompiledMetric| {
-            m.slots.iter().all(|&s| values[s].is_some())
-                && (m.metric != MetricType::Adv || amount(m).is_some())
-        };
-
+        self.values.clear();
+        self.spans.clear();
+        for slot in 0..g.names.len() {
+            let from = self.values.len();
+            let span = g
+                .write_value(event, slot, &mut self.values)
+                .then_some((from as u32, self.values.len() as u32));
+            self.spans.push(span);
+        }
+        self.applies.clear();
         let buckets = 1 + usize::from(g.hourly);
-        let count: usize = g
-            .metrics
-            .iter()
-            .filter(|m| applies(m))
-            .map(|m| m.keys_per_bucket * buckets)
-            .sum();
+        let mut count = 0;
+        for m in &g.metrics {
+            let amount = match &m.add_key {
+                Some(k) => event.get(k).and_then(Scalar::as_number),
+                None => Some(0.0),
+            };
+            let applies = amount.filter(|_| m.slots.iter().all(|&s| self.spans[s].is_some()));
+            count += applies.map_or(0, |_| m.keys_per_bucket * buckets);
+            self.applies.push(applies);
+        }
         if count > g.max_ops {
             return Err(Error::TooManyMetrics {
                 count,
@@ -261,15 +300,26 @@ impl BatchBuilder<'_> {
             });
         }
 
-        let day = self.days.start(&g.calendar, BucketKind::Day, ts);
-        let hour = g
-            .hourly
-            .then(|| self.hours.start(&g.calendar, BucketKind::Hour, ts));
+        let day = self
+            .days
+            .number(&g.calendar, BucketKind::Day, ts, &mut self.buckets);
+        let hour = g.hourly.then(|| {
+            self.hours
+                .number(&g.calendar, BucketKind::Hour, ts, &mut self.buckets)
+        });
+        let per_bucket = g.metrics.len();
+        let needed = self.buckets.len() * per_bucket;
+        if self.slots.len() < needed {
+            self.slots.resize_with(needed, || None);
+        }
         self.event_ids.clear();
         self.event_ids.resize(g.names.len(), NO_ID);
-        for (index, m) in g.metrics.iter().enumerate().filter(|(_, m)| applies(m)) {
+        for (index, m) in g.metrics.iter().enumerate() {
+            let Some(amount) = self.applies[index] else {
+                continue;
+            };
             let packed = if m.metric != MetricType::Bmp && m.slots.len() <= MAX_PACKED_PARTS {
-                self.pack(m, &values)
+                self.pack(m)
             } else {
                 None
             };
@@ -279,42 +329,28 @@ impl BatchBuilder<'_> {
                     if i > 0 {
                         self.value.push('~');
                     }
-                    if let Some(v) = &values[slot] {
-                        self.value.push_str(v);
-                    }
+                    self.value.push_str(span_text(&self.values, self.spans[slot]));
                 }
             }
-            let amount = amount(m).unwrap_or(0.0);
-            for bucket in std::iter::once((BucketKind::Day, day)).chain(hour.map(|h| (BucketKind::Hour, h))) {
-                let slot = self
-                    .slots
-                    .entry((index, bucket.0, bucket.1))
-                    .or_insert_with(|| Slot {
-                        ops: match m.metric {
-                            MetricType::Bmp => KeyOps::Hll(Default::default()),
-                            MetricType::Add | MetricType::Adv => KeyOps::Hash(Default::default()),
-                            MetricType::Top => KeyOps::Scores(Default::default()),
-                        },
-                        packed: HashMap::new(),
-                        label_counts: KeyOps::Hash(Default::default()),
-                        summary: Increment::default(),
-                    });
-                let by = match m.metric {
-                    MetricType::Adv => {
-                        slot.summary.add(amount);
-                        amount
-                    }
-                    _ => 1.0,
+            for number in std::iter::once(day).chain(hour) {
+                let Some(slot) = self.slots.get_mut(number * per_bucket + index) else {
+                    continue;
                 };
+                let slot = slot.get_or_insert_with(|| Slot::new(m.metric));
                 match (m.metric, packed) {
                     (MetricType::Bmp, _) => slot.ops.insert(&self.value),
-                    (_, Some(field)) => slot.packed.entry(field).or_default().add(by),
-                    (MetricType::Add, None) => slot.ops.incr(&self.value, Number::Int(1)),
-                    (MetricType::Top, None) => slot.ops.zincr(&self.value, by),
+                    (MetricType::Adv, Some(field)) => {
+                        slot.summary.add(amount);
+                        slot.sums.entry(field).or_default().add(amount);
+                    }
                     (MetricType::Adv, None) => {
-                        slot.ops.incr(&self.value, Number::Float(by));
+                        slot.summary.add(amount);
+                        slot.ops.incr(&self.value, Number::Float(amount));
                         slot.label_counts.incr(&self.value, Number::Int(1));
                     }
+                    (_, Some(field)) => *slot.counts.entry(field).or_insert(0) += 1,
+                    (MetricType::Add, None) => slot.ops.incr(&self.value, Number::Int(1)),
+                    (MetricType::Top, None) => slot.ops.zincr(&self.value, 1.0),
                 }
             }
         }
@@ -324,12 +360,12 @@ impl BatchBuilder<'_> {
 
     /// The field of metric `m` for the current event as packed value ids, or `None` when an id
     /// does not fit (then the field is keyed by its text).
-    fn pack(&mut self, m: &CompiledMetric, values: &[Option<Cow<'_, str>>]) -> Option<u64> {
+    fn pack(&mut self, m: &CompiledMetric) -> Option<u64> {
         let mut packed = 0u64;
         for &slot in &m.slots {
             let id = match self.event_ids[slot] {
                 NO_ID => {
-                    let value = values.get(slot)?.as_deref()?;
+                    let value = span_text(&self.values, *self.spans.get(slot)?);
                     let id = self.interners.get_mut(slot)?.id(&self.hasher, value);
                     self.event_ids[slot] = id;
                     id
@@ -358,12 +394,18 @@ impl BatchBuilder<'_> {
         let mut key = String::with_capacity(96);
         let mut field = String::with_capacity(96);
         let mut buckets: Vec<(i64, BucketKind)> = Vec::new();
-        for ((index, bucket, start), mut slot) in self.slots {
+        let per_bucket = g.metrics.len().max(1);
+        for (n, slot) in self.slots.into_iter().enumerate() {
+            let Some(mut slot) = slot else { continue };
+            let (index, number) = (n % per_bucket, n / per_bucket);
+            let (Some(m), Some(&(bucket, start))) = (g.metrics.get(index), self.buckets.get(number)) else {
+                continue;
+            };
             if !buckets.contains(&(start, bucket)) {
                 buckets.push((start, bucket));
             }
-            let Some(m) = g.metrics.get(index) else { continue };
-            for (packed, inc) in slot.packed.drain() {
+            let interners = &self.interners;
+            let field_text = |packed: u64, field: &mut String| {
                 field.clear();
                 for (i, &part) in m.slots.iter().enumerate() {
                     if i > 0 {
@@ -371,16 +413,20 @@ impl BatchBuilder<'_> {
                     }
                     let shift = PACK_BITS as usize * (m.slots.len() - 1 - i);
                     let id = (packed >> shift) & ((1 << PACK_BITS) - 1);
-                    field.push_str(self.interners.get(part).map_or("", |t| t.text(id)));
+                    field.push_str(interners.get(part).map_or("", |t| t.text(id)));
                 }
+            };
+            for (packed, events) in slot.counts.drain() {
+                field_text(packed, &mut field);
                 match m.metric {
-                    MetricType::Add => slot.ops.incr(&field, Number::Int(inc.events)),
-                    MetricType::Top => slot.ops.zincr(&field, inc.by),
-                    _ => {
-                        slot.ops.incr(&field, Number::Float(inc.by));
-                        slot.label_counts.incr(&field, Number::Int(inc.events));
-                    }
+                    MetricType::Top => slot.ops.zincr(&field, events as f64),
+                    _ => slot.ops.incr(&field, Number::Int(events as i64)),
                 }
+            }
+            for (packed, inc) in slot.sums.drain() {
+                field_text(packed, &mut field);
+                slot.ops.incr(&field, Number::Float(inc.sum));
+                slot.label_counts.incr(&field, Number::Int(inc.events));
             }
             let b = (bucket, start);
             let mut key_ref = KeyRef {
@@ -406,7 +452,7 @@ impl BatchBuilder<'_> {
                 key_ref.part = AdvPart::Summary;
                 key_ref.write_to(&g.prefix, &mut key);
                 batch.sadd(&set, b, &key);
-                batch.incr(&key, b, "sum", Number::Float(slot.summary.by));
+                batch.incr(&key, b, "sum", Number::Float(slot.summary.sum));
                 batch.incr(&key, b, "count", Number::Int(slot.summary.events));
                 key_ref.part = AdvPart::Counts;
                 key_ref.write_to(&g.prefix, &mut key);
@@ -428,6 +474,12 @@ impl BatchBuilder<'_> {
 
 /// Adds each bucket's key set to the registry. The newest bucket goes first, so the registry
 /// entry carries the newest bucket (a backend that expires keys by bucket keeps it longest).
+/// The text of a value span in the event's value buffer.
+fn span_text(values: &str, span: Option<(u32, u32)>) -> &str {
+    span.and_then(|(from, to)| values.get(from as usize..to as usize))
+        .unwrap_or("")
+}
+
 fn register_buckets(batch: &mut Batch, prefix: &str, mut buckets: Vec<(i64, BucketKind)>) {
     if buckets.is_empty() {
         return;
@@ -442,18 +494,33 @@ fn register_buckets(batch: &mut Batch, prefix: &str, mut buckets: Vec<(i64, Buck
 /// The last few buckets looked up, so most events skip the time-zone arithmetic.
 #[derive(Debug, Default)]
 struct BucketCache {
-    entries: [(i64, i64); 8],
+    /// `[start, end)` and the bucket's number in the batch.
+    entries: [(i64, i64, usize); 8],
     next: usize,
 }
 
 impl BucketCache {
-    fn start(&mut self, calendar: &Calendar, kind: BucketKind, ts: i64) -> i64 {
-        if let Some((start, _)) = self.entries.iter().find(|(s, e)| *s <= ts && ts < *e) {
-            return *start;
+    /// The batch-local number of the `kind` bucket holding `ts`, adding it to `buckets` when new.
+    fn number(
+        &mut self,
+        calendar: &Calendar,
+        kind: BucketKind,
+        ts: i64,
+        buckets: &mut Vec<(BucketKind, i64)>,
+    ) -> usize {
+        if let Some(&(_, _, number)) = self.entries.iter().find(|(s, e, _)| *s <= ts && ts < *e) {
+            return number;
         }
         let start = calendar.bucket_start(kind, ts);
-        self.entries[self.next] = (start, calendar.next_bucket_start(kind, start));
+        let number = match buckets.iter().position(|&b| b == (kind, start)) {
+            Some(n) => n,
+            None => {
+                buckets.push((kind, start));
+                buckets.len() - 1
+            }
+        };
+        self.entries[self.next] = (start, calendar.next_bucket_start(kind, start), number);
         self.next = (self.next + 1) % self.entries.len();
-        start
+        number
     }
 }
