@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, Value};
+use redis::{ClientTlsConfig, Cmd, Pipeline, RedisError, TlsCertificates, Value};
 use std::borrow::Cow;
 use traqq_core::batch::{Batch, KeyEntry};
 use traqq_core::read::{sort_ranked, top_ranked, Read, ReadResult};
@@ -149,24 +150,36 @@ impl RedisStorage {
             .build()
             .map_err(|e| open_err(format!("cannot start the client runtime: {e}")))?;
         let handle = runtime.handle().clone();
+        let certs = tls_certificates(&config)?;
+        if config.is_tls() {
+            // rustls needs a process-wide crypto provider; one installed earlier (by the
+            // application) is kept.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let (connect_timeout, response_timeout) = (config.connect_timeout(), config.response_timeout());
         let op_timeout = connect_timeout + response_timeout;
         let cluster = config.is_cluster();
         let conn = run_on(&handle, op_timeout, &target, async move {
             if cluster {
                 let client = |retries: u32| {
-                    ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                    let builder = ClusterClientBuilder::new(urls.iter().map(String::as_str))
                         .connection_timeout(connect_timeout)
                         .response_timeout(response_timeout)
-                        .retries(retries)
-                        .build()
+                        .retries(retries);
+                    match &certs {
+                        Some(certs) => builder.certs(certs.clone()).build(),
+                        None => builder.build(),
+                    }
                 };
                 let writes = client(0)?.get_async_connection().await?;
                 let reads = client(2)?.get_async_connection().await?;
                 Ok(Conn::Cluster { writes, reads })
             } else {
                 let url = urls.first().map_or(crate::config::DEFAULT_URL, String::as_str);
-                let client = redis::Client::open(url)?;
+                let client = match certs {
+                    Some(certs) => redis::Client::build_with_tls(url, certs)?,
+                    None => redis::Client::open(url)?,
+                };
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(connect_timeout))
                     .set_response_timeout(Some(response_timeout))
@@ -339,6 +352,35 @@ impl RedisStorage {
             self.union_counter.fetch_add(1, Ordering::Relaxed)
         )
     }
+}
+
+/// The CA and client certificates named in `config`, read from their files; `None` when no
+/// file is named (then `rediss://` trusts the system's roots).
+fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertificates>> {
+    let read = |field: &str, path: &Path| {
+        std::fs::read(path).map_err(|e| Error::Open {
+            backend: BACKEND,
+            path: path.display().to_string(),
+            message: format!("{field}: cannot read {}: {e}", path.display()),
+        })
+    };
+    let root_cert = match &config.tls_ca_file {
+        Some(path) => Some(read("storage.tls_ca_file", path)?),
+        None => None,
+    };
+    let client_tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read("storage.tls_cert_file", cert)?,
+            client_key: read("storage.tls_key_file", key)?,
+        }),
+        _ => None,
+    };
+    Ok(
+        (root_cert.is_some() || client_tls.is_some()).then_some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }),
+    )
 }
 
 /// Spawns `fut` on `handle` and waits on a plain channel (never `block_on`, which panics when

@@ -1,5 +1,6 @@
 //! [`RedisConfig`]: where Redis is and how long to wait for it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -11,8 +12,11 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// Connection settings of the Redis backend (the `[storage]` table of a config file).
 ///
 /// Either one node (`url`) or a Redis Cluster (`cluster_urls`, any reachable nodes of it).
-/// URLs follow redis-rs: `redis://[user][:password@]host[:port][/db]`; `rediss://` (TLS) is not
-/// supported by this build.
+/// URLs follow redis-rs: `redis://[user][:password@]host[:port][/db]`, and `rediss://…` for
+/// TLS (rustls). A TLS server's certificate is checked against `tls_ca_file` when given, else
+/// against the system's roots (or the PEM file named by the `SSL_CERT_FILE` environment
+/// variable, the usual OpenSSL convention, which also serves programs that do not expose
+/// `tls_ca_file`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
@@ -29,6 +33,14 @@ pub struct RedisConfig {
     /// operations fail with `Error::Unavailable` after at most about this plus
     /// `connect_timeout_ms`.
     pub response_timeout_ms: u64,
+    /// PEM file of the CA certificate(s) that signed the servers' certificates, for `rediss://`
+    /// URLs: only these are trusted then (not the system's roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain), for servers that check clients
+    /// (`tls-auth-clients yes`); needs `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -39,6 +51,9 @@ impl Default for RedisConfig {
             retention: RetentionConfig::default(),
             connect_timeout_ms: 1_000,
             response_timeout_ms: 3_000,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -70,6 +85,17 @@ impl RedisConfig {
         self
     }
 
+    /// Trusts only the CA certificate(s) in the PEM file `path` for `rediss://` (builder style).
+    pub fn with_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// True when the connections use TLS (`rediss://` URLs).
+    pub fn is_tls(&self) -> bool {
+        self.urls().iter().any(|u| is_tls_url(u))
+    }
+
     /// True in cluster mode.
     pub fn is_cluster(&self) -> bool {
         !self.cluster_urls.is_empty()
@@ -98,6 +124,41 @@ impl RedisConfig {
             .chain(self.cluster_urls.iter().map(|u| ("storage.cluster_urls", u)))
         {
             check_url(url).map_err(|reason| config_error(field, reason))?;
+        }
+        let urls = self.urls();
+        let tls = urls.iter().filter(|u| is_tls_url(u)).count();
+        if tls != 0 && tls != urls.len() {
+            return Err(config_error(
+                "storage.cluster_urls",
+                "mixes rediss:// (TLS) and redis:// URLs: the nodes of one cluster use one or the other",
+            ));
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(config_error(
+                    "storage.tls_key_file",
+                    "tls_cert_file is set: give the client certificate's private key too",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(config_error(
+                    "storage.tls_cert_file",
+                    "tls_key_file is set: give the client certificate too",
+                ))
+            }
+            _ => {}
+        }
+        if tls == 0 {
+            let set = [
+                ("storage.tls_ca_file", &self.tls_ca_file),
+                ("storage.tls_cert_file", &self.tls_cert_file),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, v)| v.is_some()) {
+                return Err(config_error(
+                    field,
+                    "is set, but no URL uses TLS: write rediss://… to connect with TLS",
+                ));
+            }
         }
         if self.connect_timeout_ms == 0 || self.response_timeout_ms == 0 {
             return Err(config_error(
@@ -138,16 +199,19 @@ fn config_error(field: &str, reason: impl Into<String>) -> traqq_core::Error {
 fn check_url(url: &str) -> Result<(), String> {
     let scheme = url.split_once("://").map(|(s, _)| s);
     match scheme {
-        Some("redis") | Some("valkey") => Ok(()),
-        Some("rediss") | Some("valkeys") => Err(format!(
-            "{} uses TLS, which this build of traqq-redis does not support yet",
-            redact(url)
-        )),
+        Some("redis") | Some("valkey") | Some("rediss") | Some("valkeys") => Ok(()),
         _ => Err(format!(
-            "{} is not a redis:// URL (redis://[user][:password@]host[:port][/db])",
+            "{} is not a redis:// or rediss:// URL (redis://[user][:password@]host[:port][/db])",
             redact(url)
         )),
     }
+}
+
+fn is_tls_url(url: &str) -> bool {
+    matches!(
+        url.split_once("://").map(|(s, _)| s),
+        Some("rediss") | Some("valkeys")
+    )
 }
 
 /// `url` with any password replaced by `***`, for error messages and logs.
@@ -186,14 +250,27 @@ mod tests {
             .validate()
             .is_ok());
         assert!(RedisConfig::default().validate().is_ok());
-        let tls = RedisConfig::single("rediss://:pw@host")
+        assert!(RedisConfig::single("rediss://:pw@host").validate().is_ok());
+        let mixed = RedisConfig::cluster(["rediss://a:1", "redis://b:2"])
             .validate()
             .unwrap_err()
             .to_string();
         assert!(
-            tls.contains("TLS") && tls.contains("storage.url") && !tls.contains("pw"),
-            "{tls}"
+            mixed.contains("storage.cluster_urls") && mixed.contains("mixes"),
+            "{mixed}"
         );
+        let plain_with_ca = RedisConfig::single("redis://h").with_tls_ca_file("ca.pem");
+        let e = plain_with_ca.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("storage.tls_ca_file") && e.contains("rediss://"),
+            "{e}"
+        );
+        let half = RedisConfig {
+            tls_cert_file: Some("client.pem".into()),
+            ..RedisConfig::single("rediss://h")
+        };
+        let e = half.validate().unwrap_err().to_string();
+        assert!(e.contains("storage.tls_key_file"), "{e}");
         let both = RedisConfig {
             url: Some("redis://a".into()),
             ..RedisConfig::cluster(["redis://b"])

@@ -26,7 +26,9 @@
 //! ```
 //! use traqq_redis::{keys::cluster_key, RedisConfig};
 //!
-//! assert!(RedisConfig::single("rediss://secure:6380").validate().is_err()); // no TLS yet
+//! // TLS, trusting the CA that signed the server's certificate:
+//! let tls = RedisConfig::single("rediss://:password@redis.internal:6380/0").with_tls_ca_file("/etc/redis/ca.pem");
+//! assert!(tls.validate().is_ok() && tls.is_tls());
 //! assert_eq!(cluster_key("myapp:bmp:d:1700000000:ip").as_deref(), Some("{myapp:bmp:ip}:d:1700000000"));
 //! ```
 //!
@@ -75,6 +77,13 @@
 //!   `Error::Unavailable` too (nothing of that slot's part was applied), and the slot map is
 //!   refreshed so the next batch goes to the new owner.
 //! - Durability is Redis's own persistence (RDB snapshots, AOF): `flush` does nothing.
+//!
+//! ## Passwords and TLS
+//!
+//! `redis://:password@host/db` authenticates; `rediss://` uses TLS (rustls). The server's
+//! certificate is checked against [`RedisConfig::tls_ca_file`] when given, else against the
+//! system's roots or the PEM file named by `SSL_CERT_FILE`; `tls_cert_file` + `tls_key_file`
+//! present a client certificate.
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
