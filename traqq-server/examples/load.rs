@@ -4,6 +4,11 @@
 //!
 //! Events follow the standard workload of DESIGN §8 (deterministic from a seed). Request
 //! lines are serialized before the clock starts, so the figures measure the server.
+//!
+//! The server runs in a child process (this program with `--serve`), so its CPU time is
+//! measured apart from the clients' (`/proc/PID/stat`) and a profiler can attach to it
+//! alone: on a shared machine, events per server CPU-second is the figure that does not
+//! depend on the neighbours.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -74,11 +79,10 @@ fn event(rng: &mut StdRng, now: i64) -> Value {
     e
 }
 
-/// CPU seconds used by this whole process so far (user + system, from /proc/self/stat), when
-/// readable: on a machine shared with other work, wall-clock rates mostly measure the
-/// neighbours, CPU time measures us.
-fn process_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// CPU seconds used so far by process `pid` ("self" for this one), all its threads (user +
+/// system, from /proc/PID/stat), when readable.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -86,15 +90,67 @@ fn process_cpu_secs() -> Option<f64> {
     Some(ticks / 100.0) // USER_HZ is 100 on Linux
 }
 
-fn cpu_note(events: u64, cpu_before: Option<f64>) -> String {
-    match (cpu_before, process_cpu_secs()) {
-        (Some(a), Some(b)) if b > a => format!(
-            "; {:.2} CPU-s for server + clients = {:.0} events per CPU-second",
-            b - a,
-            events as f64 / (b - a)
-        ),
-        _ => String::new(),
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU use of the server and of the clients over one phase.
+struct Meter {
+    server: String,
+    started: Instant,
+    server_cpu: Option<f64>,
+    client_cpu: Option<f64>,
+}
+
+impl Meter {
+    fn start(server: &str) -> Meter {
+        Meter {
+            server: server.to_owned(),
+            started: Instant::now(),
+            server_cpu: cpu_secs(server),
+            client_cpu: cpu_secs("self"),
+        }
     }
+
+    /// `wall rate; server CPU; clients CPU; load average` for `n` units of `unit`.
+    fn report(&self, n: u64, unit: &str) -> String {
+        let secs = self.started.elapsed().as_secs_f64();
+        let mut text = format!("{secs:.2} s = {:.0} {unit}/s", n as f64 / secs);
+        if let (Some(a), Some(b)) = (self.server_cpu, cpu_secs(&self.server)) {
+            let cpu = (b - a).max(0.01);
+            text += &format!(
+                "; server {cpu:.2} CPU-s = {:.0} {unit} per server CPU-second",
+                n as f64 / cpu
+            );
+        }
+        if let (Some(a), Some(b)) = (self.client_cpu, cpu_secs("self")) {
+            text += &format!("; clients {:.2} CPU-s", b - a);
+        }
+        text + &format!("; load average {}", load_average())
+    }
+}
+
+/// The `--serve` child: a server over the memory store on a free port; prints the port,
+/// serves until its stdin closes, then stops gracefully.
+fn serve() {
+    let traqq = Arc::new(Traqq::new(workload_config(), MemoryStorage::new(), "bench").unwrap());
+    let server = RunningServer::start(
+        ServerConfig {
+            tcp: "127.0.0.1:0".into(),
+            http: "off".into(),
+            ..ServerConfig::default()
+        },
+        traqq,
+    )
+    .unwrap();
+    println!("{}", server.tcp_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest).unwrap();
+    server.stop().unwrap();
 }
 
 /// Sends every line, reading replies on another thread; returns when all are answered.
@@ -126,23 +182,28 @@ fn pipeline(addr: SocketAddr, lines: Arc<Vec<String>>) -> u64 {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--serve") {
+        return serve();
+    }
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let clients = args.first().copied().unwrap_or(4);
     let batches = args.get(1).copied().unwrap_or(50);
     let records = args.get(2).copied().unwrap_or(200_000);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
 
-    let traqq = Arc::new(Traqq::new(workload_config(), MemoryStorage::new(), "bench").unwrap());
-    let server = RunningServer::start(
-        ServerConfig {
-            tcp: "127.0.0.1:0".into(),
-            http: "off".into(),
-            ..ServerConfig::default()
-        },
-        Arc::clone(&traqq),
-    )
-    .unwrap();
-    let addr = server.tcp_addr().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--serve")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut announced = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut announced)
+        .unwrap();
+    let addr: SocketAddr = announced.trim().parse().unwrap();
+    println!("server: pid {pid} on {addr}");
 
     // record_batch: N clients, each pipelining its batches of 1,000 events.
     let per_client: Vec<Arc<Vec<String>>> = (0..clients)
@@ -159,7 +220,7 @@ fn main() {
         })
         .collect();
     // Baseline: the engine alone, one thread, same events, no network.
-    {
+    if batches > 0 {
         let engine = Traqq::new(workload_config(), MemoryStorage::new(), "base").unwrap();
         let texts: Vec<String> = {
             let mut rng = StdRng::seed_from_u64(1);
@@ -194,41 +255,39 @@ fn main() {
             (lines.len() * 1000) as f64 / secs
         );
     }
-    let bytes: usize = per_client.iter().flat_map(|l| l.iter()).map(String::len).sum();
-    let cpu = process_cpu_secs();
-    let started = Instant::now();
-    let threads: Vec<_> = per_client
-        .into_iter()
-        .map(|lines| std::thread::spawn(move || pipeline(addr, lines)))
-        .collect();
-    let recorded: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(recorded, (clients * batches * 1000) as u64);
-    println!(
-        "record_batch: {clients} clients x {batches} batches x 1,000 events = {recorded} events in {secs:.2} s \
-         = {:.0} events/s ({:.1} MB/s of requests){}",
-        recorded as f64 / secs,
-        bytes as f64 / secs / 1e6,
-        cpu_note(recorded, cpu)
-    );
+    let mut recorded = 0;
+    if batches > 0 {
+        let bytes: usize = per_client.iter().flat_map(|l| l.iter()).map(String::len).sum();
+        let meter = Meter::start(&pid);
+        let threads: Vec<_> = per_client
+            .into_iter()
+            .map(|lines| std::thread::spawn(move || pipeline(addr, lines)))
+            .collect();
+        recorded = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(recorded, (clients * batches * 1000) as u64);
+        println!(
+            "record_batch: {clients} clients x {batches} batches x 1,000 events ({:.0} MB) = {recorded} events in {}",
+            bytes as f64 / 1e6,
+            meter.report(recorded, "events")
+        );
+    }
 
     // record: one client pipelining single-event requests.
-    let mut rng = StdRng::seed_from_u64(7);
-    let lines: Arc<Vec<String>> = Arc::new(
-        (0..records)
-            .map(|_| json!({"cmd": "record", "event": event(&mut rng, now)}).to_string())
-            .collect(),
-    );
-    let cpu = process_cpu_secs();
-    let started = Instant::now();
-    let done = pipeline(addr, lines);
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(done, records as u64);
-    println!(
-        "record: 1 pipelining client x {records} requests in {secs:.2} s = {:.0} requests/s{}",
-        records as f64 / secs,
-        cpu_note(done, cpu).replace("events per", "requests per")
-    );
+    if records > 0 {
+        let mut rng = StdRng::seed_from_u64(7);
+        let lines: Arc<Vec<String>> = Arc::new(
+            (0..records)
+                .map(|_| json!({"cmd": "record", "event": event(&mut rng, now)}).to_string())
+                .collect(),
+        );
+        let meter = Meter::start(&pid);
+        let done = pipeline(addr, lines);
+        assert_eq!(done, records as u64);
+        println!(
+            "record: 1 pipelining client x {records} requests in {}",
+            meter.report(done, "requests")
+        );
+    }
 
     // The totals are exact: every acknowledged event is in the store.
     let mut client = Client::connect(addr).unwrap();
@@ -241,5 +300,7 @@ fn main() {
     let total: i64 = counts.values().sum();
     assert_eq!(total as u64, recorded + records as u64);
     println!("check: the store holds {total} events, as acknowledged");
-    server.stop().unwrap();
+    drop(client);
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
 }

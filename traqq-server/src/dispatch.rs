@@ -1,7 +1,7 @@
 //! The one dispatch behind both transports: a request (parsed from a TCP line or built from an
 //! HTTP call) goes through the same field checks, the same engine call and the same JSON reply.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -233,8 +233,9 @@ type Parsed<T> = std::result::Result<T, String>;
 /// Request fields, from a JSON object (TCP, HTTP bodies) or URL query parameters (HTTP GET).
 #[derive(Debug)]
 pub enum Fields<'a> {
-    /// A JSON object's members, values unparsed.
-    Json(BTreeMap<String, &'a RawValue>),
+    /// A JSON object's members in order, values unparsed (names borrowed unless escaped; a
+    /// repeated name counts once, its last value, as serde does).
+    Json(Vec<(Cow<'a, str>, &'a RawValue)>),
     /// `name=value` pairs (a name may repeat, for lists).
     Params(&'a [(String, String)]),
 }
@@ -254,7 +255,12 @@ impl<'a> Fields<'a> {
     fn raw(&self, name: &str) -> Option<&'a RawValue> {
         match self {
             // `null` counts as absent, as serde's `Option` fields do in traqq 0.2.
-            Fields::Json(map) => map.get(name).copied().filter(|r| r.get() != "null"),
+            Fields::Json(members) => members
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, raw)| *raw)
+                .filter(|r| r.get() != "null"),
             Fields::Params(_) => None,
         }
     }
@@ -463,9 +469,11 @@ impl Dispatcher {
 
     /// Answers consecutive pipelined `record` requests (each passed
     /// [`Dispatcher::is_plain_record`]) with one storage batch: a group commit. Each request
-    /// still gets its own reply, in order; none is acknowledged before the batch is applied,
-    /// and if the store fails, every request of the group gets the error.
-    pub fn answer_records(&self, group: Vec<Pending<'_>>) -> Vec<Reply> {
+    /// still gets its own reply, in order, appended to `out` with its newline; none is
+    /// acknowledged before the batch is applied, and if the store fails, every request of the
+    /// group gets the error.
+    pub fn answer_records(&self, group: Vec<Pending<'_>>, out: &mut Vec<u8>) {
+        const OK: &[u8] = b"{\"success\":true}\n";
         let mut started = Vec::with_capacity(group.len());
         let mut events = Vec::with_capacity(group.len());
         for p in group {
@@ -478,44 +486,47 @@ impl Dispatcher {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.traqq.record_results(events.into_iter().map(Ok))
         }));
-        let mut replies: Vec<Reply> = match result {
+        // The failure shared by the whole group, if any.
+        let failed = match result {
             Ok(Ok(outcome)) => {
                 self.metrics.events(outcome.recorded, outcome.rejected.len());
-                let mut replies: Vec<Reply> = (0..n)
-                    .map(|_| Reply {
-                        command: Command::Record,
-                        status: Status::Ok,
-                        body: br#"{"success":true}"#.to_vec(),
-                    })
-                    .collect();
-                for r in outcome.rejected {
-                    if let Some(slot) = replies.get_mut(r.index) {
-                        *slot = error_reply(Command::Record, Status::BadRequest, &r.error.to_string());
+                // `rejected` is in index order: walk it alongside.
+                let mut rejected = outcome.rejected.into_iter().peekable();
+                for (i, started) in started.into_iter().enumerate().take(n) {
+                    match rejected.next_if(|r| r.index == i) {
+                        None => {
+                            out.extend_from_slice(OK);
+                            self.metrics
+                                .request(Command::Record, Status::Ok, started.elapsed());
+                        }
+                        Some(r) => {
+                            let reply =
+                                error_reply(Command::Record, Status::BadRequest, &r.error.to_string());
+                            out.extend_from_slice(&reply.body);
+                            out.push(b'\n');
+                            self.metrics
+                                .request(Command::Record, Status::BadRequest, started.elapsed());
+                        }
                     }
                 }
-                replies
+                return;
             }
-            Ok(Err(e)) => (0..n)
-                .map(|_| self.storage_failure(Command::Record, &e))
-                .collect(),
+            Ok(Err(e)) => self.storage_failure(Command::Record, &e),
             Err(_) => {
                 tracing::error!("record group panicked");
-                (0..n)
-                    .map(|_| {
-                        error_reply(
-                            Command::Record,
-                            Status::Internal,
-                            "internal error while handling this request (a bug, logged by the server)",
-                        )
-                    })
-                    .collect()
+                error_reply(
+                    Command::Record,
+                    Status::Internal,
+                    "internal error while handling this request (a bug, logged by the server)",
+                )
             }
         };
-        for (reply, started) in replies.iter_mut().zip(started) {
+        for started in started.into_iter().take(n) {
+            out.extend_from_slice(&failed.body);
+            out.push(b'\n');
             self.metrics
-                .request(reply.command, reply.status, started.elapsed());
+                .request(failed.command, failed.status, started.elapsed());
         }
-        replies
     }
 
     fn storage_failure(&self, command: Command, e: &traqq_storage::Error) -> Reply {
@@ -746,12 +757,15 @@ pub fn parse_line(
                 format!("missing field \"cmd\" (one of {COMMAND_LIST})"),
             ))
         }
-        Some(raw) => serde_json::from_str::<String>(raw.get()).map_err(|_| {
-            bad(
-                Command::Invalid,
-                format!("field \"cmd\" must be a string, found {}", kind_of(raw)),
-            )
-        })?,
+        Some(raw) => {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            BorrowedStr.deserialize(&mut de).map_err(|_| {
+                bad(
+                    Command::Invalid,
+                    format!("field \"cmd\" must be a string, found {}", kind_of(raw)),
+                )
+            })?
+        }
     };
     let command = Command::parse(&cmd).ok_or_else(|| {
         bad(
@@ -800,7 +814,7 @@ pub type ParsedList<'a> = std::result::Result<Vec<Parsed1<'a>>, &'static str>;
 /// into events on the way (so a 1,000-event batch is scanned once, not three times).
 #[derive(Debug, Default)]
 struct Envelope<'a> {
-    fields: BTreeMap<String, &'a RawValue>,
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
     event: Option<Parsed1<'a>>,
     events: Option<ParsedList<'a>>,
 }
@@ -842,17 +856,43 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Envelope<'de>, A::Error> {
         let mut env = Envelope::default();
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
+        while let Some(key) = map.next_key_seed(BorrowedStr)? {
+            match &*key {
                 "event" => env.event = Some(map.next_value_seed(EventSeed)?),
                 "events" => env.events = Some(map.next_value_seed(EventsSeed)?),
                 _ => {
                     let raw: &RawValue = map.next_value()?;
-                    env.fields.insert(key, raw);
+                    env.fields.push((key, raw));
                 }
             }
         }
         Ok(env)
+    }
+}
+
+/// A string borrowed from the request text, copied only when it holds escapes.
+struct BorrowedStr;
+
+impl<'de> DeserializeSeed<'de> for BorrowedStr {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BorrowedStr {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 

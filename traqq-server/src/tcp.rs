@@ -14,7 +14,11 @@ use tokio::task::JoinSet;
 
 use crate::dispatch::{error_reply, Command, Dispatcher, Session, Status};
 
-const READ_CHUNK: usize = 64 * 1024;
+/// First read size of a connection; it doubles, up to `MAX_READ_CHUNK`, while reads come back
+/// full (a pipelining client), so a busy connection is answered in fewer, larger rounds (one
+/// task hop and one group commit each) and a quiet one holds little memory.
+const READ_CHUNK: usize = 16 * 1024;
+const MAX_READ_CHUNK: usize = 1 << 20;
 /// Replies held before they are written (pipelined requests are answered in rounds).
 const MAX_PENDING_REPLY: usize = 1 << 20;
 
@@ -107,16 +111,18 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let max = limits.max_line_bytes;
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut chunk = READ_CHUNK;
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
     // Bytes at the start of `buf` already known to hold no newline.
     let mut scanned = 0;
     let mut discarding = false;
     let mut session = Session::default();
     let mut out: Vec<u8> = Vec::new();
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK);
+        if buf.capacity() - buf.len() < chunk / 2 {
+            buf.reserve(chunk);
         }
+        let spare = buf.capacity() - buf.len();
         let read = tokio::select! {
             r = read_some(&mut stream, &mut buf, limits.idle_timeout) => r,
             _ = shutdown.changed() => break,
@@ -138,6 +144,9 @@ async fn connection(
             Err(ReadError::Io) => break,
         };
         let eof = n == 0;
+        if n == spare {
+            chunk = (chunk * 2).min(MAX_READ_CHUNK);
+        }
 
         let mut items = Vec::new();
         let mut pos = 0;
@@ -198,10 +207,7 @@ async fn connection(
                     if group.is_empty() {
                         return;
                     }
-                    for reply in d.answer_records(std::mem::take(group)) {
-                        out.extend_from_slice(&reply.body);
-                        out.push(b'\n');
-                    }
+                    d.answer_records(std::mem::take(group), out);
                 };
                 while i < work_items.len() && out.len() < MAX_PENDING_REPLY {
                     let reply = match work_items[i] {
@@ -254,7 +260,7 @@ async fn connection(
                 break;
             }
             // Keep the reply buffer from pinning a huge allocation after one big answer.
-            if out.capacity() > 4 * READ_CHUNK {
+            if out.capacity() > 2 * MAX_PENDING_REPLY {
                 out = Vec::new();
             }
         }
@@ -288,7 +294,7 @@ async fn read_some(
 }
 
 fn memchr(hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', hay)
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
