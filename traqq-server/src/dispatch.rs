@@ -425,8 +425,14 @@ impl Dispatcher {
 
     /// Parses one TCP line (without its newline); [`Dispatcher::answer`] answers it.
     pub fn parse<'l>(&self, line: &'l [u8]) -> Pending<'l> {
+        self.parse_at(line, Instant::now())
+    }
+
+    /// [`Dispatcher::parse`] for a line that arrived at `started` (its latency is counted from
+    /// there): lines read together share one clock read.
+    pub fn parse_at<'l>(&self, line: &'l [u8], started: Instant) -> Pending<'l> {
         Pending {
-            started: Instant::now(),
+            started,
             parsed: parse_line(line, self.max_batch_events),
         }
     }

@@ -26,6 +26,7 @@ use crate::dispatch::{
     check_batch_len, checked_event, describe_json_error, error_reply, parse_fields, BadRequest, Command,
     Dispatcher, EventsSeed, Fields, Reply, Request, Session, Status,
 };
+use crate::metrics::Metrics;
 
 #[derive(Debug)]
 struct HttpState {
@@ -279,6 +280,7 @@ pub(crate) struct LimitedListener {
     listener: tokio::net::TcpListener,
     permits: Arc<tokio::sync::Semaphore>,
     idle_timeout: Option<Duration>,
+    metrics: Arc<Metrics>,
 }
 
 impl LimitedListener {
@@ -286,11 +288,13 @@ impl LimitedListener {
         listener: tokio::net::TcpListener,
         max_connections: usize,
         idle_timeout: Option<Duration>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         LimitedListener {
             listener,
             permits: Arc::new(tokio::sync::Semaphore::new(max_connections)),
             idle_timeout,
+            metrics,
         }
     }
 }
@@ -348,7 +352,8 @@ struct Idle {
     sleep: Pin<Box<tokio::time::Sleep>>,
 }
 
-/// A connection and its slot; the slot frees when the connection is dropped.
+/// A connection and its slot; the slot frees (and the open-connections gauge drops) when the
+/// connection is dropped.
 ///
 /// With an idle limit, a read that waits longer than the limit since the connection last
 /// moved a byte fails with `TimedOut` and hyper closes the connection: this covers a
@@ -359,6 +364,13 @@ pub(crate) struct LimitedStream {
     _permit: tokio::sync::OwnedSemaphorePermit,
     conn: Arc<ConnState>,
     idle: Option<Idle>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for LimitedStream {
+    fn drop(&mut self) {
+        self.metrics.http_connection_closed();
+    }
 }
 
 impl LimitedStream {
@@ -391,12 +403,14 @@ impl axum::serve::Listener for LimitedListener {
                             sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
                         }
                     });
+                    self.metrics.http_connection_opened();
                     return (
                         LimitedStream {
                             stream,
                             _permit: permit,
                             conn: Arc::default(),
                             idle,
+                            metrics: Arc::clone(&self.metrics),
                         },
                         addr,
                     );

@@ -18,6 +18,7 @@ pub struct Metrics {
     events_rejected: AtomicU64,
     storage_errors: AtomicU64,
     open_connections: AtomicI64,
+    open_http_connections: AtomicI64,
     connections_rejected: AtomicU64,
     requests: [[AtomicU64; Status::ALL.len()]; Command::ALL.len()],
     latency: [AtomicU64; LATENCY_BOUNDS.len() + 1],
@@ -54,6 +55,14 @@ impl Metrics {
         self.open_connections.fetch_sub(1, Relaxed);
     }
 
+    pub(crate) fn http_connection_opened(&self) {
+        self.open_http_connections.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn http_connection_closed(&self) {
+        self.open_http_connections.fetch_sub(1, Relaxed);
+    }
+
     pub(crate) fn connection_rejected(&self) {
         self.connections_rejected.fetch_add(1, Relaxed);
     }
@@ -71,6 +80,11 @@ impl Metrics {
     /// TCP connections open now.
     pub fn open_connections(&self) -> i64 {
         self.open_connections.load(Relaxed)
+    }
+
+    /// HTTP connections open now.
+    pub fn open_http_connections(&self) -> i64 {
+        self.open_http_connections.load(Relaxed)
     }
 
     /// Requests answered with `command` and `status` so far.
@@ -106,9 +120,12 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP traqq_open_connections TCP connections open now.\n\
-             # TYPE traqq_open_connections gauge\ntraqq_open_connections {}",
-            self.open_connections()
+            "# HELP traqq_open_connections Connections open now, by transport.\n\
+             # TYPE traqq_open_connections gauge\n\
+             traqq_open_connections{{transport=\"tcp\"}} {}\n\
+             traqq_open_connections{{transport=\"http\"}} {}",
+            self.open_connections(),
+            self.open_http_connections()
         );
         let _ = writeln!(
             out,

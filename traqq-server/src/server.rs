@@ -99,11 +99,13 @@ impl Server {
             );
             let mut stop = stop_rx.clone();
             let max_connections = self.config.max_connections;
+            let metrics = Arc::clone(self.dispatcher.metrics());
             tasks.spawn(async move {
                 let signal = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                let listener = crate::http::LimitedListener::new(listener, max_connections, idle_timeout);
+                let listener =
+                    crate::http::LimitedListener::new(listener, max_connections, idle_timeout, metrics);
                 let service = router.into_make_service_with_connect_info::<crate::http::Conn>();
                 if let Err(e) = axum::serve(listener, service)
                     .with_graceful_shutdown(signal)

@@ -199,6 +199,8 @@ async fn connection(
             let d = Arc::clone(dispatcher);
             let work_items = std::mem::take(&mut items);
             let work = tokio::task::spawn_blocking(move || {
+                // Replies of a round go out together, so each request's latency counts from here.
+                let round_started = std::time::Instant::now();
                 out.clear();
                 let mut i = next;
                 // Consecutive plain `record` lines share one storage batch (group commit).
@@ -217,7 +219,7 @@ async fn connection(
                             if line.is_empty() {
                                 continue;
                             }
-                            let pending = d.parse(line);
+                            let pending = d.parse_at(line, round_started);
                             if d.is_plain_record(&pending, &session) {
                                 group.push(pending);
                                 continue;

@@ -469,7 +469,7 @@ fn metrics_count_both_transports() {
     for line in [
         "traqq_events_recorded_total 3",
         "traqq_events_rejected_total 2",
-        "traqq_open_connections 1",
+        "traqq_open_connections{transport=\"tcp\"} 1",
         "traqq_requests_total{command=\"record\",outcome=\"ok\"} 1",
         "traqq_requests_total{command=\"record\",outcome=\"bad_request\"} 1",
         "traqq_requests_total{command=\"record_batch\",outcome=\"ok\"} 1",
@@ -478,6 +478,14 @@ fn metrics_count_both_transports() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
+    // At least the connection asking; earlier ones may not have been seen to close yet.
+    let http_open: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("traqq_open_connections{transport=\"http\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&http_open), "{text}");
     server.stop().unwrap();
 }
 
@@ -652,5 +660,11 @@ fn idle_http_connections_are_closed_after_idle_timeout_secs() {
         took >= limit - Duration::from_millis(50),
         "busy: closed after {took:?}"
     );
+    // Every connection closed by the server left the open-connections gauge.
+    let deadline = Instant::now() + late;
+    while server.metrics().open_http_connections() != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.metrics().open_http_connections(), 0);
     server.stop().unwrap();
 }
