@@ -10,7 +10,7 @@ use traqq_core::plan::{QueryOptions, QueryPlan};
 use traqq_core::result::QueryResult;
 
 use crate::clock::{Clock, SystemClock};
-use crate::retention::PruneReport;
+use crate::retention::{AutoPrune, AutoPruneStatus, PruneReport};
 use crate::storage::Storage;
 use crate::{Error, Result};
 
@@ -33,12 +33,19 @@ pub struct BatchOutcome {
 }
 
 /// The traqq engine: records events into a store and queries it.
+///
+/// With `retention` configured, the engine deletes expired buckets by itself: the first write
+/// (a `record*` call that records something) after it is built prunes once, by its clock at that moment, and then the first
+/// write after the clock enters a new calendar day prunes again (see [`crate::retention`]).
+/// Queries never prune. [`Traqq::without_auto_prune`] turns this off; [`Traqq::prune`] prunes
+/// on demand.
 #[derive(Debug)]
 pub struct Traqq {
     config: TraqqConfig,
     generator: OpGenerator,
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
+    auto_prune: AutoPrune,
 }
 
 impl Traqq {
@@ -51,11 +58,33 @@ impl Traqq {
     pub fn with_shared_storage(config: TraqqConfig, storage: Arc<dyn Storage>, prefix: &str) -> Result<Self> {
         let generator = OpGenerator::new(&config, prefix)?;
         Ok(Traqq {
+            auto_prune: AutoPrune::new(&config.retention),
             config,
             generator,
             storage,
             clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Turns automatic pruning off: expired buckets stay until [`Traqq::prune`] is called (for
+    /// an engine sharing a store with another that prunes, or a read-only tool).
+    pub fn without_auto_prune(self) -> Self {
+        self.auto_prune.turn_off();
+        self
+    }
+
+    /// The last automatic prune this engine ran, if any (what it deleted, or why it failed).
+    pub fn last_auto_prune(&self) -> Option<AutoPruneStatus> {
+        self.auto_prune.last()
+    }
+
+    /// Prunes first when automatic pruning is due at `now` (one atomic load when it is not).
+    #[inline]
+    fn prune_if_due(&self, now: i64) {
+        if self.auto_prune.due(now) {
+            self.auto_prune
+                .run(now, self.generator.calendar(), || self.prune(now));
+        }
     }
 
     /// Replaces the clock (tests, backfills).
@@ -91,7 +120,9 @@ impl Traqq {
 
     /// Records one event.
     pub fn record(&self, event: IncomingEvent<'_>) -> Result<()> {
-        let batch = self.generator.event_batch(&event, self.now())?;
+        let now = self.now();
+        let batch = self.generator.event_batch(&event, now)?;
+        self.prune_if_due(now);
         self.storage.apply(&batch)
     }
 
@@ -138,6 +169,7 @@ impl Traqq {
             }
         }
         if outcome.recorded > 0 {
+            self.prune_if_due(now);
             self.storage.apply(&builder.finish())?;
         }
         Ok(outcome)
@@ -194,8 +226,8 @@ impl Traqq {
     }
 
     /// Deletes the buckets that `retention` (`daily_days`, `hourly_days`) no longer keeps at
-    /// `now` (see [`crate::retention`]). Call it at start-up and then periodically (hourly is
-    /// plenty); with both set to 0 it does nothing.
+    /// `now` (see [`crate::retention`]). Writes already do this once a day by themselves (see
+    /// [`Traqq`]); call it for a store nothing writes to. With both set to 0 it does nothing.
     pub fn prune(&self, now: i64) -> Result<PruneReport> {
         crate::retention::prune(
             &*self.storage,

@@ -49,7 +49,7 @@ pub use durability::Durability;
 pub use engine::{BatchOutcome, Rejected, Traqq};
 pub use error::{Error, Result};
 pub use memory::MemoryStorage;
-pub use retention::PruneReport;
+pub use retention::{AutoPruneStatus, PruneReport};
 pub use storage::{Capabilities, Storage, StorageExt};
 pub use traqq_core;
 

@@ -9,7 +9,15 @@
 //! Days are calendar days of the configured zone: with `daily_days = 7`, today and the six
 //! previous days are kept. `hourly_days` counts the same way for hour buckets. `0` keeps
 //! buckets forever.
+//!
+//! The engine prunes by itself when retention is configured (see [`crate::Traqq`]): the first
+//! write after it is built prunes once, and so does the first write after its clock enters a
+//! new calendar day. Checking costs writes one atomic load; the write that prunes pays for it,
+//! and concurrent writers do not wait for it or prune a second time.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use parking_lot::Mutex;
 use traqq_core::batch::Batch;
 use traqq_core::bucket::{BucketKind, Calendar};
 use traqq_core::config::RetentionConfig;
@@ -102,6 +110,88 @@ pub fn prune(
         buckets: expired.len(),
         keys: doomed.len(),
     })
+}
+
+/// The outcome of an engine's last automatic prune ([`crate::Traqq::last_auto_prune`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoPruneStatus {
+    /// The engine's clock when it ran (unix seconds).
+    pub at: i64,
+    /// What it deleted, or why it failed (the failure is retried a minute of clock time later;
+    /// the write that triggered it was recorded anyway).
+    pub outcome: std::result::Result<PruneReport, String>,
+}
+
+/// When the engine prunes by itself: the clock time from which the next write prunes first.
+#[derive(Debug)]
+pub(crate) struct AutoPrune {
+    /// `i64::MIN` before the first prune; `i64::MAX` when automatic pruning is off.
+    next_at: AtomicI64,
+    /// Held by the one writer that prunes, so concurrent writers neither wait nor prune twice.
+    running: AtomicBool,
+    last: Mutex<Option<AutoPruneStatus>>,
+}
+
+/// Clock seconds before a failed automatic prune is tried again.
+const RETRY_AFTER: i64 = 60;
+
+impl AutoPrune {
+    /// On (due at the first write) when `retention` deletes anything, off otherwise.
+    pub(crate) fn new(retention: &RetentionConfig) -> Self {
+        let on = retention.daily_days > 0 || retention.hourly_days > 0;
+        AutoPrune {
+            next_at: AtomicI64::new(if on { i64::MIN } else { i64::MAX }),
+            running: AtomicBool::new(false),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Turns automatic pruning off (it stays off even when retention is configured).
+    pub(crate) fn turn_off(&self) {
+        self.next_at.store(i64::MAX, Ordering::Release);
+    }
+
+    /// Whether a write at `now` should prune first: the hot path's only cost, one atomic load.
+    #[inline]
+    pub(crate) fn due(&self, now: i64) -> bool {
+        now >= self.next_at.load(Ordering::Relaxed)
+    }
+
+    /// Runs `prune` unless another writer is already pruning or just did, then schedules the
+    /// next run at the start of the next calendar day (or a minute later after a failure).
+    pub(crate) fn run(&self, now: i64, calendar: &Calendar, prune: impl FnOnce() -> Result<PruneReport>) {
+        if self
+            .running
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        // Another writer may have pruned between our `due` and taking the flag.
+        if now >= self.next_at.load(Ordering::Acquire) {
+            let outcome = prune();
+            let next = match &outcome {
+                Ok(_) => calendar.next_bucket_start(BucketKind::Day, calendar.day_start(now)),
+                Err(_) => now.saturating_add(RETRY_AFTER),
+            };
+            // `turn_off` may have run meanwhile: never switch pruning back on.
+            let _ = self
+                .next_at
+                .fetch_update(Ordering::Release, Ordering::Acquire, |cur| {
+                    (cur != i64::MAX).then_some(next)
+                });
+            *self.last.lock() = Some(AutoPruneStatus {
+                at: now,
+                outcome: outcome.map_err(|e| e.to_string()),
+            });
+        }
+        self.running.store(false, Ordering::Release);
+    }
+
+    /// The last automatic prune, if any ran.
+    pub(crate) fn last(&self) -> Option<AutoPruneStatus> {
+        self.last.lock().clone()
+    }
 }
 
 fn unexpected(got: Option<ReadResult>) -> Error {
