@@ -16,7 +16,6 @@
 local expected = { i = 'hash', f = 'hash', z = 'zset', p = 'string', s = 'set' }
 local width = { i = 2, f = 2, z = 2, p = 1, s = 1 }
 local argv = ARGV
-local call = redis.pcall
 
 local a = 1
 for k = 1, #KEYS do
@@ -35,41 +34,50 @@ end
 -- Variadic commands get at most this many values per call (Lua's C stack limit).
 local chunk = 4000
 local min = math.min
-a = 1
-for k = 1, #KEYS do
-  local key = KEYS[k]
-  local op = argv[a]
-  local n = tonumber(argv[a + 1])
-  local at = argv[a + 2]
-  a = a + 3
-  local r
-  if op == 'i' or op == 'f' then
-    local cmd = (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
-    local last = a + 2 * n - 1
-    for j = a, last, 2 do
-      r = call(cmd, key, argv[j], argv[j + 1])
-      if type(r) == 'table' and r.err then return { k, r.err, 1 } end
+local call = redis.call
+
+-- One protected call around all writes rather than redis.pcall and a check per command: the
+-- check alone cost ~4% of Redis's CPU per batch. `k` says which part a refusal was about.
+local k = 0
+local ok, failure = pcall(function()
+  local a = 1
+  for i = 1, #KEYS do
+    k = i
+    local key = KEYS[i]
+    local op = argv[a]
+    local n = tonumber(argv[a + 1])
+    local at = argv[a + 2]
+    a = a + 3
+    if op == 'i' or op == 'f' then
+      local cmd = (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
+      local last = a + 2 * n - 1
+      for j = a, last, 2 do
+        call(cmd, key, argv[j], argv[j + 1])
+      end
+      a = last + 1
+    elseif op == 'z' then
+      local last = a + 2 * n - 1
+      for j = a, last, 2 do
+        call('ZINCRBY', key, argv[j + 1], argv[j])
+      end
+      a = last + 1
+    else
+      local cmd = (op == 'p' and 'PFADD') or 'SADD'
+      local last = a + n - 1
+      for j = a, last, chunk do
+        call(cmd, key, unpack(argv, j, min(j + chunk - 1, last)))
+      end
+      a = last + 1
     end
-    a = last + 1
-  elseif op == 'z' then
-    local last = a + 2 * n - 1
-    for j = a, last, 2 do
-      r = call('ZINCRBY', key, argv[j + 1], argv[j])
-      if type(r) == 'table' and r.err then return { k, r.err, 1 } end
+    if at ~= '' then
+      call('EXPIREAT', key, at)
     end
-    a = last + 1
-  else
-    local cmd = (op == 'p' and 'PFADD') or 'SADD'
-    local last = a + n - 1
-    for j = a, last, chunk do
-      r = call(cmd, key, unpack(argv, j, min(j + chunk - 1, last)))
-      if type(r) == 'table' and r.err then return { k, r.err, 1 } end
-    end
-    a = last + 1
   end
-  if at ~= '' then
-    r = call('EXPIREAT', key, at)
-    if type(r) == 'table' and r.err then return { k, r.err, 1 } end
+end)
+if not ok then
+  if type(failure) == 'table' then
+    failure = failure.err or 'ERR refused'
   end
+  return { k, tostring(failure), 1 }
 end
 return 0

@@ -310,7 +310,10 @@ fn wrong_types_are_errors_naming_the_key() {
 
 #[test]
 fn a_flushed_script_cache_is_reloaded_and_counts_once() {
-    let Some(url) = common::single_url() else { return };
+    // Its own server: a SCRIPT FLUSH on the shared one would race the other tests' batches.
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = common::OwnServer::start(common::free_port(), dir.path()) else { return };
+    let url = server.url();
     let storage = RedisStorage::connect(RedisConfig::single(url.as_str())).unwrap();
     let key = format!("{}:add:d:{DAY}:event", unique_prefix("noscript"));
     let mut b = Batch::new();
@@ -366,4 +369,30 @@ fn large_parts_are_applied_whole() {
     let uniques: u64 = redis::cmd("PFCOUNT").arg(&hll).query(&mut conn).unwrap();
     assert!((9_800..=10_200).contains(&uniques), "{uniques}");
     let _: () = conn.del(&[&hll, &set, &hash, &top]).unwrap();
+}
+
+#[test]
+fn a_command_refused_after_the_type_check_names_its_key() {
+    let Some(url) = common::single_url() else { return };
+    let storage = RedisStorage::connect(RedisConfig::single(url.as_str())).unwrap();
+    let p = unique_prefix("refused");
+    let hll = format!("{p}:bmp:d:{DAY}:ip");
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // A string passes the type check (HyperLogLogs are strings) but is no HyperLogLog.
+    let _: () = conn.set(&hll, "not a sketch").unwrap();
+    let mut b = Batch::new();
+    b.hll_insert(&hll, (BucketKind::Day, DAY), "1.2.3.4");
+    let e = storage.apply(&b).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, traqq_storage::Error::Backend { .. }), "{msg}");
+    assert!(
+        msg.contains(&format!("{hll:?}")) && msg.contains("HyperLogLog") && msg.contains("roll back"),
+        "{msg}"
+    );
+    let kept: String = conn.get(&hll).unwrap();
+    assert_eq!(kept, "not a sketch");
+    let _: () = conn.del(&hll).unwrap();
 }
