@@ -312,7 +312,9 @@ fn wrong_types_are_errors_naming_the_key() {
 fn a_flushed_script_cache_is_reloaded_and_counts_once() {
     // Its own server: a SCRIPT FLUSH on the shared one would race the other tests' batches.
     let dir = tempfile::tempdir().unwrap();
-    let Some(server) = common::OwnServer::start(common::free_port(), dir.path()) else { return };
+    let Some(server) = common::OwnServer::start(common::free_port(), dir.path()) else {
+        return;
+    };
     let url = server.url();
     let storage = RedisStorage::connect(RedisConfig::single(url.as_str())).unwrap();
     let key = format!("{}:add:d:{DAY}:event", unique_prefix("noscript"));
