@@ -16,7 +16,7 @@ use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
 
-use crate::codec::{self, compose, decode_number, field_range, MERGE_OPERATOR};
+use crate::codec::{self, Entry, MapWriter, FORMAT, FORMAT_KEY, MERGE_OPERATOR};
 use crate::config::RocksConfig;
 
 const BACKEND: &str = "rocksdb";
@@ -65,6 +65,39 @@ fn partial_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands)
     Some(codec::merge(existing, operands.iter(), false))
 }
 
+/// Refuses a store written with another layout; marks a new (empty) store with this one.
+fn check_format(db: &DB, path: &Path) -> Result<()> {
+    let refuse = |message: String| Error::Open {
+        backend: BACKEND,
+        path: path.display().to_string(),
+        message,
+    };
+    match db.get(FORMAT_KEY).map_err(|e| refuse(e.into_string()))? {
+        Some(v) if v == FORMAT => Ok(()),
+        Some(v) => Err(refuse(format!(
+            "written with traqq-rocks store format {:?}; this version reads format {:?} only",
+            String::from_utf8_lossy(&v),
+            String::from_utf8_lossy(FORMAT)
+        ))),
+        None => {
+            let mut it = db.raw_iterator();
+            it.seek_to_first();
+            if it.valid() {
+                return Err(refuse(
+                    "written with traqq-rocks store format 1 (one key per field); this version reads \
+                     format 2 only: record the data again into a new store"
+                        .into(),
+                ));
+            }
+            it.status().map_err(|e| refuse(e.into_string()))?;
+            let mut write = WriteOptions::default();
+            write.set_sync(true);
+            db.put_opt(FORMAT_KEY, FORMAT, &write)
+                .map_err(|e| refuse(e.into_string()))
+        }
+    }
+}
+
 impl RocksStorage {
     /// Opens the store at `path`, creating it when missing. Any store written by traqq opens,
     /// whatever prefixes or options it was written with. A locked (already open), unreadable
@@ -84,6 +117,7 @@ impl RocksStorage {
             path: path.display().to_string(),
             message: e.into_string(),
         })?;
+        check_format(&db, &path)?;
         let db = Arc::new(db);
         let mut write = WriteOptions::default();
         // `always`: RocksDB's write group shares one WAL fsync among concurrent writers.
@@ -134,38 +168,39 @@ impl RocksStorage {
         ro
     }
 
-    /// Calls `f(field, value)` for every field of `key`, in byte order.
-    fn scan(
+    /// Calls `f(field, entry)` for every entry of the packed map at `key`, in byte order (none
+    /// when the key is absent).
+    fn entries(
         &self,
         snapshot: &SnapshotWithThreadMode<'_, DB>,
         key: &str,
-        mut f: impl FnMut(&str, &[u8]) -> Result<()>,
+        mut f: impl FnMut(&str, Entry) -> Result<()>,
     ) -> Result<()> {
-        let (start, end) = field_range(key);
-        let mut ro = self.read_options(snapshot);
-        ro.set_iterate_upper_bound(end);
-        let mut it = self.db.raw_iterator_opt(ro);
-        it.seek(&start);
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let field = k
-                .get(start.len()..)
-                .and_then(|f| std::str::from_utf8(f).ok())
-                .ok_or_else(|| corrupt(key, "a field name is not UTF-8"))?;
-            f(field, v)?;
-            it.next();
+        let value = self
+            .db
+            .get_pinned_opt(key.as_bytes(), &self.read_options(snapshot))
+            .map_err(backend_error)?;
+        let Some(value) = value else {
+            return Ok(());
+        };
+        for item in codec::entries(&value).map_err(|m| corrupt(key, m))? {
+            let (field, entry) = item.map_err(|m| corrupt(key, m))?;
+            let field = std::str::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
+            f(field, entry)?;
         }
-        it.status().map_err(backend_error)
+        Ok(())
     }
 
     fn read_one(&self, snapshot: &SnapshotWithThreadMode<'_, DB>, read: &Read) -> Result<ReadResult> {
         Ok(match read {
             Read::Hash(key) => {
                 let mut fields = Vec::new();
-                self.scan(snapshot, key, |field, value| {
-                    let n = decode_number(value)
-                        .ok_or_else(|| corrupt(key, format!("field {field:?} is not a number")))?;
-                    fields.push((field.to_owned(), n));
-                    Ok(())
+                self.entries(snapshot, key, |field, entry| match entry {
+                    Entry::Number(n) => {
+                        fields.push((field.to_owned(), n));
+                        Ok(())
+                    }
+                    Entry::Member => Err(corrupt(key, format!("field {field:?} is not a number"))),
                 })?;
                 ReadResult::Hash(fields)
             }
@@ -189,11 +224,12 @@ impl RocksStorage {
                 // need a read-modify-write per increment). Several keys add up per member.
                 let mut scores: HashMap<String, f64> = HashMap::new();
                 for key in keys {
-                    self.scan(snapshot, key, |member, value| {
-                        let score = decode_number(value)
-                            .ok_or_else(|| corrupt(key, format!("member {member:?} has no score")))?;
-                        *scores.entry_ref(member).or_insert(0.0) += score.as_f64();
-                        Ok(())
+                    self.entries(snapshot, key, |member, entry| match entry {
+                        Entry::Number(n) => {
+                            *scores.entry_ref(member).or_insert(0.0) += n.as_f64();
+                            Ok(())
+                        }
+                        Entry::Member => Err(corrupt(key, format!("member {member:?} has no score"))),
                     })?;
                 }
                 let mut members: Vec<(String, f64)> = scores.into_iter().collect();
@@ -202,9 +238,12 @@ impl RocksStorage {
             }
             Read::Members(key) => {
                 let mut members = Vec::new();
-                self.scan(snapshot, key, |member, _| {
-                    members.push(member.to_owned());
-                    Ok(())
+                self.entries(snapshot, key, |member, entry| match entry {
+                    Entry::Member => {
+                        members.push(member.to_owned());
+                        Ok(())
+                    }
+                    Entry::Number(_) => Err(corrupt(key, format!("{member:?} is not a set member"))),
                 })?;
                 ReadResult::Members(members)
             }
@@ -219,33 +258,40 @@ impl Storage for RocksStorage {
 
     fn apply(&self, batch: &Batch) -> Result<()> {
         let mut wb = WriteBatch::default();
-        let mut buf = Vec::with_capacity(128);
+        let mut op = MapWriter::default();
+        // One merge operand per key: a packed map of all its increments (or members) in this
+        // batch, so a batch costs as many memtable inserts as it has keys, not fields.
         for (key, entry) in batch.iter() {
+            op.start();
             match &entry.ops {
                 KeyOps::Hash(fields) => {
-                    for (field, by) in fields {
-                        compose(key, field, &mut buf);
-                        wb.merge(&buf, codec::encode_number(*by));
+                    if fields.is_empty() {
+                        continue;
                     }
+                    fields.iter().for_each(|(field, by)| op.number(field, *by));
                 }
                 KeyOps::Scores(members) => {
-                    for (member, by) in members {
-                        compose(key, member, &mut buf);
-                        wb.merge(&buf, codec::encode_number(Number::Float(*by)));
+                    if members.is_empty() {
+                        continue;
                     }
+                    members
+                        .iter()
+                        .for_each(|(member, by)| op.number(member, Number::Float(*by)));
                 }
                 KeyOps::Members(members) => {
-                    for member in members {
-                        compose(key, member, &mut buf);
-                        wb.put(&buf, b"");
+                    if members.is_empty() {
+                        continue;
                     }
+                    members.iter().for_each(|member| op.member(member));
                 }
                 KeyOps::Hll(values) => {
                     if !values.is_empty() {
                         wb.merge(key.as_bytes(), codec::encode_hashes(values.iter()));
                     }
+                    continue;
                 }
             }
+            wb.merge(key.as_bytes(), op.bytes());
         }
         // One WriteBatch: the whole batch is in the WAL record or none of it is.
         self.db.write_opt(wb, &self.write).map_err(backend_error)
@@ -260,9 +306,7 @@ impl Storage for RocksStorage {
     fn delete(&self, keys: &[String]) -> Result<()> {
         let mut wb = WriteBatch::default();
         for key in keys {
-            let (start, end) = field_range(key);
             wb.delete(key.as_bytes());
-            wb.delete_range(start, end);
         }
         self.db.write_opt(wb, &self.write).map_err(backend_error)
     }

@@ -1,75 +1,194 @@
 //! Value encodings and the merge operator.
 //!
-//! Storage layout in the default column family:
+//! Storage layout (format 2) in the default column family, one RocksDB key per traqq key:
 //!
-//! | traqq value | RocksDB key | RocksDB value |
-//! |---|---|---|
-//! | hash field (`add`, `adv`) | `key \0 field` | number: `i` + i64 LE or `f` + f64 LE |
-//! | sorted-set member (`top`) | `key \0 member` | number (`f` + f64 LE) |
-//! | set member (key sets) | `key \0 member` | empty |
-//! | HyperLogLog (`bmp`) | `key` | `S` + serialized [`Sketch`] |
+//! | traqq value | RocksDB value |
+//! |---|---|
+//! | hash (`add`, `adv`), leaderboard (`top`), set (key sets) | `M` + packed map |
+//! | HyperLogLog (`bmp`) | `S` + serialized [`Sketch`] |
 //!
-//! Traqq keys never contain a NUL byte (prefixes and patterns are checked text), so the fields
-//! of `key` are exactly the RocksDB keys in `[key \0, key \x01)`: one prefix scan reads a hash,
-//! and one range delete drops it.
+//! A packed map is a list of entries `varint(len) field kind [payload]`, sorted by field bytes
+//! in stored values: kind `i` + i64 LE (counter), `f` + f64 LE (float sum, score), `s` (set
+//! member, no payload).
 //!
-//! Increments are merge operands, never read-modify-write: numbers add (integers stay
-//! integers, a float makes the sum a float), HyperLogLog operands are `H` + the 64-bit value
-//! hashes of one batch (inserted into the sketch when merged) or `S` + a sketch (unioned).
+//! Writes never read: a `Storage` batch writes **one merge operand per key**, a packed map of
+//! all the increments (or set members) the batch has for that key, or `H` + the 64-bit hashes
+//! of the values a batch inserts into a HyperLogLog. The merge operator folds operands into the
+//! map (numbers add, integers stay integers, a float makes the sum a float; set members union)
+//! or into the sketch.
+//!
+//! A reserved key ([`FORMAT_KEY`], starting with a NUL byte, which traqq keys never contain)
+//! records the layout, so a store written with another layout is refused on open instead of
+//! being misread.
 
+use hashbrown::HashMap;
 use traqq_core::batch::Number;
 use traqq_core::sketch::Sketch;
 
-/// Name of the merge operator. RocksDB refuses to open a store written with a merge operator
-/// under another name, so this never changes.
+/// Name of the merge operator. RocksDB refuses to read merge operands without an operator
+/// registered; the name itself is kept from format 1 ([`FORMAT_KEY`] guards the layout).
 pub(crate) const MERGE_OPERATOR: &str = "traqq.merge.v1";
 
+/// The reserved key holding the layout version.
+pub(crate) const FORMAT_KEY: &[u8] = b"\0traqq\0format";
+/// The layout this version writes and reads.
+pub(crate) const FORMAT: &[u8] = b"2";
+
+const MAP: u8 = b'M';
 const INT: u8 = b'i';
 const FLOAT: u8 = b'f';
+const MEMBER: u8 = b's';
 const SKETCH: u8 = b'S';
 const HASHES: u8 = b'H';
 
 /// Past this many pending hashes, a partial merge folds them into a sketch.
 const MAX_PENDING_HASHES: usize = 4_096;
 
-/// Writes `key \0 field` into `out` (cleared first).
-pub(crate) fn compose(key: &str, field: &str, out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(key.as_bytes());
-    out.push(0);
-    out.extend_from_slice(field.as_bytes());
+/// Builds one packed-map operand.
+#[derive(Debug, Default)]
+pub(crate) struct MapWriter {
+    buf: Vec<u8>,
 }
 
-/// The `[start, end)` range holding every field of `key`.
-pub(crate) fn field_range(key: &str) -> (Vec<u8>, Vec<u8>) {
-    let mut start = Vec::with_capacity(key.len() + 1);
-    start.extend_from_slice(key.as_bytes());
-    let mut end = start.clone();
-    start.push(0);
-    end.push(1);
-    (start, end)
+impl MapWriter {
+    /// Starts a new operand (the buffer is reused).
+    pub(crate) fn start(&mut self) {
+        self.buf.clear();
+        self.buf.push(MAP);
+    }
+
+    /// Adds an increment of `field`.
+    pub(crate) fn number(&mut self, field: &str, n: Number) {
+        push_field(&mut self.buf, field.as_bytes());
+        push_number(&mut self.buf, n);
+    }
+
+    /// Adds a set member.
+    pub(crate) fn member(&mut self, member: &str) {
+        push_field(&mut self.buf, member.as_bytes());
+        self.buf.push(MEMBER);
+    }
+
+    /// The operand built so far.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
 }
 
-/// Encodes a number operand or value.
-pub(crate) fn encode_number(n: Number) -> [u8; 9] {
-    let mut out = [0u8; 9];
-    let (tag, bytes) = match n {
-        Number::Int(i) => (INT, i.to_le_bytes()),
-        Number::Float(x) => (FLOAT, x.to_le_bytes()),
-    };
-    out[0] = tag;
-    out[1..].copy_from_slice(&bytes);
-    out
+fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+    let mut len = field.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(field);
 }
 
-/// Decodes a number value.
-pub(crate) fn decode_number(bytes: &[u8]) -> Option<Number> {
-    let (&tag, rest) = bytes.split_first()?;
-    let raw: [u8; 8] = rest.try_into().ok()?;
-    match tag {
-        INT => Some(Number::Int(i64::from_le_bytes(raw))),
-        FLOAT => Some(Number::Float(f64::from_le_bytes(raw))),
-        _ => None,
+fn push_number(out: &mut Vec<u8>, n: Number) {
+    match n {
+        Number::Int(i) => {
+            out.push(INT);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Number::Float(x) => {
+            out.push(FLOAT);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+}
+
+/// One entry of a packed map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Entry {
+    /// A number (hash field, leaderboard score).
+    Number(Number),
+    /// A set member.
+    Member,
+}
+
+impl Entry {
+    /// `self + other`, or `None` when they do not fit (a number and a set member).
+    fn add(self, other: Entry) -> Option<Entry> {
+        Some(match (self, other) {
+            (Entry::Number(Number::Int(a)), Entry::Number(Number::Int(b))) => {
+                Entry::Number(Number::Int(a.saturating_add(b)))
+            }
+            (Entry::Number(a), Entry::Number(b)) => Entry::Number(Number::Float(a.as_f64() + b.as_f64())),
+            (Entry::Member, Entry::Member) => Entry::Member,
+            _ => return None,
+        })
+    }
+}
+
+/// The entries of a packed map value (`M` + entries), in stored order.
+pub(crate) struct Entries<'a> {
+    rest: &'a [u8],
+}
+
+/// Reads a stored packed map, or says why it is not one.
+pub(crate) fn entries(value: &[u8]) -> Result<Entries<'_>, &'static str> {
+    match value.split_first() {
+        Some((&MAP, rest)) => Ok(Entries { rest }),
+        Some((&SKETCH | &HASHES, _)) => Err("holds a HyperLogLog sketch, not a map"),
+        _ => Err("is not a packed map"),
+    }
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<(&'a [u8], Entry), &'static str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let item = self.read();
+        if item.is_err() {
+            // Stop after the first malformed entry.
+            self.rest = &[];
+        }
+        Some(item)
+    }
+}
+
+impl<'a> Entries<'a> {
+    fn read(&mut self) -> Result<(&'a [u8], Entry), &'static str> {
+        const MALFORMED: &str = "malformed map entry";
+        let mut len = 0usize;
+        let mut shift = 0;
+        loop {
+            let (&b, rest) = self.rest.split_first().ok_or(MALFORMED)?;
+            self.rest = rest;
+            len |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                return Err(MALFORMED);
+            }
+        }
+        let field = self.rest.get(..len).ok_or(MALFORMED)?;
+        let (&kind, rest) = self
+            .rest
+            .get(len..)
+            .and_then(<[u8]>::split_first)
+            .ok_or(MALFORMED)?;
+        let (entry, rest) = match kind {
+            MEMBER => (Entry::Member, rest),
+            INT | FLOAT => {
+                let raw: [u8; 8] = rest.get(..8).and_then(|r| r.try_into().ok()).ok_or(MALFORMED)?;
+                let n = if kind == INT {
+                    Number::Int(i64::from_le_bytes(raw))
+                } else {
+                    Number::Float(f64::from_le_bytes(raw))
+                };
+                (Entry::Number(n), &rest[8..])
+            }
+            _ => return Err(MALFORMED),
+        };
+        self.rest = rest;
+        Ok((field, entry))
     }
 }
 
@@ -95,38 +214,47 @@ pub(crate) fn decode_sketch(bytes: &[u8]) -> Result<Sketch, String> {
             h.into_iter().for_each(|x| s.insert_hash(x));
             Ok(s)
         }
-        Acc::Int(_) | Acc::Float(_) => Err("holds a number, not a HyperLogLog sketch".into()),
+        Acc::Map(_) => Err("holds a map, not a HyperLogLog sketch".into()),
     }
 }
 
-/// A value being merged.
-enum Acc {
+/// A value being merged; map fields borrow from the merged inputs.
+enum Acc<'a> {
     Empty,
-    Int(i64),
-    Float(f64),
+    Map(HashMap<&'a [u8], Entry>),
     Sketch(Sketch),
     Hashes(Vec<u64>),
 }
 
-impl Acc {
-    /// Folds one encoded value or operand in. Errors (and changes nothing) on bytes that are
-    /// not a valid encoding or do not fit the accumulated type.
-    fn fold(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+impl<'a> Acc<'a> {
+    /// Folds one encoded value or operand in. Errors on bytes that are not a valid encoding or
+    /// do not fit the accumulated type; a map operand's entries before a malformed one count.
+    fn fold(&mut self, bytes: &'a [u8]) -> Result<(), &'static str> {
         let Some(&tag) = bytes.first() else {
-            // Set members are stored as empty values; they are never merged.
-            return Ok(());
+            return Err("empty value");
         };
         match tag {
-            INT | FLOAT => {
-                let n = decode_number(bytes).ok_or("malformed number")?;
-                *self = match (&*self, n) {
-                    (Acc::Empty, Number::Int(i)) => Acc::Int(i),
-                    (Acc::Empty, Number::Float(x)) => Acc::Float(x),
-                    (Acc::Int(a), Number::Int(b)) => Acc::Int(a.saturating_add(b)),
-                    (Acc::Int(a), Number::Float(b)) => Acc::Float(*a as f64 + b),
-                    (Acc::Float(a), n) => Acc::Float(a + n.as_f64()),
-                    _ => return Err("number merged into a sketch"),
+            MAP => {
+                if matches!(self, Acc::Empty) {
+                    *self = Acc::Map(HashMap::new());
+                }
+                let Acc::Map(map) = self else {
+                    return Err("map merged into a sketch");
                 };
+                for item in entries(bytes)? {
+                    let (field, entry) = item?;
+                    match map.entry(field) {
+                        hashbrown::hash_map::Entry::Occupied(mut o) => {
+                            // A misfit (number vs member) is dropped; the stored entry stays.
+                            if let Some(sum) = o.get().add(entry) {
+                                *o.get_mut() = sum;
+                            }
+                        }
+                        hashbrown::hash_map::Entry::Vacant(v) => {
+                            v.insert(entry);
+                        }
+                    }
+                }
             }
             HASHES => {
                 let raw = &bytes[1..];
@@ -140,7 +268,7 @@ impl Acc {
                     Acc::Empty => *self = Acc::Hashes(hashes.collect()),
                     Acc::Hashes(h) => h.extend(hashes),
                     Acc::Sketch(s) => hashes.for_each(|x| s.insert_hash(x)),
-                    Acc::Int(_) | Acc::Float(_) => return Err("sketch merged into a number"),
+                    Acc::Map(_) => return Err("sketch merged into a map"),
                 }
             }
             SKETCH => {
@@ -153,7 +281,7 @@ impl Acc {
                         h.iter().for_each(|x| s.insert_hash(*x));
                         *self = Acc::Sketch(s);
                     }
-                    Acc::Int(_) | Acc::Float(_) => return Err("sketch merged into a number"),
+                    Acc::Map(_) => return Err("sketch merged into a map"),
                 }
             }
             _ => return Err("unknown value tag"),
@@ -161,7 +289,7 @@ impl Acc {
         Ok(())
     }
 
-    fn into_sketch(self) -> Acc {
+    fn into_sketch(self) -> Acc<'a> {
         match self {
             Acc::Hashes(h) => {
                 let mut s = Sketch::new();
@@ -175,8 +303,21 @@ impl Acc {
     fn encode(self) -> Vec<u8> {
         match self {
             Acc::Empty => Vec::new(),
-            Acc::Int(i) => encode_number(Number::Int(i)).to_vec(),
-            Acc::Float(x) => encode_number(Number::Float(x)).to_vec(),
+            Acc::Map(map) => {
+                let mut sorted: Vec<(&[u8], Entry)> = map.into_iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let size: usize = sorted.iter().map(|(f, _)| f.len() + 11).sum();
+                let mut out = Vec::with_capacity(1 + size);
+                out.push(MAP);
+                for (field, entry) in sorted {
+                    push_field(&mut out, field);
+                    match entry {
+                        Entry::Number(n) => push_number(&mut out, n),
+                        Entry::Member => out.push(MEMBER),
+                    }
+                }
+                out
+            }
             Acc::Sketch(mut s) => {
                 let body = s.to_bytes();
                 let mut out = Vec::with_capacity(1 + body.len());
@@ -201,7 +342,7 @@ impl Acc {
 /// operand that does not fit is dropped, and an undecodable existing value is kept as it is
 /// (reads then report it as corrupt, naming the key).
 pub(crate) fn merge<'a>(
-    existing: Option<&[u8]>,
+    existing: Option<&'a [u8]>,
     operands: impl Iterator<Item = &'a [u8]>,
     full: bool,
 ) -> Vec<u8> {
@@ -226,14 +367,64 @@ pub(crate) fn merge<'a>(
 mod tests {
     use super::*;
 
+    fn map(v: &[u8]) -> Vec<(String, Entry)> {
+        entries(v)
+            .unwrap()
+            .map(|e| {
+                let (f, e) = e.unwrap();
+                (String::from_utf8(f.to_vec()).unwrap(), e)
+            })
+            .collect()
+    }
+
     #[test]
-    fn numbers_merge_by_type() {
-        let ops = [encode_number(Number::Int(2)), encode_number(Number::Int(3))];
-        let v = merge(None, ops.iter().map(|o| &o[..]), true);
-        assert_eq!(decode_number(&v), Some(Number::Int(5)));
-        let f = encode_number(Number::Float(0.5));
-        let v = merge(Some(&v), std::iter::once(&f[..]), true);
-        assert_eq!(decode_number(&v), Some(Number::Float(5.5)));
+    fn maps_add_by_field_and_type_sorted() {
+        let mut w = MapWriter::default();
+        w.start();
+        w.number("b", Number::Int(2));
+        w.number("a", Number::Int(3));
+        let one = w.bytes().to_vec();
+        w.start();
+        w.number("b", Number::Float(0.5));
+        let long = "x".repeat(300);
+        w.number(&long, Number::Int(1));
+        let two = w.bytes().to_vec();
+        let v = merge(None, [&one[..], &two[..], &one[..]].into_iter(), true);
+        assert_eq!(
+            map(&v),
+            vec![
+                ("a".into(), Entry::Number(Number::Int(6))),
+                ("b".into(), Entry::Number(Number::Float(4.5))),
+                (long.clone(), Entry::Number(Number::Int(1))),
+            ]
+        );
+        // Partial merges fold the same way, and a stored value merges with new operands.
+        let partial = merge(None, [&one[..], &two[..]].into_iter(), false);
+        let v2 = merge(Some(&partial), std::iter::once(&one[..]), true);
+        assert_eq!(v2, v);
+    }
+
+    #[test]
+    fn members_union_and_misfits_are_dropped() {
+        let mut w = MapWriter::default();
+        w.start();
+        w.member("k1");
+        w.member("k2");
+        let a = w.bytes().to_vec();
+        w.start();
+        w.member("k2");
+        w.number("k1", Number::Int(1));
+        w.member("k3");
+        let b = w.bytes().to_vec();
+        let v = merge(None, [&a[..], &b[..]].into_iter(), true);
+        assert_eq!(
+            map(&v),
+            vec![
+                ("k1".into(), Entry::Member),
+                ("k2".into(), Entry::Member),
+                ("k3".into(), Entry::Member),
+            ]
+        );
     }
 
     #[test]
@@ -242,12 +433,27 @@ mod tests {
         let op = encode_hashes(vals.iter());
         let partial = merge(None, [&op[..], &op[..]].into_iter(), false);
         assert_eq!(partial[0], HASHES);
-        let n = encode_number(Number::Int(1));
-        let full = merge(None, [&partial[..], &n[..]].into_iter(), true);
+        let mut w = MapWriter::default();
+        w.start();
+        w.number("n", Number::Int(1));
+        let full = merge(None, [&partial[..], w.bytes()].into_iter(), true);
         assert_eq!(full[0], SKETCH);
         assert_eq!(decode_sketch(&full).unwrap().count(), 100);
         assert!(decode_sketch(b"Sgarbage").is_err());
         let kept = merge(Some(b"?junk"), std::iter::once(&op[..]), true);
         assert_eq!(kept, b"?junk");
+    }
+
+    #[test]
+    fn malformed_maps_are_errors_not_panics() {
+        for bad in [
+            &b"M\x05ab"[..],
+            b"M\x01ai",
+            b"M\x01az",
+            b"M\xff\xff\xff\xff\xff\x01",
+        ] {
+            assert!(entries(bad).unwrap().any(|e| e.is_err()), "{bad:?}");
+        }
+        assert!(entries(b"Sxyz").is_err());
     }
 }

@@ -1,0 +1,60 @@
+//! The on-disk layout guard (format 2: one packed map per traqq key) against real files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use traqq_rocks::{RocksConfig, RocksStorage};
+use traqq_storage::prelude::*;
+use traqq_storage::traqq_core::read::Read;
+use traqq_storage::Error;
+
+#[test]
+fn a_store_in_the_old_per_field_layout_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        // What format 1 wrote: one key per field, no format marker.
+        let db = rocksdb::DB::open_default(&path).unwrap();
+        let mut value = vec![b'i'];
+        value.extend_from_slice(&7i64.to_le_bytes());
+        db.put(b"app:add:d:1700000000:event\0click", value).unwrap();
+    }
+    let err = RocksStorage::open(&path, RocksConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("format 1"), "{text}");
+}
+
+#[test]
+fn a_new_store_is_marked_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
+    {
+        let db = rocksdb::DB::open_default(&path).unwrap();
+        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+    drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
+}
+
+#[test]
+fn a_damaged_value_is_a_corrupt_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
+    let key = "app:add:d:1700000000:event";
+    {
+        let db = rocksdb::DB::open_default(&path).unwrap();
+        // A map entry whose length runs past the end of the value.
+        db.put(key.as_bytes(), b"M\x09click").unwrap();
+    }
+    let store = RocksStorage::open(&path, RocksConfig::default()).unwrap();
+    for read in [
+        Read::Hash(key.into()),
+        Read::Members(key.into()),
+        Read::Count(vec![key.into()]),
+    ] {
+        let err = store.read(&[read]).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
