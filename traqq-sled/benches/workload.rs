@@ -135,3 +135,27 @@ pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// CPU seconds (user + system) this process has used so far, all threads (Linux
+/// `/proc/self/stat`; 0 elsewhere). Steadier than wall time on a loaded machine.
+pub(crate) fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The 1-minute load average (Linux `/proc/loadavg`), to print next to wall-clock figures.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}

@@ -32,6 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (0..per_thread.div_ceil(1_000)).map(|_| w.lines(1_000)).collect()
         })
         .collect();
+    let load_before = workload::load_average();
+    let cpu_start = workload::cpu_seconds();
     let start = Instant::now();
     std::thread::scope(|s| {
         for mine in &batches {
@@ -45,10 +47,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     traqq.flush()?;
     let secs = start.elapsed().as_secs_f64();
+    let cpu = workload::cpu_seconds() - cpu_start;
     let recorded = per_thread.div_ceil(1_000) * 1_000 * threads;
     println!(
         "sled sync={sync} threads={threads}: {recorded} events in {secs:.2} s = {:.0} events/s",
         recorded as f64 / secs
+    );
+    println!(
+        "cpu: {cpu:.2} s of the process (all threads) = {:.0} events per CPU-second, {:.2} µs per event; \
+         load average {load_before} before, {} after",
+        recorded as f64 / cpu,
+        cpu * 1e6 / recorded as f64,
+        workload::load_average()
     );
     let q = Instant::now();
     let result = traqq.query(workload::NOW - 7 * 86_400, workload::NOW)?;

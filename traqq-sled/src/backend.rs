@@ -12,10 +12,11 @@ use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
 
-use crate::codec::{compose, decode_number, encode_number, field_range};
+use crate::codec::{entries, fold_map, Entry, FORMAT, FORMAT_KEY};
 use crate::config::SledConfig;
 use crate::flush::GroupFlush;
 use crate::log::{self, log_key, parse_log_key, LOG};
+use crate::overlay::Overlay;
 
 const BACKEND: &str = "sled";
 /// How long `open` waits for the lock of a store that is being closed.
@@ -29,7 +30,7 @@ const FOLD_OPS: usize = 200_000;
 #[derive(Debug, Default)]
 struct Pending {
     /// The logged batches, coalesced: what reads add to the folded data.
-    overlay: Batch,
+    overlay: Overlay,
     /// `(seq, chunks)` of each logged batch.
     logged: Vec<(u64, u32)>,
     next_seq: u64,
@@ -124,6 +125,7 @@ impl SledStorage {
                 Ok(Err(e)) => return Err(open_error(e.to_string())),
             }
         };
+        check_format(&db).map_err(open_error)?;
         let pending = replay(&db).map_err(open_error)?;
         Ok(SledStorage {
             db,
@@ -167,33 +169,28 @@ impl SledStorage {
             return Ok(());
         }
         let mut out = sled::Batch::default();
-        let mut buf = Vec::with_capacity(128);
-        for (key, entry) in pending.overlay.iter() {
-            match &entry.ops {
-                KeyOps::Hash(fields) => {
-                    for (field, by) in fields {
-                        compose(key, field, &mut buf);
-                        self.add_to(&buf, *by, key, &mut out)?;
-                    }
-                }
-                KeyOps::Scores(members) => {
-                    for (member, by) in members {
-                        compose(key, member, &mut buf);
-                        self.add_to(&buf, Number::Float(*by), key, &mut out)?;
-                    }
-                }
-                KeyOps::Members(members) => {
-                    for member in members {
-                        compose(key, member, &mut buf);
-                        out.insert(buf.as_slice(), &[][..]);
-                    }
-                }
+        // One read and one write per key: its stored map merged with the coalesced updates.
+        for (key, ops) in pending.overlay.iter() {
+            let mut updates: Vec<(&[u8], Entry)> = match ops {
+                KeyOps::Hash(fields) => fields
+                    .iter()
+                    .map(|(f, n)| (f.as_bytes(), Entry::Number(*n)))
+                    .collect(),
+                KeyOps::Scores(members) => members
+                    .iter()
+                    .map(|(m, by)| (m.as_bytes(), Entry::Number(Number::Float(*by))))
+                    .collect(),
+                KeyOps::Members(members) => members.iter().map(|m| (m.as_bytes(), Entry::Member)).collect(),
                 KeyOps::Hll(values) => {
                     let mut sketch = self.read_sketch(key)?.unwrap_or_default();
                     values.iter().for_each(|v| sketch.insert(v));
                     out.insert(key.as_bytes(), sketch.to_bytes());
+                    continue;
                 }
-            }
+            };
+            let stored = self.db.get(key.as_bytes()).map_err(backend_error)?;
+            let folded = fold_map(stored.as_deref(), &mut updates).map_err(|m| corrupt(key, m))?;
+            out.insert(key.as_bytes(), folded);
         }
         for (seq, chunks) in &pending.logged {
             for chunk in 0..*chunks {
@@ -201,21 +198,20 @@ impl SledStorage {
             }
         }
         self.db.apply_batch(out).map_err(backend_error)?;
-        pending.overlay = Batch::new();
+        pending.overlay = Overlay::default();
         pending.logged.clear();
         Ok(())
     }
 
-    /// Calls `f(field, value)` for every folded field of `key`, in byte order.
-    fn scan(&self, key: &str, mut f: impl FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
-        let (start, end) = field_range(key);
-        for item in self.db.range(start.as_slice()..end.as_slice()) {
-            let (k, v) = item.map_err(backend_error)?;
-            let field = k
-                .get(start.len()..)
-                .and_then(|f| std::str::from_utf8(f).ok())
-                .ok_or_else(|| corrupt(key, "a field name is not UTF-8"))?;
-            f(field, &v)?;
+    /// Calls `f(field, entry)` for every folded entry of the map at `key`, in byte order.
+    fn entries(&self, key: &str, mut f: impl FnMut(&str, Entry) -> Result<()>) -> Result<()> {
+        let Some(value) = self.db.get(key.as_bytes()).map_err(backend_error)? else {
+            return Ok(());
+        };
+        for item in entries(&value).map_err(|m| corrupt(key, m))? {
+            let (field, entry) = item.map_err(|m| corrupt(key, m))?;
+            let field = std::str::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
+            f(field, entry)?;
         }
         Ok(())
     }
@@ -229,16 +225,17 @@ impl SledStorage {
         }
     }
 
-    fn read_one(&self, overlay: &Batch, read: &Read) -> Result<ReadResult> {
-        let pending = |key: &str| overlay.get(key).map(|e| &e.ops);
+    fn read_one(&self, overlay: &Overlay, read: &Read) -> Result<ReadResult> {
+        let pending = |key: &str| overlay.get(key);
         Ok(match read {
             Read::Hash(key) => {
                 let mut fields: HashMap<String, Number> = HashMap::new();
-                self.scan(key, |field, value| {
-                    let n = decode_number(value)
-                        .ok_or_else(|| corrupt(key, format!("field {field:?} is not a number")))?;
-                    fields.insert(field.to_owned(), n);
-                    Ok(())
+                self.entries(key, |field, entry| match entry {
+                    Entry::Number(n) => {
+                        fields.insert(field.to_owned(), n);
+                        Ok(())
+                    }
+                    Entry::Member => Err(corrupt(key, format!("field {field:?} is not a number"))),
                 })?;
                 if let Some(KeyOps::Hash(more)) = pending(key) {
                     for (field, by) in more {
@@ -268,11 +265,12 @@ impl SledStorage {
                 // (per bucket they hold at most a few thousand members). Keys add up per member.
                 let mut scores: HashMap<String, f64> = HashMap::new();
                 for key in keys {
-                    self.scan(key, |member, value| {
-                        let score = decode_number(value)
-                            .ok_or_else(|| corrupt(key, format!("member {member:?} has no score")))?;
-                        *scores.entry_ref(member).or_insert(0.0) += score.as_f64();
-                        Ok(())
+                    self.entries(key, |member, entry| match entry {
+                        Entry::Number(n) => {
+                            *scores.entry_ref(member).or_insert(0.0) += n.as_f64();
+                            Ok(())
+                        }
+                        Entry::Member => Err(corrupt(key, format!("member {member:?} has no score"))),
                     })?;
                     if let Some(KeyOps::Scores(more)) = pending(key) {
                         for (member, by) in more {
@@ -286,9 +284,12 @@ impl SledStorage {
             }
             Read::Members(key) => {
                 let mut members: HashSet<String> = HashSet::new();
-                self.scan(key, |member, _| {
-                    members.insert(member.to_owned());
-                    Ok(())
+                self.entries(key, |member, entry| match entry {
+                    Entry::Member => {
+                        members.insert(member.to_owned());
+                        Ok(())
+                    }
+                    Entry::Number(_) => Err(corrupt(key, format!("{member:?} is not a set member"))),
                 })?;
                 if let Some(KeyOps::Members(more)) = pending(key) {
                     members.extend(more.iter().cloned());
@@ -297,17 +298,26 @@ impl SledStorage {
             }
         })
     }
+}
 
-    /// Adds `by` to the number stored under `k`, into `out`.
-    fn add_to(&self, k: &[u8], by: Number, key: &str, out: &mut sled::Batch) -> Result<()> {
-        let sum = match self.db.get(k).map_err(backend_error)? {
-            None => by,
-            Some(old) => decode_number(&old)
-                .ok_or_else(|| corrupt(key, "a field is not a number"))?
-                .plus(by),
-        };
-        out.insert(k, &encode_number(sum)[..]);
-        Ok(())
+/// Refuses a store written with another layout; marks a new (empty) store with this one.
+fn check_format(db: &sled::Db) -> std::result::Result<(), String> {
+    match db.get(FORMAT_KEY).map_err(|e| e.to_string())? {
+        Some(v) if v == FORMAT => Ok(()),
+        Some(v) => Err(format!(
+            "written with traqq-sled store format {:?}; this version reads format {:?} only",
+            String::from_utf8_lossy(&v),
+            String::from_utf8_lossy(FORMAT)
+        )),
+        None if db.first().map_err(|e| e.to_string())?.is_some() => Err(
+            "written with traqq-sled store format 1 (one key per field); this version reads \
+             format 2 only: record the data again into a new store"
+                .into(),
+        ),
+        None => {
+            db.insert(FORMAT_KEY, FORMAT).map_err(|e| e.to_string())?;
+            db.flush().map(drop).map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -365,7 +375,7 @@ impl Storage for SledStorage {
             self.db.apply_batch(out).map_err(backend_error)?;
             pending.next_seq += 1;
             pending.logged.push((seq, chunks.len() as u32));
-            log::merge_ref(&mut pending.overlay, batch);
+            pending.overlay.add(batch);
             if pending.logged.len() >= FOLD_BATCHES || pending.overlay.op_count() >= FOLD_OPS {
                 self.fold_locked(&mut pending)?;
             }
@@ -388,11 +398,6 @@ impl Storage for SledStorage {
             let mut out = sled::Batch::default();
             for key in keys {
                 out.remove(key.as_bytes());
-                let (start, end) = field_range(key);
-                for item in self.db.range(start.as_slice()..end.as_slice()) {
-                    let (k, _) = item.map_err(backend_error)?;
-                    out.remove(k);
-                }
             }
             self.db.apply_batch(out).map_err(backend_error)?;
         }

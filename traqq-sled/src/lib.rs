@@ -32,15 +32,18 @@
 //!
 //! ## How it stores
 //!
-//! - Every hash field, leaderboard member and key-set member is its own sled key
-//!   (`key \0 field`); a read is one range scan. A HyperLogLog is one key holding a serialized
-//!   sketch.
+//! - One sled key per traqq key (store format 2): a hash, leaderboard or key set is one packed
+//!   map (field, then an integer, a float or nothing for a set member), sorted by field; a
+//!   HyperLogLog is a serialized sketch. A read is one `get` per key.
 //! - sled's merge operators cannot be part of an atomic batch (sled issue #1175), and a
-//!   read-modify-write of every (key, field) of every batch is slow. So a `Storage` batch is
-//!   written as one log record (one atomic `sled::Batch`, no reads) and kept in an in-memory
-//!   overlay that reads add in; every 64 batches the overlay is folded into the data in one
-//!   atomic `sled::Batch` that also removes the folded records. Reopening replays what was not
-//!   folded, so every batch counts exactly once.
+//!   read-modify-write per batch is slow. So a `Storage` batch is written as one log record
+//!   (one atomic `sled::Batch`, no reads) and kept in an in-memory overlay that reads add in;
+//!   every 64 batches the overlay is folded into the data in one atomic `sled::Batch` that also
+//!   removes the folded records: one `get` and one `insert` per touched key, its stored map
+//!   merged with the sorted increments. Reopening replays what was not folded, so every batch
+//!   counts exactly once.
+//! - A store written by the one-key-per-field layout of earlier development builds (format 1)
+//!   is refused on open with [`traqq_storage::Error::Open`] naming the path, never misread.
 //! - sled loses un-flushed writes even on a plain process crash, so `batch` mode flushes before
 //!   acknowledging; concurrent writers share one flush.
 //!
@@ -59,6 +62,7 @@ mod codec;
 mod config;
 mod flush;
 mod log;
+mod overlay;
 
 pub use backend::SledStorage;
 pub use config::SledConfig;

@@ -14,6 +14,7 @@ use traqq_core::batch::{Batch, KeyOps};
 use traqq_core::bucket::BucketKind;
 
 use crate::codec::{decode_number, encode_number};
+use crate::overlay::{self, Overlay};
 
 /// First byte of every log key.
 pub(crate) const LOG: u8 = 0xFF;
@@ -105,7 +106,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes the concatenated chunks of one batch and folds it into `into`.
-pub(crate) fn decode_into(bytes: &[u8], into: &mut Batch) -> Option<()> {
+pub(crate) fn decode_into(bytes: &[u8], into: &mut Overlay) -> Option<()> {
     let mut r = Reader(bytes);
     while !r.0.is_empty() {
         let kind = r.u8()?;
@@ -116,36 +117,29 @@ pub(crate) fn decode_into(bytes: &[u8], into: &mut Batch) -> Option<()> {
         };
         let b = (bucket, r.i64()?);
         let key = r.str()?;
+        let empty = match kind {
+            b'h' => overlay::hash,
+            b'z' => overlay::scores,
+            b'l' => overlay::hll,
+            b's' => overlay::members,
+            _ => return None,
+        };
+        let ops = into.slot(key, b, empty);
         for _ in 0..r.u32()? {
             match kind {
                 b'h' => {
                     let f = r.str()?;
-                    into.incr(key, b, f, decode_number(r.take(9)?)?);
+                    ops.incr(f, decode_number(r.take(9)?)?);
                 }
                 b'z' => {
                     let m = r.str()?;
-                    into.zincr(key, b, m, r.f64()?);
+                    ops.zincr(m, r.f64()?);
                 }
-                b'l' => into.hll_insert(key, b, r.str()?),
-                b's' => into.sadd(key, b, r.str()?),
-                _ => return None,
+                _ => ops.insert(r.str()?),
             }
         }
     }
     Some(())
-}
-
-/// Folds `batch` into `into` without consuming it.
-pub(crate) fn merge_ref(into: &mut Batch, batch: &Batch) {
-    for (key, entry) in batch.iter() {
-        let b = (entry.bucket, entry.bucket_start);
-        match &entry.ops {
-            KeyOps::Hash(m) => m.iter().for_each(|(f, n)| into.incr(key, b, f, *n)),
-            KeyOps::Scores(m) => m.iter().for_each(|(f, s)| into.zincr(key, b, f, *s)),
-            KeyOps::Hll(s) => s.iter().for_each(|v| into.hll_insert(key, b, v)),
-            KeyOps::Members(s) => s.iter().for_each(|v| into.sadd(key, b, v)),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -167,13 +161,27 @@ mod tests {
         b.sadd("p:k:d:1", d, "p:add:d:1:event");
         let chunks = encode(&b);
         assert!(chunks.len() > 1 && chunks.iter().all(|c| c.len() <= CHUNK));
-        let mut back = Batch::new();
+        let mut back = Overlay::default();
         decode_into(&chunks.concat(), &mut back).unwrap();
-        assert_eq!(back, b);
-        let mut merged = Batch::new();
-        merge_ref(&mut merged, &b);
-        assert_eq!(merged, b);
-        assert!(decode_into(&chunks.concat()[..100], &mut Batch::new()).is_none());
+        assert_eq!(back.to_batch(), b);
+        let mut merged = Overlay::default();
+        merged.add(&b);
+        assert_eq!(merged.to_batch(), b);
+        // Adding twice doubles the increments and keeps the sets.
+        merged.add(&b);
+        let mut twice = b.clone();
+        for (key, e) in b.iter() {
+            if let KeyOps::Hash(m) = &e.ops {
+                m.iter()
+                    .for_each(|(f, n)| twice.incr(key, (e.bucket, e.bucket_start), f, *n));
+            }
+            if let KeyOps::Scores(m) = &e.ops {
+                m.iter()
+                    .for_each(|(f, s)| twice.zincr(key, (e.bucket, e.bucket_start), f, *s));
+            }
+        }
+        assert_eq!(merged.to_batch(), twice);
+        assert!(decode_into(&chunks.concat()[..100], &mut Overlay::default()).is_none());
         assert_eq!(parse_log_key(&log_key(7, 3)), Some((7, 3)));
     }
 }

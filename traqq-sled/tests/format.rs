@@ -1,0 +1,62 @@
+//! The on-disk layout guard (format 2: one packed map per traqq key) against real files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use traqq_sled::{SledConfig, SledStorage};
+use traqq_storage::prelude::*;
+use traqq_storage::traqq_core::read::Read;
+use traqq_storage::Error;
+
+#[test]
+fn a_store_in_the_old_per_field_layout_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        // What format 1 wrote: one key per field, no format marker.
+        let db = sled::open(&path).unwrap();
+        let mut value = vec![b'i'];
+        value.extend_from_slice(&7i64.to_le_bytes());
+        db.insert(b"app:add:d:1700000000:event\0click", value).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStorage::open(&path, SledConfig::default()).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("format 1"), "{text}");
+}
+
+#[test]
+fn a_new_store_is_marked_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(SledStorage::open(&path, SledConfig::default()).unwrap());
+    {
+        let db = sled::open(&path).unwrap();
+        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+    drop(SledStorage::open(&path, SledConfig::default()).unwrap());
+}
+
+#[test]
+fn a_damaged_value_is_a_corrupt_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(SledStorage::open(&path, SledConfig::default()).unwrap());
+    let key = "app:add:d:1700000000:event";
+    {
+        let db = sled::open(&path).unwrap();
+        // A map entry whose length runs past the end of the value.
+        db.insert(key.as_bytes(), &b"M\x09click"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStorage::open(&path, SledConfig::default()).unwrap();
+    for read in [
+        Read::Hash(key.into()),
+        Read::Members(key.into()),
+        Read::Count(vec![key.into()]),
+    ] {
+        let err = store.read(&[read]).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
