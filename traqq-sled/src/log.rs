@@ -5,15 +5,20 @@
 //! keys cannot collide with traqq keys.
 //!
 //! ```text
-//! entry := kind:u8 (h|l|z|s) bucket:u8 (d|h) start:i64 key:str count:u32 item*
-//! item  := field:str number:9 (h) | member:str f64 (z) | value:str (l, s)
-//! str   := len:u32 bytes
+//! entry  := kind:u8 (h|l|z|s) bucket:u8 (d|h) start:i64 key:str count:varint item*
+//! item   := field:str number (h) | member:str f64 (z) | value:str (l, s)
+//! number := 'i' zigzag-varint | 'f' f64
+//! str    := len:varint bytes
 //! ```
+//!
+//! Varints keep the record small (most fields are short and most counts are small): every byte
+//! logged is copied into sled's buffers, written and fsynced before a `batch` write returns.
 
 use traqq_core::batch::{Batch, KeyOps};
 use traqq_core::bucket::BucketKind;
 
-use crate::codec::{decode_number, encode_number};
+use traqq_core::batch::Number;
+
 use crate::overlay::{self, Overlay};
 
 /// First byte of every log key.
@@ -41,14 +46,35 @@ pub(crate) fn parse_log_key(k: &[u8]) -> Option<(u64, u32)> {
     ))
 }
 
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    put_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
+}
+
+fn put_number(out: &mut Vec<u8>, n: Number) {
+    match n {
+        Number::Int(i) => {
+            out.push(b'i');
+            put_varint(out, ((i << 1) ^ (i >> 63)) as u64);
+        }
+        Number::Float(x) => {
+            out.push(b'f');
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
 }
 
 /// Encodes `batch` and splits it into log chunks.
 pub(crate) fn encode(batch: &Batch) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(batch.op_count() * 32 + 64);
+    let mut out = Vec::with_capacity(batch.op_count() * 24 + 64);
     for (key, entry) in batch.iter() {
         let kind = match &entry.ops {
             KeyOps::Hash(_) => b'h',
@@ -60,11 +86,11 @@ pub(crate) fn encode(batch: &Batch) -> Vec<Vec<u8>> {
         out.push(entry.bucket.as_str().as_bytes().first().copied().unwrap_or(b'd'));
         out.extend_from_slice(&entry.bucket_start.to_le_bytes());
         put_str(&mut out, key);
-        out.extend_from_slice(&(entry.ops.len() as u32).to_le_bytes());
+        put_varint(&mut out, entry.ops.len() as u64);
         match &entry.ops {
             KeyOps::Hash(m) => m.iter().for_each(|(f, n)| {
                 put_str(&mut out, f);
-                out.extend_from_slice(&encode_number(*n));
+                put_number(&mut out, *n);
             }),
             KeyOps::Scores(m) => m.iter().for_each(|(f, s)| {
                 put_str(&mut out, f);
@@ -90,8 +116,26 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
+    }
+    fn number(&mut self) -> Option<Number> {
+        match self.u8()? {
+            b'i' => {
+                let z = self.varint()?;
+                Some(Number::Int((z >> 1) as i64 ^ -((z & 1) as i64)))
+            }
+            b'f' => Some(Number::Float(self.f64()?)),
+            _ => None,
+        }
     }
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
@@ -100,7 +144,7 @@ impl<'a> Reader<'a> {
         Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
     fn str(&mut self) -> Option<&'a str> {
-        let n = self.u32()? as usize;
+        let n = usize::try_from(self.varint()?).ok()?;
         std::str::from_utf8(self.take(n)?).ok()
     }
 }
@@ -125,11 +169,11 @@ pub(crate) fn decode_into(bytes: &[u8], into: &mut Overlay) -> Option<()> {
             _ => return None,
         };
         let ops = into.slot(key, b, empty);
-        for _ in 0..r.u32()? {
+        for _ in 0..r.varint()? {
             match kind {
                 b'h' => {
                     let f = r.str()?;
-                    ops.incr(f, decode_number(r.take(9)?)?);
+                    ops.incr(f, r.number()?);
                 }
                 b'z' => {
                     let m = r.str()?;
@@ -153,9 +197,13 @@ mod tests {
         let h = (BucketKind::Hour, 1_700_010_000);
         let mut b = Batch::new();
         for i in 0..20_000 {
-            b.incr("p:add:d:1:event", d, &format!("f{i}"), Number::Int(i));
+            let n = if i % 2 == 0 { i } else { -i * 1_000_000_007 };
+            b.incr("p:add:d:1:event", d, &format!("f{i}"), Number::Int(n));
             b.incr("p:adv:h:1:amount:event:i", h, "sum", Number::Float(0.5));
         }
+        b.incr("p:add:d:1:event", d, "min", Number::Int(i64::MIN));
+        b.incr("p:add:d:1:event", d, "max", Number::Int(i64::MAX));
+        b.incr("p:add:d:1:event", d, &"long".repeat(100), Number::Int(1));
         b.zincr("p:top:d:1:geo", d, "US", 2.5);
         b.hll_insert("p:bmp:d:1:ip", d, "1.2.3.4");
         b.sadd("p:k:d:1", d, "p:add:d:1:event");
