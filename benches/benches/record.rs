@@ -2,31 +2,65 @@
 //!
 //! `cargo bench -p traqq-bench --bench record`
 //!
-//! Each backend is one entry of [`backends`]; the store is reused across iterations, so the
-//! figures are steady state (keys and fields exist; the workload's key space is bounded).
+//! - `record/*/memory`: thread CPU time, 10,000 events per call; the store is reused across
+//!   iterations, so the figures are steady state (keys and fields exist; the key space is bounded).
+//! - `record_durable/batch_1000/{rocks,sled,redis}`: wall time (their work partly runs on other
+//!   threads or in `redis-server`), `sync = "batch"`, batches of 1,000 fresh events streamed
+//!   from the generator, one store per backend growing through the run. Redis uses
+//!   `TRAQQ_REDIS_URL`, else starts `redis-server` from `PATH`, else is skipped with a note.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use traqq_bench::cpu::{criterion, ThreadCpu};
 use traqq_bench::mapping::standard_config;
-use traqq_bench::workload::{Ips, Workload, BENCH_NOW, BENCH_SEED};
+use traqq_bench::redis_server::RedisServer;
+use traqq_bench::workload::{Chunk, Ips, Workload, BENCH_NOW, BENCH_SEED};
+use traqq_redis::{RedisConfig, RedisStorage};
+use traqq_rocks::{RocksConfig, RocksStorage};
+use traqq_sled::{SledConfig, SledStorage};
 use traqq_storage::prelude::*;
 
 const EVENTS: usize = 10_000;
 
-/// A named way to open a fresh store. The returned guard (temp dir, server handle, …) must
-/// outlive the store.
-type Open = fn() -> (Arc<dyn Storage>, Box<dyn std::any::Any>);
+/// Events per durable batch (issues 3 and 4 measure batches of 1,000).
+const DURABLE_BATCH: usize = 1_000;
 
-/// The backends to record into.
-///
-/// Other backends add themselves here as their crates land (add the crate under
-/// `[dependencies]` in `benches/Cargo.toml`), e.g.
-/// `("rocks", || { let dir = tempfile::tempdir().unwrap(); (Arc::new(RocksStorage::open(dir.path()).unwrap()), Box::new(dir)) })`.
+/// A named way to open a fresh store. The returned guard (temp dir, server handle, …) must
+/// outlive the store; `None` when the backend cannot run here (no Redis).
+type Open = fn() -> Option<(Arc<dyn Storage>, Box<dyn std::any::Any>)>;
+
+/// The in-memory backends, timed in thread CPU.
 fn backends() -> Vec<(&'static str, Open)> {
-    vec![("memory", || (Arc::new(MemoryStorage::new()), Box::new(())))]
+    vec![("memory", || Some((Arc::new(MemoryStorage::new()), Box::new(()))))]
+}
+
+/// The durable backends, timed in wall time, each in its `"batch"` durability mode.
+fn durable_backends() -> Vec<(&'static str, Open)> {
+    vec![
+        ("rocks", || {
+            let dir = tempfile::tempdir().unwrap();
+            let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
+            Some((Arc::new(store), Box::new(dir)))
+        }),
+        ("sled", || {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SledStorage::open(dir.path().join("db"), SledConfig::default()).unwrap();
+            Some((Arc::new(store), Box::new(dir)))
+        }),
+        ("redis", || {
+            let Some(server) = RedisServer::start() else {
+                eprintln!("record_durable/redis skipped: no TRAQQ_REDIS_URL and no redis-server on PATH");
+                return None;
+            };
+            let store = RedisStorage::connect(RedisConfig::single(server.url())).unwrap();
+            // A fresh prefix per run, so a user's server keeps its data apart.
+            Some((Arc::new(store), Box::new(server)))
+        }),
+    ]
 }
 
 fn engine(storage: Arc<dyn Storage>) -> Traqq {
@@ -46,7 +80,7 @@ fn record(c: &mut Criterion<ThreadCpu>) {
     let mut group = c.benchmark_group("record");
     group.throughput(Throughput::Elements(EVENTS as u64));
     for (name, open) in backends() {
-        let (storage, _guard) = open();
+        let Some((storage, _guard)) = open() else { continue };
         let traqq = engine(storage);
         // The target figure: JSON lines in, one storage batch of 10,000 events.
         group.bench_function(BenchmarkId::new("json_lines_10k", name), |b| {
@@ -74,9 +108,43 @@ fn record(c: &mut Criterion<ThreadCpu>) {
     group.finish();
 }
 
+fn record_durable(c: &mut Criterion) {
+    let mut group = c.benchmark_group("record_durable");
+    group.throughput(Throughput::Elements(DURABLE_BATCH as u64));
+    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    for (name, open) in durable_backends() {
+        let Some((storage, _guard)) = open() else { continue };
+        let traqq = Traqq::with_shared_storage(
+            standard_config(),
+            storage,
+            &format!("bench{}", std::process::id()),
+        )
+        .unwrap()
+        .with_clock(ManualClock::new(BENCH_NOW));
+        // Fresh events each batch, as a real stream brings them; generating is not timed.
+        let mut generator = Workload::standard(BENCH_SEED, BENCH_NOW).generator();
+        group.bench_function(BenchmarkId::new("batch_1000", name), |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut chunk = Chunk::default();
+                    generator.fill(&mut chunk, DURABLE_BATCH);
+                    chunk
+                },
+                |chunk| {
+                    let outcome = traqq.record_json_lines(chunk.lines()).unwrap();
+                    assert_eq!(outcome.recorded, DURABLE_BATCH);
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = criterion();
     targets = record
 }
-criterion_main!(benches);
+criterion_group!(durable, record_durable);
+criterion_main!(benches, durable);

@@ -29,4 +29,5 @@ pub mod cpu;
 pub mod mapping;
 pub mod phase;
 pub mod procfs;
+pub mod redis_server;
 pub mod workload;
