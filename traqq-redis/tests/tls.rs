@@ -1,6 +1,7 @@
-//! TLS (`rediss://`) for real: scripts/test starts a TLS-only redis-server whose certificate a
-//! throwaway CA signed, with a password, and exports `TRAQQ_REDIS_TLS_URL` (with the password)
-//! and `TRAQQ_REDIS_TLS_CA` (the CA's PEM file).
+//! TLS (`rediss://`) for real: scripts/test starts a TLS-only redis-server with a password and
+//! a TLS-only 3-master cluster (client and bus), their certificate signed by a throwaway CA,
+//! and exports `TRAQQ_REDIS_TLS_URL` (with the password), `TRAQQ_REDIS_TLS_CLUSTER_URLS` and
+//! `TRAQQ_REDIS_TLS_CA` (the CA's PEM file).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -124,4 +125,55 @@ fn untrusted_certificates_wrong_passwords_and_plain_text_fail_promptly() {
         e.contains("storage.tls_ca_file") && e.contains("/nonexistent/ca.pem"),
         "{e}"
     );
+}
+
+#[test]
+fn cluster_over_tls_records_and_unions() {
+    let (Some(urls), Some(ca)) = (
+        common::env_or_skip("TRAQQ_REDIS_TLS_CLUSTER_URLS"),
+        common::env_or_skip("TRAQQ_REDIS_TLS_CA"),
+    ) else {
+        return;
+    };
+    let urls: Vec<String> = urls.split(',').map(|u| u.trim().to_owned()).collect();
+    assert!(urls.iter().all(|u| u.starts_with("rediss://")), "{urls:?}");
+    let p = format!("tlsc{}", std::process::id());
+    let config = TraqqConfig {
+        mapping: MappingConfig {
+            bitmap: vec!["ip".into()],
+            add: vec!["event".into(), "geo".into()],
+            top: vec!["geo".into()],
+            ..MappingConfig::default()
+        },
+        ..TraqqConfig::default()
+    };
+    let storage =
+        RedisStorage::connect(RedisConfig::cluster(urls.iter().cloned()).with_tls_ca_file(&ca)).unwrap();
+    let traqq = Traqq::new(config, storage, &p).unwrap();
+    // Two days, 40 ips, 4 countries; the truth is counted here.
+    let mut lines = Vec::new();
+    let mut events = 0i64;
+    for i in 0..400 {
+        events += 1;
+        lines.push(format!(
+            r#"{{"event":"click","ip":"10.1.0.{}","geo":"G{}","ts":{}}}"#,
+            i % 40,
+            i % 4,
+            DAY + (i as i64 % 2) * 86_400 + 60
+        ));
+    }
+    let out = traqq.record_json_lines(lines.iter().map(String::as_str)).unwrap();
+    assert_eq!((out.recorded, out.rejected.len()), (400, 0));
+    let r = traqq.query(DAY, DAY + 86_400).unwrap();
+    assert_eq!(r.find_str("bmp/ip")[0].result, MetricData::Count(40));
+    assert_eq!(
+        r.find_str("add/event")[0].result,
+        MetricData::Hash([("click".into(), events)].into())
+    );
+    let top = match &r.find_str("top/geo")[0].result {
+        MetricData::Ranked(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(top.len(), 4);
+    assert!(top.iter().all(|(_, s)| *s == 100.0), "{top:?}");
 }
