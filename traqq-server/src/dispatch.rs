@@ -791,8 +791,9 @@ pub fn parse_line(
             Some(Err(kind)) => Err(format!(
                 "field \"events\" must be a JSON array of event objects, found {kind}"
             )),
-            Some(Ok(list)) => check_batch_len(list.len(), max_batch_events)
-                .map(|()| Request::RecordBatch(list.into_iter().map(checked_event).collect())),
+            Some(Ok(list)) => {
+                check_batch_len(list.len(), max_batch_events).map(|()| Request::RecordBatch(list))
+            }
         },
         _ => parse_fields(command, &fields),
     }
@@ -813,8 +814,9 @@ pub fn checked_event(parsed: Parsed1<'_>) -> EventResult<'_> {
 /// An event or a list of events as parsed in place: `Err(kind)` when the JSON value was
 /// something else (`"a string"`, `"null"`, ...).
 pub type Parsed1<'a> = std::result::Result<IncomingEvent<'a>, &'static str>;
-/// See [`Parsed1`].
-pub type ParsedList<'a> = std::result::Result<Vec<Parsed1<'a>>, &'static str>;
+/// A list of events, each already through [`checked_event`] (one pass, one vector), or
+/// `Err(kind)` when the value was not a list.
+pub type ParsedList<'a> = std::result::Result<Vec<EventResult<'a>>, &'static str>;
 
 /// A request line parsed in one pass: plain fields kept as raw JSON, `event`/`events` parsed
 /// into events on the way (so a 1,000-event batch is scanned once, not three times).
@@ -948,7 +950,7 @@ impl<'de> Wanted<'de> for EventSeed {
 }
 
 impl<'de> Wanted<'de> for EventsSeed {
-    type Out = Vec<Parsed1<'de>>;
+    type Out = Vec<EventResult<'de>>;
     fn map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Err("an object"))
@@ -956,7 +958,7 @@ impl<'de> Wanted<'de> for EventsSeed {
     fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(4096));
         while let Some(e) = seq.next_element_seed(EventSeed)? {
-            out.push(e);
+            out.push(checked_event(e));
         }
         Ok(Ok(out))
     }

@@ -23,8 +23,8 @@ use serde::de::DeserializeSeed;
 use traqq_core::event::IncomingEvent;
 
 use crate::dispatch::{
-    check_batch_len, checked_event, describe_json_error, error_reply, parse_fields, BadRequest, Command,
-    Dispatcher, EventsSeed, Fields, Reply, Request, Session, Status,
+    check_batch_len, describe_json_error, error_reply, parse_fields, BadRequest, Command, Dispatcher,
+    EventsSeed, Fields, Reply, Request, Session, Status,
 };
 use crate::metrics::Metrics;
 
@@ -175,9 +175,7 @@ fn events_request(body: &[u8], ndjson: bool, max_batch_events: usize) -> Result<
                 })?
                 .map_err(|kind| fail(Command::RecordBatch, format!("request body is {kind}")))?;
             check_batch_len(list.len(), max_batch_events).map_err(|m| fail(Command::RecordBatch, m))?;
-            Ok(Request::RecordBatch(
-                list.into_iter().map(checked_event).collect(),
-            ))
+            Ok(Request::RecordBatch(list))
         }
         _ => Err(fail(
             Command::RecordBatch,
