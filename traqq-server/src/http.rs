@@ -377,6 +377,47 @@ impl LimitedStream {
             idle.last = tokio::time::Instant::now();
         }
     }
+
+    /// For a write that cannot go on (the client reads nothing): an error once the
+    /// connection has moved no byte for the idle limit.
+    fn write_stalled(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        let idle = self.idle.as_mut()?;
+        let deadline = idle.last + idle.timeout;
+        if idle.sleep.deadline() != deadline {
+            idle.sleep.as_mut().reset(deadline);
+        }
+        idle.sleep.as_mut().poll(cx).is_ready().then(|| {
+            tracing::debug!(
+                secs = idle.timeout.as_secs_f64(),
+                "HTTP client reads nothing: closing"
+            );
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client read nothing for server.idle_timeout_secs",
+            )
+        })
+    }
+
+    /// The outcome of a write: progress counts as activity, a stall past the idle limit fails.
+    fn after_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<std::io::Result<T>>,
+        moved: bool,
+    ) -> Poll<std::io::Result<T>> {
+        match result {
+            Poll::Ready(r) => {
+                if moved {
+                    self.moved();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.write_stalled(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+        }
+    }
 }
 
 impl axum::serve::Listener for LimitedListener {
@@ -484,13 +525,13 @@ impl AsyncWrite for LimitedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.moved();
-        }
-        result
+        let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
+        this.after_write(cx, result, moved)
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_flush(cx);
+        this.after_write(cx, result, false)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
@@ -502,10 +543,8 @@ impl AsyncWrite for LimitedStream {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.moved();
-        }
-        result
+        let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
+        this.after_write(cx, result, moved)
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()

@@ -257,7 +257,7 @@ async fn connection(
                     return;
                 }
             }
-            if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            if !out.is_empty() && !write_within(&mut stream, &out, limits.idle_timeout).await {
                 failed = true;
                 break;
             }
@@ -293,6 +293,15 @@ async fn read_some(
         None => read.await,
     };
     result.map_err(|_| ReadError::Io)
+}
+
+/// Writes `data`; false when the connection failed or, with an idle limit, the client read
+/// none of it for that long (it stopped reading its replies: the connection is closed).
+async fn write_within(stream: &mut TcpStream, data: &[u8], idle: Option<Duration>) -> bool {
+    match idle {
+        Some(d) => matches!(tokio::time::timeout(d, stream.write_all(data)).await, Ok(Ok(()))),
+        None => stream.write_all(data).await.is_ok(),
+    }
 }
 
 fn memchr(hay: &[u8]) -> Option<usize> {

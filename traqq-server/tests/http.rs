@@ -668,3 +668,37 @@ fn idle_http_connections_are_closed_after_idle_timeout_secs() {
     assert_eq!(server.metrics().open_http_connections(), 0);
     server.stop().unwrap();
 }
+
+#[test]
+fn an_http_client_that_reads_no_responses_is_closed_after_the_idle_limit() {
+    let (server, _) = start(ServerConfig {
+        idle_timeout_secs: 0.3,
+        ..loopback()
+    });
+    let addr = server.http_addr().unwrap();
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    // Pipelined requests (404s: cheap, with a body), responses never read.
+    let cap = 1 << 30;
+    let flood = {
+        let stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            flood_without_reading(&stream, b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", cap)
+        })
+    };
+    let closed = eventually(Duration::from_secs(20), || flood.is_finished());
+    // Unblock the writer and drop the socket either way, so a failure fails instead of hanging.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let sent = flood.join().unwrap();
+    drop(stream);
+    assert!(
+        closed && sent < cap,
+        "the server kept a connection whose client reads nothing"
+    );
+    assert!(eventually(Duration::from_secs(5), || server
+        .metrics()
+        .open_http_connections()
+        == 0));
+    let (status, _) = call(addr, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200);
+    server.stop().unwrap();
+}

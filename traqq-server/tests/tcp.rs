@@ -780,3 +780,37 @@ fn pipelined_records_share_a_batch_but_keep_their_own_replies() {
     assert_eq!(event_count(&mut client, "down"), 0);
     server.stop().unwrap();
 }
+
+#[test]
+fn a_client_that_reads_no_replies_is_closed_after_the_idle_limit() {
+    let (server, _) = start(ServerConfig {
+        idle_timeout_secs: 0.3,
+        ..loopback()
+    });
+    let addr = server.tcp_addr().unwrap();
+    let stream = TcpStream::connect(addr).unwrap();
+    // Pipelined pings, replies never read: once the socket buffers are full the server cannot
+    // write, and after the idle limit it closes the connection, which fails the writes.
+    let cap = 1 << 30;
+    let flood = {
+        let stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || flood_without_reading(&stream, b"{\"cmd\":\"ping\"}\n", cap))
+    };
+    let closed = eventually(Duration::from_secs(20), || flood.is_finished());
+    // Unblock the writer and drop the socket either way, so a failure fails instead of hanging.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let sent = flood.join().unwrap();
+    drop(stream);
+    assert!(
+        closed && sent < cap,
+        "the server kept a connection whose client reads nothing"
+    );
+    assert!(eventually(Duration::from_secs(5), || server
+        .metrics()
+        .open_connections()
+        == 0));
+    // Everyone else is served as usual.
+    let mut client = Client::connect(addr).unwrap();
+    client.ping().unwrap();
+    server.stop().unwrap();
+}

@@ -102,3 +102,28 @@ impl Storage for Flaky {
         Ok(())
     }
 }
+
+/// Writes `request` over and over on `stream` and never reads a reply, until a write fails
+/// (the server closed the connection) or `cap` bytes went out; returns the bytes sent.
+pub fn flood_without_reading(stream: &std::net::TcpStream, request: &[u8], cap: usize) -> usize {
+    use std::io::Write;
+    let mut writer = stream.try_clone().unwrap();
+    let chunk = request.repeat((64 * 1024 / request.len()).max(1));
+    let mut sent = 0;
+    while sent < cap && writer.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    sent
+}
+
+/// Waits up to `limit` for `done`; true when it came.
+pub fn eventually(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
