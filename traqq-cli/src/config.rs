@@ -41,6 +41,10 @@ pub(crate) struct StorageConfig {
     pub(crate) cluster_urls: Vec<String>,
     /// Durability of embedded stores: `always`, `batch` or `none` (backend default when absent).
     pub(crate) sync: Option<String>,
+    /// Write buffer: hold applied batches up to this long and write them as one (0: off).
+    pub(crate) write_buffer_ms: u64,
+    /// Write the buffer early once it holds this many coalesced operations.
+    pub(crate) write_buffer_ops: usize,
 }
 
 impl Default for StorageConfig {
@@ -51,6 +55,8 @@ impl Default for StorageConfig {
             url: "redis://127.0.0.1:6379".into(),
             cluster_urls: Vec::new(),
             sync: None,
+            write_buffer_ms: 0,
+            write_buffer_ops: traqq_storage::BufferConfig::default().max_ops,
         }
     }
 }

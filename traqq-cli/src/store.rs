@@ -2,8 +2,9 @@
 //! always there.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use traqq_storage::{Durability, MemoryStorage, Storage};
+use traqq_storage::{BufferConfig, BufferedStorage, Durability, MemoryStorage, Storage};
 
 use crate::config::{FileConfig, StorageConfig};
 use crate::UsageError;
@@ -37,6 +38,11 @@ pub(crate) fn check_backend(config: &StorageConfig) -> Result<(), UsageError> {
         sync.parse::<Durability>()
             .map_err(|e| UsageError(e.to_string()))?;
     }
+    if config.write_buffer_ms > 0 && config.write_buffer_ops == 0 {
+        return Err(UsageError(
+            "storage.write_buffer_ops = 0: the write buffer needs room for at least one operation".into(),
+        ));
+    }
     if BACKENDS.contains(&name) {
         return Ok(());
     }
@@ -55,8 +61,23 @@ pub(crate) fn check_backend(config: &StorageConfig) -> Result<(), UsageError> {
     }))
 }
 
-/// Opens the store of `config`.
+/// Opens the store of `config`, behind a write buffer when `write_buffer_ms` is set.
 pub(crate) fn open(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
+    let store = open_backend(config)?;
+    let storage = &config.storage;
+    Ok(match storage.write_buffer_ms {
+        0 => store,
+        ms => Arc::new(BufferedStorage::new(
+            store,
+            BufferConfig {
+                max_delay: Duration::from_millis(ms),
+                max_ops: storage.write_buffer_ops,
+            },
+        )),
+    })
+}
+
+fn open_backend(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
     let storage = &config.storage;
     check_backend(storage)?;
     Ok(match storage.backend.as_str() {
@@ -97,6 +118,17 @@ pub(crate) fn open(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
 
 /// Where the data lives, for humans (no passwords: URLs are shown without their user info).
 pub(crate) fn describe(config: &StorageConfig) -> String {
+    let place = describe_backend(config);
+    match config.write_buffer_ms {
+        0 => place,
+        ms => format!(
+            "{place}; write buffer: up to {ms} ms or {} operations (a crash loses what it holds)",
+            config.write_buffer_ops
+        ),
+    }
+}
+
+fn describe_backend(config: &StorageConfig) -> String {
     match config.backend.as_str() {
         "memory" => "in memory (not persistent: lost when the process exits)".into(),
         "redis" if !config.cluster_urls.is_empty() => format!(

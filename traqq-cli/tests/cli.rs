@@ -374,6 +374,11 @@ fn config_check_good_and_bad_files() {
         ("[mapping]\nadd = [\"a~b\", \"b~a\"]\n", "", "mapping.add[1]"),
         ("[query]\nmax_buckets = \"many\"\n", "line 2", "query.max_buckets"),
         ("prefix = \"a b\"\n", "", "prefix"),
+        (
+            "[storage]\nwrite_buffer_ms = 50\nwrite_buffer_ops = 0\n",
+            "",
+            "storage.write_buffer_ops = 0",
+        ),
         ("[limits\n", "line 1", ""),
     ];
     for (i, (body, line, want)) in cases.iter().enumerate() {
@@ -521,6 +526,75 @@ fn serve_on_redis_keeps_data_across_a_restart() {
     ]);
     assert_eq!(found[0]["result"], json!({"Hash":{"r":5}}));
     assert!(second.terminate().success());
+}
+
+#[test]
+fn serve_with_a_write_buffer_acknowledges_first_and_writes_at_a_query_or_shutdown() {
+    let Some(url) = redis_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let unique = format!(
+        "clibuf{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let config = dir.path().join("traqq.toml");
+    // Ten minutes: nothing is written by the clock during the test.
+    std::fs::write(
+        &config,
+        format!("prefix = \"{unique}\"\n[storage]\nbackend = \"redis\"\nwrite_buffer_ms = 600000\n"),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let record = |serve: &Serve, n: usize| {
+        let lines: String = (0..n)
+            .map(|i| format!("{{\"event\":\"w\",\"ip\":\"2.0.0.{i}\",\"ts\":{TS}}}\n"))
+            .collect();
+        let out = traqq_stdin(&["record", "--addr", &serve.tcp, "-"], &lines);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    // What another process reading Redis directly sees.
+    let in_redis = || {
+        query_json(&[
+            "find",
+            "add/event",
+            "--config",
+            cfg,
+            "--storage",
+            "redis",
+            "--redis-url",
+            &url,
+            "--from",
+            "2023-11-14",
+            "--merge",
+        ])
+    };
+    let serve = Serve::start(&["--config", cfg, "--redis-url", &url], dir.path());
+    record(&serve, 5);
+    let before = in_redis();
+    assert_ne!(
+        before[0]["result"],
+        json!({"Hash":{"w":5}}),
+        "written before it was due: {before}"
+    );
+    // The server's own query writes its buffer first.
+    let via_server = query_json(&[
+        "find",
+        "add/event",
+        "--addr",
+        &serve.tcp,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(via_server[0]["result"], json!({"Hash":{"w":5}}));
+    assert_eq!(in_redis()[0]["result"], json!({"Hash":{"w":5}}));
+    // A graceful shutdown writes what is left.
+    record(&serve, 3);
+    assert!(serve.terminate().success());
+    assert_eq!(in_redis()[0]["result"], json!({"Hash":{"w":8}}));
 }
 
 fn free_port() -> u16 {

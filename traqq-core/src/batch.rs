@@ -100,10 +100,16 @@ impl KeyOps {
 
     /// Folds another key's operations of the same type into these.
     pub fn fold(&mut self, other: KeyOps) {
+        self.fold_from(&other);
+    }
+
+    /// Folds another key's operations of the same type into these, copying only the fields
+    /// and values that are new here.
+    pub fn fold_from(&mut self, other: &KeyOps) {
         match other {
-            KeyOps::Hash(m) => m.into_iter().for_each(|(f, n)| self.incr(&f, n)),
-            KeyOps::Hll(s) | KeyOps::Members(s) => s.into_iter().for_each(|v| self.insert(&v)),
-            KeyOps::Scores(m) => m.into_iter().for_each(|(f, n)| self.zincr(&f, n)),
+            KeyOps::Hash(m) => m.iter().for_each(|(f, n)| self.incr(f, *n)),
+            KeyOps::Hll(s) | KeyOps::Members(s) => s.iter().for_each(|v| self.insert(v)),
+            KeyOps::Scores(m) => m.iter().for_each(|(f, n)| self.zincr(f, *n)),
         }
     }
 
@@ -227,6 +233,19 @@ impl Batch {
             self.put(&key, entry);
         }
     }
+
+    /// Like [`Batch::merge`], for a batch the caller keeps: only keys and fields new here are
+    /// copied.
+    pub fn merge_from(&mut self, other: &Batch) {
+        for (key, entry) in &other.entries {
+            match self.entries.get_mut(key.as_str()) {
+                Some(existing) => existing.ops.fold_from(&entry.ops),
+                None => {
+                    self.entries.insert(key.clone(), entry.clone());
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -258,5 +277,35 @@ mod tests {
             panic!()
         };
         assert_eq!(m["m"], 6.0);
+    }
+
+    #[test]
+    fn merging_batches_equals_building_one() {
+        let d = (BucketKind::Day, 0);
+        let h = (BucketKind::Hour, 3600);
+        let fill = |b: &mut Batch, n: i64| {
+            b.incr("k", d, "f", Number::Int(n));
+            b.incr("k", d, &format!("f{n}"), Number::Int(1));
+            b.incr("s", h, "sum", Number::Float(0.25 * n as f64));
+            b.hll_insert("h", d, &format!("ip{}", n % 3));
+            b.zincr("z", d, "m", n as f64);
+            b.sadd("set", d, &format!("a{n}"));
+        };
+        let mut whole = Batch::new();
+        let mut by_merge = Batch::new();
+        let mut by_merge_from = Batch::new();
+        for n in 1..=5 {
+            fill(&mut whole, n);
+            let mut part = Batch::new();
+            fill(&mut part, n);
+            by_merge_from.merge_from(&part);
+            by_merge.merge(part);
+        }
+        assert_eq!(by_merge, whole);
+        assert_eq!(by_merge_from, whole);
+        let KeyOps::Hash(m) = &whole.get("k").unwrap().ops else {
+            panic!()
+        };
+        assert_eq!(m["f"], Number::Int(15));
     }
 }

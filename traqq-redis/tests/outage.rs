@@ -115,3 +115,73 @@ fn password_and_database_from_the_url() {
     assert!(matches!(e, traqq_storage::Error::Open { .. }), "{msg}");
     assert!(!msg.contains("wrong-pw") && msg.contains("***"), "{msg}");
 }
+
+#[test]
+fn a_write_buffer_keeps_its_operations_across_an_outage_and_writes_them_once() {
+    use traqq_storage::{BufferConfig, BufferedStorage};
+    if common::single_url().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let Some(mut server) = common::OwnServer::start(port, dir.path()) else {
+        return;
+    };
+    let mut config = RedisConfig::single(server.url());
+    config.connect_timeout_ms = 500;
+    config.response_timeout_ms = 1_000;
+    // A long delay: writes happen when the test flushes.
+    let buffered = BufferedStorage::new(
+        RedisStorage::connect(config).unwrap(),
+        BufferConfig {
+            max_delay: Duration::from_secs(3600),
+            max_ops: 1_000_000,
+        },
+    );
+    let key = "bufout:add:d:1700006400:event";
+    let one = {
+        let mut b = Batch::new();
+        b.incr(key, DAY, "n", Number::Int(1));
+        b
+    };
+    let stored = |s: &RedisStorage| s.read_hash(key).map(|h| h.first().map_or(0, |(_, n)| n.as_i64()));
+    for _ in 0..3 {
+        buffered.apply(&one).unwrap();
+    }
+    buffered.flush().unwrap();
+    assert_eq!(stored(buffered.inner()).unwrap(), 3);
+
+    server.kill();
+    // Accepted into the buffer while Redis is down.
+    for _ in 0..4 {
+        buffered.apply(&one).unwrap();
+    }
+    let err = buffered.flush().unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(err.to_string().contains("kept in the buffer"), "{err}");
+    assert_eq!(
+        buffered.pending_ops(),
+        1,
+        "the failed write's operations wait for the next one"
+    );
+    buffered.apply(&one).unwrap();
+
+    let _server = common::OwnServer::start(port, dir.path()).unwrap();
+    let start = Instant::now();
+    let mut failures = 0;
+    while let Err(e) = buffered.flush() {
+        // The first attempts may still meet the old, broken connection.
+        assert!(e.is_unavailable(), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(20), "never recovered: {e}");
+        failures += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // 3 before, 4 during the outage, 1 after: each counted once (a refused connection means
+    // the failed writes never ran).
+    assert_eq!(
+        stored(buffered.inner()).unwrap(),
+        3 + 4 + 1,
+        "after {failures} failed flushes"
+    );
+    assert_eq!(buffered.pending_ops(), 0);
+}

@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod buffered;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -44,6 +45,7 @@ pub mod memory;
 pub mod retention;
 pub mod storage;
 
+pub use buffered::{BufferConfig, BufferedStorage};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durability::Durability;
 pub use engine::{BatchOutcome, Rejected, Traqq};
