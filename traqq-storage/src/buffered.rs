@@ -65,7 +65,11 @@ impl Default for BufferConfig {
 ///     max_delay: Duration::from_millis(50),
 ///     max_ops: 10_000,
 /// });
-/// let traqq = Traqq::new(TraqqConfig::default(), Box::new(store), "myapp")?;
+/// let config = TraqqConfig {
+///     mapping: MappingConfig { add: vec!["event".into()], ..MappingConfig::default() },
+///     ..TraqqConfig::default()
+/// };
+/// let traqq = Traqq::new(config, Box::new(store), "myapp")?;
 /// traqq.record(IncomingEvent::from_json(serde_json::json!({ "event": "signup" }))?)?;
 /// // Queries write the buffer first: this process reads its own writes.
 /// let result = traqq.query_days(1)?;
