@@ -14,9 +14,10 @@ use rocksdb::{
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
+use traqq_storage::packed::{Entry, MapWriter};
 use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
 
-use crate::codec::{self, Entry, MapWriter, FORMAT, FORMAT_KEY, MERGE_OPERATOR};
+use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR};
 use crate::config::RocksConfig;
 
 const BACKEND: &str = "rocksdb";
@@ -184,7 +185,7 @@ impl RocksStorage {
             return Ok(());
         };
         for item in codec::entries(&value).map_err(|m| corrupt(key, m))? {
-            let (field, entry) = item.map_err(|m| corrupt(key, m))?;
+            let (field, entry) = item.map_err(|m| corrupt(key, m.message()))?;
             let field = std::str::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
             f(field, entry)?;
         }

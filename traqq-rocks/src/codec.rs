@@ -7,9 +7,9 @@
 //! | hash (`add`, `adv`), leaderboard (`top`), set (key sets) | `M` + packed map |
 //! | HyperLogLog (`bmp`) | `S` + serialized [`Sketch`] |
 //!
-//! A packed map is a list of entries `varint(len) field kind [payload]`, sorted by field bytes
-//! in stored values: kind `i` + i64 LE (counter), `f` + f64 LE (float sum, score), `s` (set
-//! member, no payload).
+//! Packed maps are the layout of [`traqq_storage::packed`] (shared with traqq-sled), their
+//! entries sorted by field bytes in stored values; this module adds the HyperLogLog values and
+//! the merge operator.
 //!
 //! Writes never read: a `Storage` batch writes **one merge operand per key**, a packed map of
 //! all the increments (or set members) the batch has for that key, or `H` + the 64-bit hashes
@@ -22,8 +22,8 @@
 //! being misread.
 
 use hashbrown::HashMap;
-use traqq_core::batch::Number;
 use traqq_core::sketch::Sketch;
+use traqq_storage::packed::{self, push_entry, DecodeError, Entries, Entry, MAP};
 
 /// Name of the merge operator. RocksDB refuses to read merge operands without an operator
 /// registered; the name itself is kept from format 1 ([`FORMAT_KEY`] guards the layout).
@@ -34,161 +34,17 @@ pub(crate) const FORMAT_KEY: &[u8] = b"\0traqq\0format";
 /// The layout this version writes and reads.
 pub(crate) const FORMAT: &[u8] = b"2";
 
-const MAP: u8 = b'M';
-const INT: u8 = b'i';
-const FLOAT: u8 = b'f';
-const MEMBER: u8 = b's';
 const SKETCH: u8 = b'S';
 const HASHES: u8 = b'H';
 
 /// Past this many pending hashes, a partial merge folds them into a sketch.
 const MAX_PENDING_HASHES: usize = 4_096;
 
-/// Builds one packed-map operand.
-#[derive(Debug, Default)]
-pub(crate) struct MapWriter {
-    buf: Vec<u8>,
-}
-
-impl MapWriter {
-    /// Starts a new operand (the buffer is reused).
-    pub(crate) fn start(&mut self) {
-        self.buf.clear();
-        self.buf.push(MAP);
-    }
-
-    /// Adds an increment of `field`.
-    pub(crate) fn number(&mut self, field: &str, n: Number) {
-        push_field(&mut self.buf, field.as_bytes());
-        push_number(&mut self.buf, n);
-    }
-
-    /// Adds a set member.
-    pub(crate) fn member(&mut self, member: &str) {
-        push_field(&mut self.buf, member.as_bytes());
-        self.buf.push(MEMBER);
-    }
-
-    /// The operand built so far.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-fn push_field(out: &mut Vec<u8>, field: &[u8]) {
-    let mut len = field.len();
-    while len >= 0x80 {
-        out.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    out.push(len as u8);
-    out.extend_from_slice(field);
-}
-
-fn push_number(out: &mut Vec<u8>, n: Number) {
-    match n {
-        Number::Int(i) => {
-            out.push(INT);
-            out.extend_from_slice(&i.to_le_bytes());
-        }
-        Number::Float(x) => {
-            out.push(FLOAT);
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-}
-
-/// One entry of a packed map.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Entry {
-    /// A number (hash field, leaderboard score).
-    Number(Number),
-    /// A set member.
-    Member,
-}
-
-impl Entry {
-    /// `self + other`, or `None` when they do not fit (a number and a set member).
-    fn add(self, other: Entry) -> Option<Entry> {
-        Some(match (self, other) {
-            (Entry::Number(Number::Int(a)), Entry::Number(Number::Int(b))) => {
-                Entry::Number(Number::Int(a.saturating_add(b)))
-            }
-            (Entry::Number(a), Entry::Number(b)) => Entry::Number(Number::Float(a.as_f64() + b.as_f64())),
-            (Entry::Member, Entry::Member) => Entry::Member,
-            _ => return None,
-        })
-    }
-}
-
-/// The entries of a packed map value (`M` + entries), in stored order.
-pub(crate) struct Entries<'a> {
-    rest: &'a [u8],
-}
-
 /// Reads a stored packed map, or says why it is not one.
 pub(crate) fn entries(value: &[u8]) -> Result<Entries<'_>, &'static str> {
-    match value.split_first() {
-        Some((&MAP, rest)) => Ok(Entries { rest }),
-        Some((&SKETCH | &HASHES, _)) => Err("holds a HyperLogLog sketch, not a map"),
-        _ => Err("is not a packed map"),
-    }
-}
-
-impl<'a> Iterator for Entries<'a> {
-    type Item = Result<(&'a [u8], Entry), &'static str>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let item = self.read();
-        if item.is_err() {
-            // Stop after the first malformed entry.
-            self.rest = &[];
-        }
-        Some(item)
-    }
-}
-
-impl<'a> Entries<'a> {
-    fn read(&mut self) -> Result<(&'a [u8], Entry), &'static str> {
-        const MALFORMED: &str = "malformed map entry";
-        let mut len = 0usize;
-        let mut shift = 0;
-        loop {
-            let (&b, rest) = self.rest.split_first().ok_or(MALFORMED)?;
-            self.rest = rest;
-            len |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 28 {
-                return Err(MALFORMED);
-            }
-        }
-        let field = self.rest.get(..len).ok_or(MALFORMED)?;
-        let (&kind, rest) = self
-            .rest
-            .get(len..)
-            .and_then(<[u8]>::split_first)
-            .ok_or(MALFORMED)?;
-        let (entry, rest) = match kind {
-            MEMBER => (Entry::Member, rest),
-            INT | FLOAT => {
-                let raw: [u8; 8] = rest.get(..8).and_then(|r| r.try_into().ok()).ok_or(MALFORMED)?;
-                let n = if kind == INT {
-                    Number::Int(i64::from_le_bytes(raw))
-                } else {
-                    Number::Float(f64::from_le_bytes(raw))
-                };
-                (Entry::Number(n), &rest[8..])
-            }
-            _ => return Err(MALFORMED),
-        };
-        self.rest = rest;
-        Ok((field, entry))
+    match value.first() {
+        Some(&SKETCH | &HASHES) => Err("holds a HyperLogLog sketch, not a map"),
+        _ => packed::entries(value).map_err(DecodeError::message),
     }
 }
 
@@ -242,11 +98,11 @@ impl<'a> Acc<'a> {
                     return Err("map merged into a sketch");
                 };
                 for item in entries(bytes)? {
-                    let (field, entry) = item?;
+                    let (field, entry) = item.map_err(DecodeError::message)?;
                     match map.entry(field) {
                         hashbrown::hash_map::Entry::Occupied(mut o) => {
                             // A misfit (number vs member) is dropped; the stored entry stays.
-                            if let Some(sum) = o.get().add(entry) {
+                            if let Some(sum) = o.get().plus(entry) {
                                 *o.get_mut() = sum;
                             }
                         }
@@ -310,11 +166,7 @@ impl<'a> Acc<'a> {
                 let mut out = Vec::with_capacity(1 + size);
                 out.push(MAP);
                 for (field, entry) in sorted {
-                    push_field(&mut out, field);
-                    match entry {
-                        Entry::Number(n) => push_number(&mut out, n),
-                        Entry::Member => out.push(MEMBER),
-                    }
+                    push_entry(&mut out, field, entry);
                 }
                 out
             }
@@ -366,6 +218,8 @@ pub(crate) fn merge<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use traqq_core::batch::Number;
+    use traqq_storage::packed::MapWriter;
 
     fn map(v: &[u8]) -> Vec<(String, Entry)> {
         entries(v)
@@ -445,15 +299,38 @@ mod tests {
     }
 
     #[test]
-    fn malformed_maps_are_errors_not_panics() {
-        for bad in [
-            &b"M\x05ab"[..],
-            b"M\x01ai",
-            b"M\x01az",
-            b"M\xff\xff\xff\xff\xff\x01",
-        ] {
-            assert!(entries(bad).unwrap().any(|e| e.is_err()), "{bad:?}");
-        }
-        assert!(entries(b"Sxyz").is_err());
+    fn sketches_are_not_maps_and_malformed_maps_are_errors_not_panics() {
+        assert_eq!(
+            entries(b"Sxyz").err(),
+            Some("holds a HyperLogLog sketch, not a map")
+        );
+        assert_eq!(
+            entries(b"Hxyz").err(),
+            Some("holds a HyperLogLog sketch, not a map")
+        );
+        assert_eq!(entries(b"xyz").err(), Some("is not a packed map"));
+        assert!(entries(b"M\x05ab").unwrap().any(|e| e.is_err()));
+    }
+
+    #[test]
+    fn merged_maps_are_stored_byte_for_byte() {
+        let long = "x".repeat(200);
+        // The stored value: entries sorted by field, in the layout `traqq_storage::packed` pins.
+        let mut w = MapWriter::default();
+        w.start();
+        w.number("a", Number::Float(0.5));
+        w.number("b", Number::Int(3));
+        w.number(&long, Number::Int(-1));
+        let want = w.bytes().to_vec();
+        w.start();
+        w.number(&long, Number::Int(-1));
+        w.number("b", Number::Int(1));
+        w.number("a", Number::Float(0.5));
+        let one = w.bytes().to_vec();
+        w.start();
+        w.number("b", Number::Int(2));
+        let two = w.bytes().to_vec();
+        assert_eq!(merge(None, [&one[..], &two[..]].into_iter(), true), want);
+        assert_eq!(merge(None, [&one[..], &two[..]].into_iter(), false), want);
     }
 }

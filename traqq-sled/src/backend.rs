@@ -10,9 +10,10 @@ use parking_lot::RwLock;
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
+use traqq_storage::packed::{entries, Entry};
 use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
 
-use crate::codec::{entries, fold_map, Entry, FORMAT, FORMAT_KEY};
+use crate::codec::{fold_map, FORMAT, FORMAT_KEY};
 use crate::config::SledConfig;
 use crate::flush::GroupFlush;
 use crate::log::{self, log_key, parse_log_key, LOG};
@@ -189,7 +190,7 @@ impl SledStorage {
                 }
             };
             let stored = self.db.get(key.as_bytes()).map_err(backend_error)?;
-            let folded = fold_map(stored.as_deref(), &mut updates).map_err(|m| corrupt(key, m))?;
+            let folded = fold_map(stored.as_deref(), &mut updates).map_err(|m| corrupt(key, m.message()))?;
             out.insert(key.as_bytes(), folded);
         }
         for (seq, chunks) in &pending.logged {
@@ -208,8 +209,8 @@ impl SledStorage {
         let Some(value) = self.db.get(key.as_bytes()).map_err(backend_error)? else {
             return Ok(());
         };
-        for item in entries(&value).map_err(|m| corrupt(key, m))? {
-            let (field, entry) = item.map_err(|m| corrupt(key, m))?;
+        for item in entries(&value).map_err(|m| corrupt(key, m.message()))? {
+            let (field, entry) = item.map_err(|m| corrupt(key, m.message()))?;
             let field = std::str::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
             f(field, entry)?;
         }

@@ -7,144 +7,22 @@
 //! | hash (`add`, `adv`), leaderboard (`top`), set (key sets) | `M` + packed map |
 //! | HyperLogLog (`bmp`) | serialized [`traqq_core::sketch::Sketch`] |
 //!
-//! A packed map is a list of entries `varint(len) field kind [payload]`, sorted by field bytes:
-//! kind `i` + i64 LE (counter), `f` + f64 LE (float sum, score), `s` (set member). Folding the
-//! log into the data rewrites each touched map once, merging its sorted entries with the
-//! sorted increments (one `get` and one `insert` per key, not per field).
+//! Packed maps are the layout of [`traqq_storage::packed`] (shared with traqq-rocks), their
+//! entries sorted by field bytes. Folding the log into the data rewrites each touched map once,
+//! merging its sorted entries with the sorted increments (one `get` and one `insert` per key,
+//! not per field).
 //!
 //! Log records (`0xFF` keys, see [`crate::log`]) and the format marker ([`FORMAT_KEY`], a
 //! leading NUL byte) cannot collide with traqq keys, which are UTF-8 text without NUL bytes.
 
 use std::cmp::Ordering;
 
-use traqq_core::batch::Number;
+use traqq_storage::packed::{entries, push_entry, DecodeError, Entry, MAP};
 
 /// The reserved key holding the layout version.
 pub(crate) const FORMAT_KEY: &[u8] = b"\0traqq\0format";
 /// The layout this version writes and reads.
 pub(crate) const FORMAT: &[u8] = b"2";
-
-const MAP: u8 = b'M';
-const INT: u8 = b'i';
-const FLOAT: u8 = b'f';
-const MEMBER: u8 = b's';
-
-/// Encodes a number (9 bytes: tag + LE payload).
-pub(crate) fn encode_number(n: Number) -> [u8; 9] {
-    let mut out = [0u8; 9];
-    let (tag, bytes) = match n {
-        Number::Int(i) => (INT, i.to_le_bytes()),
-        Number::Float(x) => (FLOAT, x.to_le_bytes()),
-    };
-    out[0] = tag;
-    out[1..].copy_from_slice(&bytes);
-    out
-}
-
-/// Decodes a number.
-pub(crate) fn decode_number(bytes: &[u8]) -> Option<Number> {
-    let (&tag, rest) = bytes.split_first()?;
-    let raw: [u8; 8] = rest.try_into().ok()?;
-    match tag {
-        INT => Some(Number::Int(i64::from_le_bytes(raw))),
-        FLOAT => Some(Number::Float(f64::from_le_bytes(raw))),
-        _ => None,
-    }
-}
-
-/// One entry of a packed map.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Entry {
-    /// A number (hash field, leaderboard score).
-    Number(Number),
-    /// A set member.
-    Member,
-}
-
-impl Entry {
-    /// `self + other`; `None` when they do not fit (a number and a set member).
-    fn add(self, other: Entry) -> Option<Entry> {
-        Some(match (self, other) {
-            (Entry::Number(a), Entry::Number(b)) => Entry::Number(a.plus(b)),
-            (Entry::Member, Entry::Member) => Entry::Member,
-            _ => return None,
-        })
-    }
-}
-
-fn push_entry(out: &mut Vec<u8>, field: &[u8], entry: Entry) {
-    let mut len = field.len();
-    while len >= 0x80 {
-        out.push((len as u8) | 0x80);
-        len >>= 7;
-    }
-    out.push(len as u8);
-    out.extend_from_slice(field);
-    match entry {
-        Entry::Number(n) => out.extend_from_slice(&encode_number(n)),
-        Entry::Member => out.push(MEMBER),
-    }
-}
-
-/// The entries of a stored packed map, in stored (field byte) order.
-pub(crate) struct Entries<'a> {
-    rest: &'a [u8],
-}
-
-/// Reads a stored packed map, or says why it is not one.
-pub(crate) fn entries(value: &[u8]) -> Result<Entries<'_>, &'static str> {
-    match value.split_first() {
-        Some((&MAP, rest)) => Ok(Entries { rest }),
-        _ => Err("is not a packed map"),
-    }
-}
-
-impl<'a> Iterator for Entries<'a> {
-    type Item = Result<(&'a [u8], Entry), &'static str>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let item = self.read();
-        if item.is_err() {
-            self.rest = &[];
-        }
-        Some(item)
-    }
-}
-
-impl<'a> Entries<'a> {
-    fn read(&mut self) -> Result<(&'a [u8], Entry), &'static str> {
-        const MALFORMED: &str = "malformed map entry";
-        let mut len = 0usize;
-        let mut shift = 0;
-        loop {
-            let (&b, rest) = self.rest.split_first().ok_or(MALFORMED)?;
-            self.rest = rest;
-            len |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 28 {
-                return Err(MALFORMED);
-            }
-        }
-        let field = self.rest.get(..len).ok_or(MALFORMED)?;
-        let rest = self.rest.get(len..).ok_or(MALFORMED)?;
-        let (entry, used) = match rest.first() {
-            Some(&MEMBER) => (Entry::Member, 1),
-            Some(&(INT | FLOAT)) => (
-                Entry::Number(rest.get(..9).and_then(decode_number).ok_or(MALFORMED)?),
-                9,
-            ),
-            _ => return Err(MALFORMED),
-        };
-        self.rest = &rest[used..];
-        Ok((field, entry))
-    }
-}
 
 /// The stored map `existing` (absent: empty) with `updates` added, as a new stored value.
 /// `updates` are sorted here; equal fields add up. An update that does not fit its entry (a
@@ -152,7 +30,7 @@ impl<'a> Entries<'a> {
 pub(crate) fn fold_map(
     existing: Option<&[u8]>,
     updates: &mut [(&[u8], Entry)],
-) -> Result<Vec<u8>, &'static str> {
+) -> Result<Vec<u8>, DecodeError> {
     updates.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::with_capacity(existing.map_or(0, <[u8]>::len) + updates.len() * 24 + 1);
     out.push(MAP);
@@ -171,7 +49,7 @@ pub(crate) fn fold_map(
                     if f != field {
                         break;
                     }
-                    entry = entry.add(e).unwrap_or(entry);
+                    entry = entry.plus(e).unwrap_or(entry);
                     new.next();
                 }
                 Some((field, entry))
@@ -191,7 +69,7 @@ pub(crate) fn fold_map(
         };
         match cur {
             Some((f, stored)) if f.cmp(field) == Ordering::Equal => {
-                push_entry(&mut out, field, stored.add(entry).unwrap_or(stored));
+                push_entry(&mut out, field, stored.plus(entry).unwrap_or(stored));
                 cur = next_old()?;
             }
             _ => push_entry(&mut out, field, entry),
@@ -202,6 +80,7 @@ pub(crate) fn fold_map(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use traqq_core::batch::Number;
 
     fn map(v: &[u8]) -> Vec<(String, Entry)> {
         entries(v)
@@ -275,5 +154,22 @@ mod tests {
             fold_map(Some(&stored), &mut [(&b"a"[..], int(1))]).unwrap(),
             stored
         );
+    }
+
+    #[test]
+    fn folded_maps_are_stored_byte_for_byte() {
+        // The stored value: entries sorted by field, in the layout `traqq_storage::packed` pins.
+        let long = "x".repeat(200);
+        let mut want = vec![MAP];
+        push_entry(&mut want, b"a", Entry::Number(Number::Float(0.5)));
+        push_entry(&mut want, b"b", int(3));
+        push_entry(&mut want, long.as_bytes(), int(-1));
+        let mut ups = vec![
+            (long.as_bytes(), int(-1)),
+            (&b"b"[..], int(1)),
+            (&b"a"[..], Entry::Number(Number::Float(0.5))),
+        ];
+        let one = fold_map(None, &mut ups).unwrap();
+        assert_eq!(fold_map(Some(&one), &mut [(&b"b"[..], int(2))]).unwrap(), want);
     }
 }

@@ -42,6 +42,7 @@ pub mod durability;
 pub mod engine;
 mod error;
 pub mod memory;
+pub mod packed;
 pub mod retention;
 pub mod storage;
 

@@ -1,0 +1,305 @@
+//! Packed maps: the value encoding the embedded backends (`traqq-rocks`, `traqq-sled`) share
+//! for hashes (`add`, `adv`), leaderboards (`top`) and key sets.
+//!
+//! A packed map is the tag byte `M` followed by entries `varint(len) field kind [payload]`:
+//!
+//! | kind | payload | entry |
+//! |---|---|---|
+//! | `i` | i64, little-endian | [`Entry::Number`] holding [`Number::Int`] (counter) |
+//! | `f` | f64, little-endian | [`Entry::Number`] holding [`Number::Float`] (float sum, score) |
+//! | `s` | none | [`Entry::Member`] (set member) |
+//!
+//! `len` is the field's byte length as an unsigned LEB128 varint (7 bits a byte, low bits
+//! first). Stored values keep their entries sorted by field bytes, so two maps merge in one
+//! pass; [`MapWriter`] writes entries in the order it is given them (a write-side operand).
+//! This is an on-disk format: changing a byte of it breaks every existing store.
+//!
+//! ```
+//! use traqq_storage::packed::{entries, Entry, MapWriter};
+//! use traqq_storage::traqq_core::batch::Number;
+//!
+//! let mut map = MapWriter::default();
+//! map.start();
+//! map.number("click", Number::Int(2));
+//! map.member("k");
+//! assert_eq!(&map.bytes()[..9], b"M\x05clicki\x02");
+//!
+//! let read: Vec<(&[u8], Entry)> = entries(map.bytes())?.collect::<Result<_, _>>()?;
+//! assert_eq!(read, [(&b"click"[..], Entry::Number(Number::Int(2))), (&b"k"[..], Entry::Member)]);
+//! # Ok::<(), traqq_storage::packed::DecodeError>(())
+//! ```
+
+use traqq_core::batch::Number;
+
+/// The first byte of every packed map.
+pub const MAP: u8 = b'M';
+const INT: u8 = b'i';
+const FLOAT: u8 = b'f';
+const MEMBER: u8 = b's';
+
+/// Why bytes are not a readable packed map. Its text completes "the value at key … ".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The value does not start with the [`MAP`] tag.
+    NotAMap,
+    /// An entry is cut short, has an overlong length, or an unknown kind.
+    Malformed,
+}
+
+impl DecodeError {
+    /// The error as static text (for callers that keep `&'static str` messages).
+    pub const fn message(self) -> &'static str {
+        match self {
+            DecodeError::NotAMap => "is not a packed map",
+            DecodeError::Malformed => "malformed map entry",
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// One entry of a packed map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Entry {
+    /// A number (hash field, leaderboard score).
+    Number(Number),
+    /// A set member.
+    Member,
+}
+
+impl Entry {
+    /// `self + other` (integers stay integers and saturate, a float makes the sum a float; set
+    /// members union), or `None` when they do not fit (a number and a set member).
+    pub fn plus(self, other: Entry) -> Option<Entry> {
+        Some(match (self, other) {
+            (Entry::Number(a), Entry::Number(b)) => Entry::Number(a.plus(b)),
+            (Entry::Member, Entry::Member) => Entry::Member,
+            _ => return None,
+        })
+    }
+}
+
+/// Appends one entry (`varint(len) field kind [payload]`) to `out`.
+pub fn push_entry(out: &mut Vec<u8>, field: &[u8], entry: Entry) {
+    let mut len = field.len();
+    while len >= 0x80 {
+        out.push((len as u8) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(field);
+    match entry {
+        Entry::Number(Number::Int(i)) => {
+            out.push(INT);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Entry::Number(Number::Float(x)) => {
+            out.push(FLOAT);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Entry::Member => out.push(MEMBER),
+    }
+}
+
+/// Builds packed maps entry by entry, reusing one buffer.
+#[derive(Debug, Default)]
+pub struct MapWriter {
+    buf: Vec<u8>,
+}
+
+impl MapWriter {
+    /// Starts a new, empty map (the buffer is reused).
+    pub fn start(&mut self) {
+        self.buf.clear();
+        self.buf.push(MAP);
+    }
+
+    /// Adds the number `n` under `field`.
+    pub fn number(&mut self, field: &str, n: Number) {
+        push_entry(&mut self.buf, field.as_bytes(), Entry::Number(n));
+    }
+
+    /// Adds a set member.
+    pub fn member(&mut self, member: &str) {
+        push_entry(&mut self.buf, member.as_bytes(), Entry::Member);
+    }
+
+    /// The map built since [`MapWriter::start`].
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Reads a packed map, or says why `value` is not one.
+pub fn entries(value: &[u8]) -> Result<Entries<'_>, DecodeError> {
+    match value.split_first() {
+        Some((&MAP, rest)) => Ok(Entries { rest }),
+        _ => Err(DecodeError::NotAMap),
+    }
+}
+
+/// The entries of a packed map as `(field bytes, entry)`, in stored order; made by
+/// [`entries`]. A malformed entry is an error and ends the iteration.
+#[derive(Debug, Clone)]
+pub struct Entries<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<(&'a [u8], Entry), DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let item = self.read();
+        if item.is_err() {
+            // Stop after the first malformed entry.
+            self.rest = &[];
+        }
+        Some(item)
+    }
+}
+
+impl<'a> Entries<'a> {
+    fn read(&mut self) -> Result<(&'a [u8], Entry), DecodeError> {
+        const MALFORMED: DecodeError = DecodeError::Malformed;
+        let mut len = 0usize;
+        let mut shift = 0;
+        loop {
+            let (&b, rest) = self.rest.split_first().ok_or(MALFORMED)?;
+            self.rest = rest;
+            len |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 28 {
+                return Err(MALFORMED);
+            }
+        }
+        let field = self.rest.get(..len).ok_or(MALFORMED)?;
+        let (&kind, rest) = self
+            .rest
+            .get(len..)
+            .and_then(<[u8]>::split_first)
+            .ok_or(MALFORMED)?;
+        let (entry, rest) = match kind {
+            MEMBER => (Entry::Member, rest),
+            INT | FLOAT => {
+                let (raw, rest) = rest.split_first_chunk::<8>().ok_or(MALFORMED)?;
+                let n = if kind == INT {
+                    Number::Int(i64::from_le_bytes(*raw))
+                } else {
+                    Number::Float(f64::from_le_bytes(*raw))
+                };
+                (Entry::Number(n), rest)
+            }
+            _ => return Err(MALFORMED),
+        };
+        self.rest = rest;
+        Ok((field, entry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: &[u8]) -> Vec<(Vec<u8>, Entry)> {
+        entries(v)
+            .unwrap()
+            .map(|e| {
+                let (f, e) = e.unwrap();
+                (f.to_vec(), e)
+            })
+            .collect()
+    }
+
+    /// The layout, byte for byte (what traqq-rocks and traqq-sled store on disk).
+    #[test]
+    fn the_layout_is_pinned_byte_for_byte() {
+        let long = "x".repeat(200);
+        let mut w = MapWriter::default();
+        w.start();
+        w.number("a", Number::Float(0.5));
+        w.number("b", Number::Int(3));
+        w.number(&long, Number::Int(-1));
+        w.member("k");
+        let mut want = vec![b'M'];
+        want.extend_from_slice(b"\x01af\x00\x00\x00\x00\x00\x00\xe0\x3f");
+        want.extend_from_slice(b"\x01bi\x03\x00\x00\x00\x00\x00\x00\x00");
+        // 200 = 0xc8: varint 0xc8 0x01.
+        want.extend_from_slice(b"\xc8\x01");
+        want.extend_from_slice(long.as_bytes());
+        want.extend_from_slice(b"i\xff\xff\xff\xff\xff\xff\xff\xff");
+        want.extend_from_slice(b"\x01ks");
+        assert_eq!(w.bytes(), &want[..]);
+        assert_eq!(
+            map(&want),
+            vec![
+                (b"a".to_vec(), Entry::Number(Number::Float(0.5))),
+                (b"b".to_vec(), Entry::Number(Number::Int(3))),
+                (long.into_bytes(), Entry::Number(Number::Int(-1))),
+                (b"k".to_vec(), Entry::Member),
+            ]
+        );
+        let mut pushed = vec![MAP];
+        push_entry(&mut pushed, b"a", Entry::Number(Number::Float(0.5)));
+        assert_eq!(pushed, &want[..12]);
+        // The buffer is reused: a new map starts empty.
+        w.start();
+        assert_eq!(w.bytes(), b"M");
+        assert_eq!(entries(w.bytes()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn entries_add_by_type() {
+        let int = |i| Entry::Number(Number::Int(i));
+        assert_eq!(int(2).plus(int(3)), Some(int(5)));
+        assert_eq!(int(i64::MAX).plus(int(1)), Some(int(i64::MAX)));
+        assert_eq!(
+            int(2).plus(Entry::Number(Number::Float(0.5))),
+            Some(Entry::Number(Number::Float(2.5)))
+        );
+        assert_eq!(Entry::Member.plus(Entry::Member), Some(Entry::Member));
+        assert_eq!(Entry::Member.plus(int(1)), None);
+        assert_eq!(int(1).plus(Entry::Member), None);
+    }
+
+    #[test]
+    fn malformed_maps_are_errors_not_panics() {
+        for bad in [
+            &b"M\x05ab"[..],
+            b"M\x01ai",
+            b"M\x01az",
+            b"M\x01ai\x01\x02",
+            b"M\x01a",
+            b"M\xff\xff\xff\xff\xff\x01",
+        ] {
+            let items: Vec<_> = entries(bad).unwrap().collect();
+            assert_eq!(items.last(), Some(&Err(DecodeError::Malformed)), "{bad:?}");
+        }
+        // Entries before a malformed one are read; nothing after it.
+        let items: Vec<_> = entries(b"M\x01ks\x01az\x01ks").unwrap().collect();
+        assert_eq!(
+            items,
+            vec![Ok((&b"k"[..], Entry::Member)), Err(DecodeError::Malformed)]
+        );
+        for not_a_map in [&b""[..], b"S", b"Hxyz", b"x"] {
+            assert!(
+                matches!(entries(not_a_map), Err(DecodeError::NotAMap)),
+                "{not_a_map:?}"
+            );
+        }
+        assert_eq!(DecodeError::NotAMap.to_string(), "is not a packed map");
+        assert_eq!(DecodeError::Malformed.to_string(), "malformed map entry");
+    }
+}
