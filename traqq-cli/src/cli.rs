@@ -274,7 +274,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Example) => {
-            print!("{}", include_str!("../../traqq.example.toml"));
+            print!("{}", crate::config::example());
             Ok(ExitCode::SUCCESS)
         }
     }

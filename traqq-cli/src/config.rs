@@ -41,6 +41,12 @@ pub(crate) struct StorageConfig {
     pub(crate) cluster_urls: Vec<String>,
     /// Durability of embedded stores: `always`, `batch` or `none` (backend default when absent).
     pub(crate) sync: Option<String>,
+    /// PEM CA certificate(s) trusted for `rediss://` URLs (instead of the system's roots).
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate for Redis servers that check clients; needs `tls_key_file`.
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub(crate) tls_key_file: Option<PathBuf>,
     /// Write buffer: hold applied batches up to this long and write them as one (0: off).
     pub(crate) write_buffer_ms: u64,
     /// Write the buffer early once it holds this many coalesced operations.
@@ -55,6 +61,9 @@ impl Default for StorageConfig {
             url: "redis://127.0.0.1:6379".into(),
             cluster_urls: Vec::new(),
             sync: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             write_buffer_ms: 0,
             write_buffer_ops: traqq_storage::BufferConfig::default().max_ops,
         }
@@ -164,6 +173,17 @@ fn key_at(text: &str, line: usize) -> Option<String> {
     })
 }
 
+/// The example config file (`traqq config example`), naming the default backend of this build
+/// (the file in the repository names RocksDB, which a build without it cannot open).
+pub(crate) fn example() -> String {
+    const EXAMPLE: &str = include_str!("../../traqq.example.toml");
+    EXAMPLE.replacen(
+        "backend = \"rocksdb\"",
+        &format!("backend = \"{}\"", crate::store::DEFAULT_BACKEND),
+        1,
+    )
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
 }
@@ -174,7 +194,7 @@ mod tests {
 
     #[test]
     fn the_example_file_is_valid_and_matches_the_defaults_where_it_should() {
-        let example = FileConfig::parse(include_str!("../../traqq.example.toml")).unwrap();
+        let example = FileConfig::parse(&example()).unwrap();
         let defaults = FileConfig::default();
         assert_eq!(example.mapping, defaults.mapping);
         assert_eq!(example.limits, defaults.limits);

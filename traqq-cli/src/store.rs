@@ -87,6 +87,9 @@ fn open_backend(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
                 url: storage.cluster_urls.is_empty().then(|| storage.url.clone()),
                 cluster_urls: storage.cluster_urls.clone(),
                 retention: config.retention,
+                tls_ca_file: storage.tls_ca_file.clone(),
+                tls_cert_file: storage.tls_cert_file.clone(),
+                tls_key_file: storage.tls_key_file.clone(),
                 ..traqq_redis::RedisConfig::default()
             };
             redis.validate().map_err(|e| UsageError(e.to_string()))?;

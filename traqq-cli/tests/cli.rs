@@ -597,6 +597,72 @@ fn serve_with_a_write_buffer_acknowledges_first_and_writes_at_a_query_or_shutdow
     assert_eq!(in_redis()[0]["result"], json!({"Hash":{"w":8}}));
 }
 
+#[test]
+fn redis_over_tls_trusts_the_ca_named_in_the_config_file() {
+    let (url, ca) = match (
+        std::env::var("TRAQQ_REDIS_TLS_URL"),
+        std::env::var("TRAQQ_REDIS_TLS_CA"),
+    ) {
+        (Ok(url), Ok(ca)) if !url.is_empty() && !ca.is_empty() => (url, ca),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("TRAQQ_REDIS_TLS_URL / TRAQQ_REDIS_TLS_CA are not set under CI")
+        }
+        _ => return,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("clitls{}", std::process::id());
+    let write_config = |name: &str, ca_line: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("prefix = \"{prefix}\"\n[storage]\nbackend = \"redis\"\nurl = \"{url}\"\n{ca_line}"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let trusted = write_config("tls.toml", &format!("tls_ca_file = \"{ca}\"\n"));
+    let untrusted = write_config("plain.toml", "");
+
+    let serve = Serve::start(&["--config", &trusted], dir.path());
+    let lines: String = (0..4)
+        .map(|i| format!("{{\"event\":\"t\",\"ip\":\"3.0.0.{i}\",\"ts\":{TS}}}\n"))
+        .collect();
+    let out = traqq_stdin(&["record", "--addr", &serve.tcp, "-"], &lines);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(serve.terminate().success());
+    // Another process with the same config reads it back over TLS.
+    let found = query_json(&[
+        "find",
+        "add/event",
+        "--config",
+        &trusted,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"], json!({"Hash":{"t":4}}));
+    // Without the CA, the throwaway certificate is not trusted.
+    let out = Command::new(BIN)
+        .args([
+            "find",
+            "add/event",
+            "--config",
+            &untrusted,
+            "--from",
+            "2023-11-14",
+        ])
+        .env_remove("TRAQQ_CONFIG")
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an untrusted certificate was accepted");
+    let err = text(&out.stderr);
+    assert!(err.contains("redis"), "{err}");
+    if let Some((password, _)) = url.split_once("://:").and_then(|(_, rest)| rest.split_once('@')) {
+        assert!(!err.contains(password), "the password is shown: {err}");
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -30,7 +30,8 @@
 //! ```
 //!
 //! Backends live in their own crates (`traqq-rocks`, `traqq-sled`, `traqq-redis`); each runs
-//! the [`conformance`] suite (feature `conformance`) against its real store.
+//! the conformance suite (module `traqq_storage::conformance`, feature `conformance`) against
+//! its real store.
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
