@@ -1,22 +1,16 @@
-//! The whole conformance suite against a real store in a temp dir, in each durability mode.
+//! The whole conformance suite (in each durability mode) and the persistent scenarios of
+//! `traqq_storage::conformance::persistent` (restart and reopen, SIGKILL mid-stream, eight
+//! writer threads, automatic retention across reopens) against real RocksDB files in temp dirs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use std::path::Path;
 
-use traqq_storage::Durability;
+use traqq_rocks::{RocksConfig, RocksStorage};
+use traqq_storage::{Durability, Storage};
 
-#[test]
-fn conformance_suite_in_batch_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open(&dir.path().join("db"), Durability::Batch).unwrap();
-    traqq_storage::conformance::run_all(&store);
+/// Opens the RocksDB store at `path` with durability `sync`.
+fn open(path: &Path, sync: Durability) -> traqq_storage::Result<Box<dyn Storage>> {
+    Ok(Box::new(RocksStorage::open(path, RocksConfig::with_sync(sync))?))
 }
 
-#[test]
-fn conformance_suite_in_always_and_none_modes() {
-    for sync in [Durability::Always, Durability::None] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = common::open(&dir.path().join("db"), sync).unwrap();
-        traqq_storage::conformance::run_all(&store);
-    }
-}
+traqq_storage::persistent_tests!(open);

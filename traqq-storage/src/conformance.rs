@@ -4,6 +4,9 @@
 //! against the real store. Every function writes under its own fresh prefix, so they can run
 //! in parallel against one shared server, and all keys follow the traqq key format (backends
 //! may derive placement, such as Redis Cluster hash tags, from it).
+//!
+//! Persistent backends also run the file-level scenarios of [`persistent`] (restart, crash,
+//! threads, automatic retention across reopens), each in its own temp dir.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -17,6 +20,8 @@ use traqq_core::ops::OpGenerator;
 use traqq_core::read::{Read, ReadResult};
 
 use crate::storage::{Storage, StorageExt};
+
+pub mod persistent;
 
 const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_006_400);
 

@@ -1,6 +1,7 @@
 //! Automatic retention over the memory backend: the engine prunes on its first write and on the
 //! first write of each new day by its clock, without anyone calling `prune`. The same scenario
-//! runs on real files in `traqq-rocks/tests/auto_prune.rs` and `traqq-sled/tests/auto_prune.rs`.
+//! runs on real files, with reopens, in `traqq_storage::conformance::persistent`
+//! (`expired_buckets_disappear_on_open_and_when_the_day_changes`, run by traqq-rocks and traqq-sled).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,0 +1,615 @@
+//! Scenarios for persistent backends (traqq-rocks, traqq-sled): the whole conformance suite
+//! in each durability mode, reopening, restarts, a crash (a child process killed with SIGKILL),
+//! eight writer threads, and automatic retention across reopens.
+//!
+//! Each scenario makes its own temp dir and takes an [`Open`]: how the backend opens (or
+//! reopens) its store at a path in a durability mode. A backend runs them all, one `#[test]`
+//! each, with [`persistent_tests!`](crate::persistent_tests):
+//!
+//! ```ignore
+//! // traqq-rocks/tests/conformance.rs
+//! fn open(path: &Path, sync: Durability) -> traqq_storage::Result<Box<dyn Storage>> {
+//!     Ok(Box::new(RocksStorage::open(path, RocksConfig::with_sync(sync))?))
+//! }
+//!
+//! traqq_storage::persistent_tests!(open);
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use traqq_core::config::{AddValueConfig, MappingConfig, RetentionConfig, TimeConfig, TraqqConfig};
+use traqq_core::result::{MetricData, QueryResult};
+
+use crate::{Durability, Error, ManualClock, Result, Storage, Traqq};
+
+/// Opens (or reopens) the backend's store at a path, in a durability mode.
+pub type Open = dyn Fn(&Path, Durability) -> Result<Box<dyn Storage>>;
+
+/// One `#[test]` per scenario of [`crate::conformance::persistent`], each against the store
+/// that `$open` (a `fn(&Path, Durability) -> traqq_storage::Result<Box<dyn Storage>>`) opens in
+/// its own temp dir. Invoke it once in a test file (at its root or in a module): the crash
+/// scenario re-runs that test binary as its child, filtered to the generated `crash_child`.
+#[macro_export]
+macro_rules! persistent_tests {
+    ($open:expr) => {
+        #[test]
+        fn conformance_suite_in_batch_mode() {
+            $crate::conformance::persistent::conformance_suite_in(&$open, $crate::Durability::Batch);
+        }
+
+        #[test]
+        fn conformance_suite_in_always_and_none_modes() {
+            for sync in [$crate::Durability::Always, $crate::Durability::None] {
+                $crate::conformance::persistent::conformance_suite_in(&$open, sync);
+            }
+        }
+
+        #[test]
+        fn restart_keeps_every_result_and_uniques_do_not_grow() {
+            $crate::conformance::persistent::restart_keeps_every_result_and_uniques_do_not_grow(&$open);
+        }
+
+        #[test]
+        fn other_prefixes_and_options_reopen_the_same_store() {
+            $crate::conformance::persistent::other_prefixes_and_options_reopen_the_same_store(&$open);
+        }
+
+        #[test]
+        fn a_locked_store_is_an_open_error_naming_the_path() {
+            $crate::conformance::persistent::a_locked_store_is_an_open_error_naming_the_path(&$open);
+        }
+
+        #[test]
+        fn a_corrupt_store_is_an_open_error_naming_the_path() {
+            $crate::conformance::persistent::a_corrupt_store_is_an_open_error_naming_the_path(&$open);
+        }
+
+        #[test]
+        fn eight_threads_recording_into_one_store_lose_nothing() {
+            $crate::conformance::persistent::eight_threads_recording_into_one_store_lose_nothing(&$open);
+        }
+
+        #[test]
+        fn expired_buckets_disappear_on_open_and_when_the_day_changes() {
+            $crate::conformance::persistent::expired_buckets_disappear_on_open_and_when_the_day_changes(
+                &$open,
+            );
+        }
+
+        /// The crash scenario's child: records batches forever when `TRAQQ_CRASH_CHILD` is set;
+        /// a no-op in a normal test run.
+        #[test]
+        fn crash_child() {
+            $crate::conformance::persistent::crash_child(&$open);
+        }
+
+        #[test]
+        fn sigkill_in_batch_mode_loses_no_acknowledged_batch_and_splits_none() {
+            $crate::conformance::persistent::sigkill_loses_no_acknowledged_batch_and_splits_none(
+                &$open,
+                $crate::Durability::Batch,
+                &$crate::conformance::persistent::test_name(module_path!(), "crash_child"),
+            );
+        }
+
+        #[test]
+        fn sigkill_in_always_mode_loses_no_acknowledged_batch_and_splits_none() {
+            $crate::conformance::persistent::sigkill_loses_no_acknowledged_batch_and_splits_none(
+                &$open,
+                $crate::Durability::Always,
+                &$crate::conformance::persistent::test_name(module_path!(), "crash_child"),
+            );
+        }
+    };
+}
+
+/// The libtest name of test function `name` in the module at `module_path` (`module_path!()`
+/// of a test binary starts with the binary's crate name, which test names leave out).
+pub fn test_name(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// The whole conformance suite ([`crate::conformance::run_all`]) against a fresh store in a
+/// temp dir, opened in durability mode `sync`.
+pub fn conformance_suite_in(open: &Open, sync: Durability) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("db"), sync).unwrap();
+    super::run_all(&*store);
+}
+
+/// A Monday midnight UTC, three days after the first test event day.
+const NOW: i64 = 1_700_006_400 + 3 * 86_400;
+
+/// A mapping touching every metric type, with hourly buckets.
+fn config() -> TraqqConfig {
+    TraqqConfig {
+        time: TimeConfig {
+            store_hourly: true,
+            ..TimeConfig::default()
+        },
+        mapping: MappingConfig {
+            bitmap: vec!["ip".into(), "geo".into()],
+            add: vec!["event".into(), "event~geo".into()],
+            add_value: vec![AddValueConfig {
+                key: "event".into(),
+                add_key: "amount".into(),
+            }],
+            top: vec!["geo".into(), "event~ip".into()],
+        },
+        ..TraqqConfig::default()
+    }
+}
+
+/// `n` deterministic JSON events spread over the three days before [`NOW`], named `name`.
+fn events(name: &str, seed: u64, n: usize) -> Vec<String> {
+    let geos = ["US", "DE", "FR", "BR", "JP", "IN"];
+    (0..n as u64)
+        .map(|i| {
+            let x = (seed.wrapping_mul(6_364_136_223_846_793_005))
+                .wrapping_add(i.wrapping_mul(1_442_695_040_888_963_407));
+            let ts = NOW - 3 * 86_400 + (x % (3 * 86_400)) as i64;
+            format!(
+                r#"{{"event":"{name}","ip":"10.{}.{}.{}","geo":"{}","amount":{}.25,"ts":{ts}}}"#,
+                (x >> 8) % 4,
+                (x >> 16) % 256,
+                (x >> 24) % 256,
+                geos[((x >> 32) % 6) as usize],
+                (x >> 40) % 100,
+            )
+        })
+        .collect()
+}
+
+/// An engine over `store` under prefix `app`, its clock at [`NOW`].
+fn engine(store: Box<dyn Storage>) -> Traqq {
+    Traqq::new(config(), store, "app")
+        .unwrap()
+        .with_clock(ManualClock::new(NOW))
+}
+
+/// The whole three-day query, daily and hourly.
+fn everything(traqq: &Traqq) -> (QueryResult, QueryResult) {
+    (
+        traqq.query(NOW - 3 * 86_400, NOW).unwrap(),
+        traqq.query_hourly(NOW - 3 * 86_400, NOW - 1).unwrap(),
+    )
+}
+
+/// The merged count of `add/event` field `name` (0 when absent).
+fn event_count(traqq: &Traqq, name: &str) -> i64 {
+    let r = traqq.query(NOW - 3 * 86_400, NOW).unwrap();
+    r.find_str("add/event")
+        .first()
+        .and_then(|m| match &m.result {
+            MetricData::Hash(h) => h.get(name).copied(),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+// --- Restart and reopen safety.
+
+/// 3,000 events recorded and the store reopened: identical daily and hourly results; the same
+/// events recorded again (the new process hashes them the same) leave the unique counts as
+/// they were and double the counters.
+pub fn restart_keeps_every_result_and_uniques_do_not_grow(open: &Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let lines = events("view", 7, 3_000);
+    let before = {
+        let traqq = engine(open(&path, Durability::Batch).unwrap());
+        for chunk in lines.chunks(1_000) {
+            let outcome = traqq.record_json_lines(chunk.iter().map(String::as_str)).unwrap();
+            assert_eq!(outcome.recorded, chunk.len());
+        }
+        everything(&traqq)
+    };
+    // Sanity: the result is not empty and counts uniques.
+    let unique_ips = before.0.find_str("bmp/ip");
+    assert!(
+        matches!(unique_ips[0].result, MetricData::Count(n) if n > 1_000),
+        "{unique_ips:?}"
+    );
+
+    let traqq = engine(open(&path, Durability::Batch).unwrap());
+    let after = everything(&traqq);
+    assert_eq!(after, before, "identical results after reopening");
+
+    // The same values again (a new process hashes them the same): uniques stay, counters double.
+    for chunk in lines.chunks(1_000) {
+        traqq.record_json_lines(chunk.iter().map(String::as_str)).unwrap();
+    }
+    let again = everything(&traqq);
+    for path in ["bmp/ip", "bmp/geo"] {
+        assert_eq!(again.0.find_str(path), before.0.find_str(path), "{path} daily");
+        assert_eq!(again.1.find_str(path), before.1.find_str(path), "{path} hourly");
+    }
+    assert_eq!(event_count(&traqq, "view"), 6_000);
+}
+
+/// One store reopened in each durability mode and shared under two prefixes: each prefix
+/// sees only its own events, before and after another reopen.
+pub fn other_prefixes_and_options_reopen_the_same_store(open: &Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = open(&path, Durability::Always).unwrap();
+        let traqq = engine(store);
+        traqq
+            .record_json_lines(events("a", 1, 100).iter().map(String::as_str))
+            .unwrap();
+    }
+    {
+        let store: Arc<dyn Storage> = Arc::from(open(&path, Durability::None).unwrap());
+        let shared: Arc<dyn Storage> = store.clone();
+        let other = Traqq::with_shared_storage(config(), shared, "other")
+            .unwrap()
+            .with_clock(ManualClock::new(NOW));
+        other
+            .record_json_lines(events("b", 2, 50).iter().map(String::as_str))
+            .unwrap();
+        other.flush().unwrap();
+        assert_eq!(event_count(&other, "b"), 50);
+        assert_eq!(event_count(&other, "a"), 0, "prefixes do not see each other");
+    }
+    let traqq = engine(open(&path, Durability::Batch).unwrap());
+    assert_eq!(event_count(&traqq, "a"), 100);
+    assert_eq!(event_count(&traqq, "b"), 0);
+}
+
+/// Opening a store another handle holds open is [`Error::Open`] naming the path.
+pub fn a_locked_store_is_an_open_error_naming_the_path(open: &Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let _first = open(&path, Durability::Batch).unwrap();
+    let err = open(&path, Durability::Batch).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+}
+
+/// A file where the store's directory should be, and a store whose files (all but `LOCK`)
+/// were overwritten with garbage, are each [`Error::Open`] naming the path.
+pub fn a_corrupt_store_is_an_open_error_naming_the_path(open: &Open) {
+    // A file where the store's directory should be.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"hello").unwrap();
+    let err = open(&file, Durability::Batch).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+
+    // A store whose files were overwritten with garbage.
+    let path = dir.path().join("db");
+    {
+        let traqq = engine(open(&path, Durability::Batch).unwrap());
+        traqq
+            .record_json_lines(events("a", 1, 100).iter().map(String::as_str))
+            .unwrap();
+    }
+    for entry in std::fs::read_dir(&path).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() && !p.ends_with("LOCK") {
+            std::fs::write(&p, b"\x00garbage, not a database file\xff").unwrap();
+        }
+    }
+    let err = open(&path, Durability::Batch).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+}
+
+// --- Threads.
+
+/// Eight threads recording 10 batches of 100 events each (and one shared event per batch)
+/// into one store: exact per-thread and shared counts, and the float sums add up.
+pub fn eight_threads_recording_into_one_store_lose_nothing(open: &Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Storage> = Arc::from(open(&dir.path().join("db"), Durability::Batch).unwrap());
+    let traqq = Arc::new(
+        Traqq::with_shared_storage(config(), store, "app")
+            .unwrap()
+            .with_clock(ManualClock::new(NOW)),
+    );
+    let (threads, batches, per_batch) = (8, 10, 100);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let traqq = &traqq;
+            s.spawn(move || {
+                for b in 0..batches {
+                    let lines = events(&format!("t{t}"), (t * 1_000 + b) as u64, per_batch);
+                    let out = traqq.record_json_lines(lines.iter().map(String::as_str)).unwrap();
+                    assert_eq!(out.recorded, per_batch);
+                    // Every thread also bumps one shared counter.
+                    traqq
+                        .record_json(r#"{"event":"shared","ip":"1.1.1.1","geo":"US","ts":1700200000}"#)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..threads {
+        assert_eq!(
+            event_count(&traqq, &format!("t{t}")),
+            (batches * per_batch) as i64
+        );
+    }
+    assert_eq!(event_count(&traqq, "shared"), (threads * batches) as i64);
+    // The float sums add up exactly too: every amount is n + 0.25.
+    let r = traqq.query(NOW - 3 * 86_400, NOW).unwrap();
+    let summary = r.find_str("adv:i/event/amount");
+    let want: f64 = (0..threads)
+        .flat_map(|t| (0..batches).map(move |b| (t, b)))
+        .flat_map(|(t, b)| events(&format!("t{t}"), (t * 1_000 + b) as u64, per_batch))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+            v["amount"].as_f64().unwrap()
+        })
+        .sum();
+    match &summary[0].result {
+        MetricData::Summary { sum, count } => {
+            assert_eq!(*count, (threads * batches * per_batch) as i64);
+            assert!((sum - want).abs() < 1e-6 * want, "{sum} vs {want}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// --- Crash safety.
+
+/// The environment variable that makes [`crash_child`] run: `path|sync` of its store.
+pub const CRASH_CHILD_ENV: &str = "TRAQQ_CRASH_CHILD";
+const PER_BATCH: usize = 200;
+
+/// Batch `i`: PER_BATCH events named `b{i}`.
+fn batch(i: u64) -> Vec<String> {
+    events(&format!("b{i}"), i, PER_BATCH)
+}
+
+/// The child of the crash scenario: records batches forever into the store [`CRASH_CHILD_ENV`]
+/// names, printing `ack N` after `record_json_lines` returns. A no-op when the variable is not
+/// set, so the `#[test]` calling it passes in a normal test run.
+pub fn crash_child(open: &Open) {
+    let Ok(spec) = std::env::var(CRASH_CHILD_ENV) else {
+        return;
+    };
+    let (path, sync) = spec.split_once('|').unwrap();
+    let traqq = engine(open(Path::new(path), sync.parse().unwrap()).unwrap());
+    let mut out = std::io::stdout().lock();
+    for i in 0.. {
+        let lines = batch(i);
+        let outcome = traqq.record_json_lines(lines.iter().map(String::as_str)).unwrap();
+        assert_eq!(outcome.recorded, PER_BATCH);
+        writeln!(out, "ack {i}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// Runs this test binary's test `child_test` (which calls [`crash_child`]) against `path`,
+/// kills it after `acks` acknowledgements, and returns the highest acknowledged batch.
+fn record_and_kill(path: &Path, sync: Durability, acks: u64, child_test: &str) -> u64 {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([child_test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_ENV, format!("{}|{sync}", path.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut last = None;
+    for line in lines.by_ref() {
+        if let Some(n) = line.unwrap().strip_prefix("ack ") {
+            last = Some(n.parse::<u64>().unwrap());
+            if last >= Some(acks) {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+                           // Acknowledgements already in the pipe count too.
+    for line in lines {
+        if let Some(n) = line.unwrap().strip_prefix("ack ") {
+            last = Some(n.parse::<u64>().unwrap());
+        }
+    }
+    child.wait().unwrap();
+    last.expect("the child acknowledged batches")
+}
+
+fn hash_of(result: &QueryResult, path: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for m in result.find_str(path) {
+        if let MetricData::Hash(h) = &m.result {
+            for (k, v) in h {
+                *out.entry(k.clone()).or_insert(0) += v;
+            }
+        }
+    }
+    out
+}
+
+/// A child process (this test binary running only the test named `child_test`, which must
+/// call [`crash_child`] with the same `open`) records batches of 200 events in durability mode
+/// `sync`, acknowledging each; it is killed with SIGKILL after 150 acknowledgements. After
+/// reopening, every acknowledged batch is fully present and no batch is partially present, in
+/// the daily, hourly and `event~geo` keys alike.
+pub fn sigkill_loses_no_acknowledged_batch_and_splits_none(open: &Open, sync: Durability, child_test: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let acked = record_and_kill(&path, sync, 150, child_test);
+    let traqq = engine(open(&path, Durability::Batch).unwrap());
+    let daily = traqq.query(NOW - 3 * 86_400, NOW).unwrap();
+    let hourly = traqq.query_hourly(NOW - 3 * 86_400, NOW - 1).unwrap();
+    let per_event = hash_of(&daily, "add/event");
+    let per_event_hourly = hash_of(&hourly, "add/event");
+    let mut per_event_geo: BTreeMap<String, i64> = BTreeMap::new();
+    for (k, v) in hash_of(&daily, "add/event~geo") {
+        *per_event_geo
+            .entry(k.split('~').next().unwrap().to_owned())
+            .or_insert(0) += v;
+    }
+    for i in 0..=acked {
+        assert_eq!(
+            per_event.get(&format!("b{i}")),
+            Some(&(PER_BATCH as i64)),
+            "acked batch {i} of {acked}"
+        );
+    }
+    // Every batch present (acked or not) is whole, in every key it wrote.
+    for (name, n) in &per_event {
+        assert_eq!(*n, PER_BATCH as i64, "batch {name} is partial");
+        assert_eq!(
+            per_event_hourly.get(name),
+            Some(n),
+            "batch {name}: hourly buckets"
+        );
+        assert_eq!(per_event_geo.get(name), Some(n), "batch {name}: event~geo");
+    }
+    assert_eq!(per_event_hourly.len(), per_event.len());
+    assert_eq!(per_event_geo.len(), per_event.len());
+}
+
+// --- Automatic retention on real files.
+
+/// Midnight UTC, Monday 2023-11-20.
+const DAY0: i64 = 1_700_438_400;
+const DAY: i64 = 86_400;
+
+fn prune_engine(store: Box<dyn Storage>, clock: &Arc<ManualClock>) -> Traqq {
+    let config = TraqqConfig {
+        time: TimeConfig {
+            store_hourly: true,
+            ..TimeConfig::default()
+        },
+        mapping: MappingConfig {
+            bitmap: vec!["ip".into()],
+            add: vec!["event".into()],
+            top: vec!["ip".into()],
+            ..MappingConfig::default()
+        },
+        retention: RetentionConfig {
+            daily_days: 2,
+            hourly_days: 1,
+        },
+        ..TraqqConfig::default()
+    };
+    Traqq::new(config, store, "app")
+        .unwrap()
+        .with_clock(Arc::clone(clock))
+}
+
+fn record(traqq: &Traqq, ts: &[i64]) {
+    let lines: Vec<String> = ts
+        .iter()
+        .map(|ts| {
+            format!(
+                r#"{{"event":"e","ip":"10.0.{}.{}","ts":{ts}}}"#,
+                ts / 3_600 % 256,
+                ts % 256
+            )
+        })
+        .collect();
+    let out = traqq.record_json_lines(lines.iter().map(String::as_str)).unwrap();
+    assert_eq!(out.recorded, ts.len(), "{:?}", out.rejected);
+}
+
+/// `add/event` total and unique ips per bucket start, buckets without data left out.
+fn per_bucket(r: &QueryResult) -> BTreeMap<i64, (i64, u64)> {
+    r.days
+        .iter()
+        .filter_map(|d| {
+            let mut total = 0;
+            let mut uniques = 0;
+            for m in &d.results {
+                match (&m.result, m.pattern().as_str()) {
+                    (MetricData::Hash(h), "event") => total += h.get("e").copied().unwrap_or(0),
+                    (MetricData::Count(n), "ip") => uniques += n,
+                    _ => {}
+                }
+            }
+            (total > 0 || uniques > 0).then_some((d.timestamp, (total, uniques)))
+        })
+        .collect()
+}
+
+/// The truth for events `ts` in buckets of `size` seconds starting at or after `from`: the
+/// events and distinct ips per bucket (each test event has its own ip).
+fn truth(ts: &[i64], size: i64, from: i64) -> BTreeMap<i64, (i64, u64)> {
+    let mut m = BTreeMap::new();
+    for t in ts.iter().filter(|&&t| t - t.rem_euclid(size) >= from) {
+        let e = m.entry(t - t.rem_euclid(size)).or_insert((0, 0));
+        e.0 += 1;
+        e.1 += 1;
+    }
+    m
+}
+
+fn days(traqq: &Traqq) -> BTreeMap<i64, (i64, u64)> {
+    per_bucket(&traqq.query(DAY0 - 5 * DAY, DAY0 + 5 * DAY).unwrap())
+}
+
+fn hours(traqq: &Traqq) -> BTreeMap<i64, (i64, u64)> {
+    per_bucket(&traqq.query_hourly(DAY0 - 4 * DAY, DAY0 + 5 * DAY).unwrap())
+}
+
+/// Automatic retention (2 days, hourly 1): the engine prunes on its first write after opening
+/// and on the first write of each new day by its clock, nobody calls `prune`; queries and
+/// empty batches do not prune; the deletions survive a reopen.
+pub fn expired_buckets_disappear_on_open_and_when_the_day_changes(open: &Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // Three events on each of the five days DAY0 - 3d ..= DAY0 + 1d, at distinct hours.
+    let ts: Vec<i64> = (-3..=1)
+        .flat_map(|d| (0..3).map(move |h| DAY0 + d * DAY + h * 3_600 + 7))
+        .collect();
+    let clock = Arc::new(ManualClock::new(DAY0 + 12 * 3_600));
+    {
+        let traqq = prune_engine(open(&path, Durability::Batch).unwrap(), &clock);
+        record(&traqq, &ts);
+        // Backfilled days older than the retention stay until the next prune.
+        assert_eq!(days(&traqq), truth(&ts, DAY, 0));
+        assert_eq!(hours(&traqq), truth(&ts, 3_600, 0));
+
+        // The next day, by the engine's clock: the first write prunes, nobody calls `prune`.
+        clock.set(DAY0 + DAY + 60);
+        assert_eq!(days(&traqq), truth(&ts, DAY, 0), "queries do not prune");
+        record(&traqq, &[]);
+        assert_eq!(days(&traqq), truth(&ts, DAY, 0), "an empty batch writes nothing");
+        record(&traqq, &[DAY0 + DAY + 60]);
+        let mut all = ts.clone();
+        all.push(DAY0 + DAY + 60);
+        // daily_days = 2 keeps today and yesterday; hourly_days = 1 keeps today's hours.
+        assert_eq!(days(&traqq), truth(&all, DAY, DAY0));
+        assert_eq!(hours(&traqq), truth(&all, 3_600, DAY0 + DAY));
+        let report = traqq.last_auto_prune().unwrap();
+        assert_eq!(
+            report.outcome.map(|r| r.buckets),
+            Ok(3 + 12),
+            "3 days, the hours of 4 days"
+        );
+    }
+
+    // Reopened two days later: the first write after opening prunes.
+    clock.set(DAY0 + 3 * DAY + 60);
+    {
+        let traqq = prune_engine(open(&path, Durability::Batch).unwrap(), &clock);
+        record(&traqq, &[DAY0 + 3 * DAY + 60]);
+        assert_eq!(
+            days(&traqq),
+            BTreeMap::from([(DAY0 + 3 * DAY, (1, 1))]),
+            "only today is left"
+        );
+        assert_eq!(hours(&traqq), BTreeMap::from([(DAY0 + 3 * DAY, (1, 1))]));
+    }
+
+    // The deletions are durable: a reader that never prunes sees the same.
+    let traqq = prune_engine(open(&path, Durability::Batch).unwrap(), &clock).without_auto_prune();
+    assert_eq!(days(&traqq), BTreeMap::from([(DAY0 + 3 * DAY, (1, 1))]));
+    assert_eq!(traqq.last_auto_prune(), None);
+}
