@@ -1,7 +1,11 @@
 -- traqq: applies one coalesced batch (or, on a cluster, one hash slot's part of it) atomically.
 --
--- KEYS[i] is the Redis key of part i. ARGV holds, for each part in order: an op code, the item
--- count n, the EXPIREAT time ('' for none), then the items:
+-- ARGV[1] is how many seconds to remember this batch's id, or '' for a batch without one. With
+-- an id, the last key is the id's key: a batch whose id key exists was applied before (its reply
+-- was lost and it is sent again), and is not applied twice; the id key is set only once the
+-- whole batch is applied.
+-- KEYS[i] is the Redis key of part i. ARGV then holds, for each part in order: an op code, the
+-- item count n, the EXPIREAT time ('' for none), then the items:
 --   i: n (field, integer)  pairs  -> HINCRBY       (a hash)
 --   f: n (field, float)    pairs  -> HINCRBYFLOAT  (a hash)
 --   z: n (member, score)   pairs  -> ZINCRBY       (a sorted set)
@@ -16,9 +20,17 @@
 local expected = { i = 'hash', f = 'hash', z = 'zset', p = 'string', s = 'set' }
 local width = { i = 2, f = 2, z = 2, p = 1, s = 1 }
 local argv = ARGV
+local remember = argv[1]
+local parts = #KEYS
+if remember ~= '' then
+  parts = parts - 1
+  if redis.call('EXISTS', KEYS[parts + 1]) == 1 then
+    return 0
+  end
+end
 
-local a = 1
-for k = 1, #KEYS do
+local a = 2
+for k = 1, parts do
   local op = argv[a]
   local want = expected[op]
   if want == nil then
@@ -40,8 +52,8 @@ local call = redis.call
 -- check alone cost ~4% of Redis's CPU per batch. `k` says which part a refusal was about.
 local k = 0
 local ok, failure = pcall(function()
-  local a = 1
-  for i = 1, #KEYS do
+  local a = 2
+  for i = 1, parts do
     k = i
     local key = KEYS[i]
     local op = argv[a]
@@ -79,5 +91,8 @@ if not ok then
     failure = failure.err or 'ERR refused'
   end
   return { k, tostring(failure), 1 }
+end
+if remember ~= '' then
+  redis.call('SET', KEYS[parts + 1], '1', 'EX', remember)
 end
 return 0

@@ -18,7 +18,7 @@ use traqq_core::read::{sort_ranked, top_ranked, Read, ReadResult};
 use traqq_storage::{Capabilities, Error, Result, Storage};
 
 use crate::config::{redact, RedisConfig};
-use crate::keys::{slot, KeyLayout};
+use crate::keys::{self, slot, KeyLayout};
 use crate::script::{self, Part};
 use crate::values;
 
@@ -462,13 +462,10 @@ enum Finish {
     },
 }
 
-impl Storage for RedisStorage {
-    fn capabilities(&self) -> Capabilities {
-        // One node: the whole batch in one script call. Cluster: one script call per slot.
-        Capabilities::new(self.layout == KeyLayout::Plain, true)
-    }
-
-    fn apply(&self, batch: &Batch) -> Result<()> {
+impl RedisStorage {
+    /// One script call per slot group (all keys in one on a single node), recording `id` in
+    /// each group's slot when given (see `Storage::apply_once`).
+    fn apply_batch(&self, batch: &Batch, id: Option<&str>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -494,7 +491,17 @@ impl Storage for RedisStorage {
             }
         };
         let groups: Vec<Vec<Part<'_>>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
-        let calls: Vec<Cmd> = groups.iter().map(|g| script::call(&self.script_sha, g)).collect();
+        let calls: Vec<Cmd> = groups
+            .iter()
+            .map(|g| {
+                // The id's key goes in the group's slot, named after any of its keys.
+                let applied = id.and_then(|id| {
+                    g.iter()
+                        .find_map(|p| keys::applied_key(self.layout, &p.physical, id))
+                });
+                script::call(&self.script_sha, g, applied.as_deref())
+            })
+            .collect();
         let conn = self.conn.clone();
         let outcomes = self.block_on(async move {
             let runs = calls.into_iter().map(|cmd| {
@@ -544,6 +551,21 @@ impl Storage for RedisStorage {
             first_error.get_or_insert(error);
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Storage for RedisStorage {
+    fn capabilities(&self) -> Capabilities {
+        // One node: the whole batch in one script call. Cluster: one script call per slot.
+        Capabilities::new(self.layout == KeyLayout::Plain, true)
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<()> {
+        self.apply_batch(batch, None)
+    }
+
+    fn apply_once(&self, id: &str, batch: &Batch) -> Result<()> {
+        self.apply_batch(batch, Some(id))
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {

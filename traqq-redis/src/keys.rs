@@ -70,14 +70,35 @@ pub fn cluster_key(key: &str) -> Option<String> {
 
 /// The Redis Cluster slot (0..16384) of a Redis key, honouring `{hash tags}`.
 pub fn slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&b| b == b'{') {
+    crc16_xmodem(hashed_part(key)) % 16384
+}
+
+/// The part of `key` Redis Cluster hashes: the text of its first non-empty `{tag}`, else all.
+fn hashed_part(key: &[u8]) -> &[u8] {
+    match key.iter().position(|&b| b == b'{') {
         Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
             Some(len) if len > 0 => &key[open + 1..open + 1 + len],
             _ => key,
         },
         None => key,
-    };
-    crc16_xmodem(hashed) % 16384
+    }
+}
+
+/// The key that records that the batch `id` was applied (see `apply.lua`), next to the Redis
+/// key `key` of the same script call: under the prefix of `key` on a single node, and in the
+/// slot of `key` on a cluster. `None` when no hash tag can name that slot (a key whose hashed
+/// part holds a `}`; traqq's own keys never do).
+pub(crate) fn applied_key(layout: KeyLayout, key: &str, id: &str) -> Option<String> {
+    match layout {
+        KeyLayout::Plain => {
+            let prefix = key.split_once(':').map_or(key, |(p, _)| p);
+            Some(format!("{prefix}:applied:{id}"))
+        }
+        KeyLayout::ClusterTagged => {
+            let hashed = std::str::from_utf8(hashed_part(key.as_bytes())).ok()?;
+            (!hashed.contains('}')).then(|| format!("{{{hashed}}}:applied:{id}"))
+        }
+    }
 }
 
 /// CRC16-CCITT (XMODEM), the checksum Redis Cluster uses for key slots.
@@ -109,6 +130,26 @@ mod tests {
         assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
         assert_eq!(slot(b"{}x"), crc16_xmodem(b"{}x") % 16384);
         assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+    }
+
+    #[test]
+    fn applied_keys_share_the_slot_of_their_batch() {
+        let id = "b1";
+        let tagged = "{myapp:bmp:ip}:d:1700000000";
+        let k = applied_key(KeyLayout::ClusterTagged, tagged, id).unwrap();
+        assert_eq!(k, "{myapp:bmp:ip}:applied:b1");
+        assert_eq!(slot(k.as_bytes()), slot(tagged.as_bytes()));
+        let untagged = "myapp:k:d:1700000000";
+        let k = applied_key(KeyLayout::ClusterTagged, untagged, id).unwrap();
+        assert_eq!(slot(k.as_bytes()), slot(untagged.as_bytes()));
+        let odd = "a{b:c";
+        let k = applied_key(KeyLayout::ClusterTagged, odd, id).unwrap();
+        assert_eq!(slot(k.as_bytes()), slot(odd.as_bytes()));
+        assert_eq!(applied_key(KeyLayout::ClusterTagged, "x}y", id), None);
+        assert_eq!(
+            applied_key(KeyLayout::Plain, "myapp:add:d:1:event", id).unwrap(),
+            "myapp:applied:b1"
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub(crate) struct Part<'b> {
     /// The traqq key, named in errors.
     pub(crate) key: &'b str,
     /// The Redis key (hash-tagged on a cluster).
-    physical: Cow<'b, str>,
+    pub(crate) physical: Cow<'b, str>,
     op: Op,
     len: usize,
     entry: &'b KeyEntry,
@@ -116,17 +116,27 @@ pub(crate) fn push_parts<'b>(
     }
 }
 
-/// The `EVALSHA` command applying `parts` (all in one slot on a cluster). Arguments go
-/// straight into the command's one buffer: no allocation per item.
-pub(crate) fn call(sha: &str, parts: &[Part<'_>]) -> Cmd {
+/// How long a batch id is remembered (`Storage::apply_once`): far longer than any retry waits.
+pub(crate) const REMEMBER_IDS_SECS: u64 = 3600;
+
+/// The `EVALSHA` command applying `parts` (all in one slot on a cluster), once per id when
+/// `applied_key` (the key recording the batch id, same slot) is given. Arguments go straight
+/// into the command's one buffer: no allocation per item.
+pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> Cmd {
     let items: usize = parts.iter().map(|p| p.len * p.op.width()).sum();
-    let args = 3 + parts.len() * 4 + items;
+    let args = 5 + parts.len() * 4 + items;
     // Keys and fields of the traqq format are mostly 10–60 bytes; a guess saves the regrowing.
     let mut cmd = Cmd::with_capacity(args, args * 24);
-    cmd.arg("EVALSHA").arg(sha).arg(parts.len());
+    cmd.arg("EVALSHA")
+        .arg(sha)
+        .arg(parts.len() + usize::from(applied_key.is_some()));
     for p in parts {
         cmd.arg(p.physical.as_ref());
     }
+    match applied_key {
+        Some(key) => cmd.arg(key).arg(REMEMBER_IDS_SECS),
+        None => cmd.arg(""),
+    };
     for p in parts {
         cmd.arg(p.op.code()).arg(p.len);
         match p.expire_at {
@@ -261,16 +271,40 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(Op::Int, 1, Some(99)), (Op::Float, 1, None)]
         );
-        let args: Vec<String> = call("abc", &parts)
-            .args_iter()
-            .map(|a| match a {
-                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
-                _ => "<cursor>".to_owned(),
-            })
-            .collect();
+        let args = |applied: Option<&str>| -> Vec<String> {
+            call("abc", &parts, applied)
+                .args_iter()
+                .map(|a| match a {
+                    redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                    _ => "<cursor>".to_owned(),
+                })
+                .collect()
+        };
         assert_eq!(
-            args,
-            ["EVALSHA", "abc", "2", key, key, "i", "1", "99", "count", "2", "f", "1", "", "sum", "1.5"]
+            args(None),
+            ["EVALSHA", "abc", "2", key, key, "", "i", "1", "99", "count", "2", "f", "1", "", "sum", "1.5"]
+        );
+        assert_eq!(
+            args(Some("p:applied:x")),
+            [
+                "EVALSHA",
+                "abc",
+                "3",
+                key,
+                key,
+                "p:applied:x",
+                "3600",
+                "i",
+                "1",
+                "99",
+                "count",
+                "2",
+                "f",
+                "1",
+                "",
+                "sum",
+                "1.5"
+            ]
         );
     }
 

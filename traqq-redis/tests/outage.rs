@@ -185,3 +185,77 @@ fn a_write_buffer_keeps_its_operations_across_an_outage_and_writes_them_once() {
     );
     assert_eq!(buffered.pending_ops(), 0);
 }
+
+#[test]
+fn a_write_buffer_retrying_a_timed_out_write_that_redis_did_apply_counts_it_once() {
+    use traqq_storage::{BufferConfig, BufferedStorage};
+    if common::single_url().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let Some(server) = common::OwnServer::start(port, dir.path()) else {
+        return;
+    };
+    let mut config = RedisConfig::single(server.url());
+    config.response_timeout_ms = 300;
+    let buffered = BufferedStorage::new(
+        RedisStorage::connect(config).unwrap(),
+        BufferConfig {
+            max_delay: Duration::from_secs(3600),
+            max_ops: 1_000_000,
+        },
+    );
+    // A first write loads the batch script into this fresh server.
+    let mut warm = Batch::new();
+    warm.incr("buftimeout:add:d:1700006400:warm", DAY, "n", Number::Int(1));
+    buffered.apply(&warm).unwrap();
+    buffered.flush().unwrap();
+    let key = "buftimeout:add:d:1700006400:event";
+    let mut one = Batch::new();
+    one.incr(key, DAY, "n", Number::Int(1));
+    buffered.apply(&one).unwrap();
+
+    // Another client keeps Redis busy for a second: the buffer's write waits in Redis's queue,
+    // the client gives up after 300 ms, and Redis runs the write afterwards anyway.
+    let url = server.url();
+    let busy = std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        redis::cmd("EVAL")
+            .arg("local t = redis.call('TIME'); local stop = t[1] * 1000000 + t[2] + 1000000; repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop; return 1")
+            .arg(0)
+            .query::<i64>(&mut c)
+            .unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let err = buffered.flush().unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    busy.join().unwrap();
+
+    let mut plain = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let n: Option<i64> = redis::cmd("HGET").arg(key).arg("n").query(&mut plain).unwrap();
+        if n == Some(1) {
+            break; // Redis did apply the write whose reply the client never saw.
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the queued write never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The retry carries the same id: Redis skips it.
+    let start = Instant::now();
+    while let Err(e) = buffered.flush() {
+        assert!(e.is_unavailable(), "{e}");
+        assert!(start.elapsed() < Duration::from_secs(10), "never recovered: {e}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(buffered.pending_ops(), 0);
+    let n: i64 = redis::cmd("HGET").arg(key).arg("n").query(&mut plain).unwrap();
+    assert_eq!(n, 1, "the retried write was counted twice");
+}

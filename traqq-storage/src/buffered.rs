@@ -13,9 +13,10 @@
 //! see it that much later. Reads through the buffer flush first, so this process always reads
 //! its own writes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 use traqq_core::batch::Batch;
@@ -49,11 +50,12 @@ impl Default for BufferConfig {
 ///   writes the buffer as one batch when it is `max_delay` old or holds `max_ops` operations.
 /// - [`Storage::read`] and [`Storage::delete`] write the buffer first, and [`Storage::flush`]
 ///   writes it and then flushes the store, so a flush means what it means for `S`.
-/// - A write that fails because the store is unreachable ([`Error::Unavailable`]) keeps its
-///   operations in the buffer for the next write; any other failure drops them. Either way the
-///   error is returned by the next `apply`, `read`, `delete` or `flush` (whose own work is then
-///   not done), so the caller learns of it. A write that timed out after the store did apply
-///   it is written again: across an outage the buffer counts at least once, not exactly once.
+/// - Every write carries a new id ([`Storage::apply_once`]). A write that fails because the
+///   store is unreachable ([`Error::Unavailable`]) is kept, exactly as it was, and sent again
+///   with the same id before anything newer, so a write whose reply was lost (a timeout after
+///   the store had applied it) is not counted twice by a store that records ids (Redis). Any
+///   other failure drops the write. Either way the error is returned by the next `apply`,
+///   `read`, `delete` or `flush` (whose own work is then not done), so the caller learns of it.
 /// - Dropping the buffer writes what is left; call [`Storage::flush`] first to see errors.
 ///
 /// ```
@@ -93,6 +95,16 @@ struct Shared<S> {
     /// Held while a buffer is written to the store: one write at a time, so a `flush` that
     /// returns has seen every write that began before it.
     writing: Mutex<()>,
+    /// Write ids: this text (unique per buffer) and a counter.
+    id_base: String,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct FailedWrite {
+    id: String,
+    batch: Batch,
+    ops: usize,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +114,8 @@ struct State {
     ops: usize,
     /// When the oldest batch in `pending` arrived.
     since: Option<Instant>,
+    /// A write that failed while the store was unreachable, to send again first.
+    retry: Option<FailedWrite>,
     /// A background write's failure, for the next caller.
     failure: Option<Error>,
     stop: bool,
@@ -121,6 +135,8 @@ impl<S: Storage + 'static> BufferedStorage<S> {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             writing: Mutex::new(()),
+            id_base: id_base(),
+            next_id: AtomicU64::new(0),
         });
         let background = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
@@ -142,9 +158,10 @@ impl<S: Storage> BufferedStorage<S> {
         self.shared.config
     }
 
-    /// Coalesced operations waiting in the buffer.
+    /// Coalesced operations waiting in the buffer (a failed write's included).
     pub fn pending_ops(&self) -> usize {
-        self.shared.state.lock().ops
+        let state = self.shared.state.lock();
+        state.ops + state.retry.as_ref().map_or(0, |r| r.ops)
     }
 }
 
@@ -181,6 +198,11 @@ impl<S: Storage> Shared<S> {
     /// Writes the buffer to the store (waiting for a write in progress first).
     fn write_pending(&self) -> Result<()> {
         let _writing = self.writing.lock();
+        // A write that failed earlier goes first, unchanged and under its id.
+        let retry = self.state.lock().retry.take();
+        if let Some(failed) = retry {
+            self.write(failed)?;
+        }
         let (batch, ops) = {
             let mut state = self.state.lock();
             state.since = None;
@@ -189,21 +211,28 @@ impl<S: Storage> Shared<S> {
         if batch.is_empty() {
             return Ok(());
         }
-        match self.store.apply(&batch) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let kept = e.is_unavailable();
-                if kept {
-                    // Back in front of what arrived meanwhile, for the next write.
-                    let mut state = self.state.lock();
-                    let newer = std::mem::replace(&mut state.pending, batch);
-                    state.pending.merge(newer);
-                    state.ops = state.pending.op_count();
-                    state.since = Some(Instant::now());
-                }
-                Err(annotate(e, ops, kept))
-            }
+        let id = format!(
+            "{}-{}",
+            self.id_base,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        self.write(FailedWrite { id, batch, ops })
+    }
+
+    /// One write to the store; kept for the next write when the store is unreachable.
+    fn write(&self, write: FailedWrite) -> Result<()> {
+        let e = match self.store.apply_once(&write.id, &write.batch) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let (ops, kept) = (write.ops, e.is_unavailable());
+        if kept {
+            let mut state = self.state.lock();
+            state.retry = Some(write);
+            // Due again after `max_delay`, even when nothing new arrives.
+            state.since.get_or_insert_with(Instant::now);
         }
+        Err(annotate(e, ops, kept))
     }
 
     /// The failure of a background write, if any, or else writes the buffer.
@@ -213,6 +242,16 @@ impl<S: Storage> Shared<S> {
         }
         self.write_pending()
     }
+}
+
+/// Text unique to one buffer: process, clock, and a count of the process's buffers.
+fn id_base() -> String {
+    static BUFFERS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = BUFFERS.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{nanos:x}-{n}", std::process::id())
 }
 
 /// Says in `e` that it happened to a buffered write, and what became of its operations.

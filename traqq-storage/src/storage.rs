@@ -56,6 +56,20 @@ pub trait Storage: Send + Sync + Debug {
     /// Applies a batch of coalesced operations.
     fn apply(&self, batch: &Batch) -> Result<()>;
 
+    /// Applies a batch that the caller may send again, with the same `id`, after a failure
+    /// whose outcome it cannot know (a timeout after the store had received it): the store
+    /// applies each `id` at most once, so such a retry never counts twice. Callers use a new
+    /// `id` for every batch and repeat one only to retry exactly that batch.
+    ///
+    /// The default is [`Storage::apply`], right for stores where a failed `apply` never took
+    /// effect (memory, and the embedded stores whose write batches are atomic). A store
+    /// reached over a network overrides it (Redis records the id with the batch, in the same
+    /// script call, for an hour).
+    fn apply_once(&self, id: &str, batch: &Batch) -> Result<()> {
+        let _ = id;
+        self.apply(batch)
+    }
+
     /// Answers reads, in order.
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>>;
 
@@ -76,6 +90,9 @@ macro_rules! forward_storage {
             }
             fn apply(&self, batch: &Batch) -> Result<()> {
                 (**self).apply(batch)
+            }
+            fn apply_once(&self, id: &str, batch: &Batch) -> Result<()> {
+                (**self).apply_once(id, batch)
             }
             fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
                 (**self).read(reads)
