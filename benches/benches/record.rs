@@ -8,14 +8,22 @@
 //!   threads or in `redis-server`), `sync = "batch"`, batches of 1,000 fresh events streamed
 //!   from the generator, one store per backend growing through the run. Redis uses
 //!   `TRAQQ_REDIS_URL`, else starts `redis-server` from `PATH`, else is skipped with a note.
+//! - `record_batch_1000/{rocks,sled}/{batch,always,none}`: the embedded stores in each
+//!   durability mode, batches of 1,000 events cycling through 100 generated beforehand, one
+//!   fresh store per backend and mode; first in wall time, then
+//!   (`record_batch_1000_process_cpu/…`) in CPU time of the whole process, which a loaded
+//!   machine distorts much less. `cargo bench -p traqq-bench --bench record -- record_batch_1000`
+//!   runs just these; `cargo run --release -p traqq-bench --example fill` measures 1,000,000
+//!   events and the size on disk.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::path::Path;
 use std::sync::Arc;
-
 use std::time::Duration;
 
+use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use traqq_bench::cpu::{criterion, ThreadCpu};
+use traqq_bench::cpu::{criterion, ProcessCpu, ThreadCpu};
 use traqq_bench::mapping::standard_config;
 use traqq_bench::redis_server::RedisServer;
 use traqq_bench::workload::{Chunk, Ips, Workload, BENCH_NOW, BENCH_SEED};
@@ -38,19 +46,34 @@ fn backends() -> Vec<(&'static str, Open)> {
     vec![("memory", || Some((Arc::new(MemoryStorage::new()), Box::new(()))))]
 }
 
+/// Opens an embedded store at a path in a durability mode.
+type OpenAt = fn(&Path, Durability) -> Arc<dyn Storage>;
+
+fn open_rocks(path: &Path, sync: Durability) -> Arc<dyn Storage> {
+    Arc::new(RocksStorage::open(path, RocksConfig::with_sync(sync)).unwrap())
+}
+
+fn open_sled(path: &Path, sync: Durability) -> Arc<dyn Storage> {
+    Arc::new(SledStorage::open(path, SledConfig::with_sync(sync)).unwrap())
+}
+
+/// The embedded stores.
+fn embedded_backends() -> [(&'static str, OpenAt); 2] {
+    [("rocks", open_rocks), ("sled", open_sled)]
+}
+
+/// A fresh embedded store in its default `"batch"` mode, and its temp dir.
+fn fresh(open: OpenAt) -> Option<(Arc<dyn Storage>, Box<dyn std::any::Any>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("db"), Durability::Batch);
+    Some((store, Box::new(dir)))
+}
+
 /// The durable backends, timed in wall time, each in its `"batch"` durability mode.
 fn durable_backends() -> Vec<(&'static str, Open)> {
     vec![
-        ("rocks", || {
-            let dir = tempfile::tempdir().unwrap();
-            let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
-            Some((Arc::new(store), Box::new(dir)))
-        }),
-        ("sled", || {
-            let dir = tempfile::tempdir().unwrap();
-            let store = SledStorage::open(dir.path().join("db"), SledConfig::default()).unwrap();
-            Some((Arc::new(store), Box::new(dir)))
-        }),
+        ("rocks", || fresh(open_rocks)),
+        ("sled", || fresh(open_sled)),
         ("redis", || {
             let Some(server) = RedisServer::start() else {
                 eprintln!("record_durable/redis skipped: no TRAQQ_REDIS_URL and no redis-server on PATH");
@@ -141,10 +164,54 @@ fn record_durable(c: &mut Criterion) {
     group.finish();
 }
 
+/// `record_json_lines` of 1,000-event batches into each embedded store in each durability mode.
+fn record_batch<M: Measurement>(c: &mut Criterion<M>, name: &str) {
+    let mut generator = Workload::standard(BENCH_SEED, BENCH_NOW).generator();
+    let batches: Vec<Chunk> = (0..100)
+        .map(|_| {
+            let mut chunk = Chunk::default();
+            generator.fill(&mut chunk, DURABLE_BATCH);
+            chunk
+        })
+        .collect();
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(DURABLE_BATCH as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for (backend, open) in embedded_backends() {
+        for sync in [Durability::Batch, Durability::Always, Durability::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let traqq = engine(open(&dir.path().join("db"), sync));
+            let mut next = 0;
+            group.bench_function(BenchmarkId::new(backend, sync.as_str()), |b| {
+                b.iter(|| {
+                    let batch = &batches[next % batches.len()];
+                    next += 1;
+                    traqq.record_json_lines(batch.lines()).unwrap()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn record_batch_wall(c: &mut Criterion) {
+    record_batch(c, "record_batch_1000");
+}
+
+fn record_batch_cpu(c: &mut Criterion<ProcessCpu>) {
+    record_batch(c, "record_batch_1000_process_cpu");
+}
+
 criterion_group! {
     name = benches;
     config = criterion();
     targets = record
 }
-criterion_group!(durable, record_durable);
-criterion_main!(benches, durable);
+criterion_group!(durable, record_durable, record_batch_wall);
+criterion_group! {
+    name = durable_cpu;
+    config = Criterion::default().with_measurement(ProcessCpu);
+    targets = record_batch_cpu
+}
+criterion_main!(benches, durable, durable_cpu);

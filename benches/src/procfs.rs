@@ -1,7 +1,9 @@
-//! What the OS says about this process: resident memory (`/proc`), this thread's CPU time and
-//! the machine's load. On a shared machine, CPU time is the steadier figure: wall time also
-//! counts the time other processes held the core.
+//! What the OS says about this process: resident memory (`/proc`), this thread's and the whole
+//! process's CPU time, the machine's load, and the size of a store on disk. On a shared
+//! machine, CPU time is the steadier figure: wall time also counts the time other processes
+//! held the core.
 
+use std::path::Path;
 use std::time::Duration;
 
 /// Resident set size now and at its peak, KiB.
@@ -40,6 +42,28 @@ impl Resident {
 /// the clock is unsupported.
 pub fn thread_cpu() -> Option<Duration> {
     cpu_time::ThreadTime::try_now().ok().map(|t| t.as_duration())
+}
+
+/// CPU time (user + system) the whole process has used so far, all its threads
+/// (`clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`), so an embedded store's background flushes and
+/// compactions count; `None` where the clock is unsupported.
+pub fn process_cpu() -> Option<Duration> {
+    cpu_time::ProcessTime::try_now().ok().map(|t| t.as_duration())
+}
+
+/// Total size of the files under `path`, subdirectories included (0 for what cannot be read).
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The 1-, 5- and 15-minute load averages (`/proc/loadavg`).
@@ -82,9 +106,22 @@ mod tests {
                 x = std::hint::black_box(x.wrapping_add(i * i));
             }
             assert!(thread_cpu().unwrap() > a, "{x}");
+            // The process clock counts this thread too (read after it).
+            let mine = thread_cpu().unwrap();
+            assert!(process_cpu().unwrap() >= mine);
             assert!(load_average().is_some());
             let r = Resident::now().unwrap();
             assert!(r.rss_kib > 0 && r.hwm_kib >= r.rss_kib);
         }
+    }
+
+    #[test]
+    fn disk_usage_sums_files_in_subdirectories() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 100]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub").join("b"), [0u8; 23]).unwrap();
+        assert_eq!(disk_usage(dir.path()), 123);
+        assert_eq!(disk_usage(&dir.path().join("missing")), 0);
     }
 }
