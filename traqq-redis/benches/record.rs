@@ -10,10 +10,9 @@
 
 use std::time::Instant;
 
-use cpu_time::ProcessTime;
 use criterion::{Criterion, Throughput};
 use traqq_bench::mapping::standard_config;
-use traqq_bench::procfs::load_average;
+use traqq_bench::procfs::{load_average, process_cpu};
 use traqq_bench::redis_server::RedisServer;
 use traqq_bench::workload::{Workload, BENCH_NOW, BENCH_SEED};
 use traqq_redis::{RedisConfig, RedisStorage};
@@ -35,7 +34,7 @@ fn used_memory(url: &str) -> u64 {
 
 /// CPU seconds used by this process so far (all threads).
 fn own_cpu() -> f64 {
-    ProcessTime::try_now().map_or(0.0, |t| t.as_duration().as_secs_f64())
+    process_cpu().map_or(0.0, |t| t.as_secs_f64())
 }
 
 /// The 1-minute load average, or "?".
