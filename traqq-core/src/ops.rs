@@ -394,6 +394,8 @@ impl BatchBuilder<'_> {
         let mut key = String::with_capacity(96);
         let mut field = String::with_capacity(96);
         let mut buckets: Vec<(i64, BucketKind)> = Vec::new();
+        // Slots come bucket by bucket: the bucket's key-set key is formatted once per bucket.
+        let mut set = (usize::MAX, String::new());
         let per_bucket = g.metrics.len().max(1);
         for (n, slot) in self.slots.into_iter().enumerate() {
             let Some(mut slot) = slot else { continue };
@@ -438,8 +440,11 @@ impl BatchBuilder<'_> {
                 part: AdvPart::Sums,
             };
             key_ref.write_to(&g.prefix, &mut key);
-            let set = key_set_key(&g.prefix, bucket, start);
-            batch.sadd(&set, b, &key);
+            if set.0 != number {
+                set = (number, key_set_key(&g.prefix, bucket, start));
+            }
+            let set = set.1.as_str();
+            batch.sadd(set, b, &key);
             batch.put(
                 &key,
                 KeyEntry {
@@ -451,12 +456,12 @@ impl BatchBuilder<'_> {
             if m.metric == MetricType::Adv {
                 key_ref.part = AdvPart::Summary;
                 key_ref.write_to(&g.prefix, &mut key);
-                batch.sadd(&set, b, &key);
+                batch.sadd(set, b, &key);
                 batch.incr(&key, b, "sum", Number::Float(slot.summary.sum));
                 batch.incr(&key, b, "count", Number::Int(slot.summary.events));
                 key_ref.part = AdvPart::Counts;
                 key_ref.write_to(&g.prefix, &mut key);
-                batch.sadd(&set, b, &key);
+                batch.sadd(set, b, &key);
                 batch.put(
                     &key,
                     KeyEntry {
