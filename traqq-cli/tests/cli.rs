@@ -462,31 +462,44 @@ fn redis_url() -> Option<String> {
     }
 }
 
+/// A config file `name` in `dir` for the Redis store under a prefix no other run uses, with
+/// `extra` lines appended to `[storage]`; returns its path.
+fn redis_config_file(dir: &Path, name: &str, prefix: &str, extra: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("prefix = \"{prefix}\"\n[storage]\nbackend = \"redis\"\n{extra}"),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// `tag` plus this process and the clock: a prefix no earlier run against the same Redis used.
+fn unique_prefix(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}{}x{nanos}", std::process::id())
+}
+
+/// Records `n` events named `event` with distinct ips `<ip_prefix>.0…` through `traqq record`.
+fn record_events(tcp: &str, event: &str, ip_prefix: &str, n: usize) {
+    let lines: String = (0..n)
+        .map(|i| format!("{{\"event\":\"{event}\",\"ip\":\"{ip_prefix}.{i}\",\"ts\":{TS}}}\n"))
+        .collect();
+    let out = traqq_stdin(&["record", "--addr", tcp, "-"], &lines);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 #[test]
 fn serve_on_redis_keeps_data_across_a_restart() {
     let Some(url) = redis_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let unique = format!(
-        "cli{}x{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let config = dir.path().join("traqq.toml");
-    std::fs::write(
-        &config,
-        format!("prefix = \"{unique}\"\n[storage]\nbackend = \"redis\"\n"),
-    )
-    .unwrap();
-    let cfg = config.to_str().unwrap();
+    let config = redis_config_file(dir.path(), "traqq.toml", &unique_prefix("cli"), "");
+    let cfg = config.as_str();
     let first = Serve::start(&["--config", cfg, "--redis-url", &url], dir.path());
-    let lines: String = (0..5)
-        .map(|i| format!("{{\"event\":\"r\",\"ip\":\"1.0.0.{i}\",\"ts\":{TS}}}\n"))
-        .collect();
-    let out = traqq_stdin(&["record", "--addr", &first.tcp, "-"], &lines);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    record_events(&first.tcp, "r", "1.0.0", 5);
     assert!(first.terminate().success());
 
     let second = Serve::start(&["--config", cfg, "--redis-url", &url], dir.path());
@@ -532,29 +545,14 @@ fn serve_on_redis_keeps_data_across_a_restart() {
 fn serve_with_a_write_buffer_acknowledges_first_and_writes_at_a_query_or_shutdown() {
     let Some(url) = redis_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let unique = format!(
-        "clibuf{}x{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let config = dir.path().join("traqq.toml");
     // Ten minutes: nothing is written by the clock during the test.
-    std::fs::write(
-        &config,
-        format!("prefix = \"{unique}\"\n[storage]\nbackend = \"redis\"\nwrite_buffer_ms = 600000\n"),
-    )
-    .unwrap();
-    let cfg = config.to_str().unwrap();
-    let record = |serve: &Serve, n: usize| {
-        let lines: String = (0..n)
-            .map(|i| format!("{{\"event\":\"w\",\"ip\":\"2.0.0.{i}\",\"ts\":{TS}}}\n"))
-            .collect();
-        let out = traqq_stdin(&["record", "--addr", &serve.tcp, "-"], &lines);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    };
+    let config = redis_config_file(
+        dir.path(),
+        "traqq.toml",
+        &unique_prefix("clibuf"),
+        "write_buffer_ms = 600000\n",
+    );
+    let cfg = config.as_str();
     // What another process reading Redis directly sees.
     let in_redis = || {
         query_json(&[
@@ -572,7 +570,7 @@ fn serve_with_a_write_buffer_acknowledges_first_and_writes_at_a_query_or_shutdow
         ])
     };
     let serve = Serve::start(&["--config", cfg, "--redis-url", &url], dir.path());
-    record(&serve, 5);
+    record_events(&serve.tcp, "w", "2.0.0", 5);
     let before = in_redis();
     assert_ne!(
         before[0]["result"],
@@ -592,7 +590,7 @@ fn serve_with_a_write_buffer_acknowledges_first_and_writes_at_a_query_or_shutdow
     assert_eq!(via_server[0]["result"], json!({"Hash":{"w":5}}));
     assert_eq!(in_redis()[0]["result"], json!({"Hash":{"w":5}}));
     // A graceful shutdown writes what is left.
-    record(&serve, 3);
+    record_events(&serve.tcp, "w", "2.0.1", 3);
     assert!(serve.terminate().success());
     assert_eq!(in_redis()[0]["result"], json!({"Hash":{"w":8}}));
 }
@@ -610,25 +608,18 @@ fn redis_over_tls_trusts_the_ca_named_in_the_config_file() {
         _ => return,
     };
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("clitls{}", std::process::id());
-    let write_config = |name: &str, ca_line: &str| {
-        let path = dir.path().join(name);
-        std::fs::write(
-            &path,
-            format!("prefix = \"{prefix}\"\n[storage]\nbackend = \"redis\"\nurl = \"{url}\"\n{ca_line}"),
-        )
-        .unwrap();
-        path.to_str().unwrap().to_owned()
-    };
-    let trusted = write_config("tls.toml", &format!("tls_ca_file = \"{ca}\"\n"));
-    let untrusted = write_config("plain.toml", "");
+    let prefix = unique_prefix("clitls");
+    let url_line = format!("url = \"{url}\"\n");
+    let trusted = redis_config_file(
+        dir.path(),
+        "tls.toml",
+        &prefix,
+        &format!("{url_line}tls_ca_file = \"{ca}\"\n"),
+    );
+    let untrusted = redis_config_file(dir.path(), "plain.toml", &prefix, &url_line);
 
     let serve = Serve::start(&["--config", &trusted], dir.path());
-    let lines: String = (0..4)
-        .map(|i| format!("{{\"event\":\"t\",\"ip\":\"3.0.0.{i}\",\"ts\":{TS}}}\n"))
-        .collect();
-    let out = traqq_stdin(&["record", "--addr", &serve.tcp, "-"], &lines);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    record_events(&serve.tcp, "t", "3.0.0", 4);
     assert!(serve.terminate().success());
     // Another process with the same config reads it back over TLS.
     let found = query_json(&[

@@ -8,24 +8,46 @@ use std::time::{Duration, Instant};
 
 use traqq_redis::{RedisConfig, RedisStorage};
 use traqq_storage::prelude::*;
+use traqq_storage::{BufferConfig, BufferedStorage};
 
 const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_006_400);
 
-#[test]
-fn outage_gives_unavailable_then_recording_resumes() {
-    // The CI guard: without the suite's servers this machine has no Redis either.
-    if common::single_url().is_none() {
-        return;
-    }
+/// A Redis server of this test's own (which it may stop and restart on the same port and
+/// files), or `None` where the suite's servers are missing (the CI guard: without them this
+/// machine has no Redis either).
+fn own_server() -> Option<(tempfile::TempDir, u16, common::OwnServer)> {
+    common::single_url()?;
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let Some(mut server) = common::OwnServer::start(port, dir.path()) else {
-        return;
-    };
+    let server = common::OwnServer::start(port, dir.path())?;
+    Some((dir, port, server))
+}
+
+/// A store on `server` that gives up on a call after `response_timeout_ms`.
+fn store(server: &common::OwnServer, response_timeout_ms: u64) -> RedisStorage {
     let mut config = RedisConfig::single(server.url());
     config.connect_timeout_ms = 500;
-    config.response_timeout_ms = 1_000;
-    let storage = RedisStorage::connect(config).unwrap();
+    config.response_timeout_ms = response_timeout_ms;
+    RedisStorage::connect(config).unwrap()
+}
+
+/// `store` behind a write buffer that writes only when flushed (an hour's delay).
+fn buffered(store: RedisStorage) -> BufferedStorage<RedisStorage> {
+    BufferedStorage::new(
+        store,
+        BufferConfig {
+            max_delay: Duration::from_secs(3600),
+            max_ops: 1_000_000,
+        },
+    )
+}
+
+#[test]
+fn outage_gives_unavailable_then_recording_resumes() {
+    let Some((dir, port, mut server)) = own_server() else {
+        return;
+    };
+    let storage = store(&server, 1_000);
 
     let key = "outage:add:d:1700006400:event";
     let one = {
@@ -118,26 +140,10 @@ fn password_and_database_from_the_url() {
 
 #[test]
 fn a_write_buffer_keeps_its_operations_across_an_outage_and_writes_them_once() {
-    use traqq_storage::{BufferConfig, BufferedStorage};
-    if common::single_url().is_none() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let Some(mut server) = common::OwnServer::start(port, dir.path()) else {
+    let Some((dir, port, mut server)) = own_server() else {
         return;
     };
-    let mut config = RedisConfig::single(server.url());
-    config.connect_timeout_ms = 500;
-    config.response_timeout_ms = 1_000;
-    // A long delay: writes happen when the test flushes.
-    let buffered = BufferedStorage::new(
-        RedisStorage::connect(config).unwrap(),
-        BufferConfig {
-            max_delay: Duration::from_secs(3600),
-            max_ops: 1_000_000,
-        },
-    );
+    let buffered = buffered(store(&server, 1_000));
     let key = "bufout:add:d:1700006400:event";
     let one = {
         let mut b = Batch::new();
@@ -188,24 +194,10 @@ fn a_write_buffer_keeps_its_operations_across_an_outage_and_writes_them_once() {
 
 #[test]
 fn a_write_buffer_retrying_a_timed_out_write_that_redis_did_apply_counts_it_once() {
-    use traqq_storage::{BufferConfig, BufferedStorage};
-    if common::single_url().is_none() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let Some(server) = common::OwnServer::start(port, dir.path()) else {
+    let Some((_dir, _port, server)) = own_server() else {
         return;
     };
-    let mut config = RedisConfig::single(server.url());
-    config.response_timeout_ms = 300;
-    let buffered = BufferedStorage::new(
-        RedisStorage::connect(config).unwrap(),
-        BufferConfig {
-            max_delay: Duration::from_secs(3600),
-            max_ops: 1_000_000,
-        },
-    );
+    let buffered = buffered(store(&server, 300));
     // A first write loads the batch script into this fresh server.
     let mut warm = Batch::new();
     warm.incr("buftimeout:add:d:1700006400:warm", DAY, "n", Number::Int(1));
