@@ -483,6 +483,24 @@ fn unique_prefix(tag: &str) -> String {
     format!("{tag}{}x{nanos}", std::process::id())
 }
 
+/// `traqq find PATH --merge` since 2023-11-14, read straight from Redis by this process (the
+/// local-store path, no server).
+fn find_in_redis(config: &str, url: &str, path: &str) -> Value {
+    query_json(&[
+        "find",
+        path,
+        "--config",
+        config,
+        "--storage",
+        "redis",
+        "--redis-url",
+        url,
+        "--from",
+        "2023-11-14",
+        "--merge",
+    ])
+}
+
 /// Records `n` events named `event` with distinct ips `<ip_prefix>.0…` through `traqq record`.
 fn record_events(tcp: &str, event: &str, ip_prefix: &str, n: usize) {
     let lines: String = (0..n)
@@ -524,19 +542,7 @@ fn serve_on_redis_keeps_data_across_a_restart() {
     ]);
     assert_eq!(found[0]["result"], json!({"Count":5}));
     // The local-store path reaches the same data.
-    let found = query_json(&[
-        "find",
-        "add/event",
-        "--config",
-        cfg,
-        "--storage",
-        "redis",
-        "--redis-url",
-        &url,
-        "--from",
-        "2023-11-14",
-        "--merge",
-    ]);
+    let found = find_in_redis(cfg, &url, "add/event");
     assert_eq!(found[0]["result"], json!({"Hash":{"r":5}}));
     assert!(second.terminate().success());
 }
@@ -554,21 +560,7 @@ fn serve_with_a_write_buffer_acknowledges_first_and_writes_at_a_query_or_shutdow
     );
     let cfg = config.as_str();
     // What another process reading Redis directly sees.
-    let in_redis = || {
-        query_json(&[
-            "find",
-            "add/event",
-            "--config",
-            cfg,
-            "--storage",
-            "redis",
-            "--redis-url",
-            &url,
-            "--from",
-            "2023-11-14",
-            "--merge",
-        ])
-    };
+    let in_redis = || find_in_redis(cfg, &url, "add/event");
     let serve = Serve::start(&["--config", cfg, "--redis-url", &url], dir.path());
     record_events(&serve.tcp, "w", "2.0.0", 5);
     let before = in_redis();
