@@ -835,6 +835,21 @@ impl Storage for RedisStorage {
         self.exec(false, cmds).map(|_| ())
     }
 
+    fn remove_members(&self, key: &str, members: &[String]) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        // One native SREM: atomic with respect to every writer.
+        let physical = self.layout.physical(key);
+        let mut c = redis::cmd("SREM");
+        c.arg(physical.as_ref());
+        members.iter().for_each(|m| {
+            c.arg(m.as_str());
+        });
+        self.exec(false, vec![(self.slot_of(&physical), c, key.to_owned())])
+            .map(|_| ())
+    }
+
     fn flush(&self) -> Result<()> {
         // Durability is Redis's own persistence (RDB/AOF): an acknowledged batch is in Redis.
         Ok(())

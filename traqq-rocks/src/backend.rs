@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hashbrown::HashMap;
+use parking_lot::RwLock;
 use rocksdb::{
     DBCompressionType, MergeOperands, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions,
     DB,
@@ -14,7 +15,7 @@ use rocksdb::{
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
-use traqq_storage::packed::{Entry, MapWriter};
+use traqq_storage::packed::{self, Entry, MapWriter};
 use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
 
 use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR};
@@ -31,6 +32,9 @@ pub struct RocksStorage {
     write: WriteOptions,
     /// `none` mode: the thread writing the in-process WAL buffer out; stopped on drop.
     flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    /// Shared by batch writers (their merges commute), exclusive for a read-modify-write
+    /// (`remove_members`), which must not lose a member merged in between.
+    writers: RwLock<()>,
 }
 
 impl std::fmt::Debug for RocksStorage {
@@ -142,6 +146,7 @@ impl RocksStorage {
             config,
             write,
             flusher,
+            writers: RwLock::new(()),
         })
     }
 
@@ -295,6 +300,7 @@ impl Storage for RocksStorage {
             wb.merge(key.as_bytes(), op.bytes());
         }
         // One WriteBatch: the whole batch is in the WAL record or none of it is.
+        let _shared = self.writers.read();
         self.db.write_opt(wb, &self.write).map_err(backend_error)
     }
 
@@ -308,6 +314,22 @@ impl Storage for RocksStorage {
         let mut wb = WriteBatch::default();
         for key in keys {
             wb.delete(key.as_bytes());
+        }
+        self.db.write_opt(wb, &self.write).map_err(backend_error)
+    }
+
+    fn remove_members(&self, key: &str, members: &[String]) -> Result<()> {
+        // Exclusive: no batch merges a member in between the read and the write.
+        let _exclusive = self.writers.write();
+        let Some(value) = self.db.get_pinned(key.as_bytes()).map_err(backend_error)? else {
+            return Ok(());
+        };
+        let kept = packed::without_fields(&value, members).map_err(|m| corrupt(key, m.message()))?;
+        drop(value);
+        let mut wb = WriteBatch::default();
+        match kept {
+            Some(map) => wb.put(key.as_bytes(), map),
+            None => wb.delete(key.as_bytes()),
         }
         self.db.write_opt(wb, &self.write).map_err(backend_error)
     }

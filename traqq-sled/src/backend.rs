@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
-use traqq_storage::packed::{entries, Entry};
+use traqq_storage::packed::{self, entries, Entry};
 use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
 
 use crate::codec::{fold_map, FORMAT, FORMAT_KEY};
@@ -401,6 +401,24 @@ impl Storage for SledStorage {
                 out.remove(key.as_bytes());
             }
             self.db.apply_batch(out).map_err(backend_error)?;
+        }
+        self.durable()
+    }
+
+    fn remove_members(&self, key: &str, members: &[String]) -> Result<()> {
+        {
+            // Writers are exclusive: no batch adds a member in between the read and the write.
+            let mut pending = self.pending.write();
+            self.fold_locked(&mut pending)?;
+            let Some(value) = self.db.get(key.as_bytes()).map_err(backend_error)? else {
+                return Ok(());
+            };
+            let kept = packed::without_fields(&value, members).map_err(|m| corrupt(key, m.message()))?;
+            match kept {
+                Some(map) => self.db.insert(key.as_bytes(), map).map(drop),
+                None => self.db.remove(key.as_bytes()).map(drop),
+            }
+            .map_err(backend_error)?;
         }
         self.durable()
     }

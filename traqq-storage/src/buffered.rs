@@ -48,8 +48,9 @@ impl Default for BufferConfig {
 ///
 /// - [`Storage::apply`] folds the batch into the buffer and returns; a background thread
 ///   writes the buffer as one batch when it is `max_delay` old or holds `max_ops` operations.
-/// - [`Storage::read`] and [`Storage::delete`] write the buffer first, and [`Storage::flush`]
-///   writes it and then flushes the store, so a flush means what it means for `S`.
+/// - [`Storage::read`], [`Storage::delete`] and [`Storage::remove_members`] write the buffer
+///   first, and [`Storage::flush`] writes it and then flushes the store, so a flush means what
+///   it means for `S`.
 /// - Every write carries a new id ([`Storage::apply_once`]). A write that fails because the
 ///   store is unreachable ([`Error::Unavailable`]) is kept, exactly as it was, and sent again
 ///   with the same id before anything newer, so a write whose reply was lost (a timeout after
@@ -317,6 +318,11 @@ impl<S: Storage> Storage for BufferedStorage<S> {
     fn delete(&self, keys: &[String]) -> Result<()> {
         self.shared.take_failure_then_write()?;
         self.shared.store.delete(keys)
+    }
+
+    fn remove_members(&self, key: &str, members: &[String]) -> Result<()> {
+        self.shared.take_failure_then_write()?;
+        self.shared.store.remove_members(key, members)
     }
 
     fn flush(&self) -> Result<()> {

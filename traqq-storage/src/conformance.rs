@@ -34,6 +34,7 @@ pub fn run_all(storage: &dyn Storage) {
     key_sets(storage);
     missing_keys_read_empty(storage);
     reads_answer_in_order(storage);
+    remove_members(storage);
     batch_coalescing_equivalence(storage);
     concurrent_batches(storage);
     delete_keys(storage);
@@ -385,6 +386,60 @@ pub fn concurrent_batches(storage: &dyn Storage) {
     );
     let c = storage.count(&[&s]).unwrap() as f64;
     assert!((c - 400.0).abs() / 400.0 < 0.02, "{c}");
+}
+
+/// `remove_members` removes the named members, keeps the rest, ignores missing members and
+/// keys, and never loses a member that another thread adds meanwhile.
+pub fn remove_members(storage: &dyn Storage) {
+    let p = fresh_prefix("srem");
+    let k = format!("{p}:k:buckets");
+    let mut b = Batch::new();
+    for i in 0..10 {
+        b.sadd(&k, DAY, &format!("m{i}"));
+    }
+    storage.apply(&b).unwrap();
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    storage.remove_members(&k, &names(&["m1", "m3", "nope"])).unwrap();
+    let mut m = storage.members(&k).unwrap();
+    m.sort();
+    assert_eq!(m, names(&["m0", "m2", "m4", "m5", "m6", "m7", "m8", "m9"]));
+    storage
+        .remove_members(&format!("{p}:k:none"), &names(&["x"]))
+        .unwrap();
+    storage.remove_members(&k, &m).unwrap();
+    assert!(storage.members(&k).unwrap().is_empty());
+
+    // One thread adds `a0…`, one batch each, while another removes the `m*` members one by
+    // one, over and over: every `a` must survive, every `m` must go.
+    let mut b = Batch::new();
+    for i in 0..50 {
+        b.sadd(&k, DAY, &format!("m{i}"));
+    }
+    storage.apply(&b).unwrap();
+    let adds = 200;
+    std::thread::scope(|scope| {
+        let k = &k;
+        scope.spawn(move || {
+            for i in 0..adds {
+                let mut b = Batch::new();
+                b.sadd(k, DAY, &format!("a{i}"));
+                storage.apply(&b).unwrap();
+            }
+        });
+        scope.spawn(move || {
+            for round in 0..4 {
+                for i in 0..50 {
+                    storage.remove_members(k, &[format!("m{i}")]).unwrap();
+                }
+                if round < 3 {
+                    std::thread::yield_now();
+                }
+            }
+        });
+    });
+    let left: std::collections::BTreeSet<String> = storage.members(&k).unwrap().into_iter().collect();
+    let want: std::collections::BTreeSet<String> = (0..adds).map(|i| format!("a{i}")).collect();
+    assert_eq!(left, want);
 }
 
 /// Deleted keys read as missing; other keys stay.

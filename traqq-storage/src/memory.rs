@@ -226,4 +226,21 @@ impl Storage for MemoryStorage {
         }
         Ok(())
     }
+
+    fn remove_members(&self, key: &str, members: &[String]) -> Result<()> {
+        let mut shard = self.shards[self.shard_of(key)].lock();
+        match shard.get_mut(key) {
+            None => Ok(()),
+            Some(Value::Members(set)) => {
+                members.iter().for_each(|m| {
+                    set.remove(m.as_str());
+                });
+                if set.is_empty() {
+                    shard.remove(key);
+                }
+                Ok(())
+            }
+            Some(other) => Err(wrong_type(key, other)),
+        }
+    }
 }

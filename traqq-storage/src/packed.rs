@@ -145,6 +145,19 @@ pub fn entries(value: &[u8]) -> Result<Entries<'_>, DecodeError> {
     }
 }
 
+/// `value` without the entries named in `fields` (order kept), or `None` when none is left.
+/// For removing set members by read-modify-write.
+pub fn without_fields(value: &[u8], fields: &[String]) -> Result<Option<Vec<u8>>, DecodeError> {
+    let mut out = vec![MAP];
+    for item in entries(value)? {
+        let (field, entry) = item?;
+        if !fields.iter().any(|f| f.as_bytes() == field) {
+            push_entry(&mut out, field, entry);
+        }
+    }
+    Ok((out.len() > 1).then_some(out))
+}
+
 /// The entries of a packed map as `(field bytes, entry)`, in stored order; made by
 /// [`entries`]. A malformed entry is an error and ends the iteration.
 #[derive(Debug, Clone)]
@@ -224,6 +237,27 @@ mod tests {
     }
 
     /// The layout, byte for byte (what traqq-rocks and traqq-sled store on disk).
+    #[test]
+    fn removing_fields_keeps_the_rest_in_order() {
+        let mut map = MapWriter::default();
+        map.start();
+        for m in ["a", "b", "c"] {
+            map.member(m);
+        }
+        let gone = |fields: &[&str]| {
+            let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+            without_fields(map.bytes(), &fields).unwrap()
+        };
+        let mut want = MapWriter::default();
+        want.start();
+        want.member("a");
+        want.member("c");
+        assert_eq!(gone(&["b", "zz"]).as_deref(), Some(want.bytes()));
+        assert_eq!(gone(&["a", "b", "c"]), None);
+        assert_eq!(gone(&[]).as_deref(), Some(map.bytes()));
+        assert_eq!(without_fields(b"x", &[]), Err(DecodeError::NotAMap));
+    }
+
     #[test]
     fn the_layout_is_pinned_byte_for_byte() {
         let long = "x".repeat(200);

@@ -3,7 +3,8 @@
 //! Every batch registers the key set of each bucket it writes in the prefix's bucket registry
 //! (`prefix:k:buckets`, see [`traqq_core::key::bucket_registry_key`]). Pruning reads the
 //! registry, picks the expired buckets, reads their key sets, deletes every key they list plus
-//! the key sets themselves through [`Storage::delete`], and rewrites the registry without them.
+//! the key sets themselves through [`Storage::delete`], and removes them from the registry
+//! ([`Storage::remove_members`]).
 //! No backend has to scan its keys, and prefixes sharing a store never touch each other.
 //!
 //! Days are calendar days of the configured zone: with `daily_days = 7`, today and the six
@@ -18,7 +19,6 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use parking_lot::Mutex;
-use traqq_core::batch::Batch;
 use traqq_core::bucket::{BucketKind, Calendar};
 use traqq_core::config::RetentionConfig;
 use traqq_core::key::{bucket_registry_key, decode_key_set_key};
@@ -68,14 +68,14 @@ pub fn prune(
         Some(ReadResult::Members(m)) => m,
         other => return Err(unexpected(other)),
     };
-    let (expired, kept): (Vec<String>, Vec<String>) =
-        registered
-            .into_iter()
-            .partition(|set| match decode_key_set_key(prefix, set) {
-                Some((BucketKind::Day, start)) => day_from.is_some_and(|from| start < from),
-                Some((BucketKind::Hour, start)) => hour_from.is_some_and(|from| start < from),
-                None => false,
-            });
+    let expired: Vec<String> = registered
+        .into_iter()
+        .filter(|set| match decode_key_set_key(prefix, set) {
+            Some((BucketKind::Day, start)) => day_from.is_some_and(|from| start < from),
+            Some((BucketKind::Hour, start)) => hour_from.is_some_and(|from| start < from),
+            None => false,
+        })
+        .collect();
     if expired.is_empty() {
         return Ok(PruneReport::default());
     }
@@ -93,19 +93,9 @@ pub fn prune(
     }
     doomed.extend(expired.iter().cloned());
     storage.delete(&doomed)?;
-    // The Storage trait has no set-member removal: rewrite the registry. A batch racing between
-    // these two calls re-registers its buckets with its next write; at worst an idle bucket is
-    // forgotten by the registry (kept, never deleted).
-    storage.delete(std::slice::from_ref(&registry))?;
-    if !kept.is_empty() {
-        let mut batch = Batch::new();
-        for set in &kept {
-            if let Some(bucket) = decode_key_set_key(prefix, set) {
-                batch.sadd(&registry, bucket, set);
-            }
-        }
-        storage.apply(&batch)?;
-    }
+    // Only the expired entries leave the registry: a batch registering a new bucket meanwhile
+    // keeps its entry (the backends remove members atomically with respect to writers).
+    storage.remove_members(&registry, &expired)?;
     Ok(PruneReport {
         buckets: expired.len(),
         keys: doomed.len(),

@@ -76,6 +76,30 @@ pub trait Storage: Send + Sync + Debug {
     /// Deletes keys (missing keys are ignored).
     fn delete(&self, keys: &[String]) -> Result<()>;
 
+    /// Removes `members` from the set `key` (missing members and a missing key are ignored;
+    /// the key goes when its last member does). Members added concurrently by `apply` are never
+    /// lost: every backend of this project does it atomically with respect to its writers.
+    ///
+    /// The default reads the set, deletes it and adds back the rest: correct without
+    /// concurrent writers only. Used by retention for the bucket registry.
+    fn remove_members(&self, key: &str, members: &[String]) -> Result<()> {
+        let Some(ReadResult::Members(held)) = self.read(&[Read::Members(key.to_owned())])?.pop() else {
+            return Ok(());
+        };
+        let gone: std::collections::HashSet<&str> = members.iter().map(String::as_str).collect();
+        self.delete(&[key.to_owned()])?;
+        let mut rest = Batch::new();
+        // The bucket of a set is not known here; sets carry no expiry in any backend.
+        let bucket = (traqq_core::bucket::BucketKind::Day, 0);
+        for m in held.iter().filter(|m| !gone.contains(m.as_str())) {
+            rest.sadd(key, bucket, m);
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        self.apply(&rest)
+    }
+
     /// Makes applied batches durable per the backend's mode.
     fn flush(&self) -> Result<()> {
         Ok(())
@@ -99,6 +123,9 @@ macro_rules! forward_storage {
             }
             fn delete(&self, keys: &[String]) -> Result<()> {
                 (**self).delete(keys)
+            }
+            fn remove_members(&self, key: &str, members: &[String]) -> Result<()> {
+                (**self).remove_members(key, members)
             }
             fn flush(&self) -> Result<()> {
                 (**self).flush()
