@@ -29,6 +29,10 @@
 //! # Ok::<(), traqq_storage::Error>(())
 //! ```
 //!
+//! [`BufferedStorage`] puts an opt-in write buffer in front of any store: batches arriving
+//! within a short delay reach it as one (several times faster on Redis; acknowledged writes
+//! wait that long in memory).
+//!
 //! Backends live in their own crates (`traqq-rocks`, `traqq-sled`, `traqq-redis`); each runs
 //! the conformance suite (module `traqq_storage::conformance`, feature `conformance`) against
 //! its real store.
