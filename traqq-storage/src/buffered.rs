@@ -101,8 +101,9 @@ struct Shared<S> {
     next_id: AtomicU64,
 }
 
+/// One write to the store: a batch and the id it is sent under (again, if it fails).
 #[derive(Debug)]
-struct FailedWrite {
+struct Write {
     id: String,
     batch: Batch,
     ops: usize,
@@ -116,7 +117,7 @@ struct State {
     /// When the oldest batch in `pending` arrived.
     since: Option<Instant>,
     /// A write that failed while the store was unreachable, to send again first.
-    retry: Option<FailedWrite>,
+    retry: Option<Write>,
     /// A background write's failure, for the next caller.
     failure: Option<Error>,
     stop: bool,
@@ -181,12 +182,17 @@ impl<S: Storage> Shared<S> {
             match due {
                 Some(due) if state.ops >= self.config.max_ops || Instant::now() >= due => {
                     drop(state);
-                    if let Err(e) = self.write_pending() {
-                        let mut s = self.state.lock();
-                        s.failure.get_or_insert(e);
-                        drop(s);
-                    }
+                    let written = self.write_pending();
                     state = self.state.lock();
+                    if let Err(e) = written {
+                        state.failure.get_or_insert(e);
+                        // Wait `max_delay` before trying again, whatever arrives meanwhile: a
+                        // store that refuses at once must not make this a busy loop.
+                        let until = Instant::now() + self.config.max_delay;
+                        while !state.stop && Instant::now() < until {
+                            self.wake.wait_until(&mut state, until);
+                        }
+                    }
                 }
                 Some(due) => {
                     self.wake.wait_until(&mut state, due);
@@ -217,11 +223,11 @@ impl<S: Storage> Shared<S> {
             self.id_base,
             self.next_id.fetch_add(1, Ordering::Relaxed)
         );
-        self.write(FailedWrite { id, batch, ops })
+        self.write(Write { id, batch, ops })
     }
 
     /// One write to the store; kept for the next write when the store is unreachable.
-    fn write(&self, write: FailedWrite) -> Result<()> {
+    fn write(&self, write: Write) -> Result<()> {
         let e = match self.store.apply_once(&write.id, &write.batch) {
             Ok(()) => return Ok(()),
             Err(e) => e,

@@ -9,6 +9,7 @@ use serde_json::json;
 use traqq_storage::prelude::*;
 use traqq_storage::traqq_core::batch::{Batch, Number};
 use traqq_storage::traqq_core::bucket::BucketKind;
+use traqq_storage::traqq_core::read::{Read, ReadResult};
 use traqq_storage::{BufferConfig, BufferedStorage};
 
 const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_000_000 - 1_700_000_000 % 86_400);
@@ -237,4 +238,72 @@ fn many_threads_recording_through_the_engine_lose_nothing() {
     };
     let err = (ips as f64 - n as f64).abs() / n as f64;
     assert!(err < 0.03, "{ips} distinct ips, truth {n}");
+}
+
+/// The memory store behind a switch that makes writes fail as if the store were unreachable,
+/// counting the attempts.
+#[derive(Debug, Default)]
+struct Switched {
+    inner: MemoryStorage,
+    down: std::sync::atomic::AtomicBool,
+    attempts: std::sync::atomic::AtomicUsize,
+}
+
+impl Storage for Switched {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn apply(&self, batch: &Batch) -> traqq_storage::Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.attempts.fetch_add(1, SeqCst);
+        if self.down.load(SeqCst) {
+            return Err(traqq_storage::Error::Unavailable {
+                backend: "switched",
+                message: "switched off".into(),
+            });
+        }
+        self.inner.apply(batch)
+    }
+    fn read(&self, reads: &[Read]) -> traqq_storage::Result<Vec<ReadResult>> {
+        self.inner.read(reads)
+    }
+    fn delete(&self, keys: &[String]) -> traqq_storage::Result<()> {
+        self.inner.delete(keys)
+    }
+}
+
+#[test]
+fn an_unreachable_store_is_retried_every_max_delay_not_in_a_busy_loop() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let store = Arc::new(Switched::default());
+    store.down.store(true, SeqCst);
+    // Three operations fill the buffer (but do not make the caller write it): without a pause
+    // the writer would retry at once, forever.
+    let b = BufferedStorage::new(
+        Arc::clone(&store),
+        BufferConfig {
+            max_delay: Duration::from_millis(20),
+            max_ops: 2,
+        },
+    );
+    b.apply(&batch("p:add:d:1:event", 3)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let attempts = store.attempts.load(SeqCst);
+    assert!(
+        (1..=40).contains(&attempts),
+        "{attempts} attempts in 300 ms at one per 20 ms"
+    );
+    // The failure reaches the next caller; the operations wait in the buffer.
+    let err = b.apply(&batch("p:add:d:1:other", 1)).unwrap_err();
+    assert!(
+        err.is_unavailable() && err.to_string().contains("kept in the buffer"),
+        "{err}"
+    );
+    assert_eq!(b.pending_ops(), 3);
+    store.down.store(false, SeqCst);
+    eventually("the retried write", || {
+        total(&store.inner, "p:add:d:1:event") == 3
+    });
+    b.flush().unwrap();
+    assert_eq!(total(&store.inner, "p:add:d:1:event"), 3, "written once");
 }
