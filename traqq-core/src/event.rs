@@ -289,7 +289,7 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
-        while let Some(key) = map.next_key_seed(NameSeed)? {
+        while let Some(key) = map.next_key_seed(BorrowedStr)? {
             let name = join_name(self.prefix, key);
             map.next_value_seed(ValueSeed {
                 name,
@@ -300,17 +300,19 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
     }
 }
 
-/// A map key, borrowed when the input allows it.
-struct NameSeed;
+/// Deserializes a string borrowed from the input text, copied only when it holds escapes
+/// (a `DeserializeSeed` for map keys and values of zero-copy parsers, here and in the server).
+#[derive(Debug, Clone, Copy)]
+pub struct BorrowedStr;
 
-impl<'de> DeserializeSeed<'de> for NameSeed {
+impl<'de> DeserializeSeed<'de> for BorrowedStr {
     type Value = Cow<'de, str>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for NameSeed {
+impl<'de> Visitor<'de> for BorrowedStr {
     type Value = Cow<'de, str>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string")

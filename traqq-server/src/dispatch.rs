@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use traqq_core::bucket::BucketKind;
-use traqq_core::event::IncomingEvent;
+use traqq_core::event::{BorrowedStr, IncomingEvent};
 use traqq_core::key::key_set_key;
 use traqq_core::plan::QueryOptions;
 use traqq_core::read::Read;
@@ -875,32 +875,6 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             }
         }
         Ok(env)
-    }
-}
-
-/// A string borrowed from the request text, copied only when it holds escapes.
-struct BorrowedStr;
-
-impl<'de> DeserializeSeed<'de> for BorrowedStr {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for BorrowedStr {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
     }
 }
 
