@@ -74,7 +74,8 @@ pub struct AddValueConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Longest property name (in bytes) a pattern may use; longer names are rejected in config.
+    /// Longest property name (in bytes) a pattern may use; longer names are rejected in config,
+    /// and an event's properties with longer (dotted) names are skipped while parsing.
     pub max_field_length: usize,
     /// Values are cut to this many characters when sanitized.
     pub max_value_length: usize,
@@ -82,6 +83,9 @@ pub struct LimitsConfig {
     pub max_combinations: usize,
     /// Most metric operations one event may produce; an event past it is rejected.
     pub max_metrics_per_event: usize,
+    /// Most scalar properties (nested ones included) one event may carry; an event past it
+    /// is rejected while it is parsed.
+    pub max_properties: usize,
 }
 
 impl Default for LimitsConfig {
@@ -91,6 +95,17 @@ impl Default for LimitsConfig {
             max_value_length: 256,
             max_combinations: 1000,
             max_metrics_per_event: 1000,
+            max_properties: 1000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The caps the event parser applies ([`EventLimits`](crate::event::EventLimits)).
+    pub fn event_limits(&self) -> crate::event::EventLimits {
+        crate::event::EventLimits {
+            max_properties: self.max_properties,
+            max_name_length: self.max_field_length,
         }
     }
 }
@@ -147,6 +162,9 @@ impl TraqqConfig {
         let limits = &self.limits;
         if limits.max_value_length == 0 {
             return Err(Error::config("limits.max_value_length", "must be at least 1"));
+        }
+        if limits.max_properties == 0 {
+            return Err(Error::config("limits.max_properties", "must be at least 1"));
         }
         if limits.max_metrics_per_event == 0 {
             return Err(Error::config(

@@ -49,6 +49,18 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// An `add_value` amount is too large in magnitude for its sums to stay finite.
+    #[error(
+        "amount in field \"{field}\" is {value}, larger in magnitude than {limit:e} (sums of such amounts could overflow)"
+    )]
+    AmountTooLarge {
+        /// The amount field (`add_key`).
+        field: String,
+        /// The amount found.
+        value: f64,
+        /// The largest magnitude accepted.
+        limit: f64,
+    },
     /// A storage key does not follow the traqq key format.
     #[error("invalid key {key:?}: {reason}")]
     Key {

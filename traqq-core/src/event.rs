@@ -70,6 +70,34 @@ impl fmt::Display for Scalar<'_> {
     }
 }
 
+/// Caps that keep parsing one event linear in its size, whatever the input.
+///
+/// - `max_properties`: most scalar values (leaves, nested ones included) one event may hold;
+///   parsing stops with an error naming the limit at the next one.
+/// - `max_name_length`: longest property name in bytes, dotted path included. A longer name is
+///   skipped without being built: no pattern can use it (`limits.max_field_length` caps the
+///   names a mapping may name), so it cannot change a metric. This is what keeps a deeply
+///   nested or long-keyed object from costing memory quadratic in its size.
+///
+/// [`LimitsConfig::event_limits`](crate::config::LimitsConfig::event_limits) takes both from
+/// `[limits]`; the `parse_*` functions without `_with` use the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Most scalar properties per event (`limits.max_properties`).
+    pub max_properties: usize,
+    /// Longest property name kept, in bytes (`limits.max_field_length`).
+    pub max_name_length: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            max_properties: 1000,
+            max_name_length: 128,
+        }
+    }
+}
+
 /// One event: its scalar properties (nested objects flattened to `a.b`), `event` among them.
 ///
 /// Build it with [`IncomingEvent::parse_str`], [`IncomingEvent::parse_slice`] (both borrow
@@ -80,23 +108,39 @@ pub struct IncomingEvent<'a> {
 }
 
 impl<'a> IncomingEvent<'a> {
-    /// Parses one JSON object from text, borrowing its strings.
+    /// Parses one JSON object from text, borrowing its strings (default [`EventLimits`]).
     pub fn parse_str(json: &'a str) -> Result<Self> {
+        Self::parse_str_with(json, EventLimits::default())
+    }
+
+    /// Parses one JSON object from text within `limits`, borrowing its strings.
+    pub fn parse_str_with(json: &'a str, limits: EventLimits) -> Result<Self> {
         let mut de = serde_json::Deserializer::from_str(json);
-        let event = Self::deserialize(&mut de).map_err(|e| Error::Json(e.to_string()))?;
+        let event = limits
+            .deserialize(&mut de)
+            .map_err(|e| Error::Json(e.to_string()))?;
         de.end().map_err(|e| Error::Json(e.to_string()))?;
         event.validated()
     }
 
-    /// Parses one JSON object from bytes (which must be UTF-8), borrowing its strings.
+    /// Parses one JSON object from bytes (which must be UTF-8), borrowing its strings
+    /// (default [`EventLimits`]).
     pub fn parse_slice(json: &'a [u8]) -> Result<Self> {
+        Self::parse_slice_with(json, EventLimits::default())
+    }
+
+    /// Parses one JSON object from bytes (which must be UTF-8) within `limits`.
+    pub fn parse_slice_with(json: &'a [u8], limits: EventLimits) -> Result<Self> {
         let mut de = serde_json::Deserializer::from_slice(json);
-        let event = Self::deserialize(&mut de).map_err(|e| Error::Json(e.to_string()))?;
+        let event = limits
+            .deserialize(&mut de)
+            .map_err(|e| Error::Json(e.to_string()))?;
         de.end().map_err(|e| Error::Json(e.to_string()))?;
         event.validated()
     }
 
-    /// Builds an event from a parsed JSON value, borrowing its strings.
+    /// Builds an event from a parsed JSON value, borrowing its strings (default
+    /// [`EventLimits`]).
     pub fn from_value(value: &'a serde_json::Value) -> Result<Self> {
         let Some(map) = value.as_object() else {
             return Err(Error::Json(format!(
@@ -104,9 +148,13 @@ impl<'a> IncomingEvent<'a> {
                 json_kind(value)
             )));
         };
-        let mut properties = Vec::with_capacity(map.len());
-        flatten_value(None, map, &mut properties);
-        IncomingEvent { properties }.validated()
+        let mut sink = Sink {
+            out: Vec::with_capacity(map.len()),
+            leaves: 0,
+            limits: EventLimits::default(),
+        };
+        flatten_value(Prefix::Root, map, &mut sink).map_err(Error::Json)?;
+        IncomingEvent { properties: sink.out }.validated()
     }
 
     /// The event name (the `event` property).
@@ -228,21 +276,68 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-fn join_name<'a>(prefix: Option<&str>, name: Cow<'a, str>) -> Cow<'a, str> {
-    match prefix {
-        None => name,
-        Some(p) => Cow::Owned(format!("{p}.{name}")),
+/// Where a property name goes: at the top level, under a kept parent name, or nowhere (the
+/// parent's name was already longer than [`EventLimits::max_name_length`]).
+#[derive(Debug, Clone, Copy)]
+enum Prefix<'p> {
+    Root,
+    Under(&'p str),
+    Dropped,
+}
+
+impl<'p> Prefix<'p> {
+    /// The full name of `key` under this prefix, or `None` when it would be longer than `max`
+    /// (then it is never built: a name costs at most `max` bytes, so flattening stays linear).
+    fn join<'a>(self, key: Cow<'a, str>, max: usize) -> Option<Cow<'a, str>> {
+        match self {
+            Prefix::Dropped => None,
+            Prefix::Root => (key.len() <= max).then_some(key),
+            Prefix::Under(p) => (p.len() + 1 + key.len() <= max).then(|| Cow::Owned(format!("{p}.{key}"))),
+        }
+    }
+
+    fn of(name: Option<&'p str>) -> Prefix<'p> {
+        name.map_or(Prefix::Dropped, Prefix::Under)
+    }
+}
+
+/// The properties gathered so far, and the scalar values seen (kept or not).
+struct Sink<'de> {
+    out: Vec<(Cow<'de, str>, Scalar<'de>)>,
+    leaves: usize,
+    limits: EventLimits,
+}
+
+impl<'de> Sink<'de> {
+    /// Counts one scalar value; an error names the limit once there are too many.
+    fn count(&mut self) -> std::result::Result<(), String> {
+        self.leaves += 1;
+        if self.leaves > self.limits.max_properties {
+            return Err(format!(
+                "event has more than {} properties (limits.max_properties)",
+                self.limits.max_properties
+            ));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, name: Option<Cow<'de, str>>, value: Scalar<'de>) -> std::result::Result<(), String> {
+        self.count()?;
+        if let Some(name) = name {
+            self.out.push((name, value));
+        }
+        Ok(())
     }
 }
 
 fn flatten_value<'a>(
-    prefix: Option<&str>,
+    prefix: Prefix<'_>,
     map: &'a serde_json::Map<String, serde_json::Value>,
-    out: &mut Vec<(Cow<'a, str>, Scalar<'a>)>,
-) {
+    sink: &mut Sink<'a>,
+) -> std::result::Result<(), String> {
     use serde_json::Value as V;
     for (k, v) in map {
-        let name = join_name(prefix, Cow::Borrowed(k.as_str()));
+        let name = prefix.join(Cow::Borrowed(k.as_str()), sink.limits.max_name_length);
         let scalar = match v {
             V::String(s) => Scalar::Str(Cow::Borrowed(s)),
             V::Bool(b) => Scalar::Bool(*b),
@@ -253,32 +348,53 @@ fn flatten_value<'a>(
                 _ => continue,
             },
             V::Object(inner) => {
-                flatten_value(Some(&name), inner, out);
+                flatten_value(Prefix::of(name.as_deref()), inner, sink)?;
                 continue;
             }
             V::Null | V::Array(_) => continue,
         };
-        out.push((name, scalar));
+        sink.push(name, scalar)?;
     }
+    Ok(())
 }
 
 // ---- streaming deserialization: flattens while parsing, borrowing where it can ----
 
 impl<'de> Deserialize<'de> for IncomingEvent<'de> {
+    /// Parses within the default [`EventLimits`] (use the limits as a `DeserializeSeed` for
+    /// others).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let mut properties = Vec::with_capacity(16);
-        deserializer.deserialize_map(ObjectSeed {
-            prefix: None,
-            out: &mut properties,
-        })?;
-        Ok(IncomingEvent { properties })
+        EventLimits::default().deserialize(deserializer)
     }
 }
 
-/// Visits an object, pushing its scalars (and those of nested objects) into `out`.
+/// Parses one event within these limits (for parsers that read events inside a larger
+/// document, such as the server's requests).
+impl<'de> DeserializeSeed<'de> for EventLimits {
+    type Value = IncomingEvent<'de>;
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        // No pre-allocation: an event holds what it carries, so a batch of tiny events costs
+        // memory in proportion to its text.
+        let mut sink = Sink {
+            out: Vec::new(),
+            leaves: 0,
+            limits: self,
+        };
+        deserializer.deserialize_map(ObjectSeed {
+            prefix: Prefix::Root,
+            sink: &mut sink,
+        })?;
+        Ok(IncomingEvent { properties: sink.out })
+    }
+}
+
+/// Visits an object, pushing its scalars (and those of nested objects) into the sink.
 struct ObjectSeed<'o, 'de> {
-    prefix: Option<&'o str>,
-    out: &'o mut Vec<(Cow<'de, str>, Scalar<'de>)>,
+    prefix: Prefix<'o>,
+    sink: &'o mut Sink<'de>,
 }
 
 impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
@@ -290,10 +406,10 @@ impl<'de> Visitor<'de> for ObjectSeed<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
         while let Some(key) = map.next_key_seed(BorrowedStr)? {
-            let name = join_name(self.prefix, key);
+            let name = self.prefix.join(key, self.sink.limits.max_name_length);
             map.next_value_seed(ValueSeed {
                 name,
-                out: &mut *self.out,
+                sink: &mut *self.sink,
             })?;
         }
         Ok(())
@@ -329,9 +445,10 @@ impl<'de> Visitor<'de> for BorrowedStr {
 }
 
 /// One property value: a scalar is pushed, an object recursed into, arrays and null skipped.
+/// `name` is `None` when the name is too long to keep (the value is still read and counted).
 struct ValueSeed<'o, 'de> {
-    name: Cow<'de, str>,
-    out: &'o mut Vec<(Cow<'de, str>, Scalar<'de>)>,
+    name: Option<Cow<'de, str>>,
+    sink: &'o mut Sink<'de>,
 }
 
 impl<'de> DeserializeSeed<'de> for ValueSeed<'_, 'de> {
@@ -342,9 +459,8 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_, 'de> {
 }
 
 impl<'de> ValueSeed<'_, 'de> {
-    fn push<E>(self, v: Scalar<'de>) -> std::result::Result<(), E> {
-        self.out.push((self.name, v));
-        Ok(())
+    fn push<E: de::Error>(self, v: Scalar<'de>) -> std::result::Result<(), E> {
+        self.sink.push(self.name, v).map_err(E::custom)
     }
 }
 
@@ -372,6 +488,10 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
         self.push(Scalar::Str(Cow::Borrowed(v)))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<(), E> {
+        // An escaped string is copied only when its name is kept.
+        if self.name.is_none() {
+            return self.sink.count().map_err(E::custom);
+        }
         self.push(Scalar::Str(Cow::Owned(v.to_owned())))
     }
     fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<(), E> {
@@ -388,9 +508,10 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<(), A::Error> {
+        let ValueSeed { name, sink } = self;
         ObjectSeed {
-            prefix: Some(&self.name),
-            out: self.out,
+            prefix: Prefix::of(name.as_deref()),
+            sink,
         }
         .visit_map(map)
     }
@@ -487,6 +608,86 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"when\"") && err.contains("yesterday"), "{err}");
+    }
+
+    /// The attack of issue 13: one long key holding many empty-named values. Each inner name
+    /// would have copied the 20 KB parent name (quadratic memory); now none is built.
+    #[test]
+    fn long_parent_names_are_skipped_without_being_built() {
+        let key = "k".repeat(20_000);
+        let inner = vec![r#""":0"#; 900].join(",");
+        let line = format!(r#"{{"event":"a","{key}":{{{inner}}},"ok":{{"b":1}}}}"#);
+        let e = IncomingEvent::parse_str(&line).unwrap();
+        let names: Vec<&str> = e.properties().map(|(n, _)| n).collect();
+        assert_eq!(names, ["event", "ok.b"]);
+
+        // One byte under, at and past the name limit, top level and nested.
+        let limits = EventLimits {
+            max_properties: 6,
+            max_name_length: 5,
+        };
+        let e = IncomingEvent::parse_str_with(
+            r#"{"event":"a","abcd":1,"abcde":2,"abcdef":3,"a":{"bcd":4,"bcde":5,"b":{"c":6}}}"#,
+            limits,
+        )
+        .unwrap_err();
+        // Seven scalars, two of them under skipped names: skipped names still count.
+        assert!(e.to_string().contains("limits.max_properties"), "{e}");
+        let e = IncomingEvent::parse_str_with(
+            r#"{"event":"a","abcd":1,"abcde":2,"abcdef":3,"a":{"bcd":4,"bcde":5,"b":{"c":"\u0041"}}}"#,
+            EventLimits {
+                max_properties: 100,
+                ..limits
+            },
+        )
+        .unwrap();
+        let names: Vec<&str> = e.properties().map(|(n, _)| n).collect();
+        assert_eq!(names, ["event", "abcd", "abcde", "a.bcd", "a.b.c"]);
+        assert_eq!(e.get("a.b.c").map(|s| s.as_text().into_owned()), Some("A".into()));
+    }
+
+    #[test]
+    fn property_count_is_capped_one_past_the_limit() {
+        let limits = EventLimits {
+            max_properties: 4,
+            max_name_length: 128,
+        };
+        // `event` + 3 = 4 scalars: accepted; one more, even nested or unnamed-able: refused.
+        let ok = r#"{"event":"a","x":1,"n":null,"arr":[1,2,3],"y":{"z":true,"w":"s"}}"#;
+        assert_eq!(
+            IncomingEvent::parse_str_with(ok, limits)
+                .unwrap()
+                .properties()
+                .count(),
+            4
+        );
+        for past in [
+            r#"{"event":"a","x":1,"y":{"z":true,"w":"s","v":0}}"#,
+            r#"{"event":"a","x":1,"y":2,"z":3,"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":4}"#,
+        ] {
+            let err = IncomingEvent::parse_str_with(past, limits)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("more than 4 properties") && err.contains("limits.max_properties"),
+                "{err}"
+            );
+        }
+        // The JSON-value entry point applies the same rules.
+        let value: serde_json::Value =
+            serde_json::from_str(&format!(r#"{{"event":"a","{}":{{"b":1}}}}"#, "k".repeat(200))).unwrap();
+        let e = IncomingEvent::from_value(&value).unwrap();
+        assert_eq!(e.properties().count(), 1);
+        let many: serde_json::Value = serde_json::from_str(&format!(
+            r#"{{"event":"a",{}}}"#,
+            (0..1000)
+                .map(|i| format!(r#""p{i}":{i}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
+        .unwrap();
+        let err = IncomingEvent::from_value(&many).unwrap_err().to_string();
+        assert!(err.contains("limits.max_properties"), "{err}");
     }
 
     #[test]

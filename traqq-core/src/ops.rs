@@ -17,6 +17,12 @@ use crate::pattern::Pattern;
 use crate::sanitize::sanitize_value;
 use crate::{Error, Result};
 
+/// The largest `add_value` amount accepted, in magnitude. An event whose amount is larger is
+/// rejected: below it, even 2^63 amounts (more than any count can hold) sum to less than
+/// `f64::MAX`, so no sum, summary or merge of stored sums can become infinite or NaN, and no
+/// event can make a later write fail for someone else.
+pub const MAX_AMOUNT: f64 = 1e289;
+
 /// One configured metric, compiled: which slots form its value.
 #[derive(Debug, Clone)]
 struct CompiledMetric {
@@ -289,6 +295,15 @@ impl BatchBuilder<'_> {
                 Some(k) => event.get(k).and_then(Scalar::as_number),
                 None => Some(0.0),
             };
+            if let (Some(x), Some(field)) = (amount, &m.add_key) {
+                if x.abs() > MAX_AMOUNT {
+                    return Err(Error::AmountTooLarge {
+                        field: field.clone(),
+                        value: x,
+                        limit: MAX_AMOUNT,
+                    });
+                }
+            }
             let applies = amount.filter(|_| m.slots.iter().all(|&s| self.spans[s].is_some()));
             count += applies.map_or(0, |_| m.keys_per_bucket * buckets);
             self.applies.push(applies);

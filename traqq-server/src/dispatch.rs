@@ -9,10 +9,10 @@ use std::fmt;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use traqq_core::bucket::BucketKind;
-use traqq_core::event::{BorrowedStr, IncomingEvent};
+use traqq_core::event::{BorrowedStr, EventLimits, IncomingEvent};
 use traqq_core::key::key_set_key;
 use traqq_core::plan::QueryOptions;
 use traqq_core::read::Read;
@@ -145,7 +145,29 @@ pub struct Reply {
 #[derive(Debug)]
 pub struct Pending<'a> {
     started: Instant,
-    parsed: std::result::Result<(Request<'a>, Option<String>), BadRequest>,
+    parsed: Parse<'a>,
+}
+
+/// What reading a TCP line gave.
+#[derive(Debug)]
+enum Parse<'a> {
+    /// A request and its optional per-request `token`.
+    Request(Request<'a>, Option<String>),
+    /// A request that could not be parsed.
+    Bad(BadRequest),
+    /// A request without a valid token on a connection that has not authenticated: only its
+    /// `cmd` and `token` were looked at, nothing of it was built.
+    Unauthorized(Command),
+}
+
+/// What a request may hold: events per batch and each event's caps. Checked while parsing, so
+/// an oversized request is refused before it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// `server.max_batch_events`.
+    pub max_batch_events: usize,
+    /// `[limits] max_properties` and `max_field_length`.
+    pub event: EventLimits,
 }
 
 /// Per-connection state: whether the connection has presented the token.
@@ -153,7 +175,20 @@ pub struct Pending<'a> {
 pub struct Session {
     /// True once `{"cmd":"auth"}` succeeded (HTTP: a valid `Authorization` header).
     pub authed: bool,
+    /// Failed `auth` commands on this connection; at [`MAX_AUTH_FAILURES`] it is closed.
+    pub auth_failures: u32,
 }
+
+impl Session {
+    /// True when the transport should close the connection (too many wrong tokens).
+    pub fn should_close(&self) -> bool {
+        self.auth_failures >= MAX_AUTH_FAILURES
+    }
+}
+
+/// Wrong `auth` commands one TCP connection may send before it is closed: guessing a token
+/// costs a new connection every few tries, not 200,000 tries a second on one.
+pub const MAX_AUTH_FAILURES: u32 = 5;
 
 /// An event parsed from a request (its strings borrowed from the input), or why it is invalid.
 pub type EventResult<'a> = std::result::Result<IncomingEvent<'a>, traqq_core::Error>;
@@ -376,23 +411,32 @@ pub struct Dispatcher {
     traqq: Arc<Traqq>,
     metrics: Arc<Metrics>,
     token: Option<String>,
-    max_batch_events: usize,
+    limits: RequestLimits,
 }
 
 impl Dispatcher {
-    /// A dispatcher over `traqq`.
+    /// A dispatcher over `traqq`; events are parsed within the engine's `[limits]`.
     pub fn new(
         traqq: Arc<Traqq>,
         metrics: Arc<Metrics>,
         token: Option<String>,
         max_batch_events: usize,
     ) -> Self {
+        let limits = RequestLimits {
+            max_batch_events,
+            event: traqq.event_limits(),
+        };
         Dispatcher {
             traqq,
             metrics,
             token,
-            max_batch_events,
+            limits,
         }
+    }
+
+    /// What one request may hold.
+    pub fn limits(&self) -> RequestLimits {
+        self.limits
     }
 
     /// The engine.
@@ -419,29 +463,45 @@ impl Dispatcher {
 
     /// Answers one TCP line (without its newline). Never fails: every problem is a reply.
     pub fn handle_line(&self, line: &[u8], session: &mut Session) -> Reply {
-        let pending = self.parse(line);
+        let pending = self.parse(line, session);
         self.answer(pending, session)
     }
 
     /// Parses one TCP line (without its newline); [`Dispatcher::answer`] answers it.
-    pub fn parse<'l>(&self, line: &'l [u8]) -> Pending<'l> {
-        self.parse_at(line, Instant::now())
+    pub fn parse<'l>(&self, line: &'l [u8], session: &Session) -> Pending<'l> {
+        self.parse_at(line, session, Instant::now())
     }
 
     /// [`Dispatcher::parse`] for a line that arrived at `started` (its latency is counted from
     /// there): lines read together share one clock read.
-    pub fn parse_at<'l>(&self, line: &'l [u8], started: Instant) -> Pending<'l> {
-        Pending {
-            started,
-            parsed: parse_line(line, self.max_batch_events),
+    ///
+    /// On a server with a token, a line from a connection that has not authenticated is first
+    /// only scanned for its `cmd` and `token` (nothing allocated); unless it is `auth` or
+    /// carries the right token, it is refused without being parsed.
+    pub fn parse_at<'l>(&self, line: &'l [u8], session: &Session, started: Instant) -> Pending<'l> {
+        if self.auth_required() && !session.authed {
+            let (command, token) = peek_auth(line);
+            let allowed =
+                command == Some(Command::Auth) || token.as_deref().is_some_and(|t| self.token_matches(t));
+            if !allowed {
+                return Pending {
+                    started,
+                    parsed: Parse::Unauthorized(command.unwrap_or(Command::Invalid)),
+                };
+            }
         }
+        let parsed = match parse_line(line, self.limits) {
+            Ok((request, token)) => Parse::Request(request, token),
+            Err(bad) => Parse::Bad(bad),
+        };
+        Pending { started, parsed }
     }
 
     /// True when `pending` is a valid, authorized `record` that may share a storage batch with
     /// its neighbours ([`Dispatcher::answer_records`]).
     pub fn is_plain_record(&self, pending: &Pending<'_>, session: &Session) -> bool {
         match &pending.parsed {
-            Ok((Request::Record(Ok(_)), token)) => {
+            Parse::Request(Request::Record(Ok(_)), token) => {
                 !self.auth_required()
                     || session.authed
                     || token.as_deref().is_some_and(|t| self.token_matches(t))
@@ -454,8 +514,9 @@ impl Dispatcher {
     pub fn answer(&self, pending: Pending<'_>, session: &mut Session) -> Reply {
         let Pending { started, parsed } = pending;
         let reply = match parsed {
-            Err(bad) => error_reply(bad.command, Status::BadRequest, &bad.message),
-            Ok((request, token)) => {
+            Parse::Bad(bad) => error_reply(bad.command, Status::BadRequest, &bad.message),
+            Parse::Unauthorized(command) => unauthorized(command),
+            Parse::Request(request, token) => {
                 let command = request.command();
                 if !matches!(request, Request::Auth { .. })
                     && self.auth_required()
@@ -484,7 +545,7 @@ impl Dispatcher {
         let mut events = Vec::with_capacity(group.len());
         for p in group {
             started.push(p.started);
-            if let Ok((Request::Record(Ok(event)), _)) = p.parsed {
+            if let Parse::Request(Request::Record(Ok(event)), _) = p.parsed {
                 events.push(event);
             }
         }
@@ -589,10 +650,17 @@ impl Dispatcher {
                     Ok(None)
                 } else if self.token_matches(&token) {
                     session.authed = true;
+                    session.auth_failures = 0;
                     Ok(None)
                 } else {
                     session.authed = false;
-                    return error_reply(command, Status::Unauthorized, "invalid token");
+                    session.auth_failures = session.auth_failures.saturating_add(1);
+                    let message = if session.should_close() {
+                        "invalid token; too many wrong tokens on this connection: closing it"
+                    } else {
+                        "invalid token"
+                    };
+                    return error_reply(command, Status::Unauthorized, message);
                 }
             }
             Request::Health => {
@@ -725,24 +793,78 @@ pub fn error_reply(command: Command, status: Status, message: &str) -> Reply {
     }
 }
 
-/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
+/// Compares `presented` with `secret` without an early exit. The loop runs over the presented
+/// bytes only, so the time taken depends on what the client sent, never on the secret's length
+/// or on how much of a guess was right.
+fn constant_time_eq(secret: &[u8], presented: &[u8]) -> bool {
+    let mut diff = u8::from(secret.len() != presented.len());
+    for (i, &y) in presented.iter().enumerate() {
+        // Past the secret's end, compare with a byte of it anyway (the length already differs).
+        let x = match secret.len() {
+            0 => 0,
+            n => secret[i % n],
+        };
         diff |= x ^ y;
     }
     std::hint::black_box(diff) == 0
 }
 
+/// The `cmd` and `token` of a request line, found by a scan that builds nothing else (for the
+/// auth check before parsing). Unreadable parts count as absent.
+fn peek_auth(line: &[u8]) -> (Option<Command>, Option<String>) {
+    #[derive(Default)]
+    struct AuthFields {
+        cmd: Option<Command>,
+        token: Option<String>,
+    }
+    struct Peek;
+    impl<'de> Visitor<'de> for Peek {
+        type Value = AuthFields;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<AuthFields, A::Error> {
+            let mut found = AuthFields::default();
+            while let Some(key) = map.next_key_seed(BorrowedStr)? {
+                match &*key {
+                    "cmd" => {
+                        found.cmd = map
+                            .next_value_seed(KindOr(BorrowedText))?
+                            .ok()
+                            .and_then(|c: Cow<'_, str>| Command::parse(&c));
+                    }
+                    "token" => {
+                        found.token = map
+                            .next_value_seed(KindOr(BorrowedText))?
+                            .ok()
+                            .map(Cow::into_owned)
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(line);
+    match de.deserialize_map(Peek) {
+        Ok(found) => (found.cmd, found.token),
+        Err(_) => (None, None),
+    }
+}
+
+/// A string value borrowed from the input, through [`KindOr`] (other kinds are named).
+#[derive(Debug, Clone, Copy)]
+struct BorrowedText;
+
 const COMMAND_LIST: &str = "record, record_batch, query, query_days, find, ping, auth";
 
-/// Parses one TCP line: UTF-8, a JSON object, a known `cmd`, well-typed fields.
-/// Returns the request and the optional per-request `token`.
+/// Parses one TCP line: UTF-8, a JSON object, a known `cmd`, well-typed fields, events within
+/// `limits`. Returns the request and the optional per-request `token`.
 pub fn parse_line(
     line: &[u8],
-    max_batch_events: usize,
+    limits: RequestLimits,
 ) -> std::result::Result<(Request<'_>, Option<String>), BadRequest> {
     let bad = |command, message: String| BadRequest { command, message };
     let text = std::str::from_utf8(line).map_err(|e| {
@@ -754,7 +876,7 @@ pub fn parse_line(
             ),
         )
     })?;
-    let envelope = parse_envelope(text).map_err(|m| bad(Command::Invalid, m))?;
+    let envelope = parse_envelope(text, limits).map_err(|m| bad(Command::Invalid, m))?;
     let fields = Fields::Json(envelope.fields);
     let cmd = match fields.raw("cmd") {
         None => {
@@ -791,9 +913,7 @@ pub fn parse_line(
             Some(Err(kind)) => Err(format!(
                 "field \"events\" must be a JSON array of event objects, found {kind}"
             )),
-            Some(Ok(list)) => {
-                check_batch_len(list.len(), max_batch_events).map(|()| Request::RecordBatch(list))
-            }
+            Some(Ok(list)) => Ok(Request::RecordBatch(list)),
         },
         _ => parse_fields(command, &fields),
     }
@@ -827,9 +947,11 @@ struct Envelope<'a> {
     events: Option<ParsedList<'a>>,
 }
 
-fn parse_envelope(text: &str) -> Parsed<Envelope<'_>> {
+fn parse_envelope(text: &str, limits: RequestLimits) -> Parsed<Envelope<'_>> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Envelope::deserialize(&mut de).and_then(|env| de.end().map(|()| env));
+    let parsed = de
+        .deserialize_map(EnvelopeVisitor(limits))
+        .and_then(|env| de.end().map(|()| env));
     parsed.map_err(|e| describe_json_error(text, "request", &e))
 }
 
@@ -845,17 +967,13 @@ pub fn describe_json_error(text: &str, what: &str, e: &serde_json::Error) -> Str
         Ok(raw) if what == "request" && raw.get().starts_with('[') => {
             format!("{what} must be a JSON object, found an array")
         }
+        // A limit met inside the object (too many events or properties): the seeds' message.
+        Ok(_) if e.classify() == serde_json::error::Category::Data => format!("{what} refused: {e}"),
         _ => format!("malformed JSON {what}: {e}"),
     }
 }
 
-impl<'de> Deserialize<'de> for Envelope<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_map(EnvelopeVisitor)
-    }
-}
-
-struct EnvelopeVisitor;
+struct EnvelopeVisitor(RequestLimits);
 
 impl<'de> Visitor<'de> for EnvelopeVisitor {
     type Value = Envelope<'de>;
@@ -866,8 +984,8 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let mut env = Envelope::default();
         while let Some(key) = map.next_key_seed(BorrowedStr)? {
             match &*key {
-                "event" => env.event = Some(map.next_value_seed(EventSeed)?),
-                "events" => env.events = Some(map.next_value_seed(EventsSeed)?),
+                "event" => env.event = Some(map.next_value_seed(EventSeed(self.0.event))?),
+                "events" => env.events = Some(map.next_value_seed(EventsSeed(self.0))?),
                 _ => {
                     let raw: &RawValue = map.next_value()?;
                     env.fields.push((key, raw));
@@ -878,31 +996,40 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
-/// One event: an object becomes an [`IncomingEvent`]; any other value is consumed and named,
-/// so one bad element does not spoil its batch.
+/// One event within its limits: an object becomes an [`IncomingEvent`]; any other value is
+/// consumed and named, so one bad element does not spoil its batch.
 #[derive(Debug, Clone, Copy)]
-pub struct EventSeed;
+pub struct EventSeed(pub EventLimits);
 
 impl<'de> DeserializeSeed<'de> for EventSeed {
     type Value = Parsed1<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        d.deserialize_any(KindOr(EventSeed))
+        d.deserialize_any(KindOr(self))
     }
 }
 
-/// A list of events; any other value is consumed and named.
+/// A list of at most `max_batch_events` events; any other value is consumed and named. One
+/// element past the limit stops the parse with an error naming it: the rest of the list is
+/// never read, let alone built.
 #[derive(Debug, Clone, Copy)]
-pub struct EventsSeed;
+pub struct EventsSeed(pub RequestLimits);
 
 impl<'de> DeserializeSeed<'de> for EventsSeed {
     type Value = ParsedList<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
-        d.deserialize_any(KindOr(EventsSeed))
+        d.deserialize_any(KindOr(self))
     }
 }
 
 /// Visits any JSON value: the wanted shape goes to the inner seed, other kinds are named.
 struct KindOr<S>(S);
+
+impl<'de, S: Wanted<'de>> DeserializeSeed<'de> for KindOr<S> {
+    type Value = Kinded<S::Out>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 type Kinded<T> = std::result::Result<T, &'static str>;
 
@@ -910,12 +1037,20 @@ trait Wanted<'de>: Sized {
     type Out;
     fn map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Kinded<Self::Out>, A::Error>;
     fn seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Kinded<Self::Out>, A::Error>;
+    /// A string, when strings are wanted (`None`: named as "a string").
+    fn borrowed_str(self, _: &'de str) -> Option<Self::Out> {
+        None
+    }
+    /// An escaped string, when strings are wanted.
+    fn owned_str(self, _: &str) -> Option<Self::Out> {
+        None
+    }
 }
 
 impl<'de> Wanted<'de> for EventSeed {
     type Out = IncomingEvent<'de>;
     fn map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
-        IncomingEvent::deserialize(MapAccessDeserializer::new(map)).map(Ok)
+        self.0.deserialize(MapAccessDeserializer::new(map)).map(Ok)
     }
     fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -930,11 +1065,36 @@ impl<'de> Wanted<'de> for EventsSeed {
         Ok(Err("an object"))
     }
     fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(64).min(4096));
-        while let Some(e) = seq.next_element_seed(EventSeed)? {
+        let max = self.0.max_batch_events;
+        let mut out = Vec::new();
+        while let Some(e) = seq.next_element_seed(EventSeed(self.0.event))? {
             out.push(checked_event(e));
+            if out.len() == max {
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom(batch_too_long(max)));
+                }
+                break;
+            }
         }
         Ok(Ok(out))
+    }
+}
+
+impl<'de> Wanted<'de> for BorrowedText {
+    type Out = Cow<'de, str>;
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Err("an object"))
+    }
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err("an array"))
+    }
+    fn borrowed_str(self, v: &'de str) -> Option<Self::Out> {
+        Some(Cow::Borrowed(v))
+    }
+    fn owned_str(self, v: &str) -> Option<Self::Out> {
+        Some(Cow::Owned(v.to_owned()))
     }
 }
 
@@ -961,8 +1121,11 @@ impl<'de, S: Wanted<'de>> Visitor<'de> for KindOr<S> {
     fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
         Ok(Err("a number"))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> std::result::Result<Self::Value, E> {
-        Ok(Err("a string"))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(self.0.borrowed_str(v).ok_or("a string"))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(self.0.owned_str(v).ok_or("a string"))
     }
     fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
         Ok(Err("null"))
@@ -1060,14 +1223,9 @@ pub fn parse_fields<'a>(command: Command, fields: &Fields<'a>) -> Parsed<Request
     })
 }
 
-/// The `max_batch_events` check, shared with HTTP bodies.
-pub fn check_batch_len(len: usize, max_batch_events: usize) -> Parsed<()> {
-    if len > max_batch_events {
-        return Err(format!(
-            "batch holds {len} events, more than server.max_batch_events = {max_batch_events}"
-        ));
-    }
-    Ok(())
+/// The message for a batch with more than `max` events (it was not read past the limit).
+pub fn batch_too_long(max: usize) -> String {
+    format!("batch holds more than {max} events (server.max_batch_events = {max})")
 }
 
 #[cfg(test)]
@@ -1083,8 +1241,16 @@ mod tests {
         assert!(constant_time_eq(b"", b""));
     }
 
+    const LIMITS: RequestLimits = RequestLimits {
+        max_batch_events: 10,
+        event: EventLimits {
+            max_properties: 1000,
+            max_name_length: 128,
+        },
+    };
+
     fn err(line: &str) -> String {
-        parse_line(line.as_bytes(), 10).unwrap_err().message
+        parse_line(line.as_bytes(), LIMITS).unwrap_err().message
     }
 
     #[test]
@@ -1128,7 +1294,7 @@ mod tests {
         // Raw values are skipped without recursion, so depth alone is no problem here; the
         // event parser enforces serde_json's limit (see the integration tests).
         assert_eq!(err(&deep), "request must be a JSON object, found an array");
-        assert!(parse_line(b"{\"cmd\":\"ping\",\"x\":\"\xff\"}", 10)
+        assert!(parse_line(b"{\"cmd\":\"ping\",\"x\":\"\xff\"}", LIMITS)
             .unwrap_err()
             .message
             .contains("UTF-8"));
@@ -1136,7 +1302,7 @@ mod tests {
 
     #[test]
     fn traqq_02_requests_parse() {
-        let (r, _) = parse_line(br#"{"cmd":"query","min":1700000000,"max":1700086400}"#, 10).unwrap();
+        let (r, _) = parse_line(br#"{"cmd":"query","min":1700000000,"max":1700086400}"#, LIMITS).unwrap();
         assert!(matches!(
             r,
             Request::Query {
@@ -1146,14 +1312,14 @@ mod tests {
         ));
         let (r, _) = parse_line(
             br#"{"cmd":"find","min":1,"max":2,"metric_type":"add","key":"event","add_key":null,"merge":true}"#,
-            10,
+            LIMITS,
         )
         .unwrap();
         let Request::Find { find, .. } = r else { panic!() };
         assert!(find.merge && find.add_key.is_none());
         let (r, t) = parse_line(
             br#"{"cmd":"query_days","days":7,"bucket":"h","token":"t","accept":"add:*"}"#,
-            10,
+            LIMITS,
         )
         .unwrap();
         assert_eq!(t.as_deref(), Some("t"));

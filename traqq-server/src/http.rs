@@ -23,15 +23,14 @@ use serde::de::DeserializeSeed;
 use traqq_core::event::IncomingEvent;
 
 use crate::dispatch::{
-    check_batch_len, describe_json_error, error_reply, parse_fields, BadRequest, Command, Dispatcher,
-    EventsSeed, Fields, Reply, Request, Session, Status,
+    batch_too_long, describe_json_error, error_reply, parse_fields, BadRequest, Command, Dispatcher,
+    EventsSeed, Fields, Reply, Request, RequestLimits, Session, Status,
 };
 use crate::metrics::Metrics;
 
 #[derive(Debug)]
 struct HttpState {
     dispatcher: Arc<Dispatcher>,
-    max_batch_events: usize,
     max_body_bytes: usize,
 }
 
@@ -39,26 +38,66 @@ type Shared = State<Arc<HttpState>>;
 type Params = Vec<(String, String)>;
 
 /// The router: `POST /v1/events`, `GET /v1/query`, `GET /v1/find`, `GET /healthz`, `GET /metrics`.
-pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_batch_events: usize, max_body_bytes: usize) -> Router {
+///
+/// The API routes sit behind [`require_token`], which runs before any body is read.
+pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize) -> Router {
     let state = Arc::new(HttpState {
         dispatcher,
-        max_batch_events,
         max_body_bytes,
     });
+    let api = Router::new()
+        .route("/v1/events", post(events))
+        .route("/v1/query", get(query))
+        .route("/v1/find", get(find))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_token,
+        ));
     Router::new()
         // The dashboard page (traqq-dashboard): static, reads the API below like any client.
         .route(
             "/",
             get(|| async { axum::response::Html(traqq_dashboard::INDEX_HTML) }),
         )
-        .route("/v1/events", post(events))
-        .route("/v1/query", get(query))
-        .route("/v1/find", get(find))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// The one auth check of the HTTP API, before the body is read: without the token a request
+/// costs its head only, whatever body it announces.
+async fn require_token(
+    State(state): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !state.dispatcher.auth_required() || session(&state, request.headers()).authed {
+        return next.run(request).await;
+    }
+    let command = match request.uri().path() {
+        "/v1/events" => Command::RecordBatch,
+        "/v1/query" => Command::Query,
+        "/v1/find" => Command::Find,
+        _ => Command::Invalid,
+    };
+    let reply = error_reply(
+        command,
+        Status::Unauthorized,
+        "unauthorized: send Authorization: Bearer <server.auth_token>",
+    );
+    state
+        .dispatcher
+        .metrics()
+        .request(command, Status::Unauthorized, Duration::ZERO);
+    let mut response = respond(reply);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"traqq\""),
+    );
+    response
 }
 
 fn session(state: &HttpState, headers: &HeaderMap) -> Session {
@@ -69,7 +108,10 @@ fn session(state: &HttpState, headers: &HeaderMap) -> Session {
         .is_some_and(|(scheme, token)| {
             scheme.eq_ignore_ascii_case("bearer") && state.dispatcher.token_matches(token.trim())
         });
-    Session { authed }
+    Session {
+        authed,
+        ..Session::default()
+    }
 }
 
 fn respond(reply: Reply) -> Response {
@@ -126,15 +168,14 @@ async fn events(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("ndjson") || v.contains("jsonlines") || v.contains("json-seq"));
     let mut session = session(&state, &headers);
-    let max = state.max_batch_events;
     dispatch_blocking(&state, &conn, Command::RecordBatch, move |d| {
-        d.handle(events_request(&body, ndjson, max), &mut session)
+        d.handle(events_request(&body, ndjson, d.limits()), &mut session)
     })
     .await
 }
 
 /// `POST /v1/events` body: one object, an array of objects, or NDJSON.
-fn events_request(body: &[u8], ndjson: bool, max_batch_events: usize) -> Result<Request<'_>, BadRequest> {
+fn events_request(body: &[u8], ndjson: bool, limits: RequestLimits) -> Result<Request<'_>, BadRequest> {
     let fail = |command, message| BadRequest { command, message };
     let text = std::str::from_utf8(body).map_err(|e| {
         fail(
@@ -145,18 +186,26 @@ fn events_request(body: &[u8], ndjson: bool, max_batch_events: usize) -> Result<
             ),
         )
     })?;
+    // NDJSON: lines are parsed one by one and counted as they go; one line past the limit
+    // stops the request before anything past it is read.
     let lines = || -> Result<Request<'_>, BadRequest> {
-        let texts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-        check_batch_len(texts.len(), max_batch_events).map_err(|m| fail(Command::RecordBatch, m))?;
-        Ok(Request::RecordBatch(
-            texts.into_iter().map(IncomingEvent::parse_str).collect(),
-        ))
+        let mut events = Vec::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if events.len() == limits.max_batch_events {
+                return Err(fail(
+                    Command::RecordBatch,
+                    batch_too_long(limits.max_batch_events),
+                ));
+            }
+            events.push(IncomingEvent::parse_str_with(line, limits.event));
+        }
+        Ok(Request::RecordBatch(events))
     };
     if ndjson {
         return lines();
     }
     match text.trim_start().as_bytes().first() {
-        Some(b'{') => match IncomingEvent::parse_str(text.trim()) {
+        Some(b'{') => match IncomingEvent::parse_str_with(text.trim(), limits.event) {
             // Several objects one per line without the NDJSON content type: still NDJSON.
             Err(traqq_core::Error::Json(m)) if m.contains("trailing characters") => lines(),
             // Anything else is this one event's verdict (a parse error counts as a rejected event).
@@ -164,7 +213,7 @@ fn events_request(body: &[u8], ndjson: bool, max_batch_events: usize) -> Result<
         },
         Some(b'[') => {
             let mut de = serde_json::Deserializer::from_str(text);
-            let list = EventsSeed
+            let list = EventsSeed(limits)
                 .deserialize(&mut de)
                 .and_then(|list| de.end().map(|()| list))
                 .map_err(|e| {
@@ -174,7 +223,6 @@ fn events_request(body: &[u8], ndjson: bool, max_batch_events: usize) -> Result<
                     )
                 })?
                 .map_err(|kind| fail(Command::RecordBatch, format!("request body is {kind}")))?;
-            check_batch_len(list.len(), max_batch_events).map_err(|m| fail(Command::RecordBatch, m))?;
             Ok(Request::RecordBatch(list))
         }
         _ => Err(fail(
@@ -235,22 +283,18 @@ async fn run_params(
 
 /// Liveness plus a storage round trip: 503 when the store is down. Needs no token.
 async fn healthz(State(state): Shared, ConnectInfo(conn): ConnectInfo<Conn>) -> Response {
-    let mut session = Session { authed: true };
+    let mut session = Session {
+        authed: true,
+        ..Session::default()
+    };
     dispatch_blocking(&state, &conn, Command::Health, move |d| {
         d.handle(Ok(Request::Health), &mut session)
     })
     .await
 }
 
-async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
+async fn metrics(State(state): Shared) -> Response {
     let d = &state.dispatcher;
-    if d.auth_required() && !session(&state, &headers).authed {
-        return respond(error_reply(
-            Command::Invalid,
-            Status::Unauthorized,
-            "unauthorized: send Authorization: Bearer <server.auth_token>",
-        ));
-    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -92,11 +92,7 @@ impl Server {
             ));
         }
         if let Some(listener) = self.http {
-            let router = crate::http::router(
-                Arc::clone(&self.dispatcher),
-                self.config.max_batch_events,
-                self.config.max_body_bytes,
-            );
+            let router = crate::http::router(Arc::clone(&self.dispatcher), self.config.max_body_bytes);
             let mut stop = stop_rx.clone();
             let max_connections = self.config.max_connections;
             let metrics = Arc::clone(self.dispatcher.metrics());

@@ -219,7 +219,7 @@ async fn connection(
                             if line.is_empty() {
                                 continue;
                             }
-                            let pending = d.parse_at(line, round_started);
+                            let pending = d.parse_at(line, &session, round_started);
                             if d.is_plain_record(&pending, &session) {
                                 group.push(pending);
                                 continue;
@@ -243,6 +243,10 @@ async fn connection(
                     };
                     out.extend_from_slice(&reply.body);
                     out.push(b'\n');
+                    if session.should_close() {
+                        // Too many wrong tokens: answer this one, read no more.
+                        i = work_items.len();
+                    }
                 }
                 flush(&mut group, &mut out);
                 (buf, out, session, work_items, i)
@@ -258,6 +262,11 @@ async fn connection(
                 }
             }
             if !out.is_empty() && !write_within(&mut stream, &out, limits.idle_timeout).await {
+                failed = true;
+                break;
+            }
+            if session.should_close() {
+                tracing::debug!("closing a connection after too many wrong tokens");
                 failed = true;
                 break;
             }

@@ -137,7 +137,7 @@ fn every_hardening_case_gets_400_and_a_valid_record_still_counts() {
             vec![],
             b"[{},{},{},{}]".to_vec(),
             400,
-            "more than server.max_batch_events = 3",
+            "batch holds more than 3 events (server.max_batch_events = 3)",
         ),
         (
             "POST",
@@ -145,7 +145,7 @@ fn every_hardening_case_gets_400_and_a_valid_record_still_counts() {
             vec![NDJSON],
             b"{}\n{}\n{}\n{}\n".to_vec(),
             400,
-            "more than server.max_batch_events = 3",
+            "batch holds more than 3 events (server.max_batch_events = 3)",
         ),
         (
             "POST",

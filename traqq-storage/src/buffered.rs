@@ -54,9 +54,14 @@ impl Default for BufferConfig {
 /// - Every write carries a new id ([`Storage::apply_once`]). A write that fails because the
 ///   store is unreachable ([`Error::Unavailable`]) is kept, exactly as it was, and sent again
 ///   with the same id before anything newer, so a write whose reply was lost (a timeout after
-///   the store had applied it) is not counted twice by a store that records ids (Redis). Any
-///   other failure drops the write. Either way the error is returned by the next `apply`,
-///   `read`, `delete` or `flush` (whose own work is then not done), so the caller learns of it.
+///   the store had applied it) is not counted twice by a store that records ids (Redis); its
+///   error is returned by the next `apply`, `read`, `delete` or `flush` (whose own work is
+///   then not done): the store is down for every caller alike, and refusing new work is the
+///   backpressure.
+/// - Any other failure is about the write itself (the store refused its contents): the write
+///   is dropped and counted ([`BufferedStorage::dropped_writes`]), and its error is returned by
+///   the next [`Storage::flush`] only. It is never handed to the next `apply`: the batches of
+///   one client must not make another client's writes fail.
 /// - Dropping the buffer writes what is left; call [`Storage::flush`] first to see errors.
 ///
 /// ```
@@ -118,8 +123,12 @@ struct State {
     since: Option<Instant>,
     /// A write that failed while the store was unreachable, to send again first.
     retry: Option<Write>,
-    /// A background write's failure, for the next caller.
+    /// A background write's failure while the store was unreachable, for the next caller.
     failure: Option<Error>,
+    /// The last write the store refused (dropped), for the next `flush`.
+    dropped: Option<Error>,
+    /// Writes dropped so far.
+    dropped_writes: u64,
     stop: bool,
 }
 
@@ -160,6 +169,11 @@ impl<S: Storage> BufferedStorage<S> {
         self.shared.config
     }
 
+    /// Writes the store refused (not for being unreachable) and the buffer dropped.
+    pub fn dropped_writes(&self) -> u64 {
+        self.shared.state.lock().dropped_writes
+    }
+
     /// Coalesced operations waiting in the buffer (a failed write's included).
     pub fn pending_ops(&self) -> usize {
         let state = self.shared.state.lock();
@@ -185,7 +199,9 @@ impl<S: Storage> Shared<S> {
                     let written = self.write_pending();
                     state = self.state.lock();
                     if let Err(e) = written {
-                        state.failure.get_or_insert(e);
+                        if e.is_unavailable() {
+                            state.failure.get_or_insert(e);
+                        }
                         // Wait `max_delay` before trying again, whatever arrives meanwhile: a
                         // store that refuses at once must not make this a busy loop.
                         let until = Instant::now() + self.config.max_delay;
@@ -233,21 +249,34 @@ impl<S: Storage> Shared<S> {
             Err(e) => e,
         };
         let (ops, kept) = (write.ops, e.is_unavailable());
+        let mut state = self.state.lock();
         if kept {
-            let mut state = self.state.lock();
             state.retry = Some(write);
             // Due again after `max_delay`, even when nothing new arrives.
             state.since.get_or_insert_with(Instant::now);
+            return Err(annotate(e, ops, kept));
         }
-        Err(annotate(e, ops, kept))
+        state.dropped_writes += 1;
+        let e = annotate(e, ops, kept);
+        let reported = Error::Backend {
+            backend: "write buffer",
+            message: e.to_string(),
+        };
+        state.dropped = Some(e);
+        Err(reported)
     }
 
-    /// The failure of a background write, if any, or else writes the buffer.
+    /// The failure of a background write while the store was unreachable, if any, or else
+    /// writes the buffer. A write the store refused for its contents is not this caller's
+    /// failure: it is left for `flush`.
     fn take_failure_then_write(&self) -> Result<()> {
         if let Some(e) = self.state.lock().failure.take() {
             return Err(e);
         }
-        self.write_pending()
+        match self.write_pending() {
+            Err(e) if !e.is_unavailable() => Ok(()),
+            other => other,
+        }
     }
 }
 
@@ -311,7 +340,11 @@ impl<S: Storage> Storage for BufferedStorage<S> {
         };
         if overfull {
             // The store is slower than the input (or nobody else writes): this writer waits.
-            shared.write_pending()?;
+            // Only an unreachable store fails it; a refused write is left for `flush`.
+            match shared.write_pending() {
+                Err(e) if e.is_unavailable() => return Err(e),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -333,6 +366,9 @@ impl<S: Storage> Storage for BufferedStorage<S> {
 
     fn flush(&self) -> Result<()> {
         self.shared.take_failure_then_write()?;
+        if let Some(e) = self.shared.state.lock().dropped.take() {
+            return Err(e);
+        }
         self.shared.store.flush()
     }
 }

@@ -113,6 +113,12 @@ impl Traqq {
         &self.generator
     }
 
+    /// The parser's caps from `[limits]` (`max_properties`, `max_field_length`): for callers
+    /// that parse events themselves before recording them.
+    pub fn event_limits(&self) -> traqq_core::event::EventLimits {
+        self.config.limits.event_limits()
+    }
+
     /// Now, by the engine's clock.
     pub fn now(&self) -> i64 {
         self.clock.now()
@@ -128,7 +134,7 @@ impl Traqq {
 
     /// Parses and records one JSON line.
     pub fn record_json(&self, line: &str) -> Result<()> {
-        self.record(IncomingEvent::parse_str(line)?)
+        self.record(IncomingEvent::parse_str_with(line, self.event_limits())?)
     }
 
     /// Records many events as one storage batch. A bad event is reported in the outcome and
@@ -150,7 +156,7 @@ impl Traqq {
         self.record_results(
             lines
                 .into_iter()
-                .map(|l| IncomingEvent::parse_str(l).map_err(Error::from)),
+                .map(|l| IncomingEvent::parse_str_with(l, self.event_limits()).map_err(Error::from)),
         )
     }
 

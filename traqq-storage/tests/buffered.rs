@@ -307,3 +307,61 @@ fn an_unreachable_store_is_retried_every_max_delay_not_in_a_busy_loop() {
     b.flush().unwrap();
     assert_eq!(total(&store.inner, "p:add:d:1:event"), 3, "written once");
 }
+
+/// The memory store refusing (not for being unreachable) any batch that touches a key named
+/// `poison`: a batch whose contents the store will not take.
+#[derive(Debug, Default)]
+struct Picky {
+    inner: MemoryStorage,
+}
+
+impl Storage for Picky {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn apply(&self, batch: &Batch) -> traqq_storage::Result<()> {
+        if batch.iter().any(|(key, _)| key.contains("poison")) {
+            return Err(traqq_storage::Error::Backend {
+                backend: "picky",
+                message: "ERR value is NaN or Infinity".into(),
+            });
+        }
+        self.inner.apply(batch)
+    }
+    fn read(&self, reads: &[Read]) -> traqq_storage::Result<Vec<ReadResult>> {
+        self.inner.read(reads)
+    }
+    fn delete(&self, keys: &[String]) -> traqq_storage::Result<()> {
+        self.inner.delete(keys)
+    }
+}
+
+/// Issue 13 (3): a buffered write the store refused was handed to the next caller, so one
+/// client's bad batch made an unrelated client's record fail. Now it is dropped, counted and
+/// reported by `flush`; every other caller's writes go on.
+#[test]
+fn a_write_the_store_refuses_never_fails_another_callers_write() {
+    let store = Arc::new(Picky::default());
+    let b = BufferedStorage::new(
+        Arc::clone(&store),
+        BufferConfig {
+            max_delay: Duration::from_millis(10),
+            max_ops: 1_000,
+        },
+    );
+    b.apply(&batch("p:add:d:1:poison", 1)).unwrap();
+    eventually("the refused write", || b.dropped_writes() == 1);
+    assert_eq!(b.pending_ops(), 0, "the refused write is not retried");
+    // Another client: its writes, reads and deletes all go through.
+    b.apply(&batch("p:add:d:1:event", 2)).unwrap();
+    b.apply(&batch("p:add:d:1:event", 3)).unwrap();
+    let read = b.read(&[Read::Hash("p:add:d:1:event".into())]).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(total(&store.inner, "p:add:d:1:event"), 5);
+    // The operator sees it at the next flush, once.
+    let err = b.flush().unwrap_err().to_string();
+    assert!(err.contains("dropped") && err.contains("NaN"), "{err}");
+    b.flush().unwrap();
+    assert_eq!(b.dropped_writes(), 1);
+    assert_eq!(total(&store.inner, "p:add:d:1:poison"), 0);
+}

@@ -355,6 +355,86 @@ fn max_metrics_per_event_rejects_the_event_whole() {
     );
 }
 
+/// Issue 13 (3): amounts of 1e308 made a day's sums infinite (`null`) for good. An amount too
+/// large for sums to stay finite is rejected, naming the field; the sums stay exact.
+#[test]
+fn an_amount_that_could_overflow_a_sum_is_rejected_and_sums_stay_finite() {
+    let t = engine(
+        config(MappingConfig {
+            add: vec!["event".into()],
+            add_value: vec![AddValueConfig {
+                key: "event".into(),
+                add_key: "amount".into(),
+            }],
+            ..MappingConfig::default()
+        }),
+        T0,
+    );
+    let limit = traqq_storage::traqq_core::ops::MAX_AMOUNT;
+    t.record(ev(json!({"event":"buy","amount":limit}))).unwrap();
+    t.record(ev(json!({"event":"buy","amount":-limit}))).unwrap();
+    t.record(ev(json!({"event":"buy","amount":2.5}))).unwrap();
+    for bad in [
+        json!(1e308),
+        json!(-1e308),
+        json!(limit * 1.0000001),
+        json!("1e300"),
+    ] {
+        let err = t
+            .record(ev(json!({"event":"buy","amount":bad})))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"amount\"") && err.contains("overflow"),
+            "{bad}: {err}"
+        );
+    }
+    // A batch: the bad event is rejected, the others counted.
+    let lines = [
+        r#"{"event":"buy","amount":1e308}"#,
+        r#"{"event":"buy","amount":1.5}"#,
+        r#"{"event":"buy","amount":1e308}"#,
+    ];
+    let outcome = t.record_json_lines(lines).unwrap();
+    assert_eq!(outcome.recorded, 1);
+    assert_eq!(
+        outcome.rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 2]
+    );
+    let r = t.query(T0, T0).unwrap();
+    assert_eq!(
+        merged(&r, "adv/event/amount"),
+        MetricData::FloatHash(BTreeMap::from([("buy".into(), 4.0)]))
+    );
+    assert_eq!(
+        merged(&r, "add/event"),
+        MetricData::Hash(BTreeMap::from([("buy".into(), 4)]))
+    );
+}
+
+#[test]
+fn record_json_applies_the_configured_property_limits() {
+    let mut cfg = config(MappingConfig {
+        add: vec!["event".into()],
+        ..MappingConfig::default()
+    });
+    cfg.limits.max_properties = 3;
+    let t = engine(cfg, T0);
+    t.record_json(r#"{"event":"a","b":1,"c":{"d":2}}"#).unwrap();
+    let err = t
+        .record_json(r#"{"event":"a","b":1,"c":{"d":2,"e":3}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("more than 3 properties (limits.max_properties)"),
+        "{err}"
+    );
+    let outcome = t
+        .record_json_lines([r#"{"event":"a","b":1,"c":2,"d":3}"#, r#"{"event":"a"}"#])
+        .unwrap();
+    assert_eq!((outcome.recorded, outcome.rejected.len()), (1, 1));
+}
+
 #[test]
 fn config_errors_name_the_offender() {
     let check = |m: MappingConfig, want: &str| {
