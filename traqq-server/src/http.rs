@@ -174,8 +174,9 @@ async fn events(
     .await
 }
 
-/// `POST /v1/events` body: one object, an array of objects, or NDJSON.
-fn events_request(body: &[u8], ndjson: bool, limits: RequestLimits) -> Result<Request<'_>, BadRequest> {
+/// Parses a `POST /v1/events` body: one object, an array of objects, or NDJSON (`ndjson`: the
+/// content type said so), within `limits`. Never panics, whatever the bytes.
+pub fn events_request(body: &[u8], ndjson: bool, limits: RequestLimits) -> Result<Request<'_>, BadRequest> {
     let fail = |command, message| BadRequest { command, message };
     let text = std::str::from_utf8(body).map_err(|e| {
         fail(

@@ -46,6 +46,8 @@ pub use client::{BatchReply, Client, HttpReply};
 pub use config::ServerConfig;
 pub use dispatch::{Command, Dispatcher, Status};
 pub use error::{Error, Result};
+/// The `POST /v1/events` body parser (for fuzzing and for embedding the HTTP API's rules).
+pub use http::events_request as parse_events_body;
 pub use metrics::Metrics;
 pub use server::{shutdown_signal, RunningServer, Server};
 pub use traqq_storage::Traqq;
