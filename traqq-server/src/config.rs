@@ -26,12 +26,23 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most events one `record_batch` (or one HTTP POST) may carry.
     pub max_batch_events: usize,
-    /// Most TCP connections open at once; more are answered with an error and closed.
+    /// Most connections open at once, per listener (TCP, HTTP); more are answered with an
+    /// error at once and closed.
     pub max_connections: usize,
+    /// Most connections open at once from one peer address, per listener (0 = no cap). Behind
+    /// a reverse proxy every client has the proxy's address: raise it or set 0 there.
+    pub max_connections_per_ip: usize,
     /// A connection (TCP or HTTP) that sends nothing for this many seconds while the server
     /// waits for its next request, or for the rest of a request, is closed (0 = never;
     /// fractions allowed). Time spent computing a reply does not count.
     pub idle_timeout_secs: f64,
+    /// The longest a client may take to send one request, from its first byte to its last
+    /// (TCP: a line; HTTP: the head and the body), however it trickles them (0 = no limit).
+    /// Independent of the idle limit, which any byte resets.
+    pub request_timeout_secs: f64,
+    /// On shutdown, how long open requests may take to finish before their connections are
+    /// closed and the store is flushed.
+    pub shutdown_grace_secs: f64,
     /// Allow a non-loopback address without `auth_token` (the CLI's `--insecure`; never read
     /// from a file).
     #[serde(skip)]
@@ -48,7 +59,10 @@ impl Default for ServerConfig {
             max_body_bytes: 16 << 20,
             max_batch_events: 10_000,
             max_connections: 1024,
+            max_connections_per_ip: 256,
             idle_timeout_secs: 300.0,
+            request_timeout_secs: 30.0,
+            shutdown_grace_secs: 10.0,
             insecure: false,
         }
     }
@@ -65,7 +79,10 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_batch_events", &self.max_batch_events)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("insecure", &self.insecure)
             .finish()
     }
@@ -85,24 +102,17 @@ impl ServerConfig {
     /// The idle limit, `None` when disabled (`idle_timeout_secs = 0`); an error names
     /// `server.idle_timeout_secs` when it is negative, not a number or too large.
     pub fn idle_timeout(&self) -> Result<Option<Duration>> {
-        let secs = self.idle_timeout_secs;
-        if secs == 0.0 {
-            return Ok(None);
-        }
-        if secs.is_nan() || secs < 0.0 {
-            return Err(Error::Config {
-                field: "server.idle_timeout_secs".into(),
-                reason: format!("must be 0 (never) or a positive number of seconds, found {secs}"),
-            });
-        }
-        // Past ~31 years a limit means "never" in practice; refuse it rather than overflow timers.
-        if secs > 1e9 {
-            return Err(Error::Config {
-                field: "server.idle_timeout_secs".into(),
-                reason: format!("{secs} s is too large (use 0 for never)"),
-            });
-        }
-        Ok(Some(Duration::from_secs_f64(secs)))
+        seconds("server.idle_timeout_secs", self.idle_timeout_secs)
+    }
+
+    /// The per-request deadline, `None` when disabled (`request_timeout_secs = 0`).
+    pub fn request_timeout(&self) -> Result<Option<Duration>> {
+        seconds("server.request_timeout_secs", self.request_timeout_secs)
+    }
+
+    /// The shutdown grace period (`0`: close open connections at once).
+    pub fn shutdown_grace(&self) -> Result<Duration> {
+        Ok(seconds("server.shutdown_grace_secs", self.shutdown_grace_secs)?.unwrap_or_default())
     }
 
     /// Checks addresses, limits and the loopback-without-token rule.
@@ -110,6 +120,8 @@ impl ServerConfig {
         let tcp = self.tcp_addr()?;
         let http = self.http_addr()?;
         self.idle_timeout()?;
+        self.request_timeout()?;
+        self.shutdown_grace()?;
         for (field, value) in [
             ("server.max_line_bytes", self.max_line_bytes),
             ("server.max_body_bytes", self.max_body_bytes),
@@ -130,6 +142,15 @@ impl ServerConfig {
                     reason: "is empty (remove it to run without a token)".into(),
                 });
             }
+            // HTTP trims the header value, and a token with spaces or control characters
+            // cannot be sent in one: such a token could never match.
+            if token.trim() != token || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::Config {
+                    field: "server.auth_token".into(),
+                    reason: "holds whitespace or control characters (an HTTP client could never send it)"
+                        .into(),
+                });
+            }
         }
         if self.auth_token.is_none() && !self.insecure {
             for (field, addr) in [("server.tcp", tcp), ("server.http", http)] {
@@ -143,6 +164,27 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// A duration setting in seconds: 0 = none, fractions allowed; an error names `field`.
+fn seconds(field: &str, secs: f64) -> Result<Option<Duration>> {
+    if secs == 0.0 {
+        return Ok(None);
+    }
+    if secs.is_nan() || secs < 0.0 {
+        return Err(Error::Config {
+            field: field.into(),
+            reason: format!("must be 0 (never) or a positive number of seconds, found {secs}"),
+        });
+    }
+    // Past ~31 years a limit means "never" in practice; refuse it rather than overflow timers.
+    if secs > 1e9 {
+        return Err(Error::Config {
+            field: field.into(),
+            reason: format!("{secs} s is too large (use 0 for never)"),
+        });
+    }
+    Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 fn parse_addr(field: &'static str, text: &str) -> Result<Option<SocketAddr>> {
@@ -214,6 +256,30 @@ mod tests {
             };
             let err = c.validate().unwrap_err().to_string();
             assert!(err.contains("server.idle_timeout_secs"), "{bad}: {err}");
+            let c = ServerConfig {
+                request_timeout_secs: bad,
+                ..ServerConfig::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("server.request_timeout_secs"), "{bad}: {err}");
+            let c = ServerConfig {
+                shutdown_grace_secs: bad,
+                ..ServerConfig::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("server.shutdown_grace_secs"), "{bad}: {err}");
+        }
+        // A token that an HTTP header cannot carry (the value is trimmed) is refused.
+        for bad in [" tok", "tok ", "to k", "tok\n", "t\u{1b}k"] {
+            let c = ServerConfig {
+                auth_token: Some(bad.into()),
+                ..ServerConfig::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("server.auth_token") && err.contains("whitespace"),
+                "{bad:?}: {err}"
+            );
         }
     }
 

@@ -40,6 +40,7 @@ mod error;
 mod http;
 pub mod metrics;
 mod server;
+mod slots;
 mod tcp;
 
 pub use client::{BatchReply, Client, HttpReply};

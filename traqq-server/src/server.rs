@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -10,7 +11,9 @@ use traqq_storage::Traqq;
 
 use crate::config::ServerConfig;
 use crate::dispatch::Dispatcher;
+use crate::http::{Conn, ConnLimits, LimitedListener};
 use crate::metrics::Metrics;
+use crate::slots::Slots;
 use crate::tcp::{self, TcpLimits};
 use crate::{Error, Result};
 
@@ -78,11 +81,16 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         let idle_timeout = self.config.idle_timeout()?;
+        let request_timeout = self.config.request_timeout()?;
+        let grace = self.config.shutdown_grace()?;
         if let Some(listener) = self.tcp {
             let limits = TcpLimits {
                 max_line_bytes: self.config.max_line_bytes,
                 max_connections: self.config.max_connections,
+                max_connections_per_ip: self.config.max_connections_per_ip,
                 idle_timeout,
+                request_timeout,
+                shutdown_grace: grace,
             };
             tasks.spawn(tcp::serve(
                 listener,
@@ -94,15 +102,18 @@ impl Server {
         if let Some(listener) = self.http {
             let router = crate::http::router(Arc::clone(&self.dispatcher), self.config.max_body_bytes);
             let mut stop = stop_rx.clone();
-            let max_connections = self.config.max_connections;
+            let slots = Slots::new(self.config.max_connections, self.config.max_connections_per_ip);
             let metrics = Arc::clone(self.dispatcher.metrics());
+            let limits = ConnLimits {
+                idle: idle_timeout,
+                request: request_timeout,
+            };
             tasks.spawn(async move {
                 let signal = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                let listener =
-                    crate::http::LimitedListener::new(listener, max_connections, idle_timeout, metrics);
-                let service = router.into_make_service_with_connect_info::<crate::http::Conn>();
+                let listener = LimitedListener::new(listener, slots, limits, metrics);
+                let service = router.into_make_service_with_connect_info::<Conn>();
                 if let Err(e) = axum::serve(listener, service)
                     .with_graceful_shutdown(signal)
                     .await
@@ -112,9 +123,22 @@ impl Server {
             });
         }
         shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing open requests");
+        tracing::info!(
+            grace_secs = grace.as_secs_f64(),
+            "shutting down: no new connections, finishing open requests"
+        );
         let _ = stop_tx.send(true);
-        while tasks.join_next().await.is_some() {}
+        // Each listener waits `grace` for its connections; past that (plus a moment for
+        // them to close) what is left is dropped, so a client that never finishes its request
+        // cannot hold the shutdown.
+        let drained = tokio::time::timeout(grace + Duration::from_secs(1), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("connections still open after server.shutdown_grace_secs: closing them");
+            tasks.shutdown().await;
+        }
         let traqq = Arc::clone(self.dispatcher.traqq());
         tokio::task::spawn_blocking(move || traqq.flush())
             .await

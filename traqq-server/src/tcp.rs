@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::dispatch::{error_reply, Command, Dispatcher, Session, Status};
+use crate::slots::{RateLimitedLog, Slots};
 
 /// First read size of a connection; it doubles, up to `MAX_READ_CHUNK`, while reads come back
 /// full (a pipelining client), so a busy connection is answered in fewer, larger rounds (one
@@ -27,7 +28,11 @@ const MAX_PENDING_REPLY: usize = 1 << 20;
 pub(crate) struct TcpLimits {
     pub(crate) max_line_bytes: usize,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: usize,
     pub(crate) idle_timeout: Option<Duration>,
+    /// From a line's first byte to its newline.
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) shutdown_grace: Duration,
 }
 
 /// One unit of work found in the read buffer.
@@ -39,15 +44,16 @@ enum Item {
     TooLong,
 }
 
-/// Accepts connections until `shutdown` turns true, then waits for open connections to finish
-/// their current requests.
+/// Accepts connections until `shutdown` turns true, then waits up to the shutdown grace period
+/// for open connections to finish their current requests, and closes the rest.
 pub(crate) async fn serve(
     listener: TcpListener,
     dispatcher: Arc<Dispatcher>,
     limits: TcpLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Slots::new(limits.max_connections, limits.max_connections_per_ip);
+    let accept_errors = RateLimitedLog::new(Duration::from_secs(10));
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -56,13 +62,15 @@ pub(crate) async fn serve(
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        if let Some(suppressed) = accept_errors.allow() {
+                            tracing::warn!(error = %e, suppressed, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let dispatcher = Arc::clone(&dispatcher);
-                match Arc::clone(&permits).try_acquire_owned() {
+                match slots.take(peer.ip()) {
                     Ok(permit) => {
                         let shutdown = shutdown.clone();
                         tasks.spawn(async move {
@@ -74,23 +82,19 @@ pub(crate) async fn serve(
                             drop(permit);
                         });
                     }
-                    Err(_) => {
+                    Err(refused) => {
                         dispatcher.metrics().connection_rejected();
-                        tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open");
                         tasks.spawn(async move {
-                            let reply = error_reply(
-                                Command::Invalid,
-                                Status::Unavailable,
-                                &format!(
-                                    "too many open connections (server.max_connections = {}); try again later",
-                                    limits.max_connections
-                                ),
-                            );
+                            let reply = error_reply(Command::Invalid, Status::Unavailable, &refused.0);
                             let mut stream = stream;
                             let mut body = reply.body;
                             body.push(b'\n');
-                            let _ = stream.write_all(&body).await;
-                            let _ = stream.shutdown().await;
+                            // A client that reads nothing gets a second, not a slot.
+                            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                                let _ = stream.write_all(&body).await;
+                                let _ = stream.shutdown().await;
+                            })
+                            .await;
                         });
                     }
                 }
@@ -100,7 +104,17 @@ pub(crate) async fn serve(
         }
     }
     drop(listener);
-    while tasks.join_next().await.is_some() {}
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = tasks.len(),
+            "TCP connections still busy after server.shutdown_grace_secs: closing them"
+        );
+        tasks.shutdown().await;
+    }
 }
 
 async fn connection(
@@ -118,17 +132,35 @@ async fn connection(
     let mut discarding = false;
     let mut session = Session::default();
     let mut out: Vec<u8> = Vec::new();
+    // When the first byte of the line still incomplete in `buf` arrived (for the request
+    // deadline; trickling bytes resets the idle timer, not this).
+    let mut line_started: Option<tokio::time::Instant> = None;
     loop {
         if buf.capacity() - buf.len() < chunk / 2 {
             buf.reserve(chunk);
         }
         let spare = buf.capacity() - buf.len();
+        let line_deadline = line_started.zip(limits.request_timeout).map(|(t, d)| t + d);
         let read = tokio::select! {
-            r = read_some(&mut stream, &mut buf, limits.idle_timeout) => r,
+            r = read_some(&mut stream, &mut buf, limits.idle_timeout, line_deadline) => r,
             _ = shutdown.changed() => break,
         };
         let n = match read {
             Ok(n) => n,
+            Err(ReadError::LineTooSlow) => {
+                let secs = limits.request_timeout.map_or(0.0, |d| d.as_secs_f64());
+                let mut body = error_reply(
+                    Command::Invalid,
+                    Status::BadRequest,
+                    &format!(
+                        "request line not complete after {secs} s (server.request_timeout_secs); closing the connection"
+                    ),
+                )
+                .body;
+                body.push(b'\n');
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&body)).await;
+                break;
+            }
             Err(ReadError::Idle) => {
                 let secs = limits.idle_timeout.map_or(0.0, |d| d.as_secs_f64());
                 let mut body = error_reply(
@@ -282,23 +314,39 @@ async fn connection(
         if eof {
             break;
         }
+        // A partial line (or one being discarded) is a request in progress.
+        if buf.is_empty() && !discarding {
+            line_started = None;
+        } else if line_started.is_none() || pos > 0 {
+            line_started = Some(tokio::time::Instant::now());
+        }
     }
     let _ = stream.shutdown().await;
 }
 
 enum ReadError {
     Idle,
+    LineTooSlow,
     Io,
 }
 
+/// One read, ending at the idle limit or at the current line's deadline, whichever is first.
 async fn read_some(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     idle: Option<Duration>,
+    line_deadline: Option<tokio::time::Instant>,
 ) -> Result<usize, ReadError> {
+    let idle_deadline = idle.map(|d| tokio::time::Instant::now() + d);
+    let (deadline, error) = match (idle_deadline, line_deadline) {
+        (Some(i), Some(l)) if l < i => (Some(l), ReadError::LineTooSlow),
+        (Some(i), _) => (Some(i), ReadError::Idle),
+        (None, Some(l)) => (Some(l), ReadError::LineTooSlow),
+        (None, None) => (None, ReadError::Idle),
+    };
     let read = stream.read_buf(buf);
-    let result = match idle {
-        Some(d) => tokio::time::timeout(d, read).await.map_err(|_| ReadError::Idle)?,
+    let result = match deadline {
+        Some(at) => tokio::time::timeout_at(at, read).await.map_err(|_| error)?,
         None => read.await,
     };
     result.map_err(|_| ReadError::Io)

@@ -355,3 +355,161 @@ fn wrong_tokens_close_the_connection_after_a_few_tries() {
     let reply = tcp_call(server.tcp_addr().unwrap(), br#"{"cmd":"ping","token":"s3cret"}"#);
     assert_eq!(reply["data"], "pong");
 }
+
+/// Opens a connection and sends `head` one byte every `every`, until `stop` or `limit`
+/// bytes; returns whether the server closed the connection on it (a write or read failed).
+fn trickle(addr: SocketAddr, head: &'static [u8], every: Duration, until: std::time::Instant) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return true;
+    };
+    s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut byte = [0u8; 256];
+    for b in head.iter().cycle() {
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        if s.write_all(std::slice::from_ref(b)).is_err() {
+            return true;
+        }
+        // A refusal or a timeout reply followed by a close.
+        match s.read(&mut byte) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(_) => return true,
+        }
+        std::thread::sleep(every);
+    }
+    false
+}
+
+/// Finding 4: 50 connections trickling a byte a second held every slot and `/healthz` timed
+/// out for 40 s (any byte reset the idle timer; the listener waited for a free slot). Now a
+/// request must be complete within `request_timeout_secs` of its first byte, a connection past
+/// the cap is answered 503 at once, and one peer may hold `max_connections_per_ip` only.
+#[test]
+fn slowloris_cannot_hold_the_server() {
+    let _one = serial();
+    let (server, _) = start(ServerConfig {
+        max_connections: 20,
+        max_connections_per_ip: 0,
+        idle_timeout_secs: 3.0,
+        request_timeout_secs: 1.5,
+        ..loopback()
+    });
+    let http = server.http_addr().unwrap();
+    let tcp = server.tcp_addr().unwrap();
+    let t0 = std::time::Instant::now();
+    let until = t0 + Duration::from_secs(10);
+    let mut tricklers = Vec::new();
+    for i in 0..40 {
+        let (addr, head): (SocketAddr, &'static [u8]) = if i % 2 == 0 {
+            (
+                http,
+                b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            )
+        } else {
+            (
+                tcp,
+                br#"{"cmd":"ping","pad":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"#,
+            )
+        };
+        tricklers.push(std::thread::spawn(move || {
+            trickle(addr, head, Duration::from_millis(200), until)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Every slot is held: a new connection is answered at once, not queued.
+    let asked = std::time::Instant::now();
+    let full = http_request(http, "GET", "/healthz", &[], b"").unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(full.status, 503, "{}", full.body);
+    assert!(full.body.contains("server.max_connections = 20"), "{}", full.body);
+    // Within the request deadline (plus a margin) the tricklers are gone and health answers.
+    let healthy = eventually(Duration::from_secs(5), || {
+        http_request(http, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(healthy, "no /healthz 200 within 5 s of the attack");
+    let closed = tricklers
+        .into_iter()
+        .filter_map(|t| t.join().ok())
+        .filter(|c| *c)
+        .count();
+    assert_eq!(closed, 40, "every trickling connection is closed by the server");
+    assert!(
+        t0.elapsed() < Duration::from_secs(9),
+        "the tricklers were closed by the deadline"
+    );
+    still_alive(&server, None);
+
+    // The TCP reply says why.
+    let mut s = TcpStream::connect(tcp).unwrap();
+    s.write_all(br#"{"cmd":"ping""#).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = String::new();
+    BufReader::new(&s).read_line(&mut reply).unwrap();
+    assert!(reply.contains("server.request_timeout_secs"), "{reply}");
+}
+
+/// One peer cannot take every slot: past `max_connections_per_ip` it is refused, by name.
+#[test]
+fn one_peer_is_capped_at_max_connections_per_ip() {
+    let _one = serial();
+    let (server, _) = start(ServerConfig {
+        max_connections_per_ip: 3,
+        ..loopback()
+    });
+    let tcp = server.tcp_addr().unwrap();
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(tcp).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = TcpStream::connect(tcp).unwrap();
+    fourth.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = String::new();
+    BufReader::new(&mut fourth).read_line(&mut reply).unwrap();
+    assert!(reply.contains("server.max_connections_per_ip = 3"), "{reply}");
+    let http = server.http_addr().unwrap();
+    let held_http: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(http).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = http_request(http, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body.contains("max_connections_per_ip = 3"),
+        "{}",
+        refused.body
+    );
+    drop(held);
+    drop(held_http);
+    assert!(eventually(Duration::from_secs(5), || {
+        http_request(http, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200)
+    }));
+}
+
+/// Finding 5: SIGTERM waited 122 s for an HTTP client with a partial body. Shutdown now waits
+/// `shutdown_grace_secs` at most, then closes what is left and flushes the store.
+#[test]
+fn shutdown_waits_the_grace_period_at_most() {
+    let _one = serial();
+    let (server, _) = start(ServerConfig {
+        idle_timeout_secs: 120.0,
+        request_timeout_secs: 120.0,
+        shutdown_grace_secs: 1.0,
+        ..loopback()
+    });
+    let mut partial = TcpStream::connect(server.http_addr().unwrap()).unwrap();
+    partial
+        .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"event\":")
+        .unwrap();
+    let mut tcp_partial = TcpStream::connect(server.tcp_addr().unwrap()).unwrap();
+    tcp_partial.write_all(br#"{"cmd":"ping""#).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    server.stop().unwrap();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+}

@@ -1,23 +1,19 @@
 //! The HTTP API: the same requests as TCP, built from paths, query strings and bodies, then
 //! answered by the same [`Dispatcher`].
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod conn;
+
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::IncomingStream;
 use axum::Router;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use serde::de::DeserializeSeed;
 use traqq_core::event::IncomingEvent;
@@ -26,7 +22,9 @@ use crate::dispatch::{
     batch_too_long, describe_json_error, error_reply, parse_fields, BadRequest, Command, Dispatcher,
     EventsSeed, Fields, Reply, Request, RequestLimits, Session, Status,
 };
-use crate::metrics::Metrics;
+
+use conn::BusyGuard;
+pub(crate) use conn::{Conn, ConnLimits, LimitedListener};
 
 #[derive(Debug)]
 struct HttpState {
@@ -64,7 +62,24 @@ pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize) -> Rout
         .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(end_bodiless_request))
         .with_state(state)
+}
+
+/// A request without a body has been read in full once its head is: its deadline is over.
+/// (A body is read by its handler, which says so: [`events`].)
+async fn end_bodiless_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let headers = request.headers();
+    let bodiless = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+    if bodiless {
+        if let Some(ConnectInfo(conn)) = request.extensions().get::<ConnectInfo<Conn>>() {
+            conn.request_read();
+        }
+    }
+    next.run(request).await
 }
 
 /// The one auth check of the HTTP API, before the body is read: without the token a request
@@ -163,6 +178,7 @@ async fn events(
         }
         Err(rejection) => return bad(Command::RecordBatch, rejection.body_text()),
     };
+    conn.request_read();
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -315,283 +331,4 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     ));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
-}
-
-/// The HTTP listener, holding at most `server.max_connections` connections open: past that,
-/// accepting waits until one closes (the kernel's backlog queues the rest).
-pub(crate) struct LimitedListener {
-    listener: tokio::net::TcpListener,
-    permits: Arc<tokio::sync::Semaphore>,
-    idle_timeout: Option<Duration>,
-    metrics: Arc<Metrics>,
-}
-
-impl LimitedListener {
-    pub(crate) fn new(
-        listener: tokio::net::TcpListener,
-        max_connections: usize,
-        idle_timeout: Option<Duration>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        LimitedListener {
-            listener,
-            permits: Arc::new(tokio::sync::Semaphore::new(max_connections)),
-            idle_timeout,
-            metrics,
-        }
-    }
-}
-
-/// What a connection's handlers tell its stream: while a reply is being computed the
-/// connection is busy, not idle (hyper keeps a read pending then, to notice a hang-up).
-#[derive(Debug, Default)]
-pub(crate) struct ConnState {
-    /// Requests read in full whose reply is being computed.
-    busy: AtomicUsize,
-    /// Set when a reply is ready: counts as activity, so a reply that took longer than the
-    /// idle limit is still written.
-    touched: AtomicBool,
-    /// The connection task, parked on a read while busy: woken when the reply is ready so
-    /// the idle timer starts again (hyper would not poll the read otherwise).
-    parked: std::sync::Mutex<Option<std::task::Waker>>,
-}
-
-/// A connection's [`ConnState`], handed to the handlers as `ConnectInfo`.
-#[derive(Debug, Clone)]
-pub(crate) struct Conn(Arc<ConnState>);
-
-impl Connected<IncomingStream<'_, LimitedListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
-        Conn(Arc::clone(&stream.io().conn))
-    }
-}
-
-/// Marks the connection busy until dropped.
-struct BusyGuard(Arc<ConnState>);
-
-impl BusyGuard {
-    fn new(conn: &Conn) -> Self {
-        conn.0.busy.fetch_add(1, Ordering::Relaxed);
-        BusyGuard(Arc::clone(&conn.0))
-    }
-}
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.0.touched.store(true, Ordering::Relaxed);
-        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(waker) = self.0.parked.lock().ok().and_then(|mut w| w.take()) {
-                waker.wake();
-            }
-        }
-    }
-}
-
-/// `server.idle_timeout_secs` on one connection: the time of its last read or write and a
-/// timer that fires that long after it.
-struct Idle {
-    timeout: Duration,
-    last: tokio::time::Instant,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-/// A connection and its slot; the slot frees (and the open-connections gauge drops) when the
-/// connection is dropped.
-///
-/// With an idle limit, a read that waits longer than the limit since the connection last
-/// moved a byte fails with `TimedOut` and hyper closes the connection: this covers a
-/// keep-alive connection with no next request, and a client that stalls inside its request
-/// headers or body. While a handler computes a reply the timer is held off.
-pub(crate) struct LimitedStream {
-    stream: tokio::net::TcpStream,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    conn: Arc<ConnState>,
-    idle: Option<Idle>,
-    metrics: Arc<Metrics>,
-}
-
-impl Drop for LimitedStream {
-    fn drop(&mut self) {
-        self.metrics.http_connection_closed();
-    }
-}
-
-impl LimitedStream {
-    fn moved(&mut self) {
-        if let Some(idle) = &mut self.idle {
-            idle.last = tokio::time::Instant::now();
-        }
-    }
-
-    /// For a write that cannot go on (the client reads nothing): an error once the
-    /// connection has moved no byte for the idle limit.
-    fn write_stalled(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
-        let idle = self.idle.as_mut()?;
-        let deadline = idle.last + idle.timeout;
-        if idle.sleep.deadline() != deadline {
-            idle.sleep.as_mut().reset(deadline);
-        }
-        idle.sleep.as_mut().poll(cx).is_ready().then(|| {
-            tracing::debug!(
-                secs = idle.timeout.as_secs_f64(),
-                "HTTP client reads nothing: closing"
-            );
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "client read nothing for server.idle_timeout_secs",
-            )
-        })
-    }
-
-    /// The outcome of a write: progress counts as activity, a stall past the idle limit fails.
-    fn after_write<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        result: Poll<std::io::Result<T>>,
-        moved: bool,
-    ) -> Poll<std::io::Result<T>> {
-        match result {
-            Poll::Ready(r) => {
-                if moved {
-                    self.moved();
-                }
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.write_stalled(cx) {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-                // The semaphore is never closed; wait forever rather than spin if it were.
-                std::future::pending::<()>().await;
-                continue;
-            };
-            match self.listener.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let idle = self.idle_timeout.map(|timeout| {
-                        let now = tokio::time::Instant::now();
-                        Idle {
-                            timeout,
-                            last: now,
-                            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
-                        }
-                    });
-                    self.metrics.http_connection_opened();
-                    return (
-                        LimitedStream {
-                            stream,
-                            _permit: permit,
-                            conn: Arc::default(),
-                            idle,
-                            metrics: Arc::clone(&self.metrics),
-                        },
-                        addr,
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
-
-impl AsyncRead for LimitedStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                if buf.filled().len() > before {
-                    this.moved();
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                if this.conn.touched.swap(false, Ordering::Relaxed) {
-                    this.moved();
-                }
-                let Some(idle) = &mut this.idle else {
-                    return Poll::Pending;
-                };
-                if this.conn.busy.load(Ordering::Acquire) > 0 {
-                    if let Ok(mut parked) = this.conn.parked.lock() {
-                        *parked = Some(cx.waker().clone());
-                    }
-                    // The reply may have become ready before the waker was stored.
-                    if this.conn.busy.load(Ordering::Acquire) > 0 {
-                        return Poll::Pending;
-                    }
-                    idle.last = tokio::time::Instant::now();
-                }
-                let deadline = idle.last + idle.timeout;
-                if idle.sleep.deadline() != deadline {
-                    idle.sleep.as_mut().reset(deadline);
-                }
-                match idle.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        tracing::debug!(
-                            secs = idle.timeout.as_secs_f64(),
-                            "HTTP connection idle: closing it"
-                        );
-                        Poll::Ready(Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "idle longer than server.idle_timeout_secs",
-                        )))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-}
-
-impl AsyncWrite for LimitedStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write(cx, buf);
-        let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
-        this.after_write(cx, result, moved)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_flush(cx);
-        this.after_write(cx, result, false)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        let moved = matches!(result, Poll::Ready(Ok(n)) if n > 0);
-        this.after_write(cx, result, moved)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
 }
