@@ -116,12 +116,20 @@ impl LimitsConfig {
 pub struct EventConfig {
     /// Field holding the event time (unix seconds or RFC 3339). Without it the clock is used.
     pub time_field: String,
+    /// Oldest event time accepted, in days before now (0 = any time from year 1). Each day an
+    /// event lands in is a bucket kept and registered, so without a window one writer could
+    /// make the store hold millennia of buckets; backfills within the window are accepted.
+    pub max_past_days: u32,
+    /// Latest event time accepted, in seconds after now (clock skew of the senders).
+    pub max_future_secs: u64,
 }
 
 impl Default for EventConfig {
     fn default() -> Self {
         EventConfig {
             time_field: "ts".into(),
+            max_past_days: 3660,
+            max_future_secs: 86_400,
         }
     }
 }

@@ -41,6 +41,17 @@ pub enum Error {
         /// The time found, unix seconds.
         value: i64,
     },
+    /// The event time is outside the accepted window around now (`[event] max_past_days`,
+    /// `max_future_secs`).
+    #[error("event time in field \"{field}\" is {value}, {reason}")]
+    EventTimeWindow {
+        /// Name of the event-time field.
+        field: String,
+        /// The time found, unix seconds.
+        value: i64,
+        /// How far off it is, naming the setting.
+        reason: String,
+    },
     /// The event would produce more metric operations than `limits.max_metrics_per_event`.
     #[error("event produces {count} metric operations, more than limits.max_metrics_per_event = {limit}")]
     TooManyMetrics {

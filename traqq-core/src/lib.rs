@@ -20,7 +20,8 @@
 //! };
 //! let generator = OpGenerator::new(&config, "myapp")?;
 //! let event = IncomingEvent::parse_str(r#"{"event":"click","ip":"1.2.3.4","geo":"US","ts":1700000000}"#)?;
-//! let batch = generator.event_batch(&event, 0)?;
+//! let now = 1_700_000_100; // the caller passes the clock
+//! let batch = generator.event_batch(&event, now)?;
 //!
 //! // Day buckets start at local midnight (UTC here): 1699920000 is 2023-11-14.
 //! assert!(batch.get("myapp:add:d:1699920000:event~geo").is_some());

@@ -48,6 +48,9 @@ pub struct OpGenerator {
     max_value_length: usize,
     max_ops: usize,
     time_field: String,
+    /// `[event] max_past_days` in seconds (0: no limit) and `max_future_secs`.
+    max_past_secs: i64,
+    max_future_secs: i64,
 }
 
 impl OpGenerator {
@@ -103,7 +106,31 @@ impl OpGenerator {
             max_value_length: config.limits.max_value_length,
             max_ops: config.limits.max_metrics_per_event,
             time_field: config.event.time_field.clone(),
+            max_past_secs: i64::from(config.event.max_past_days) * 86_400,
+            max_future_secs: i64::try_from(config.event.max_future_secs).unwrap_or(i64::MAX),
         })
+    }
+
+    /// `ts` when it lies in the accepted window around `now`, else an error naming the setting.
+    fn check_window(&self, ts: i64, now: i64) -> Result<i64> {
+        let off = |reason: String| Error::EventTimeWindow {
+            field: self.time_field.clone(),
+            value: ts,
+            reason,
+        };
+        if self.max_past_secs > 0 && ts < now.saturating_sub(self.max_past_secs) {
+            return Err(off(format!(
+                "more than event.max_past_days = {} days before now",
+                self.max_past_secs / 86_400
+            )));
+        }
+        if ts > now.saturating_add(self.max_future_secs) {
+            return Err(off(format!(
+                "more than event.max_future_secs = {} s after now",
+                self.max_future_secs
+            )));
+        }
+        Ok(ts)
     }
 
     /// The key prefix.
@@ -277,7 +304,10 @@ impl BatchBuilder<'_> {
     /// too many operations) nothing of the event is added.
     pub fn add(&mut self, event: &IncomingEvent<'_>, now: i64) -> Result<()> {
         let g = self.generator;
-        let ts = event.timestamp(&g.time_field)?.unwrap_or(now);
+        let ts = match event.timestamp(&g.time_field)? {
+            Some(ts) => g.check_window(ts, now)?,
+            None => now,
+        };
         self.values.clear();
         self.spans.clear();
         for slot in 0..g.names.len() {

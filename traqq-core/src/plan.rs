@@ -42,12 +42,32 @@ pub struct KeyFilter {
     ignore: Option<GlobSet>,
 }
 
+/// Most globs one `accept` or `ignore` list may hold: compiling them is the cost of a query
+/// before any data is read (20,000 globs took 1.3 s and 240 MB), and a mapping has far fewer
+/// metrics than this to tell apart.
+pub const MAX_FILTER_GLOBS: usize = 64;
+/// Longest glob accepted, in bytes (a `type:pattern` name is shorter).
+pub const MAX_GLOB_LENGTH: usize = 512;
+
 impl KeyFilter {
-    /// Compiles the globs; an invalid glob is an error naming it.
+    /// Compiles the globs; an invalid glob, or more than [`MAX_FILTER_GLOBS`] of them, or one
+    /// longer than [`MAX_GLOB_LENGTH`], is an error naming it.
     pub fn new(accept: &[String], ignore: &[String]) -> Result<Self> {
         fn build(list: &[String], what: &str) -> Result<Option<GlobSet>> {
             if list.is_empty() {
                 return Ok(None);
+            }
+            if list.len() > MAX_FILTER_GLOBS {
+                return Err(Error::Query(format!(
+                    "{} {what} globs, more than the {MAX_FILTER_GLOBS} allowed",
+                    list.len()
+                )));
+            }
+            if let Some(g) = list.iter().find(|g| g.len() > MAX_GLOB_LENGTH) {
+                return Err(Error::Query(format!(
+                    "{what} glob of {} bytes, longer than the {MAX_GLOB_LENGTH} allowed",
+                    g.len()
+                )));
             }
             let mut b = GlobSetBuilder::new();
             for g in list {
@@ -310,4 +330,27 @@ fn mismatch(want: &str, got: &ReadResult) -> Error {
         "storage answered a {} read where a {want} read was expected",
         got.kind()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_lists_are_capped_one_past_the_limit() {
+        let globs = |n: usize| (0..n).map(|i| format!("add:g{i}*")).collect::<Vec<_>>();
+        let at = KeyFilter::new(&globs(MAX_FILTER_GLOBS), &[]).unwrap();
+        assert!(at.allows("add:g7x"));
+        assert!(!at.allows("top:geo"));
+        let err = KeyFilter::new(&[], &globs(MAX_FILTER_GLOBS + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("65 ignore globs") && err.contains("64"), "{err}");
+        let long = "a".repeat(MAX_GLOB_LENGTH);
+        KeyFilter::new(std::slice::from_ref(&long), &[]).unwrap();
+        let err = KeyFilter::new(&[format!("{long}a")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("accept glob of 513 bytes"), "{err}");
+    }
 }

@@ -35,7 +35,13 @@ pub struct Client {
     reader: BufReader<TcpStream>,
     writer: BufWriter<TcpStream>,
     line: String,
+    max_reply_bytes: u64,
 }
+
+/// The longest reply line a [`Client`] reads by default (a server's answers are capped by its
+/// `max_reply_bytes`, 64 MiB by default): a hostile or broken server cannot exhaust the
+/// client's memory with an endless line.
+pub const DEFAULT_MAX_REPLY_BYTES: u64 = 256 << 20;
 
 impl Client {
     /// Connects (with a 30 s read timeout).
@@ -52,7 +58,14 @@ impl Client {
             reader: BufReader::with_capacity(64 * 1024, stream),
             writer: BufWriter::with_capacity(64 * 1024, write_half),
             line: String::new(),
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
         })
+    }
+
+    /// Changes the longest reply line read (a longer one is an error, and the connection is
+    /// then unusable).
+    pub fn set_max_reply_bytes(&mut self, max: u64) {
+        self.max_reply_bytes = max;
     }
 
     /// Changes the read timeout (`None`: wait forever).
@@ -96,12 +109,19 @@ impl Client {
     pub fn receive(&mut self) -> Result<Value> {
         self.flush()?;
         self.line.clear();
-        let n = self
-            .reader
+        let max = self.max_reply_bytes;
+        let n = (&mut self.reader)
+            .take(max.saturating_add(1))
             .read_line(&mut self.line)
             .map_err(|e| Error::io("reading a reply", e))?;
         if n == 0 {
             return Err(Error::Protocol("the server closed the connection".into()));
+        }
+        if n as u64 > max && !self.line.ends_with('\n') {
+            self.line = String::new();
+            return Err(Error::Protocol(format!(
+                "reply longer than {max} bytes without a newline: not a traqq server, or a broken one"
+            )));
         }
         serde_json::from_str(&self.line)
             .map_err(|e| Error::Protocol(format!("reply is not JSON ({e}): {}", self.line.trim_end())))
@@ -215,9 +235,15 @@ pub fn http_request(
         .and_then(|()| stream.write_all(body))
         .map_err(|e| Error::io("sending the HTTP request", e))?;
     let mut raw = Vec::new();
-    stream
+    (&mut stream)
+        .take(DEFAULT_MAX_REPLY_BYTES + 1)
         .read_to_end(&mut raw)
         .map_err(|e| Error::io("reading the HTTP reply", e))?;
+    if raw.len() as u64 > DEFAULT_MAX_REPLY_BYTES {
+        return Err(Error::Protocol(format!(
+            "HTTP reply longer than {DEFAULT_MAX_REPLY_BYTES} bytes"
+        )));
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, rest) = text
         .split_once("\r\n\r\n")

@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most events one `record_batch` (or one HTTP POST) may carry.
     pub max_batch_events: usize,
+    /// Largest query answer in bytes; a larger one is refused with an error saying how to
+    /// narrow the query.
+    pub max_reply_bytes: usize,
     /// Most connections open at once, per listener (TCP, HTTP); more are answered with an
     /// error at once and closed.
     pub max_connections: usize,
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             max_line_bytes: 1 << 20,
             max_body_bytes: 16 << 20,
             max_batch_events: 10_000,
+            max_reply_bytes: 64 << 20,
             max_connections: 1024,
             max_connections_per_ip: 256,
             idle_timeout_secs: 300.0,
@@ -78,6 +82,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_line_bytes", &self.max_line_bytes)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_batch_events", &self.max_batch_events)
+            .field("max_reply_bytes", &self.max_reply_bytes)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
@@ -126,6 +131,7 @@ impl ServerConfig {
             ("server.max_line_bytes", self.max_line_bytes),
             ("server.max_body_bytes", self.max_body_bytes),
             ("server.max_batch_events", self.max_batch_events),
+            ("server.max_reply_bytes", self.max_reply_bytes),
             ("server.max_connections", self.max_connections),
         ] {
             if value == 0 {

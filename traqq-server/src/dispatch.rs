@@ -412,6 +412,7 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     token: Option<String>,
     limits: RequestLimits,
+    max_reply_bytes: usize,
 }
 
 impl Dispatcher {
@@ -431,7 +432,14 @@ impl Dispatcher {
             metrics,
             token,
             limits,
+            max_reply_bytes: usize::MAX,
         }
+    }
+
+    /// Caps the size of a query's answer (`server.max_reply_bytes`; unlimited by default).
+    pub fn with_max_reply_bytes(mut self, max_reply_bytes: usize) -> Self {
+        self.max_reply_bytes = max_reply_bytes;
+        self
     }
 
     /// What one request may hold.
@@ -707,12 +715,12 @@ impl Dispatcher {
                             .collect(),
                     })
                 }),
-            Request::Query { range, opts, .. } => self.query(range, opts).map(|result| to_json(&result.days)),
+            Request::Query { range, opts, .. } => self
+                .query(range, opts)
+                .and_then(|result| self.answer_json(&result.days)),
             Request::Find { range, opts, find } => self.query(range, opts).and_then(|result| {
-                result
-                    .try_find(&find)
-                    .map(|found| to_json(&found))
-                    .map_err(traqq_storage::Error::from)
+                let found = result.try_find(&find)?;
+                self.answer_json(&found)
             }),
         };
         match result {
@@ -731,6 +739,24 @@ impl Dispatcher {
                 }
             }
             Err(e) => self.storage_failure(command, &e),
+        }
+    }
+
+    /// A query's answer as JSON, or an error once it passes `server.max_reply_bytes`
+    /// (serializing stops there: a huge answer never doubles in memory as text).
+    fn answer_json<T: Serialize>(&self, value: &T) -> traqq_storage::Result<Option<Vec<u8>>> {
+        let limit = self.max_reply_bytes;
+        let mut out = CappedWriter {
+            buf: Vec::new(),
+            limit,
+        };
+        match serde_json::to_writer(&mut out, value) {
+            Ok(()) => Ok(Some(out.buf)),
+            Err(_) => Err(traqq_core::Error::Query(format!(
+                "the answer is larger than server.max_reply_bytes = {limit} bytes; ask for fewer days, \
+                 one metric (find), a lower \"limit\", or accept/ignore filters"
+            ))
+            .into()),
         }
     }
 
@@ -757,6 +783,25 @@ impl Dispatcher {
             }
         }
         self.traqq.query_with(&opts)
+    }
+}
+
+/// A `Vec` that refuses to grow past `limit` bytes.
+struct CappedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            return Err(std::io::Error::other("reply too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -46,12 +46,15 @@ impl Server {
         };
         let tcp = bind("server.tcp", config.tcp_addr()?).await?;
         let http = bind("server.http", config.http_addr()?).await?;
-        let dispatcher = Arc::new(Dispatcher::new(
-            traqq,
-            Arc::new(Metrics::default()),
-            config.auth_token.clone(),
-            config.max_batch_events,
-        ));
+        let dispatcher = Arc::new(
+            Dispatcher::new(
+                traqq,
+                Arc::new(Metrics::default()),
+                config.auth_token.clone(),
+                config.max_batch_events,
+            )
+            .with_max_reply_bytes(config.max_reply_bytes),
+        );
         Ok(Server {
             tcp,
             http,

@@ -513,3 +513,70 @@ fn shutdown_waits_the_grace_period_at_most() {
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
 }
+
+/// Finding 7: the dashboard could be framed by any site. Every answer now forbids framing.
+#[test]
+fn answers_forbid_framing_and_sniffing() {
+    let (server, _) = start(loopback());
+    for path in ["/", "/healthz", "/v1/query?days=1", "/nope"] {
+        let mut s = TcpStream::connect(server.http_addr().unwrap()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        let head = raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert!(head.contains("x-frame-options: deny"), "{path}: {head}");
+        assert!(
+            head.contains("content-security-policy: frame-ancestors 'none'"),
+            "{path}: {head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"), "{path}: {head}");
+    }
+}
+
+/// Finding 7: query answers had no size limit. Past `max_reply_bytes` the query is refused,
+/// saying how to narrow it; smaller answers are untouched.
+#[test]
+fn a_query_answer_past_max_reply_bytes_is_refused() {
+    let (server, _) = start(ServerConfig {
+        max_reply_bytes: 4_000,
+        ..loopback()
+    });
+    let tcp = server.tcp_addr().unwrap();
+    let small = tcp_call(tcp, br#"{"cmd":"query_days","days":2}"#);
+    assert_eq!(small["success"], true, "{small}");
+    let big = tcp_call(tcp, br#"{"cmd":"query_days","days":200}"#);
+    let err = big["error"].as_str().unwrap_or_default();
+    assert!(err.contains("server.max_reply_bytes = 4000"), "{big}");
+    let http = http_request(server.http_addr().unwrap(), "GET", "/v1/query?days=200", &[], b"").unwrap();
+    assert_eq!(http.status, 400, "{}", http.body);
+}
+
+/// Finding 7: the blocking client read a reply line without limit, so a hostile server could
+/// exhaust its memory. It stops one byte past its cap.
+#[test]
+fn the_client_stops_reading_an_endless_reply() {
+    let _one = serial();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hostile = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        // 64 MiB without a newline, unless the client hangs up first.
+        for _ in 0..1024 {
+            if s.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut client = traqq_server::Client::connect(addr).unwrap();
+    client.set_max_reply_bytes(1 << 20);
+    let mut result = Ok(());
+    let grew = peak_growth(|| result = client.ping());
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("longer than 1048576 bytes"), "{err}");
+    assert!(grew < 16 * MIB, "peak grew {} MiB", grew / MIB);
+    drop(client);
+    hostile.join().unwrap();
+}

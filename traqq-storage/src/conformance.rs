@@ -278,6 +278,9 @@ fn sample_config() -> TraqqConfig {
     }
 }
 
+/// A clock reading just after the last of [`sample_events`]' days.
+const SAMPLE_NOW: i64 = 1_700_006_400 + 3 * 86_400;
+
 fn sample_events(n: usize) -> Vec<IncomingEvent<'static>> {
     let events = ["view", "view", "click", "buy"];
     let geos = ["US", "DE", "FR", "BR", "JP"];
@@ -326,15 +329,16 @@ pub fn batch_coalescing_equivalence(storage: &dyn Storage) {
         OpGenerator::new(&config, &p2).unwrap(),
     );
     let events = sample_events(600);
+    let now = SAMPLE_NOW;
     let mut builder = g1.batch();
     for e in &events {
-        builder.add(e, 0).unwrap();
+        builder.add(e, now).unwrap();
     }
     let big = builder.finish();
     storage.apply(&big).unwrap();
     let mut last = Batch::new();
     for e in &events {
-        let b = g2.event_batch(e, 0).unwrap();
+        let b = g2.event_batch(e, now).unwrap();
         storage.apply(&b).unwrap();
         last.merge(b);
     }

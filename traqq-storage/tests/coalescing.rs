@@ -86,8 +86,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn coalesced_batch_equals_one_by_one(events in prop::collection::vec(event(), 1..80)) {
-        let batched = Traqq::new(config(), MemoryStorage::new(), "p").unwrap().with_clock(ManualClock::new(T0));
-        let single = Traqq::new(config(), MemoryStorage::new(), "p").unwrap().with_clock(ManualClock::new(T0));
+        let batched = Traqq::new(config(), MemoryStorage::new(), "p").unwrap().with_clock(ManualClock::new(T0 + 3 * 86_400));
+        let single = Traqq::new(config(), MemoryStorage::new(), "p").unwrap().with_clock(ManualClock::new(T0 + 3 * 86_400));
         let outcome = batched
             .record_batch(events.iter().map(|e| IncomingEvent::from_json(e.clone()).unwrap()))
             .unwrap();

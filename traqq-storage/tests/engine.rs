@@ -412,6 +412,48 @@ fn an_amount_that_could_overflow_a_sum_is_rejected_and_sums_stay_finite() {
     );
 }
 
+/// Issue 13 (7): event times anywhere in years 1..9999 let one writer grow the bucket registry
+/// without bound. Times outside `[event] max_past_days` / `max_future_secs` are refused,
+/// naming the setting; backfill inside the window is accepted.
+#[test]
+fn event_times_outside_the_window_are_refused_one_second_past_it() {
+    let mut cfg = config(MappingConfig {
+        add: vec!["event".into()],
+        ..MappingConfig::default()
+    });
+    cfg.event.max_past_days = 30;
+    cfg.event.max_future_secs = 3_600;
+    let t = engine(cfg.clone(), T0);
+    let oldest = T0 - 30 * 86_400;
+    let latest = T0 + 3_600;
+    for ts in [oldest, latest, T0] {
+        t.record(ev(json!({"event":"ok","ts":ts}))).unwrap();
+    }
+    let err = t
+        .record(ev(json!({"event":"no","ts":oldest - 1})))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("event.max_past_days = 30") && err.contains("\"ts\""),
+        "{err}"
+    );
+    let err = t
+        .record(ev(json!({"event":"no","ts":latest + 1})))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("event.max_future_secs = 3600"), "{err}");
+    let err = t
+        .record(ev(json!({"event":"no","ts":"9999-12-31T00:00:00Z"})))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("event time"), "{err}");
+    // 0 days: no lower bound (any backfill).
+    cfg.event.max_past_days = 0;
+    let t = engine(cfg, T0);
+    t.record(ev(json!({"event":"ok","ts":-30_000_000_000i64})))
+        .unwrap();
+}
+
 #[test]
 fn record_json_applies_the_configured_property_limits() {
     let mut cfg = config(MappingConfig {
