@@ -137,10 +137,28 @@ pub(crate) fn find(config: &FileConfig, args: &FindArgs) -> anyhow::Result<ExitC
 
 fn label(m: &MetricResult) -> String {
     let kind = m.find_type();
-    match &m.add_key {
+    let text = match &m.add_key {
         Some(k) => format!("{kind} {}/{k}", m.pattern()),
         None => format!("{kind} {}", m.pattern()),
+    };
+    printable(&text).into_owned()
+}
+
+/// `text` with its control characters (ESC, NUL, newlines, ...) written as escapes: stored
+/// values come from whoever sent events, and must not drive the reader's terminal.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
     }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn list<V: std::fmt::Display>(entries: Vec<(String, V)>) -> String {
@@ -148,7 +166,7 @@ fn list<V: std::fmt::Display>(entries: Vec<(String, V)>) -> String {
     let mut out: Vec<String> = entries
         .into_iter()
         .take(TABLE_ENTRIES)
-        .map(|(k, v)| format!("{k} {v}"))
+        .map(|(k, v)| format!("{} {v}", printable(&k)))
         .collect();
     if total > TABLE_ENTRIES {
         out.push(format!("… (+{} more)", total - TABLE_ENTRIES));
@@ -190,4 +208,23 @@ fn table(days: &[DayResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_values_are_escaped() {
+        let hash = MetricData::Hash(BTreeMap::from([
+            ("\u{1b}[2J\u{1b}[31mred".to_string(), 2),
+            ("nul\0line\nbreak\r".to_string(), 1),
+            ("café".to_string(), 1),
+        ]));
+        let text = data(&hash);
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("\\u{1b}[2J\\u{1b}[31mred 2"), "{text}");
+        assert!(text.contains("nul\\u{0}line\\nbreak\\r 1"), "{text}");
+        assert!(text.contains("café 1"), "{text}");
+    }
 }

@@ -104,17 +104,26 @@ impl Sketch {
         postcard::to_allocvec(&self.inner).unwrap_or_default()
     }
 
-    /// Reads a sketch written by [`Sketch::to_bytes`].
+    /// Reads a sketch written by [`Sketch::to_bytes`]. Bytes that decode but do not form a
+    /// consistent sketch are an error, never a panic later.
     pub fn from_bytes(bytes: &[u8]) -> Result<Sketch> {
         let inner: HyperLogLogPlus<u64, PassThrough> =
             postcard::from_bytes(bytes).map_err(|e| Error::Sketch(e.to_string()))?;
-        // Merging into an empty sketch checks the precision (the crate keeps it private).
-        let mut checked = Sketch::new();
-        checked
-            .inner
-            .merge(&inner)
-            .map_err(|_| Error::Sketch(format!("precision differs from {PRECISION}")))?;
-        Ok(Sketch { inner })
+        // `hyperloglogplus` trusts its own fields: a value with, say, fewer registers than
+        // its precision needs would panic when merged or counted. Both are tried here, where
+        // a panic becomes an error (merging into an empty sketch also checks the precision,
+        // which the crate keeps private).
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut probe = Sketch::new();
+            let merged = probe.inner.merge(&inner).is_ok();
+            probe.inner.count();
+            merged
+        }));
+        match checked {
+            Ok(true) => Ok(Sketch { inner }),
+            Ok(false) => Err(Error::Sketch(format!("precision differs from {PRECISION}"))),
+            Err(_) => Err(Error::Sketch("inconsistent sketch fields".into())),
+        }
     }
 }
 

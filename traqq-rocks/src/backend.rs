@@ -63,11 +63,23 @@ fn corrupt(key: &str, message: impl Into<String>) -> Error {
 }
 
 fn full_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    Some(codec::merge(existing, operands.iter(), true))
+    guarded_merge(existing, operands, true)
 }
 
 fn partial_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    Some(codec::merge(existing, operands.iter(), false))
+    guarded_merge(existing, operands, false)
+}
+
+/// The merge callbacks run inside RocksDB's C++ code, where a panic cannot unwind (the process
+/// would abort). `codec::merge` returns no error and checks what it decodes; should a bug (or
+/// a dependency's) panic anyway, the existing value is kept as it is and the operands are
+/// dropped, so reads report the key instead of the store going down.
+fn guarded_merge(existing: Option<&[u8]>, operands: &MergeOperands, full: bool) -> Option<Vec<u8>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        codec::merge(existing, operands.iter(), full)
+    }))
+    .ok()
+    .or_else(|| Some(existing.map(<[u8]>::to_vec).unwrap_or_default()))
 }
 
 /// Refuses a store written with another layout; marks a new (empty) store with this one.

@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most events one `record_batch` (or one HTTP POST) may carry.
     pub max_batch_events: usize,
+    /// Request bytes the whole server may hold while reading and parsing them (HTTP bodies,
+    /// TCP read buffers); past it a request is refused at once (HTTP 503 + `Retry-After`).
+    pub max_inflight_bytes: usize,
     /// Largest query answer in bytes; a larger one is refused with an error saying how to
     /// narrow the query.
     pub max_reply_bytes: usize,
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 << 20,
             max_batch_events: 10_000,
             max_reply_bytes: 64 << 20,
+            max_inflight_bytes: 256 << 20,
             max_connections: 1024,
             max_connections_per_ip: 256,
             idle_timeout_secs: 300.0,
@@ -83,6 +87,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_batch_events", &self.max_batch_events)
             .field("max_reply_bytes", &self.max_reply_bytes)
+            .field("max_inflight_bytes", &self.max_inflight_bytes)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("idle_timeout_secs", &self.idle_timeout_secs)
@@ -140,6 +145,15 @@ impl ServerConfig {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        if self.max_inflight_bytes < self.max_body_bytes {
+            return Err(Error::Config {
+                field: "server.max_inflight_bytes".into(),
+                reason: format!(
+                    "{} is less than server.max_body_bytes = {}: a full-size request could never be read",
+                    self.max_inflight_bytes, self.max_body_bytes
+                ),
+            });
         }
         if let Some(token) = &self.auth_token {
             if token.trim().is_empty() {

@@ -13,7 +13,7 @@ use crate::config::ServerConfig;
 use crate::dispatch::Dispatcher;
 use crate::http::{Conn, ConnLimits, LimitedListener};
 use crate::metrics::Metrics;
-use crate::slots::Slots;
+use crate::slots::{ByteBudget, Slots};
 use crate::tcp::{self, TcpLimits};
 use crate::{Error, Result};
 
@@ -86,6 +86,7 @@ impl Server {
         let idle_timeout = self.config.idle_timeout()?;
         let request_timeout = self.config.request_timeout()?;
         let grace = self.config.shutdown_grace()?;
+        let budget = ByteBudget::new(self.config.max_inflight_bytes);
         if let Some(listener) = self.tcp {
             let limits = TcpLimits {
                 max_line_bytes: self.config.max_line_bytes,
@@ -99,11 +100,13 @@ impl Server {
                 listener,
                 Arc::clone(&self.dispatcher),
                 limits,
+                budget.clone(),
                 stop_rx.clone(),
             ));
         }
         if let Some(listener) = self.http {
-            let router = crate::http::router(Arc::clone(&self.dispatcher), self.config.max_body_bytes);
+            let router =
+                crate::http::router(Arc::clone(&self.dispatcher), self.config.max_body_bytes, budget);
             let mut stop = stop_rx.clone();
             let slots = Slots::new(self.config.max_connections, self.config.max_connections_per_ip);
             let metrics = Arc::clone(self.dispatcher.metrics());

@@ -112,6 +112,64 @@ impl Slots {
     }
 }
 
+/// The server-wide budget of request bytes being read and parsed (`server.max_inflight_bytes`),
+/// shared by both transports: past it a request is refused at once (HTTP 503 + `Retry-After`,
+/// TCP an error reply and a close) instead of the server running out of memory. Counted in
+/// KiB, rounded up.
+#[derive(Debug, Clone)]
+pub(crate) struct ByteBudget {
+    kib: Arc<Semaphore>,
+    max_bytes: usize,
+}
+
+/// Bytes taken from a [`ByteBudget`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    _permits: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl ByteBudget {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        let kib = max_bytes.div_ceil(1024).min(Semaphore::MAX_PERMITS);
+        ByteBudget {
+            kib: Arc::new(Semaphore::new(kib)),
+            max_bytes,
+        }
+    }
+
+    /// `bytes` from the budget, or `None` when that much is not free now.
+    pub(crate) fn try_reserve(&self, bytes: usize) -> Option<Reservation> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).ok()?;
+        if kib == 0 {
+            return Some(Reservation {
+                _permits: None,
+                bytes,
+            });
+        }
+        let permits = Arc::clone(&self.kib).try_acquire_many_owned(kib).ok()?;
+        Some(Reservation {
+            _permits: Some(permits),
+            bytes,
+        })
+    }
+
+    /// The message for a request refused for want of budget.
+    pub(crate) fn busy_message(&self) -> String {
+        format!(
+            "server busy: requests being read and parsed hold server.max_inflight_bytes = {} bytes; retry shortly",
+            self.max_bytes
+        )
+    }
+}
+
 /// Lets one log line through per `every`, counting the ones it held back.
 #[derive(Debug)]
 pub(crate) struct RateLimitedLog {
@@ -172,6 +230,23 @@ mod tests {
         let _x = unlimited.take(a).unwrap();
         let _y = unlimited.take(a).unwrap();
         assert!(unlimited.take(a).is_err());
+    }
+
+    #[test]
+    fn the_budget_refuses_past_its_size_and_frees_on_drop() {
+        let budget = ByteBudget::new(10 * 1024);
+        let a = budget.try_reserve(6 * 1024).unwrap();
+        assert_eq!(a.bytes(), 6 * 1024);
+        assert!(
+            budget.try_reserve(4 * 1024 + 1).is_none(),
+            "one byte past the budget"
+        );
+        let b = budget.try_reserve(4 * 1024).unwrap();
+        drop(a);
+        assert!(budget.try_reserve(6 * 1024).is_some());
+        drop(b);
+        assert!(budget.try_reserve(usize::MAX).is_none());
+        assert!(budget.try_reserve(0).is_some());
     }
 
     #[test]

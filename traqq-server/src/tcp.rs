@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::dispatch::{error_reply, Command, Dispatcher, Session, Status};
-use crate::slots::{RateLimitedLog, Slots};
+use crate::slots::{ByteBudget, RateLimitedLog, Reservation, Slots};
 
 /// First read size of a connection; it doubles, up to `MAX_READ_CHUNK`, while reads come back
 /// full (a pipelining client), so a busy connection is answered in fewer, larger rounds (one
@@ -35,6 +35,33 @@ pub(crate) struct TcpLimits {
     pub(crate) shutdown_grace: Duration,
 }
 
+/// A connection's read buffer, its capacity paid for from the server's [`ByteBudget`].
+struct Buffer {
+    bytes: Vec<u8>,
+    held: Vec<Reservation>,
+    held_bytes: usize,
+}
+
+impl Buffer {
+    /// Room for `more` bytes past the data, or `false` when the budget has not that much.
+    fn make_room(&mut self, budget: &ByteBudget, more: usize) -> bool {
+        let wanted = self.bytes.len() + more;
+        if self.bytes.capacity() >= wanted {
+            return true;
+        }
+        if wanted > self.held_bytes {
+            let Some(r) = budget.try_reserve(wanted - self.held_bytes) else {
+                return false;
+            };
+            self.held_bytes += r.bytes();
+            self.held.push(r);
+        }
+        // Exact: the capacity is what the budget paid for, not twice that.
+        self.bytes.reserve_exact(wanted - self.bytes.len());
+        true
+    }
+}
+
 /// One unit of work found in the read buffer.
 #[derive(Debug, Clone, Copy)]
 enum Item {
@@ -50,6 +77,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     dispatcher: Arc<Dispatcher>,
     limits: TcpLimits,
+    budget: ByteBudget,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Slots::new(limits.max_connections, limits.max_connections_per_ip);
@@ -73,10 +101,11 @@ pub(crate) async fn serve(
                 match slots.take(peer.ip()) {
                     Ok(permit) => {
                         let shutdown = shutdown.clone();
+                        let budget = budget.clone();
                         tasks.spawn(async move {
                             tracing::debug!(%peer, "connection opened");
                             dispatcher.metrics().connection_opened();
-                            connection(stream, &dispatcher, limits, shutdown).await;
+                            connection(stream, &dispatcher, limits, &budget, shutdown).await;
                             dispatcher.metrics().connection_closed();
                             tracing::debug!(%peer, "connection closed");
                             drop(permit);
@@ -121,12 +150,17 @@ async fn connection(
     mut stream: TcpStream,
     dispatcher: &Arc<Dispatcher>,
     limits: TcpLimits,
+    budget: &ByteBudget,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let max = limits.max_line_bytes;
     let mut chunk = READ_CHUNK;
-    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
+    let mut buffer = Buffer {
+        bytes: Vec::new(),
+        held: Vec::new(),
+        held_bytes: 0,
+    };
     // Bytes at the start of `buf` already known to hold no newline.
     let mut scanned = 0;
     let mut discarding = false;
@@ -136,9 +170,13 @@ async fn connection(
     // deadline; trickling bytes resets the idle timer, not this).
     let mut line_started: Option<tokio::time::Instant> = None;
     loop {
-        if buf.capacity() - buf.len() < chunk / 2 {
-            buf.reserve(chunk);
+        if buffer.bytes.capacity() - buffer.bytes.len() < chunk / 2 && !buffer.make_room(budget, chunk) {
+            let mut body = error_reply(Command::Invalid, Status::Unavailable, &budget.busy_message()).body;
+            body.push(b'\n');
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&body)).await;
+            break;
         }
+        let mut buf = std::mem::take(&mut buffer.bytes);
         let spare = buf.capacity() - buf.len();
         let line_deadline = line_started.zip(limits.request_timeout).map(|(t, d)| t + d);
         let read = tokio::select! {
@@ -320,6 +358,7 @@ async fn connection(
         } else if line_started.is_none() || pos > 0 {
             line_started = Some(tokio::time::Instant::now());
         }
+        buffer.bytes = buf;
     }
     let _ = stream.shutdown().await;
 }

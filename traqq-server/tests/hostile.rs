@@ -580,3 +580,55 @@ fn the_client_stops_reading_an_endless_reply() {
     drop(client);
     hostile.join().unwrap();
 }
+
+/// The server-wide budget of request bytes being read (`max_inflight_bytes`), shared by both
+/// transports: past it a request is refused at once — HTTP 503 with `Retry-After`, TCP an
+/// error reply — and the bytes come back when the holders finish.
+#[test]
+fn past_max_inflight_bytes_requests_are_refused_at_once_and_served_again_after() {
+    let _one = serial();
+    let (server, _) = start(ServerConfig {
+        max_inflight_bytes: 64 * 1024,
+        max_body_bytes: 64 * 1024,
+        ..loopback()
+    });
+    let tcp = server.tcp_addr().unwrap();
+    let http = server.http_addr().unwrap();
+    // Each TCP connection holds a 16 KiB read buffer: four take the whole budget.
+    let holders: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(tcp).unwrap();
+            s.write_all(br#"{"cmd":"pi"#).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = tcp_call(tcp, br#"{"cmd":"ping"}"#);
+    assert!(
+        busy["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("server.max_inflight_bytes = 65536"),
+        "{busy}"
+    );
+    // HTTP shares the budget: a POST is refused before its body is read.
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 13\r\n\r\n{\"event\":\"a\"}")
+        .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let head = raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{raw}");
+    assert!(head.contains("retry-after: 1"), "{raw}");
+    assert!(raw.contains("max_inflight_bytes"), "{raw}");
+    // Queries carry no body: still served.
+    let q = http_request(http, "GET", "/v1/query?days=1", &[], b"").unwrap();
+    assert_eq!(q.status, 200, "{}", q.body);
+    drop(holders);
+    assert!(eventually(Duration::from_secs(5), || {
+        tcp_call(tcp, br#"{"cmd":"ping"}"#)["data"] == "pong"
+    }));
+    let (status, body) = http_post(http, "/v1/events", &[], br#"{"event":"a"}"#.to_vec());
+    assert_eq!(status, 200, "{body}");
+}

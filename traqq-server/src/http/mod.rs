@@ -23,6 +23,7 @@ use crate::dispatch::{
     EventsSeed, Fields, Reply, Request, RequestLimits, Session, Status,
 };
 
+use crate::slots::ByteBudget;
 use conn::BusyGuard;
 pub(crate) use conn::{Conn, ConnLimits, LimitedListener};
 
@@ -30,6 +31,7 @@ pub(crate) use conn::{Conn, ConnLimits, LimitedListener};
 struct HttpState {
     dispatcher: Arc<Dispatcher>,
     max_body_bytes: usize,
+    budget: ByteBudget,
 }
 
 type Shared = State<Arc<HttpState>>;
@@ -38,16 +40,21 @@ type Params = Vec<(String, String)>;
 /// The router: `POST /v1/events`, `GET /v1/query`, `GET /v1/find`, `GET /healthz`, `GET /metrics`.
 ///
 /// The API routes sit behind [`require_token`], which runs before any body is read.
-pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize) -> Router {
+pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize, budget: ByteBudget) -> Router {
     let state = Arc::new(HttpState {
         dispatcher,
         max_body_bytes,
+        budget,
     });
     let api = Router::new()
         .route("/v1/events", post(events))
         .route("/v1/query", get(query))
         .route("/v1/find", get(find))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            reserve_body,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             require_token,
@@ -134,6 +141,39 @@ async fn require_token(
         header::HeaderValue::from_static("Bearer realm=\"traqq\""),
     );
     response
+}
+
+/// Takes the request's body size from the server's budget of bytes being read and parsed
+/// (after the token check, before the body is read); `503` + `Retry-After` when the budget is
+/// spent. A body of unknown size is counted at `server.max_body_bytes`.
+async fn reserve_body(
+    State(state): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    let bytes = match (length, chunked) {
+        (_, true) | (None, _) if request.method() == Method::POST => state.max_body_bytes,
+        (Some(n), _) => n.min(state.max_body_bytes),
+        _ => 0,
+    };
+    let Some(_held) = state.budget.try_reserve(bytes) else {
+        let mut response = respond(error_reply(
+            Command::RecordBatch,
+            Status::Unavailable,
+            &state.budget.busy_message(),
+        ));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return response;
+    };
+    next.run(request).await
 }
 
 fn session(state: &HttpState, headers: &HeaderMap) -> Session {
