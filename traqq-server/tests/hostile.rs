@@ -41,7 +41,9 @@ fn peak_growth(attack: impl FnOnce()) -> u64 {
     std::fs::write("/proc/self/clear_refs", "5").expect("resetting VmHWM needs Linux 4.0+");
     let before = status_kib("VmRSS:");
     attack();
-    status_kib("VmHWM:").saturating_sub(before) * 1024
+    let grew = status_kib("VmHWM:").saturating_sub(before) * 1024;
+    eprintln!("peak RSS grew {:.1} MiB", grew as f64 / MIB as f64);
+    grew
 }
 
 fn tcp_call(addr: SocketAddr, line: &[u8]) -> Value {
