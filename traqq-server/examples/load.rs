@@ -244,7 +244,7 @@ fn main() {
             10_000,
         );
         let lines = &per_client[0];
-        let mut session = traqq_server::dispatch::Session::default();
+        let mut session = traqq_server::Session::default();
         let started = Instant::now();
         for line in lines.iter() {
             dispatcher.handle_line(line.as_bytes(), &mut session);

@@ -7,6 +7,17 @@
 //! The server holds no metric logic: a request becomes a call on the [`Traqq`] engine over
 //! any `Storage`, and its result becomes JSON.
 //!
+//! Where things live:
+//! - [`protocol`]: what everything shares — commands, statuses, replies, parsed requests,
+//!   request limits, the per-connection session.
+//! - [`wire`]: TCP request lines and HTTP event bodies, parsed in one pass (serde seeds).
+//! - `cmd/`: one file per command (`record`, `record_batch`, `query`, `find`, `ping`, `auth`,
+//!   `health`): its fields, its run on the engine, its answer.
+//! - [`dispatch`]: the one token check, panics and store failures turned into replies, metrics.
+//! - `tcp`, `http/` (router, handlers; `http/conn`: capped, timed connections), `slots`
+//!   (connection caps and the request-bytes budget), `server` (binding, running, shutdown).
+//! - [`client`]: a blocking client; [`config`]: `[server]`; [`metrics`]: Prometheus text.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use traqq_server::{Client, RunningServer, ServerConfig};
@@ -34,21 +45,24 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod client;
+mod cmd;
 pub mod config;
 pub mod dispatch;
 mod error;
 mod http;
 pub mod metrics;
+pub mod protocol;
 mod server;
 mod slots;
 mod tcp;
+pub mod wire;
 
 pub use client::{BatchReply, Client, HttpReply};
 pub use config::ServerConfig;
-pub use dispatch::{Command, Dispatcher, Status};
+pub use dispatch::Dispatcher;
 pub use error::{Error, Result};
-/// The `POST /v1/events` body parser (for fuzzing and for embedding the HTTP API's rules).
-pub use http::events_request as parse_events_body;
 pub use metrics::Metrics;
+pub use protocol::{Command, Reply, Request, RequestLimits, Session, Status};
 pub use server::{shutdown_signal, RunningServer, Server};
 pub use traqq_storage::Traqq;
+pub use wire::{parse_events_body, parse_line};

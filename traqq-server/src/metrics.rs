@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::dispatch::{Command, Status};
+use crate::protocol::{Command, Status};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BOUNDS: [f64; 14] = [

@@ -12,7 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::dispatch::{error_reply, Command, Dispatcher, Session, Status};
+use crate::dispatch::Dispatcher;
+use crate::protocol::{error_reply, Command, Session, Status};
 use crate::slots::{ByteBudget, RateLimitedLog, Reservation, Slots};
 
 /// First read size of a connection; it doubles, up to `MAX_READ_CHUNK`, while reads come back

@@ -348,7 +348,7 @@ fn wrong_tokens_close_the_connection_after_a_few_tries() {
     let lines: Vec<&str> = replies.lines().collect();
     assert_eq!(
         lines.len() as u32,
-        traqq_server::dispatch::MAX_AUTH_FAILURES,
+        traqq_server::protocol::MAX_AUTH_FAILURES,
         "{replies}"
     );
     assert!(lines.iter().all(|l| l.contains("invalid token")), "{replies}");

@@ -56,9 +56,9 @@ impl LimitedListener {
 /// a short drain (closing with unread input would reset the connection before the client
 /// reads the answer). A second at most.
 async fn refuse(mut stream: tokio::net::TcpStream, message: String) {
-    let body = crate::dispatch::error_reply(
-        crate::dispatch::Command::Invalid,
-        crate::dispatch::Status::Unavailable,
+    let body = crate::protocol::error_reply(
+        crate::protocol::Command::Invalid,
+        crate::protocol::Status::Unavailable,
         &message,
     )
     .body;

@@ -15,15 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use serde::de::DeserializeSeed;
-use traqq_core::event::IncomingEvent;
-
-use crate::dispatch::{
-    batch_too_long, describe_json_error, error_reply, parse_fields, BadRequest, Command, Dispatcher,
-    EventsSeed, Fields, Reply, Request, RequestLimits, Session, Status,
-};
-
+use crate::cmd::{parse_fields, Fields};
+use crate::dispatch::Dispatcher;
+use crate::protocol::{error_reply, BadRequest, Command, Reply, Request, Session, Status};
 use crate::slots::ByteBudget;
+use crate::wire::parse_events_body;
 use conn::BusyGuard;
 pub(crate) use conn::{Conn, ConnLimits, LimitedListener};
 
@@ -246,70 +242,9 @@ async fn events(
         .is_some_and(|v| v.contains("ndjson") || v.contains("jsonlines") || v.contains("json-seq"));
     let mut session = session(&state, &headers);
     dispatch_blocking(&state, &conn, Command::RecordBatch, move |d| {
-        d.handle(events_request(&body, ndjson, d.limits()), &mut session)
+        d.handle(parse_events_body(&body, ndjson, d.limits()), &mut session)
     })
     .await
-}
-
-/// Parses a `POST /v1/events` body: one object, an array of objects, or NDJSON (`ndjson`: the
-/// content type said so), within `limits`. Never panics, whatever the bytes.
-pub fn events_request(body: &[u8], ndjson: bool, limits: RequestLimits) -> Result<Request<'_>, BadRequest> {
-    let fail = |command, message| BadRequest { command, message };
-    let text = std::str::from_utf8(body).map_err(|e| {
-        fail(
-            Command::RecordBatch,
-            format!(
-                "request body is not valid UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-    })?;
-    // NDJSON: lines are parsed one by one and counted as they go; one line past the limit
-    // stops the request before anything past it is read.
-    let lines = || -> Result<Request<'_>, BadRequest> {
-        let mut events = Vec::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            if events.len() == limits.max_batch_events {
-                return Err(fail(
-                    Command::RecordBatch,
-                    batch_too_long(limits.max_batch_events),
-                ));
-            }
-            events.push(IncomingEvent::parse_str_with(line, limits.event));
-        }
-        Ok(Request::RecordBatch(events))
-    };
-    if ndjson {
-        return lines();
-    }
-    match text.trim_start().as_bytes().first() {
-        Some(b'{') => match IncomingEvent::parse_str_with(text.trim(), limits.event) {
-            // Several objects one per line without the NDJSON content type: still NDJSON.
-            Err(traqq_core::Error::Json(m)) if m.contains("trailing characters") => lines(),
-            // Anything else is this one event's verdict (a parse error counts as a rejected event).
-            parsed => Ok(Request::Record(parsed)),
-        },
-        Some(b'[') => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let list = EventsSeed(limits)
-                .deserialize(&mut de)
-                .and_then(|list| de.end().map(|()| list))
-                .map_err(|e| {
-                    fail(
-                        Command::RecordBatch,
-                        describe_json_error(text, "request body", &e),
-                    )
-                })?
-                .map_err(|kind| fail(Command::RecordBatch, format!("request body is {kind}")))?;
-            Ok(Request::RecordBatch(list))
-        }
-        _ => Err(fail(
-            Command::RecordBatch,
-            "request body must be a JSON event object, a JSON array of event objects, or NDJSON \
-             (Content-Type: application/x-ndjson)"
-                .into(),
-        )),
-    }
 }
 
 async fn query(

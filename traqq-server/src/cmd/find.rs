@@ -1,0 +1,39 @@
+//! `find` (`GET /v1/find`): one metric of a range, per bucket or merged.
+
+use traqq_core::plan::QueryOptions;
+use traqq_core::result::FindOptions;
+
+use super::query::{range_and_options, read};
+use super::{json_within, Answer, Ctx, Fields, Parsed};
+use crate::protocol::{Command, Range, Request};
+
+pub(super) fn parse<'a>(fields: &Fields<'a>) -> Parsed<Request<'a>> {
+    let (range, opts) = range_and_options(Command::Find, fields)?;
+    let metric_type = fields.required("metric_type", fields.string("metric_type"))?;
+    FindOptions {
+        metric_type: metric_type.clone(),
+        ..FindOptions::default()
+    }
+    .validate()
+    .map_err(|e| e.to_string().replace("invalid query: ", ""))?;
+    let key = fields.required("key", fields.string("key"))?;
+    if key.trim().is_empty() {
+        return Err("field \"key\" is empty (a pattern such as \"event~geo\")".into());
+    }
+    Ok(Request::Find {
+        range,
+        opts,
+        find: FindOptions {
+            metric_type,
+            key,
+            add_key: fields.string("add_key")?.filter(|k| !k.is_empty()),
+            merge: fields.boolean("merge")?.unwrap_or(false),
+        },
+    })
+}
+
+pub(super) fn run(ctx: Ctx<'_>, range: Range, opts: QueryOptions, find: &FindOptions) -> Answer {
+    let result = read(ctx, range, opts)?;
+    let found = result.try_find(find)?;
+    json_within(&found, ctx.max_reply_bytes)
+}

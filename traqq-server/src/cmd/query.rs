@@ -1,0 +1,91 @@
+//! `query` / `query_days` (`GET /v1/query`): every metric of a range of buckets. The range and
+//! options parsed here serve `find` too.
+
+use traqq_core::bucket::BucketKind;
+use traqq_core::plan::QueryOptions;
+use traqq_core::result::QueryResult;
+
+use super::{clip, json_within, Answer, Ctx, Fields, Parsed};
+use crate::protocol::{Command, Range, Request};
+
+pub(super) fn parse<'a>(command: Command, fields: &Fields<'a>) -> Parsed<Request<'a>> {
+    let (range, opts) = range_and_options(command, fields)?;
+    Ok(Request::Query { command, range, opts })
+}
+
+pub(super) fn run(ctx: Ctx<'_>, range: Range, opts: QueryOptions) -> Answer {
+    let result = read(ctx, range, opts)?;
+    json_within(&result.days, ctx.max_reply_bytes)
+}
+
+/// The range (`days`, or `min` and `max`) and the options (`bucket`, `limit`, `accept`,
+/// `ignore`) of a `query`, `query_days` or `find`.
+pub(super) fn range_and_options(command: Command, fields: &Fields<'_>) -> Parsed<(Range, QueryOptions)> {
+    let by_days = command == Command::QueryDays || (command == Command::Find && fields.has("days"));
+    let range = if by_days {
+        if fields.has("min") || fields.has("max") {
+            return Err("give either \"days\" or \"min\"/\"max\", not both".into());
+        }
+        let days = fields.required("days", fields.int("days"))?;
+        Range::Days(u32::try_from(days).map_err(|_| {
+            if days < 0 {
+                format!("\"days\" must be 0 or more, found {days}")
+            } else {
+                format!("\"days\" = {days} is too large")
+            }
+        })?)
+    } else {
+        let (min, max) = (fields.timestamp("min")?, fields.timestamp("max")?);
+        match (min, max) {
+            (Some(min), Some(max)) if min > max => {
+                return Err(format!("\"min\" ({min}) is after \"max\" ({max})"))
+            }
+            (Some(min), Some(max)) => Range::MinMax(min, max),
+            _ if command == Command::Find => {
+                return Err("find needs either \"days\" or both \"min\" and \"max\"".into())
+            }
+            (None, _) => return Err("missing field \"min\"".into()),
+            (_, None) => return Err("missing field \"max\"".into()),
+        }
+    };
+    let bucket = match fields.string("bucket")? {
+        None => BucketKind::Day,
+        Some(b) => BucketKind::parse(&b)
+            .ok_or_else(|| format!("\"bucket\" must be \"d\" or \"h\", found {:?}", clip(&b)))?,
+    };
+    let limit = match fields.int("limit")? {
+        None => None,
+        Some(n) if n >= 1 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(n) => return Err(format!("\"limit\" must be at least 1, found {n}")),
+    };
+    let opts = QueryOptions {
+        bucket,
+        limit,
+        accept: fields.list("accept")?,
+        ignore: fields.list("ignore")?,
+        ..QueryOptions::default()
+    };
+    Ok((range, opts))
+}
+
+/// Reads `range` through the engine (a `days` range by its clock, within `query.max_buckets`).
+pub(super) fn read(ctx: Ctx<'_>, range: Range, mut opts: QueryOptions) -> traqq_storage::Result<QueryResult> {
+    match range {
+        Range::MinMax(min, max) => {
+            opts.min = min;
+            opts.max = max;
+        }
+        Range::Days(days) => {
+            let max_buckets = ctx.traqq.config().query.max_buckets;
+            if days as usize >= max_buckets {
+                return Err(traqq_core::Error::Query(format!(
+                    "days = {days} asks for {} daily buckets, more than query.max_buckets = {max_buckets}",
+                    u64::from(days) + 1
+                ))
+                .into());
+            }
+            (opts.min, opts.max) = ctx.traqq.days_range(days);
+        }
+    }
+    ctx.traqq.query_with(&opts)
+}
