@@ -14,12 +14,7 @@ use crate::cli::TargetArgs;
 use crate::config::FileConfig;
 use crate::UsageError;
 
-/// A query range.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Range {
-    Days(u32),
-    MinMax(i64, i64),
-}
+pub(crate) use traqq_core::plan::QueryRange as Range;
 
 /// What a batch of lines did.
 #[derive(Debug, Default)]
@@ -150,23 +145,9 @@ impl Target {
 fn local_query(
     traqq: &Traqq,
     range: Range,
-    mut opts: QueryOptions,
+    opts: QueryOptions,
 ) -> traqq_storage::Result<traqq_core::result::QueryResult> {
-    (opts.min, opts.max) = match range {
-        Range::MinMax(a, b) => (a, b),
-        Range::Days(d) => {
-            let max = traqq.config().query.max_buckets;
-            if d as usize >= max {
-                return Err(traqq_core::Error::Query(format!(
-                    "--days {d} asks for {} daily buckets, more than query.max_buckets = {max}",
-                    u64::from(d) + 1
-                ))
-                .into());
-            }
-            traqq.days_range(d)
-        }
-    };
-    traqq.query_with(&opts)
+    traqq.query_range(range, opts)
 }
 
 fn request(cmd: &str, range: Range, opts: &QueryOptions, find: Option<&FindOptions>) -> serde_json::Value {

@@ -79,7 +79,7 @@ impl fmt::Display for Scalar<'_> {
 ///   names a mapping may name), so it cannot change a metric. This is what keeps a deeply
 ///   nested or long-keyed object from costing memory quadratic in its size.
 ///
-/// [`LimitsConfig::event_limits`](crate::config::LimitsConfig::event_limits) takes both from
+/// `LimitsConfig::event_limits` (in `config`) takes both from
 /// `[limits]`; the `parse_*` functions without `_with` use the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventLimits {

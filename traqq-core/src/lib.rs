@@ -58,7 +58,7 @@ pub mod prelude {
     pub use crate::event::{IncomingEvent, Scalar};
     pub use crate::key::{AdvPart, MetricKey, MetricType};
     pub use crate::ops::{BatchBuilder, OpGenerator};
-    pub use crate::plan::{QueryOptions, QueryPlan};
+    pub use crate::plan::{QueryOptions, QueryPlan, QueryRange};
     pub use crate::read::{Read, ReadResult};
     pub use crate::result::{DayResult, FindOptions, MetricData, MetricResult, QueryResult};
     pub use crate::sketch::Sketch;

@@ -35,6 +35,16 @@ pub struct QueryOptions {
     pub ignore: Vec<String>,
 }
 
+/// A query range: explicit instants, or today and `n` days back by the engine's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryRange {
+    /// `min` / `max`, unix seconds (any instants in the first and last bucket).
+    MinMax(i64, i64),
+    /// Today and `n` previous calendar days.
+    Days(u32),
+}
+
 /// `accept`/`ignore` globs over `type:pattern` (e.g. `top:*~*`), from trk2.
 #[derive(Debug, Clone)]
 pub struct KeyFilter {

@@ -212,14 +212,8 @@ impl Request<'_> {
     }
 }
 
-/// A query range: explicit or the last `days` days (resolved by the engine's clock).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Range {
-    /// `min` / `max`, unix seconds.
-    MinMax(i64, i64),
-    /// Today and `n` days back.
-    Days(u32),
-}
+/// A query range: explicit or the last `days` days (the engine's [`QueryRange`]).
+pub use traqq_core::plan::QueryRange as Range;
 
 /// A request that could not be parsed: the command (if known) and a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]

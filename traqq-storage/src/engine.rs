@@ -6,7 +6,7 @@ use traqq_core::bucket::BucketKind;
 use traqq_core::config::TraqqConfig;
 use traqq_core::event::IncomingEvent;
 use traqq_core::ops::OpGenerator;
-use traqq_core::plan::{QueryOptions, QueryPlan};
+use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
 use traqq_core::result::QueryResult;
 
 use crate::clock::{Clock, SystemClock};
@@ -211,6 +211,27 @@ impl Traqq {
     pub fn days_range(&self, days: u32) -> (i64, i64) {
         let now = self.now();
         (self.generator.calendar().days_back(now, days), now)
+    }
+
+    /// A query over `range` (a `Days` range ends now, by the engine's clock) with the bucket
+    /// size, limit and filters of `opts` (its `min`/`max` are replaced). A `Days` range of more
+    /// than `query.max_buckets` days is an error naming the setting, as any other range is.
+    pub fn query_range(&self, range: QueryRange, mut opts: QueryOptions) -> Result<QueryResult> {
+        (opts.min, opts.max) = match range {
+            QueryRange::MinMax(min, max) => (min, max),
+            QueryRange::Days(days) => {
+                let max_buckets = self.config.query.max_buckets;
+                if days as usize >= max_buckets {
+                    return Err(traqq_core::Error::Query(format!(
+                        "days = {days} asks for {} daily buckets, more than query.max_buckets = {max_buckets}",
+                        u64::from(days) + 1
+                    ))
+                    .into());
+                }
+                self.days_range(days)
+            }
+        };
+        self.query_with(&opts)
     }
 
     /// Any query: range, bucket size, leaderboard limit, accept/ignore globs.

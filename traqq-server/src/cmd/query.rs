@@ -68,24 +68,7 @@ pub(super) fn range_and_options(command: Command, fields: &Fields<'_>) -> Parsed
     Ok((range, opts))
 }
 
-/// Reads `range` through the engine (a `days` range by its clock, within `query.max_buckets`).
-pub(super) fn read(ctx: Ctx<'_>, range: Range, mut opts: QueryOptions) -> traqq_storage::Result<QueryResult> {
-    match range {
-        Range::MinMax(min, max) => {
-            opts.min = min;
-            opts.max = max;
-        }
-        Range::Days(days) => {
-            let max_buckets = ctx.traqq.config().query.max_buckets;
-            if days as usize >= max_buckets {
-                return Err(traqq_core::Error::Query(format!(
-                    "days = {days} asks for {} daily buckets, more than query.max_buckets = {max_buckets}",
-                    u64::from(days) + 1
-                ))
-                .into());
-            }
-            (opts.min, opts.max) = ctx.traqq.days_range(days);
-        }
-    }
-    ctx.traqq.query_with(&opts)
+/// Reads `range` through the engine (which checks `query.max_buckets`).
+pub(super) fn read(ctx: Ctx<'_>, range: Range, opts: QueryOptions) -> traqq_storage::Result<QueryResult> {
+    ctx.traqq.query_range(range, opts)
 }
