@@ -1,6 +1,6 @@
 //! The config file: the library's `TraqqConfig` sections plus `prefix`, `[storage]` and `[server]`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use traqq_core::config::{
@@ -9,6 +9,8 @@ use traqq_core::config::{
 };
 use traqq_server::ServerConfig;
 
+use crate::args::StoreArgs;
+use crate::store::StorageConfig;
 use crate::UsageError;
 
 /// Everything a config file can hold. Unknown keys are errors (every table denies them).
@@ -25,49 +27,6 @@ pub(crate) struct FileConfig {
     pub(crate) query: QueryConfig,
     pub(crate) storage: StorageConfig,
     pub(crate) server: ServerConfig,
-}
-
-/// `[storage]`: which backend, and where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct StorageConfig {
-    /// `memory`, or a backend compiled in (`rocksdb`, `sled`, `redis`).
-    pub(crate) backend: String,
-    /// Directory of an embedded store.
-    pub(crate) path: PathBuf,
-    /// Redis URL (one node).
-    pub(crate) url: String,
-    /// Redis Cluster seed nodes; non-empty selects cluster mode.
-    pub(crate) cluster_urls: Vec<String>,
-    /// Durability of embedded stores: `always`, `batch` or `none` (backend default when absent).
-    pub(crate) sync: Option<String>,
-    /// PEM CA certificate(s) trusted for `rediss://` URLs (instead of the system's roots).
-    pub(crate) tls_ca_file: Option<PathBuf>,
-    /// PEM client certificate for Redis servers that check clients; needs `tls_key_file`.
-    pub(crate) tls_cert_file: Option<PathBuf>,
-    /// PEM private key of `tls_cert_file`.
-    pub(crate) tls_key_file: Option<PathBuf>,
-    /// Write buffer: hold applied batches up to this long and write them as one (0: off).
-    pub(crate) write_buffer_ms: u64,
-    /// Write the buffer early once it holds this many coalesced operations.
-    pub(crate) write_buffer_ops: usize,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            backend: crate::store::DEFAULT_BACKEND.into(),
-            path: PathBuf::from("./traqq-data"),
-            url: "redis://127.0.0.1:6379".into(),
-            cluster_urls: Vec::new(),
-            sync: None,
-            tls_ca_file: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            write_buffer_ms: 0,
-            write_buffer_ops: traqq_storage::BufferConfig::default().max_ops,
-        }
-    }
 }
 
 impl Default for FileConfig {
@@ -186,6 +145,35 @@ pub(crate) fn example() -> String {
 
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
+}
+
+impl FileConfig {
+    /// Opens the configured store (see [`crate::store::open`]).
+    pub(crate) fn open_store(&self) -> anyhow::Result<std::sync::Arc<dyn traqq_storage::Storage>> {
+        crate::store::open(&self.storage, self.retention)
+    }
+}
+
+/// Loads the config file (or defaults) and applies the store flags.
+pub(crate) fn load(path: Option<&Path>, store: &StoreArgs) -> anyhow::Result<FileConfig> {
+    let mut config = match path {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    if let Some(backend) = store.storage {
+        config.storage.backend = backend.name().into();
+    }
+    if let Some(dir) = &store.data {
+        config.storage.path = dir.clone();
+        // --data alone means the embedded default backend.
+        if store.storage.is_none() && config.storage.backend == "memory" {
+            config.storage.backend = crate::store::DEFAULT_BACKEND.into();
+        }
+    }
+    if let Some(url) = &store.redis_url {
+        config.storage.url = url.clone();
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 //! sentence naming the file, line or field at fault.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod cli;
+mod args;
+mod commands;
 mod config;
-mod ingest;
-mod output;
-mod serve;
+mod load;
+mod report;
 mod store;
 mod target;
 
@@ -30,8 +30,8 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    let default_level = if matches!(cli.command, cli::Command::Serve(_)) {
+    let cli = args::Cli::parse();
+    let default_level = if matches!(cli.command, args::Command::Serve(_)) {
         "info"
     } else {
         "warn"
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    match cli::run(cli) {
+    match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
             let _ = std::io::stdout().flush();

@@ -1,13 +1,59 @@
 //! Opening the configured store. Cargo features only forward to backend crates; `memory` is
 //! always there.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use traqq_storage::{BufferConfig, BufferedStorage, Durability, MemoryStorage, Storage};
 
-use crate::config::{FileConfig, StorageConfig};
+use serde::{Deserialize, Serialize};
+use traqq_core::config::RetentionConfig;
+
 use crate::UsageError;
+
+/// `[storage]`: which backend, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StorageConfig {
+    /// `memory`, or a backend compiled in (`rocksdb`, `sled`, `redis`).
+    pub(crate) backend: String,
+    /// Directory of an embedded store.
+    pub(crate) path: PathBuf,
+    /// Redis URL (one node).
+    pub(crate) url: String,
+    /// Redis Cluster seed nodes; non-empty selects cluster mode.
+    pub(crate) cluster_urls: Vec<String>,
+    /// Durability of embedded stores: `always`, `batch` or `none` (backend default when absent).
+    pub(crate) sync: Option<String>,
+    /// PEM CA certificate(s) trusted for `rediss://` URLs (instead of the system's roots).
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate for Redis servers that check clients; needs `tls_key_file`.
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub(crate) tls_key_file: Option<PathBuf>,
+    /// Write buffer: hold applied batches up to this long and write them as one (0: off).
+    pub(crate) write_buffer_ms: u64,
+    /// Write the buffer early once it holds this many coalesced operations.
+    pub(crate) write_buffer_ops: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: DEFAULT_BACKEND.into(),
+            path: PathBuf::from("./traqq-data"),
+            url: "redis://127.0.0.1:6379".into(),
+            cluster_urls: Vec::new(),
+            sync: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            write_buffer_ms: 0,
+            write_buffer_ops: traqq_storage::BufferConfig::default().max_ops,
+        }
+    }
+}
 
 /// The backend used when the config names none: the embedded persistent store built in
 /// (RocksDB, else sled), else memory.
@@ -62,9 +108,8 @@ pub(crate) fn check_backend(config: &StorageConfig) -> Result<(), UsageError> {
 }
 
 /// Opens the store of `config`, behind a write buffer when `write_buffer_ms` is set.
-pub(crate) fn open(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
-    let store = open_backend(config)?;
-    let storage = &config.storage;
+pub(crate) fn open(storage: &StorageConfig, retention: RetentionConfig) -> anyhow::Result<Arc<dyn Storage>> {
+    let store = open_backend(storage, retention)?;
     Ok(match storage.write_buffer_ms {
         0 => store,
         ms => Arc::new(BufferedStorage::new(
@@ -77,8 +122,7 @@ pub(crate) fn open(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
     })
 }
 
-fn open_backend(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
-    let storage = &config.storage;
+fn open_backend(storage: &StorageConfig, retention: RetentionConfig) -> anyhow::Result<Arc<dyn Storage>> {
     check_backend(storage)?;
     Ok(match storage.backend.as_str() {
         #[cfg(feature = "redis")]
@@ -86,7 +130,7 @@ fn open_backend(config: &FileConfig) -> anyhow::Result<Arc<dyn Storage>> {
             let redis = traqq_redis::RedisConfig {
                 url: storage.cluster_urls.is_empty().then(|| storage.url.clone()),
                 cluster_urls: storage.cluster_urls.clone(),
-                retention: config.retention,
+                retention,
                 tls_ca_file: storage.tls_ca_file.clone(),
                 tls_cert_file: storage.tls_cert_file.clone(),
                 tls_key_file: storage.tls_key_file.clone(),

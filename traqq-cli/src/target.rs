@@ -10,7 +10,7 @@ use traqq_core::result::{DayResult, FindOptions, MetricResult};
 use traqq_server::Client;
 use traqq_storage::Traqq;
 
-use crate::cli::TargetArgs;
+use crate::args::TargetArgs;
 use crate::config::FileConfig;
 use crate::UsageError;
 
@@ -32,7 +32,7 @@ pub(crate) enum Target {
 impl Target {
     pub(crate) fn open(config: &FileConfig, args: &TargetArgs) -> anyhow::Result<Target> {
         if args.is_local() {
-            let storage = crate::store::open(config)?;
+            let storage = config.open_store()?;
             let traqq = Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
                 .map_err(|e| UsageError(e.to_string()))?;
             return Ok(Target::Local(Arc::new(traqq)));

@@ -20,9 +20,7 @@ use traqq_storage::{Capabilities, Error, Result, Storage};
 use crate::config::{redact, RedisConfig};
 use crate::keys::{self, slot, KeyLayout};
 use crate::script::{self, Part};
-use crate::values;
-
-pub(crate) const BACKEND: &str = "redis";
+use crate::values::{self, BACKEND};
 
 /// Worker threads of the backend's own tokio runtime: enough to overlap socket I/O of
 /// concurrent callers, few enough to leave the cores to the callers and to Redis.

@@ -5,7 +5,8 @@ use redis::Value;
 use traqq_core::batch::Number;
 use traqq_storage::{Error, Result};
 
-use crate::backend::BACKEND;
+/// The backend name in every error of this crate.
+pub(crate) const BACKEND: &str = "redis";
 
 fn corrupt(key: &str, message: impl Into<String>) -> Error {
     Error::Corrupt {

@@ -1,15 +1,12 @@
-//! `traqq record` and `traqq import`: JSON lines in batches, bad lines reported by number.
+//! Loading JSON lines into a target (`traqq record`, `traqq import`): sent in batches, bad
+//! lines reported by their line number, totals counted.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read};
-use std::process::ExitCode;
-use std::time::Instant;
+use std::io::{BufRead, BufReader};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
-use crate::cli::{ImportArgs, RecordArgs};
-use crate::config::FileConfig;
 use crate::target::Target;
 use crate::UsageError;
 
@@ -19,14 +16,14 @@ const MAX_BATCH_BYTES: usize = 512 * 1024;
 const MAX_REPORTED: usize = 100;
 
 #[derive(Debug, Default)]
-struct Totals {
-    lines: usize,
-    recorded: usize,
-    rejected: usize,
+pub(crate) struct Totals {
+    pub(crate) lines: usize,
+    pub(crate) recorded: usize,
+    pub(crate) rejected: usize,
 }
 
 /// Reads lines, sends them in batches, reports rejected ones with their line numbers.
-struct Loader<'a> {
+pub(crate) struct Loader<'a> {
     target: &'a mut Target,
     batch: usize,
     texts: Vec<String>,
@@ -38,7 +35,27 @@ struct Loader<'a> {
     progress: ProgressBar,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    /// A loader sending batches of `batch` lines to `target`, showing `progress`.
+    pub(crate) fn new(target: &'a mut Target, batch: usize, progress: ProgressBar) -> Self {
+        Loader {
+            target,
+            batch,
+            texts: Vec::new(),
+            line_numbers: Vec::new(),
+            early: Vec::new(),
+            bytes: 0,
+            totals: Totals::default(),
+            progress,
+        }
+    }
+
+    /// The totals so far, and the progress bar cleared.
+    pub(crate) fn finish(&mut self) -> Totals {
+        self.progress.finish_and_clear();
+        std::mem::take(&mut self.totals)
+    }
+
     fn reject(&mut self, line: usize, reason: &str) {
         self.totals.rejected += 1;
         if self.totals.rejected <= MAX_REPORTED {
@@ -105,7 +122,8 @@ impl Loader<'_> {
         Ok(())
     }
 
-    fn run(&mut self, input: &mut dyn BufRead) -> anyhow::Result<()> {
+    /// Reads every line of `input`, sends them, flushes the target.
+    pub(crate) fn run(&mut self, input: &mut dyn BufRead) -> anyhow::Result<()> {
         let mut line = Vec::with_capacity(4096);
         let mut number = 0;
         loop {
@@ -123,98 +141,11 @@ impl Loader<'_> {
     }
 }
 
-fn open_input(name: &str) -> anyhow::Result<(Box<dyn BufRead>, Option<u64>)> {
+pub(crate) fn open_input(name: &str) -> anyhow::Result<(Box<dyn BufRead>, Option<u64>)> {
     if name == "-" {
         return Ok((Box::new(BufReader::new(std::io::stdin())), None));
     }
     let file = File::open(name).map_err(|e| UsageError(format!("cannot open {name}: {e}")))?;
     let len = file.metadata().ok().map(|m| m.len());
     Ok((Box::new(BufReader::with_capacity(1 << 16, file)), len))
-}
-
-pub(crate) fn import(config: &FileConfig, args: &ImportArgs) -> anyhow::Result<ExitCode> {
-    if args.batch == 0 {
-        return Err(UsageError("--batch must be at least 1".into()).into());
-    }
-    let (mut input, len) = open_input(&args.file)?;
-    let mut target = Target::open(config, &args.target)?;
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = match len {
-            Some(total) => ProgressBar::new(total).with_style(
-                ProgressStyle::with_template(
-                    "{bar:40.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            ),
-            None => ProgressBar::new_spinner(),
-        };
-        bar.set_draw_target(ProgressDrawTarget::stderr());
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let started = Instant::now();
-    let mut loader = Loader {
-        target: &mut target,
-        batch: args.batch,
-        texts: Vec::new(),
-        line_numbers: Vec::new(),
-        early: Vec::new(),
-        bytes: 0,
-        totals: Totals::default(),
-        progress,
-    };
-    let result = loader.run(&mut input);
-    loader.progress.finish_and_clear();
-    let totals = std::mem::take(&mut loader.totals);
-    result?;
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "imported {} events, rejected {} lines, in {secs:.2} s ({:.0} events/s)",
-        totals.recorded,
-        totals.rejected,
-        totals.recorded as f64 / secs.max(1e-9)
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn record(config: &FileConfig, args: &RecordArgs) -> anyhow::Result<ExitCode> {
-    let mut input: Box<dyn Read> = match (&args.event, args.input.as_deref()) {
-        (Some(event), None) => Box::new(std::io::Cursor::new(
-            event.replace(['\n', '\r'], " ").into_bytes(),
-        )),
-        (None, Some("-")) => Box::new(std::io::stdin()),
-        (None, Some(other)) => {
-            return Err(UsageError(format!(
-                "unexpected argument {other:?}: give --event JSON, or - to read JSON lines from stdin"
-            ))
-            .into())
-        }
-        _ => return Err(UsageError("give --event JSON, or - to read JSON lines from stdin".into()).into()),
-    };
-    let mut target = Target::open(config, &args.target)?;
-    let mut loader = Loader {
-        target: &mut target,
-        batch: 1000,
-        texts: Vec::new(),
-        line_numbers: Vec::new(),
-        early: Vec::new(),
-        bytes: 0,
-        totals: Totals::default(),
-        progress: ProgressBar::hidden(),
-    };
-    loader.run(&mut BufReader::new(&mut input))?;
-    let totals = std::mem::take(&mut loader.totals);
-    if totals.rejected > 0 {
-        anyhow::bail!(
-            "{} of {} events rejected (see above); {} recorded",
-            totals.rejected,
-            totals.lines,
-            totals.recorded
-        );
-    }
-    if totals.lines != 1 {
-        eprintln!("recorded {} events", totals.recorded);
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -10,8 +10,8 @@ use traqq_storage::Traqq;
 use crate::config::FileConfig;
 use crate::UsageError;
 
-pub(crate) fn serve(config: FileConfig) -> anyhow::Result<()> {
-    let storage = crate::store::open(&config)?;
+pub(super) fn serve(config: FileConfig) -> anyhow::Result<()> {
+    let storage = config.open_store()?;
     let traqq = Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
         .map_err(|e| UsageError(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,12 +1,8 @@
-//! Command-line arguments and the dispatch to each command.
+//! The command line, as clap types: what each subcommand takes. A leaf: nothing here runs.
 
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::config::FileConfig;
-use crate::UsageError;
 
 /// traqq: event metrics — unique counts, counters, sums and leaderboards per day.
 #[derive(Debug, Parser)]
@@ -64,7 +60,8 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    fn name(self) -> &'static str {
+    /// The name `[storage] backend` uses.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Backend::Memory => "memory",
             Backend::Rocksdb => "rocksdb",
@@ -204,109 +201,4 @@ pub(crate) struct ImportArgs {
     pub(crate) batch: usize,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
-}
-
-/// Loads the config file (or defaults) and applies the store flags.
-pub(crate) fn load_config(path: Option<&Path>, store: &StoreArgs) -> anyhow::Result<FileConfig> {
-    let mut config = match path {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
-    };
-    if let Some(backend) = store.storage {
-        config.storage.backend = backend.name().into();
-    }
-    if let Some(dir) = &store.data {
-        config.storage.path = dir.clone();
-        // --data alone means the embedded default backend.
-        if store.storage.is_none() && config.storage.backend == "memory" {
-            config.storage.backend = crate::store::DEFAULT_BACKEND.into();
-        }
-    }
-    if let Some(url) = &store.redis_url {
-        config.storage.url = url.clone();
-    }
-    Ok(config)
-}
-
-pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let file = cli.config.as_deref();
-    match cli.command {
-        Command::Serve(args) => {
-            let mut config = load_config(file, &args.store)?;
-            if let Some(tcp) = args.tcp {
-                config.server.tcp = tcp;
-            }
-            if let Some(http) = args.http {
-                config.server.http = http;
-            }
-            if args.auth_token.is_some() {
-                config.server.auth_token = args.auth_token;
-            }
-            config.server.insecure = args.insecure;
-            config.validate().map_err(UsageError)?;
-            crate::serve::serve(config)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Record(args) => {
-            let config = load_config(file, &args.target.store)?;
-            crate::ingest::record(&config, &args)
-        }
-        Command::Import(args) => {
-            let config = load_config(file, &args.target.store)?;
-            crate::ingest::import(&config, &args)
-        }
-        Command::Query(args) => {
-            let config = load_config(file, &args.target.store)?;
-            crate::output::query(&config, &args)
-        }
-        Command::Find(args) => {
-            let config = load_config(file, &args.target.store)?;
-            crate::output::find(&config, &args)
-        }
-        Command::Prune(args) => {
-            let config = load_config(file, &args.store)?;
-            prune(&config)
-        }
-        Command::Config(ConfigCommand::Check { file }) => {
-            let config = FileConfig::load(&file)?;
-            print!("{}", config.to_toml());
-            eprintln!("{}: ok", file.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Config(ConfigCommand::Example) => {
-            print!("{}", crate::config::example());
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-fn prune(config: &FileConfig) -> anyhow::Result<ExitCode> {
-    let r = config.retention;
-    if r.daily_days == 0 && r.hourly_days == 0 {
-        println!(
-            "retention keeps everything (retention.daily_days = 0, retention.hourly_days = 0): nothing to prune"
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let storage = crate::store::open(config)?;
-    let traqq = traqq_storage::Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
-        .map_err(|e| UsageError(e.to_string()))?;
-    let report = traqq.prune(traqq.now())?;
-    traqq.flush()?;
-    let keep = |days: u32| {
-        if days == 0 {
-            "all".to_owned()
-        } else {
-            days.to_string()
-        }
-    };
-    println!(
-        "pruned {} buckets ({} keys) from {}; keeping {} days of daily and {} days of hourly buckets",
-        report.buckets,
-        report.keys,
-        crate::store::describe(&config.storage),
-        keep(r.daily_days),
-        keep(r.hourly_days)
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,5 @@
-//! `traqq query` and `traqq find`: ranges from the command line, tables or JSON out.
+//! What `traqq query` and `traqq find` share: ranges from the command line in, tables (with
+//! control characters escaped) or JSON out.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,11 +9,11 @@ use std::process::ExitCode;
 use chrono::{NaiveDate, NaiveTime, TimeZone};
 use traqq_core::bucket::BucketKind;
 use traqq_core::plan::QueryOptions;
-use traqq_core::result::{parse_find_path, DayResult, MetricData, MetricResult};
+use traqq_core::result::{DayResult, MetricData, MetricResult};
 
-use crate::cli::{FindArgs, Format, QueryArgs, RangeArgs};
+use crate::args::{Format, RangeArgs};
 use crate::config::FileConfig;
-use crate::target::{Range, Target};
+use crate::target::Range;
 use crate::UsageError;
 
 /// Entries shown per metric in a table.
@@ -52,7 +53,10 @@ fn parse_time(config: &FileConfig, text: &str, end_of_day: bool) -> Result<i64, 
         .ok_or_else(|| UsageError(format!("{text:?} does not exist in {}", config.time.timezone)))
 }
 
-fn range_and_opts(config: &FileConfig, args: &RangeArgs) -> Result<(Range, QueryOptions), UsageError> {
+pub(crate) fn range_and_opts(
+    config: &FileConfig,
+    args: &RangeArgs,
+) -> Result<(Range, QueryOptions), UsageError> {
     let range = match (&args.days, &args.from) {
         (Some(d), _) => Range::Days(*d),
         (None, Some(from)) => {
@@ -79,7 +83,7 @@ fn range_and_opts(config: &FileConfig, args: &RangeArgs) -> Result<(Range, Query
     Ok((range, opts))
 }
 
-fn format(args: &RangeArgs) -> Format {
+pub(crate) fn format(args: &RangeArgs) -> Format {
     args.format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table
     } else {
@@ -87,7 +91,7 @@ fn format(args: &RangeArgs) -> Format {
     })
 }
 
-fn emit(text: &str) -> anyhow::Result<ExitCode> {
+pub(crate) fn emit(text: &str) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
@@ -97,45 +101,7 @@ fn emit(text: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(crate) fn query(config: &FileConfig, args: &QueryArgs) -> anyhow::Result<ExitCode> {
-    let (range, opts) = range_and_opts(config, &args.range)?;
-    let mut target = Target::open(config, &args.target)?;
-    let days = target.query(range, opts)?;
-    let text = match format(&args.range) {
-        Format::Json => format!("{}\n", serde_json::to_string(&days)?),
-        Format::Table => table(&days),
-    };
-    emit(&text)
-}
-
-pub(crate) fn find(config: &FileConfig, args: &FindArgs) -> anyhow::Result<ExitCode> {
-    let mut selector = parse_find_path(&args.path).map_err(|e| {
-        UsageError(format!(
-            "{} (e.g. bmp/ip, add/event~geo, adv/event/amount)",
-            e.to_string().replace("invalid query: ", "")
-        ))
-    })?;
-    selector.merge = args.merge;
-    let (range, opts) = range_and_opts(config, &args.range)?;
-    let mut target = Target::open(config, &args.target)?;
-    let found = target.find(range, opts, &selector)?;
-    let text = match format(&args.range) {
-        Format::Json => format!("{}\n", serde_json::to_string(&found)?),
-        Format::Table => {
-            let mut out = String::new();
-            if found.is_empty() {
-                out.push_str("(no data)\n");
-            }
-            for m in &found {
-                let _ = writeln!(out, "{}  {}  {}", m.location, label(m), data(&m.result));
-            }
-            out
-        }
-    };
-    emit(&text)
-}
-
-fn label(m: &MetricResult) -> String {
+pub(crate) fn label(m: &MetricResult) -> String {
     let kind = m.find_type();
     let text = match &m.add_key {
         Some(k) => format!("{kind} {}/{k}", m.pattern()),
@@ -174,7 +140,7 @@ fn list<V: std::fmt::Display>(entries: Vec<(String, V)>) -> String {
     out.join(", ")
 }
 
-fn data(d: &MetricData) -> String {
+pub(crate) fn data(d: &MetricData) -> String {
     fn by_value<V: PartialOrd + Copy>(m: &BTreeMap<String, V>) -> Vec<(String, V)> {
         let mut v: Vec<(String, V)> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
         v.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
@@ -195,7 +161,7 @@ fn data(d: &MetricData) -> String {
 }
 
 /// Per bucket: one line per metric.
-fn table(days: &[DayResult]) -> String {
+pub(crate) fn table(days: &[DayResult]) -> String {
     let mut out = String::new();
     for day in days {
         let _ = writeln!(out, "{}", day.date);

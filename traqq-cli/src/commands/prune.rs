@@ -1,0 +1,37 @@
+//! `traqq prune`: applies `[retention]` to a local store now.
+
+use std::process::ExitCode;
+
+use crate::config::FileConfig;
+use crate::UsageError;
+
+pub(super) fn prune(config: &FileConfig) -> anyhow::Result<ExitCode> {
+    let r = config.retention;
+    if r.daily_days == 0 && r.hourly_days == 0 {
+        println!(
+            "retention keeps everything (retention.daily_days = 0, retention.hourly_days = 0): nothing to prune"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let storage = config.open_store()?;
+    let traqq = traqq_storage::Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
+        .map_err(|e| UsageError(e.to_string()))?;
+    let report = traqq.prune(traqq.now())?;
+    traqq.flush()?;
+    let keep = |days: u32| {
+        if days == 0 {
+            "all".to_owned()
+        } else {
+            days.to_string()
+        }
+    };
+    println!(
+        "pruned {} buckets ({} keys) from {}; keeping {} days of daily and {} days of hourly buckets",
+        report.buckets,
+        report.keys,
+        crate::store::describe(&config.storage),
+        keep(r.daily_days),
+        keep(r.hourly_days)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,19 @@
+//! `traqq query`: every metric per day (or hour) over a range, as a table or JSON.
+
+use std::process::ExitCode;
+
+use crate::args::{Format, QueryArgs};
+use crate::config::FileConfig;
+use crate::report::{emit, format, range_and_opts, table};
+use crate::target::Target;
+
+pub(super) fn query(config: &FileConfig, args: &QueryArgs) -> anyhow::Result<ExitCode> {
+    let (range, opts) = range_and_opts(config, &args.range)?;
+    let mut target = Target::open(config, &args.target)?;
+    let days = target.query(range, opts)?;
+    let text = match format(&args.range) {
+        Format::Json => format!("{}\n", serde_json::to_string(&days)?),
+        Format::Table => table(&days),
+    };
+    emit(&text)
+}
