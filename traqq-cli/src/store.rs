@@ -196,9 +196,14 @@ fn describe_backend(config: &StorageConfig) -> String {
     }
 }
 
+/// A Redis URL fit for output: passwords hidden (one rule for the whole project).
+#[cfg(feature = "redis")]
 fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, _)), Some(at)) => format!("{scheme}://***@{}", &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+    traqq_redis::config::redact(url)
+}
+
+/// Without Redis support no Redis URL is in use; show none.
+#[cfg(not(feature = "redis"))]
+fn redact(_url: &str) -> String {
+    "<url>".into()
 }

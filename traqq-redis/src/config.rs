@@ -216,19 +216,44 @@ fn is_tls_url(url: &str) -> bool {
 
 /// `url` with any password replaced by `***`, for error messages and logs.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    // The authority ends at the first '/', '?' or '#'; a password sits before its last '@'.
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    const HIDDEN: &str = "***";
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some(HIDDEN));
+            }
+            // `redis+unix:///run/redis.sock?pass=...` carries the password in the query.
+            if parsed.query_pairs().any(|(k, _)| is_secret(&k)) {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if is_secret(&k) {
+                            HIDDEN.into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        // Unparsable (e.g. a password holding '/'): show nothing between the scheme and the
+        // last '@', and no query.
+        Err(_) => {
+            let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+            let rest = match url.rfind('@') {
+                Some(at) => format!("{scheme}://{HIDDEN}@{}", &url[at + 1..]),
+                None => url.to_owned(),
+            };
+            rest.split(['?', '#']).next().unwrap_or_default().to_owned()
+        }
     }
+}
+
+fn is_secret(query_key: &str) -> bool {
+    matches!(query_key, "pass" | "password")
 }
 
 #[cfg(test)]
@@ -242,6 +267,19 @@ mod tests {
         assert_eq!(redact("redis://u:p@w@h"), "redis://u:***@h");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
         assert_eq!(redact("nonsense"), "nonsense");
+        // Passwords the old hand-written parser leaked (issue 14).
+        for (url, secret) in [
+            ("redis://:pa/ss@h", "pa/ss"),
+            ("redis://:pa?ss@h:1/0", "pa?ss"),
+            ("redis+unix:///run/redis.sock?db=1&pass=x5ecret", "x5ecret"),
+            ("redis+unix:///s?password=x5ecret", "x5ecret"),
+            ("rediss://user:p%40ss@h:6380/0", "p%40ss"),
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains(secret), "{url} -> {shown}");
+            assert!(shown.contains("***"), "{url} -> {shown}");
+        }
+        assert!(redact("redis+unix:///s?db=1&pass=x").contains("db=1"));
     }
 
     #[test]
