@@ -244,10 +244,12 @@ pub fn http_request(
             "HTTP reply longer than {DEFAULT_MAX_REPLY_BYTES} bytes"
         )));
     }
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| Error::Protocol("HTTP reply without a header end".into()))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let rest = &raw[split + 4..];
     let status = head
         .split_whitespace()
         .nth(1)
@@ -256,21 +258,44 @@ pub fn http_request(
     let chunked = head
         .lines()
         .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
-    Ok(HttpReply { status, body })
+    let body = if chunked { dechunk(rest) } else { rest.to_vec() };
+    Ok(HttpReply {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
-fn dechunk(mut text: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = text.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+/// The body of a chunked reply, decoded as bytes (a chunk may end inside a UTF-8 character).
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&data[..line_end]).unwrap_or_default();
+        // Chunk extensions (`;name=value`) are allowed after the size.
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let Ok(n) = usize::from_str_radix(size, 16) else {
             break;
         };
-        if n == 0 || rest.len() < n {
+        let body = &data[line_end + 2..];
+        if n == 0 || body.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        text = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&body[..n]);
+        data = body[n..].strip_prefix(b"\r\n").unwrap_or(&body[n..]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_may_split_a_utf8_character() {
+        // "é" is two bytes, sent in two chunks; a size line with an extension.
+        let raw = b"3\r\nab\xc3\r\n2;x=y\r\n\xa9c\r\n0\r\n\r\n";
+        assert_eq!(String::from_utf8(dechunk(raw)).unwrap(), "ab\u{e9}c");
+        // Truncated or malformed input ends the body, never panics.
+        assert_eq!(dechunk(b"ff\r\nshort"), b"");
+        assert_eq!(dechunk(b"zz\r\n"), b"");
+    }
 }
