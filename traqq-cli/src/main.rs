@@ -47,12 +47,44 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let _ = std::io::stdout().flush();
-            eprintln!("traqq: {e:#}");
+            eprintln!("traqq: {}", describe(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+/// An error and its causes in one line. Errors that show their source in their own message
+/// (the storage errors do) are not repeated.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_shown_are_not_repeated() {
+        let inner = traqq_storage::Error::unavailable("redis", std::io::Error::other("refused"));
+        let e = anyhow::Error::new(inner).context("cannot record");
+        assert_eq!(
+            describe(&e),
+            "cannot record: redis storage is unavailable: refused"
+        );
     }
 }

@@ -92,17 +92,31 @@ pub(crate) fn map_err(target: &str, e: &RedisError) -> Error {
         || e.is_connection_dropped()
         || matches!(e.kind(), ErrorKind::ClusterConnectionNotFound)
         || matches!(e.kind(), ErrorKind::Server(k) if passing(k));
+    classified(
+        down,
+        AtTarget {
+            target: target.to_owned(),
+            source: e.clone(),
+        },
+    )
+}
+
+/// The one place a Redis failure becomes a traqq error: unavailable (the node is down or
+/// busy: retry later) or not, with its cause kept as the source.
+fn classified(down: bool, source: impl Into<traqq_storage::Source>) -> Error {
     if down {
-        Error::Unavailable {
-            backend: BACKEND,
-            message: format!("{target}: {e}"),
-        }
+        Error::unavailable(BACKEND, source)
     } else {
-        Error::Backend {
-            backend: BACKEND,
-            message: format!("{target}: {e}"),
-        }
+        Error::backend(BACKEND, source)
     }
+}
+
+/// A `redis` error and the node or cluster it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{target}: {source}")]
+struct AtTarget {
+    target: String,
+    source: RedisError,
 }
 
 /// True when a command of `e` was redirected to another cluster node.
@@ -138,7 +152,7 @@ impl RedisStorage {
             move |message: String| Error::Open {
                 backend: BACKEND,
                 path: path.clone(),
-                message,
+                source: message.into(),
             }
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -280,12 +294,13 @@ impl RedisStorage {
             if values.len() != idx.len() {
                 return Err(Error::Backend {
                     backend: BACKEND,
-                    message: format!(
+                    source: format!(
                         "{}: a pipeline of {} commands got {} answers",
                         self.target,
                         idx.len(),
                         values.len()
-                    ),
+                    )
+                    .into(),
                 });
             }
             for (i, v) in idx.into_iter().zip(values) {
@@ -316,17 +331,7 @@ impl RedisStorage {
             server.code(),
             server.details().unwrap_or_default()
         );
-        if errors.iter().any(|(_, s)| s.kind().is_some_and(passing)) {
-            Error::Unavailable {
-                backend: BACKEND,
-                message,
-            }
-        } else {
-            Error::Backend {
-                backend: BACKEND,
-                message,
-            }
-        }
+        classified(errors.iter().any(|(_, s)| s.kind().is_some_and(passing)), message)
     }
 
     /// Makes the cluster write connection re-read the slot map after a transaction met `MOVED`
@@ -359,7 +364,7 @@ fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertificates>> {
         std::fs::read(path).map_err(|e| Error::Open {
             backend: BACKEND,
             path: path.display().to_string(),
-            message: format!("{field}: cannot read {}: {e}", path.display()),
+            source: format!("{field}: cannot read {}: {e}", path.display()).into(),
         })
     };
     let root_cert = match &config.tls_ca_file {
@@ -396,10 +401,10 @@ where
             Ok(Err(e)) => Err(map_err(&owned_target, &e)),
             Err(_) => Err(Error::Unavailable {
                 backend: BACKEND,
-                message: format!(
+                source: format!(
                     "{owned_target}: no answer within {} ms (a batch cut off here may or may not have been applied)",
                     limit.as_millis()
-                ),
+                ).into(),
             }),
         };
         // The caller may have gone away; nothing to do then.
@@ -407,7 +412,7 @@ where
     });
     rx.recv().map_err(|_| Error::Backend {
         backend: BACKEND,
-        message: format!("{target}: the client runtime stopped before answering"),
+        source: format!("{target}: the client runtime stopped before answering").into(),
     })?
 }
 
@@ -521,7 +526,7 @@ impl RedisStorage {
                     let key = parts.get(refusal.part).map_or("?", |p| p.key);
                     Error::Backend {
                         backend: BACKEND,
-                        message: format!(
+                        source: format!(
                             "{}: key {key:?}: {} ({})",
                             self.target,
                             refusal.message,
@@ -530,12 +535,13 @@ impl RedisStorage {
                             } else {
                                 "nothing of this batch was applied"
                             }
-                        ),
+                        )
+                        .into(),
                     }
                 }
                 Ok(Err(unexpected)) => Error::Backend {
                     backend: BACKEND,
-                    message: format!("{}: {unexpected}", self.target),
+                    source: format!("{}: {unexpected}", self.target).into(),
                 },
                 Err(e) => {
                     if redirected(&e) {

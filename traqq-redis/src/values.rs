@@ -12,18 +12,19 @@ fn corrupt(key: &str, message: impl Into<String>) -> Error {
     Error::Corrupt {
         backend: BACKEND,
         key: key.to_owned(),
-        message: message.into(),
+        source: Into::<String>::into(message).into(),
     }
 }
 
 fn server_error(key: &str, e: &redis::ServerError) -> Error {
     Error::Backend {
         backend: BACKEND,
-        message: format!(
+        source: format!(
             "reading {key:?}: {} {}",
             e.code(),
             e.details().unwrap_or_default()
-        ),
+        )
+        .into(),
     }
 }
 

@@ -48,17 +48,14 @@ impl std::fmt::Debug for RocksStorage {
 
 /// The one place RocksDB errors become traqq errors.
 fn backend_error(e: rocksdb::Error) -> Error {
-    Error::Backend {
-        backend: BACKEND,
-        message: e.into_string(),
-    }
+    Error::backend(BACKEND, e)
 }
 
 fn corrupt(key: &str, message: impl Into<String>) -> Error {
     Error::Corrupt {
         backend: BACKEND,
         key: key.to_owned(),
-        message: message.into(),
+        source: Into::<String>::into(message).into(),
     }
 }
 
@@ -87,7 +84,7 @@ fn check_format(db: &DB, path: &Path) -> Result<()> {
     let refuse = |message: String| Error::Open {
         backend: BACKEND,
         path: path.display().to_string(),
-        message,
+        source: message.into(),
     };
     match db.get(FORMAT_KEY).map_err(|e| refuse(e.into_string()))? {
         Some(v) if v == FORMAT => Ok(()),
@@ -129,11 +126,7 @@ impl RocksStorage {
         opts.set_write_buffer_size(config.write_buffer_mib.max(1) << 20);
         opts.set_keep_log_file_num(4);
         opts.set_manual_wal_flush(config.sync == Durability::None);
-        let db = DB::open(&opts, &path).map_err(|e| Error::Open {
-            backend: BACKEND,
-            path: path.display().to_string(),
-            message: e.into_string(),
-        })?;
+        let db = DB::open(&opts, &path).map_err(|e| Error::open(BACKEND, path.display().to_string(), e))?;
         check_format(&db, &path)?;
         let db = Arc::new(db);
         let mut write = WriteOptions::default();

@@ -50,6 +50,10 @@ pub enum Error {
     /// The server answered something that is not a traqq reply.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The server itself failed: a task it ran panicked or was cancelled (a bug, not a client's
+    /// or the store's doing).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The store failed (e.g. while flushing at shutdown).
     #[error(transparent)]
     Storage(#[from] traqq_storage::Error),

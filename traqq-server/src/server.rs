@@ -148,7 +148,7 @@ impl Server {
         let traqq = Arc::clone(self.dispatcher.traqq());
         tokio::task::spawn_blocking(move || traqq.flush())
             .await
-            .map_err(|e| Error::Protocol(format!("flush task failed: {e}")))??;
+            .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
         tracing::info!("store flushed; bye");
         Ok(())
     }
@@ -250,7 +250,7 @@ impl RunningServer {
         match self.thread.take() {
             Some(t) => t
                 .join()
-                .map_err(|_| Error::Protocol("server thread panicked".into()))?,
+                .map_err(|_| Error::Internal("server thread panicked".into()))?,
             None => Ok(()),
         }
     }

@@ -67,14 +67,8 @@ impl std::fmt::Debug for SledStorage {
 /// The one place sled errors become traqq errors.
 fn backend_error(e: sled::Error) -> Error {
     match e {
-        sled::Error::Io(io) => Error::Unavailable {
-            backend: BACKEND,
-            message: io.to_string(),
-        },
-        other => Error::Backend {
-            backend: BACKEND,
-            message: other.to_string(),
-        },
+        sled::Error::Io(io) => Error::unavailable(BACKEND, io),
+        other => Error::backend(BACKEND, other),
     }
 }
 
@@ -82,7 +76,7 @@ fn corrupt(key: &str, message: impl Into<String>) -> Error {
     Error::Corrupt {
         backend: BACKEND,
         key: key.to_owned(),
-        message: message.into(),
+        source: Into::<String>::into(message).into(),
     }
 }
 
@@ -97,7 +91,7 @@ impl SledStorage {
         let open_error = |message: String| Error::Open {
             backend: BACKEND,
             path: path.display().to_string(),
-            message,
+            source: message.into(),
         };
         let sled_config = sled::Config::new()
             .path(&path)

@@ -258,10 +258,7 @@ impl<S: Storage> Shared<S> {
         }
         state.dropped_writes += 1;
         let e = annotate(e, ops, kept);
-        let reported = Error::Backend {
-            backend: "write buffer",
-            message: e.to_string(),
-        };
+        let reported = Error::backend("write buffer", e.to_string());
         state.dropped = Some(e);
         Err(reported)
     }
@@ -290,7 +287,8 @@ fn id_base() -> String {
     format!("{:x}-{nanos:x}-{n}", std::process::id())
 }
 
-/// Says in `e` that it happened to a buffered write, and what became of its operations.
+/// Says in `e` that it happened to a buffered write, and what became of its operations (the
+/// backend's error stays the source, one level down).
 fn annotate(e: Error, ops: usize, kept: bool) -> Error {
     let what = if kept {
         format!("writing {ops} buffered operations (kept in the buffer for the next write)")
@@ -298,16 +296,24 @@ fn annotate(e: Error, ops: usize, kept: bool) -> Error {
         format!("writing {ops} buffered operations (dropped)")
     };
     match e {
-        Error::Unavailable { backend, message } => Error::Unavailable {
+        Error::Unavailable { backend, source } => Error::Unavailable {
             backend,
-            message: format!("{what}: {message}"),
+            source: Box::new(BufferedWrite { what, source }),
         },
-        Error::Backend { backend, message } => Error::Backend {
+        Error::Backend { backend, source } => Error::Backend {
             backend,
-            message: format!("{what}: {message}"),
+            source: Box::new(BufferedWrite { what, source }),
         },
         other => other,
     }
+}
+
+/// A store's error while it wrote the buffer: what was being written, then the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+struct BufferedWrite {
+    what: String,
+    source: crate::error::Source,
 }
 
 impl<S: Storage> Storage for BufferedStorage<S> {

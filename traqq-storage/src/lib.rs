@@ -55,7 +55,7 @@ pub use buffered::{BufferConfig, BufferedStorage};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durability::Durability;
 pub use engine::{BatchOutcome, Rejected, Traqq};
-pub use error::{Error, Result};
+pub use error::{Error, Result, Source};
 pub use memory::MemoryStorage;
 pub use retention::{AutoPruneStatus, PruneReport};
 pub use storage::{Capabilities, Storage, StorageExt};

@@ -123,10 +123,11 @@ impl MemoryStorage {
 fn wrong_type(key: &str, held: &Value) -> Error {
     Error::Backend {
         backend: "memory",
-        message: format!(
+        source: format!(
             "key {key:?} holds a {}, not the type this operation needs",
             held.type_name()
-        ),
+        )
+        .into(),
     }
 }
 

@@ -187,9 +187,10 @@ impl AutoPrune {
 fn unexpected(got: Option<ReadResult>) -> Error {
     Error::Backend {
         backend: "storage",
-        message: format!(
+        source: format!(
             "answered a {} read where a members read was expected",
             got.as_ref().map_or("missing", ReadResult::kind)
-        ),
+        )
+        .into(),
     }
 }

@@ -185,9 +185,10 @@ impl<S: Storage + ?Sized> StorageExt for S {}
 fn unexpected(want: &str, got: Option<ReadResult>) -> crate::Error {
     crate::Error::Backend {
         backend: "storage",
-        message: format!(
+        source: format!(
             "answered a {} read where a {want} read was expected",
             got.as_ref().map_or("missing", ReadResult::kind)
-        ),
+        )
+        .into(),
     }
 }

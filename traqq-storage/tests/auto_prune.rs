@@ -198,7 +198,7 @@ impl Storage for Watched {
         if self.fail_deletes.load(Ordering::SeqCst) {
             return Err(traqq_storage::Error::Unavailable {
                 backend: "watched",
-                message: "deletes are switched off".into(),
+                source: "deletes are switched off".into(),
             });
         }
         self.deletes.fetch_add(1, Ordering::SeqCst);

@@ -259,7 +259,7 @@ impl Storage for Switched {
         if self.down.load(SeqCst) {
             return Err(traqq_storage::Error::Unavailable {
                 backend: "switched",
-                message: "switched off".into(),
+                source: "switched off".into(),
             });
         }
         self.inner.apply(batch)
@@ -323,7 +323,7 @@ impl Storage for Picky {
         if batch.iter().any(|(key, _)| key.contains("poison")) {
             return Err(traqq_storage::Error::Backend {
                 backend: "picky",
-                message: "ERR value is NaN or Infinity".into(),
+                source: "ERR value is NaN or Infinity".into(),
             });
         }
         self.inner.apply(batch)

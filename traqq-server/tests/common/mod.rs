@@ -69,7 +69,7 @@ impl Flaky {
         if self.down.load(Ordering::SeqCst) {
             return Err(Error::Unavailable {
                 backend: "flaky",
-                message: "injected outage".into(),
+                source: "injected outage".into(),
             });
         }
         Ok(())
