@@ -102,7 +102,7 @@ impl<'a> Loader<'a> {
                 outcome
                     .rejected
                     .into_iter()
-                    .map(|(index, reason)| (numbers.get(index).copied().unwrap_or(0), reason)),
+                    .map(|r| (numbers.get(r.index).copied().unwrap_or(0), r.error)),
             );
         }
         rejected.sort_by_key(|r| r.0);

@@ -8,21 +8,13 @@ use serde_json::value::RawValue;
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::{DayResult, FindOptions, MetricResult};
 use traqq_server::Client;
-use traqq_storage::Traqq;
+use traqq_storage::{BatchReport, RejectedEvent, Traqq};
 
 use crate::args::TargetArgs;
 use crate::config::FileConfig;
 use crate::UsageError;
 
 pub(crate) use traqq_core::plan::QueryRange as Range;
-
-/// What a batch of lines did.
-#[derive(Debug, Default)]
-pub(crate) struct Outcome {
-    pub(crate) recorded: usize,
-    /// (index in the batch, reason)
-    pub(crate) rejected: Vec<(usize, String)>,
-}
 
 pub(crate) enum Target {
     Server { client: Client, addr: String },
@@ -62,19 +54,9 @@ impl Target {
     }
 
     /// Records JSON texts as one batch. `texts` must each be one line.
-    pub(crate) fn record_lines(&mut self, texts: &[&str]) -> anyhow::Result<Outcome> {
+    pub(crate) fn record_lines(&mut self, texts: &[&str]) -> anyhow::Result<BatchReport> {
         match self {
-            Target::Local(traqq) => {
-                let outcome = traqq.record_json_lines(texts.iter().copied())?;
-                Ok(Outcome {
-                    recorded: outcome.recorded,
-                    rejected: outcome
-                        .rejected
-                        .into_iter()
-                        .map(|r| (r.index, r.error.to_string()))
-                        .collect(),
-                })
-            }
+            Target::Local(traqq) => Ok(traqq.record_json_lines(texts.iter().copied())?.report()),
             Target::Server { client, addr } => {
                 // Only well-formed JSON goes into the request line (a broken value would break
                 // the whole request); the rest is rejected here with the parser's reason.
@@ -91,7 +73,10 @@ impl Target {
                             line.push_str(raw.get());
                             sent.push(i);
                         }
-                        Err(e) => rejected.push((i, format!("invalid event JSON: {e}"))),
+                        Err(e) => rejected.push(RejectedEvent {
+                            index: i,
+                            error: format!("invalid event JSON: {e}"),
+                        }),
                     }
                 }
                 line.push_str("]}");
@@ -100,15 +85,17 @@ impl Target {
                     client.send(line.as_bytes())?;
                     let data = traqq_server::client::into_data(client.receive()?)
                         .with_context(|| format!("server {addr}"))?;
-                    let reply: traqq_server::BatchReply =
+                    let reply: BatchReport =
                         serde_json::from_value(data).context("unexpected record_batch reply")?;
                     recorded = reply.recorded;
                     for r in reply.rejected {
-                        rejected.push((sent.get(r.index).copied().unwrap_or(r.index), r.error));
+                        // Back from the index among the events sent to the index among `texts`.
+                        let index = sent.get(r.index).copied().unwrap_or(r.index);
+                        rejected.push(RejectedEvent { index, ..r });
                     }
-                    rejected.sort_by_key(|r| r.0);
+                    rejected.sort_by_key(|r| r.index);
                 }
-                Ok(Outcome { recorded, rejected })
+                Ok(BatchReport { recorded, rejected })
             }
         }
     }

@@ -4,29 +4,13 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use traqq_core::result::{DayResult, MetricResult};
 
 use crate::{Error, Result};
 
-/// What `record_batch` answered.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct BatchReply {
-    /// Events recorded.
-    pub recorded: usize,
-    /// Events rejected, with their index in the batch and why.
-    pub rejected: Vec<RejectedEvent>,
-}
-
-/// One rejected event of a batch.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RejectedEvent {
-    /// Index in the batch (0-based).
-    pub index: usize,
-    /// Why.
-    pub error: String,
-}
+/// What `record_batch` answered (the engine's [`traqq_storage::BatchReport`]).
+pub type BatchReply = traqq_storage::BatchReport;
 
 /// A connection to a traqq server's TCP port. Requests can be pipelined with
 /// [`Client::send`] + [`Client::receive`]; the typed methods send one request and wait.

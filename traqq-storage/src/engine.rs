@@ -10,27 +10,10 @@ use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
 use traqq_core::result::QueryResult;
 
 use crate::clock::{Clock, SystemClock};
+use crate::outcome::{BatchOutcome, Rejected};
 use crate::retention::{AutoPrune, AutoPruneStatus, PruneReport};
 use crate::storage::Storage;
 use crate::{Error, Result};
-
-/// One event of a batch that was not recorded, and why.
-#[derive(Debug)]
-pub struct Rejected {
-    /// Position of the event in the batch (0-based).
-    pub index: usize,
-    /// Why it was rejected.
-    pub error: Error,
-}
-
-/// What `record_batch` did: events recorded and events rejected (the rest still count).
-#[derive(Debug, Default)]
-pub struct BatchOutcome {
-    /// Events recorded.
-    pub recorded: usize,
-    /// Events rejected, in order.
-    pub rejected: Vec<Rejected>,
-}
 
 /// The traqq engine: records events into a store and queries it.
 ///

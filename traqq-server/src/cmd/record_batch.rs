@@ -1,8 +1,6 @@
 //! `record_batch` (`POST /v1/events`): many events as one storage batch; bad events are
 //! reported by index and the others still count.
 
-use serde::Serialize;
-
 use super::{Answer, Ctx};
 use crate::protocol::EventResult;
 
@@ -11,29 +9,8 @@ pub(super) fn run(ctx: Ctx<'_>, events: Vec<EventResult<'_>>) -> Answer {
         .traqq
         .record_results(events.into_iter().map(|e| e.map_err(traqq_storage::Error::from)))?;
     ctx.metrics.events(outcome.recorded, outcome.rejected.len());
-    #[derive(Serialize)]
-    struct Rejected {
-        index: usize,
-        error: String,
-    }
-    #[derive(Serialize)]
-    struct Out {
-        recorded: usize,
-        rejected: Vec<Rejected>,
-    }
-    let out = Out {
-        recorded: outcome.recorded,
-        rejected: outcome
-            .rejected
-            .into_iter()
-            .map(|r| Rejected {
-                index: r.index,
-                error: r.error.to_string(),
-            })
-            .collect(),
-    };
-    // Our own types: serializing cannot fail (string keys, no floats).
+    // Our own type: serializing cannot fail (string keys, no floats).
     Ok(Some(
-        serde_json::to_vec(&out).unwrap_or_else(|_| b"null".to_vec()),
+        serde_json::to_vec(&outcome.report()).unwrap_or_else(|_| b"null".to_vec()),
     ))
 }
