@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use chrono::{NaiveDate, NaiveTime, TimeZone};
-use traqq_core::bucket::BucketKind;
+use chrono::NaiveDate;
+use traqq_core::bucket::{BucketKind, Calendar};
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::{DayResult, MetricData, MetricResult};
 
@@ -32,25 +32,12 @@ fn parse_time(config: &FileConfig, text: &str, end_of_day: bool) -> Result<i64, 
             "{text:?} is not a date (expected YYYY-MM-DD, RFC 3339 or unix seconds)"
         ))
     })?;
-    let tz = config.time.zone().map_err(|e| UsageError(e.to_string()))?;
-    let (time, fallback) = if end_of_day {
-        (
-            NaiveTime::from_hms_opt(23, 59, 59),
-            NaiveTime::from_hms_opt(12, 0, 0),
-        )
+    let calendar = Calendar::new(config.time.zone().map_err(|e| UsageError(e.to_string()))?);
+    Ok(if end_of_day {
+        calendar.end_of_date(date)
     } else {
-        (
-            NaiveTime::from_hms_opt(0, 0, 0),
-            NaiveTime::from_hms_opt(12, 0, 0),
-        )
-    };
-    // Midnight can fall into a DST gap; noon never does.
-    [time, fallback]
-        .into_iter()
-        .flatten()
-        .find_map(|t| tz.from_local_datetime(&date.and_time(t)).earliest())
-        .map(|d| d.timestamp())
-        .ok_or_else(|| UsageError(format!("{text:?} does not exist in {}", config.time.timezone)))
+        calendar.start_of_date(date)
+    })
 }
 
 pub(crate) fn range_and_opts(

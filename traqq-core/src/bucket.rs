@@ -145,8 +145,16 @@ impl Calendar {
         self.bucket_start(kind, start - 1)
     }
 
-    fn start_of_date(&self, date: NaiveDate) -> i64 {
+    /// The first instant of the calendar date `date` in this zone (local midnight, or the
+    /// first instant after it when midnight falls into a DST gap).
+    pub fn start_of_date(&self, date: NaiveDate) -> i64 {
         self.resolve(date.and_time(chrono::NaiveTime::MIN))
+    }
+
+    /// The last second of the calendar date `date` in this zone (just before the next day's
+    /// start: 23:59:59 on a normal day).
+    pub fn end_of_date(&self, date: NaiveDate) -> i64 {
+        self.start_of_date(date + Duration::days(1)) - 1
     }
 
     /// Local midnight of the day holding `ts`.
@@ -265,6 +273,23 @@ mod tests {
 
     fn cal(z: &str) -> Calendar {
         Calendar::new(z.parse().unwrap())
+    }
+
+    #[test]
+    fn dates_start_at_local_midnight_and_end_before_the_next() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day).unwrap();
+        let ny = cal("America/New_York");
+        // 2026-11-01 is 25 hours long, 2026-03-08 23 hours.
+        let fall = ny.start_of_date(d(2026, 11, 1));
+        assert_eq!(ny.end_of_date(d(2026, 11, 1)) - fall + 1, 25 * 3600);
+        let spring = ny.start_of_date(d(2026, 3, 8));
+        assert_eq!(ny.end_of_date(d(2026, 3, 8)) - spring + 1, 23 * 3600);
+        assert_eq!(ny.day_start(ny.end_of_date(d(2026, 3, 8))), spring);
+        // Midnight inside a DST gap (Santiago springs forward at 00:00): the first instant after.
+        let santiago = cal("America/Santiago");
+        let start = santiago.start_of_date(d(2026, 9, 6));
+        assert_eq!(santiago.label(BucketKind::Day, start), "2026-09-06");
+        assert_eq!(santiago.day_start(start), start);
     }
 
     #[test]
