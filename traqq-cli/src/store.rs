@@ -122,6 +122,8 @@ pub(crate) fn open(storage: &StorageConfig, retention: RetentionConfig) -> anyho
     })
 }
 
+// `retention` is for Redis (EXPIRE); builds without Redis do not use it.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
 fn open_backend(storage: &StorageConfig, retention: RetentionConfig) -> anyhow::Result<Arc<dyn Storage>> {
     check_backend(storage)?;
     Ok(match storage.backend.as_str() {
