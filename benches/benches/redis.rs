@@ -2,7 +2,7 @@
 //! through the engine into a local Redis, in batches of 1,000 events, and prints events/s and
 //! Redis `used_memory`; then the same through the write buffer.
 //!
-//! `cargo bench -p traqq-redis` uses `TRAQQ_REDIS_URL` when set, else starts its own
+//! `cargo bench -p traqq-bench --bench redis` uses `TRAQQ_REDIS_URL` when set, else starts its own
 //! `redis-server` (no persistence) on a free loopback port (`traqq_bench::redis_server`).
 //! `TRAQQ_BENCH_EVENTS` changes the event count (default 1,000,000). A criterion benchmark of
 //! single 1,000-event batches follows.
