@@ -561,7 +561,7 @@ fn storage_outage_answers_errors_promptly_and_recovers() {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("flaky storage is unavailable: injected outage"),
+            err.contains("faulty storage is unavailable: injected outage"),
             "{err}"
         );
         let err = client.query(TS, TS).unwrap_err().to_string();

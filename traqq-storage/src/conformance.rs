@@ -21,7 +21,10 @@ use traqq_core::read::{Read, ReadResult};
 
 use crate::storage::{Storage, StorageExt};
 
+pub mod faulty;
 pub mod persistent;
+
+pub use faulty::Faulty;
 
 const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_006_400);
 

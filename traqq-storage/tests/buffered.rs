@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use traqq_storage::conformance::Faulty;
 use traqq_storage::prelude::*;
 use traqq_storage::traqq_core::batch::{Batch, Number};
 use traqq_storage::traqq_core::bucket::BucketKind;
-use traqq_storage::traqq_core::read::{Read, ReadResult};
+use traqq_storage::traqq_core::read::Read;
 use traqq_storage::{BufferConfig, BufferedStorage};
 
 const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_000_000 - 1_700_000_000 % 86_400);
@@ -240,42 +241,10 @@ fn many_threads_recording_through_the_engine_lose_nothing() {
     assert!(err < 0.03, "{ips} distinct ips, truth {n}");
 }
 
-/// The memory store behind a switch that makes writes fail as if the store were unreachable,
-/// counting the attempts.
-#[derive(Debug, Default)]
-struct Switched {
-    inner: MemoryStorage,
-    down: std::sync::atomic::AtomicBool,
-    attempts: std::sync::atomic::AtomicUsize,
-}
-
-impl Storage for Switched {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn apply(&self, batch: &Batch) -> traqq_storage::Result<()> {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.attempts.fetch_add(1, SeqCst);
-        if self.down.load(SeqCst) {
-            return Err(traqq_storage::Error::Unavailable {
-                backend: "switched",
-                source: "switched off".into(),
-            });
-        }
-        self.inner.apply(batch)
-    }
-    fn read(&self, reads: &[Read]) -> traqq_storage::Result<Vec<ReadResult>> {
-        self.inner.read(reads)
-    }
-    fn delete(&self, keys: &[String]) -> traqq_storage::Result<()> {
-        self.inner.delete(keys)
-    }
-}
-
 #[test]
 fn an_unreachable_store_is_retried_every_max_delay_not_in_a_busy_loop() {
     use std::sync::atomic::Ordering::SeqCst;
-    let store = Arc::new(Switched::default());
+    let store = Arc::new(Faulty::default());
     store.down.store(true, SeqCst);
     // Three operations fill the buffer (but do not make the caller write it): without a pause
     // the writer would retry at once, forever.
@@ -288,7 +257,7 @@ fn an_unreachable_store_is_retried_every_max_delay_not_in_a_busy_loop() {
     );
     b.apply(&batch("p:add:d:1:event", 3)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let attempts = store.attempts.load(SeqCst);
+    let attempts = store.applies.load(SeqCst);
     assert!(
         (1..=40).contains(&attempts),
         "{attempts} attempts in 300 ms at one per 20 ms"
@@ -308,40 +277,13 @@ fn an_unreachable_store_is_retried_every_max_delay_not_in_a_busy_loop() {
     assert_eq!(total(&store.inner, "p:add:d:1:event"), 3, "written once");
 }
 
-/// The memory store refusing (not for being unreachable) any batch that touches a key named
-/// `poison`: a batch whose contents the store will not take.
-#[derive(Debug, Default)]
-struct Picky {
-    inner: MemoryStorage,
-}
-
-impl Storage for Picky {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn apply(&self, batch: &Batch) -> traqq_storage::Result<()> {
-        if batch.iter().any(|(key, _)| key.contains("poison")) {
-            return Err(traqq_storage::Error::Backend {
-                backend: "picky",
-                source: "ERR value is NaN or Infinity".into(),
-            });
-        }
-        self.inner.apply(batch)
-    }
-    fn read(&self, reads: &[Read]) -> traqq_storage::Result<Vec<ReadResult>> {
-        self.inner.read(reads)
-    }
-    fn delete(&self, keys: &[String]) -> traqq_storage::Result<()> {
-        self.inner.delete(keys)
-    }
-}
-
 /// Issue 13 (3): a buffered write the store refused was handed to the next caller, so one
 /// client's bad batch made an unrelated client's record fail. Now it is dropped, counted and
 /// reported by `flush`; every other caller's writes go on.
 #[test]
 fn a_write_the_store_refuses_never_fails_another_callers_write() {
-    let store = Arc::new(Picky::default());
+    let store = Arc::new(Faulty::default());
+    store.refuse_keys_containing(Some("poison"));
     let b = BufferedStorage::new(
         Arc::clone(&store),
         BufferConfig {

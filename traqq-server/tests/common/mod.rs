@@ -7,13 +7,10 @@
     unreachable_pub
 )]
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use traqq_server::{RunningServer, ServerConfig};
 use traqq_storage::prelude::*;
-use traqq_storage::traqq_core::batch::Batch;
-use traqq_storage::Error;
 
 pub fn mapping() -> TraqqConfig {
     TraqqConfig {
@@ -53,55 +50,9 @@ pub fn start(config: ServerConfig) -> (RunningServer, Arc<MemoryStorage>) {
     (start_with(config, mapping(), store.clone()), store)
 }
 
-/// The real memory store, failing with `Error::Unavailable` while `down` is set (a fault
-/// injector for outage tests; real Redis outages are tested by traqq-redis).
-#[derive(Debug, Default)]
-pub struct Flaky {
-    pub inner: MemoryStorage,
-    pub down: AtomicBool,
-    pub flushes: AtomicUsize,
-    /// Milliseconds each `apply` sleeps (a slow store).
-    pub apply_delay_ms: AtomicUsize,
-}
-
-impl Flaky {
-    fn check(&self) -> traqq_storage::Result<()> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(Error::Unavailable {
-                backend: "flaky",
-                source: "injected outage".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-impl Storage for Flaky {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn apply(&self, batch: &Batch) -> traqq_storage::Result<()> {
-        self.check()?;
-        let delay = self.apply_delay_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(delay as u64));
-        }
-        self.inner.apply(batch)
-    }
-    fn read(&self, reads: &[Read]) -> traqq_storage::Result<Vec<ReadResult>> {
-        self.check()?;
-        self.inner.read(reads)
-    }
-    fn delete(&self, keys: &[String]) -> traqq_storage::Result<()> {
-        self.check()?;
-        self.inner.delete(keys)
-    }
-    fn flush(&self) -> traqq_storage::Result<()> {
-        self.check()?;
-        self.flushes.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
+/// The real memory store behind fault switches (outage, slow writes) and counters: the one
+/// fault injector of the test suites (real Redis outages are tested by traqq-redis).
+pub type Flaky = traqq_storage::conformance::Faulty;
 
 /// Writes `request` over and over on `stream` and never reads a reply, until a write fails
 /// (the server closed the connection) or `cap` bytes went out; returns the bytes sent.
