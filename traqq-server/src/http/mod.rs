@@ -253,16 +253,15 @@ async fn query(
     headers: HeaderMap,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Response {
-    let params = match params {
-        Ok(Query(p)) => p,
-        Err(rejection) => return bad(Command::Query, rejection.body_text()),
+    // `days=` makes it a `query_days`.
+    let command = |p: &Params| {
+        if p.iter().any(|(n, v)| n == "days" && !v.is_empty()) {
+            Command::QueryDays
+        } else {
+            Command::Query
+        }
     };
-    let command = if params.iter().any(|(n, v)| n == "days" && !v.is_empty()) {
-        Command::QueryDays
-    } else {
-        Command::Query
-    };
-    run_params(&state, &conn, &headers, command, params).await
+    read_request(&state, &conn, &headers, params, Command::Query, command).await
 }
 
 async fn find(
@@ -271,11 +270,24 @@ async fn find(
     headers: HeaderMap,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Response {
+    read_request(&state, &conn, &headers, params, Command::Find, |_| Command::Find).await
+}
+
+/// A `GET` of the API: its query string is the request's fields.
+async fn read_request(
+    state: &HttpState,
+    conn: &Conn,
+    headers: &HeaderMap,
+    params: Result<Query<Params>, QueryRejection>,
+    unreadable: Command,
+    command: impl FnOnce(&Params) -> Command,
+) -> Response {
     let params = match params {
         Ok(Query(p)) => p,
-        Err(rejection) => return bad(Command::Find, rejection.body_text()),
+        Err(rejection) => return bad(unreadable, rejection.body_text()),
     };
-    run_params(&state, &conn, &headers, Command::Find, params).await
+    let command = command(&params);
+    run_params(state, conn, headers, command, params).await
 }
 
 async fn run_params(
