@@ -12,7 +12,7 @@ mod report;
 mod store;
 mod target;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -41,6 +41,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a file, a pipe or journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     match commands::run(cli) {

@@ -979,3 +979,44 @@ fn auth_token_from_flag_env_and_config() {
     );
     assert!(open.terminate().success());
 }
+
+/// Issue 19: log lines carried ANSI colour codes into files and pipes. With stderr not a
+/// terminal, they are plain text.
+#[test]
+fn serve_logs_have_no_colour_codes_when_stderr_is_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--storage",
+            "memory",
+            "--tcp",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+        ])
+        .current_dir(dir.path())
+        .env_remove("TRAQQ_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if line.starts_with("listening: tcp") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("shutting down"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in {text:?}");
+}
