@@ -710,3 +710,51 @@ fn an_http_client_that_reads_no_responses_is_closed_after_the_idle_limit() {
     assert_eq!(status, 200);
     server.stop().unwrap();
 }
+
+/// Issue 19: `/livez` says the process is up even while the store is down; `/readyz` (and
+/// `/healthz`) say whether the store answers.
+#[test]
+fn livez_answers_while_the_store_is_down_and_readyz_does_not() {
+    let store = Arc::new(Flaky::default());
+    let server = start_with(loopback(), mapping(), store.clone());
+    let addr = server.http_addr().unwrap();
+    for path in ["/livez", "/readyz", "/healthz"] {
+        assert_eq!(call(addr, "GET", path, &[], b"").0, 200, "{path}");
+    }
+    store.set_down(true);
+    let (status, live) = call(addr, "GET", "/livez", &[], b"");
+    assert_eq!((status, live), (200, json!({"success": true, "data": "live"})));
+    for path in ["/readyz", "/healthz"] {
+        let (status, body) = call(addr, "GET", path, &[], b"");
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("unavailable"), "{body}");
+    }
+    store.set_down(false);
+    assert_eq!(call(addr, "GET", "/readyz", &[], b"").0, 200);
+    server.stop().unwrap();
+}
+
+/// Issue 19: a wrong method gets a JSON `405` naming the methods the path takes, with `Allow`.
+#[test]
+fn a_wrong_method_is_a_json_405_with_allow() {
+    let (server, _) = start(loopback());
+    let addr = server.http_addr().unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"DELETE /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut s, &mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 405"), "{raw}");
+    assert!(head.contains("allow: post"), "{raw}");
+    assert!(head.contains("content-type: application/json"), "{raw}");
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["success"], false);
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("DELETE") && error.contains("Allow"), "{body}");
+    server.stop().unwrap();
+}

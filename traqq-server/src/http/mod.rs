@@ -62,10 +62,15 @@ pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize, budget:
             get(|| async { axum::response::Html(traqq_dashboard::INDEX_HTML) }),
         )
         .route("/healthz", get(healthz))
+        // Orchestrators' habits: liveness (the process answers) apart from readiness (the
+        // store answers too); `/healthz` stays what it was, readiness.
+        .route("/livez", get(livez))
+        .route("/readyz", get(healthz))
         .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(end_bodiless_request))
+        .layer(axum::middleware::map_response(json_method_not_allowed))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -306,7 +311,37 @@ async fn run_params(
     .await
 }
 
-/// Liveness plus a storage round trip: 503 when the store is down. Needs no token.
+/// Liveness: the process is up and answering (no storage round trip). Needs no token.
+async fn livez() -> Response {
+    respond(Reply {
+        command: Command::Health,
+        status: Status::Ok,
+        body: br#"{"success":true,"data":"live"}"#.to_vec(),
+    })
+}
+
+/// A `405` in the API's JSON shape. axum adds the `Allow` header (the methods the path takes)
+/// around this layer, so the message points to it.
+async fn json_method_not_allowed(method: Method, response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let body = error_reply(
+        Command::Invalid,
+        Status::BadRequest,
+        &format!("method {method} is not allowed on this path; the Allow header lists the ones it takes"),
+    )
+    .body;
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// Readiness: a storage round trip, 503 when the store is down. Needs no token.
 async fn healthz(State(state): Shared, ConnectInfo(conn): ConnectInfo<Conn>) -> Response {
     let mut session = Session {
         authed: true,
@@ -333,7 +368,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
         Command::Invalid,
         Status::BadRequest,
         &format!(
-            "no route {method} {}; the API is POST /v1/events, GET /v1/query, GET /v1/find, GET /healthz, GET /metrics",
+            "no route {method} {}; the API is POST /v1/events, GET /v1/query, GET /v1/find, GET /healthz \
+             (= /readyz), GET /livez, GET /metrics",
             uri.path()
         ),
     ));
