@@ -634,3 +634,24 @@ fn past_max_inflight_bytes_requests_are_refused_at_once_and_served_again_after()
     let (status, body) = http_post(http, "/v1/events", &[], br#"{"event":"a"}"#.to_vec());
     assert_eq!(status, 200, "{body}");
 }
+
+/// Finding 6: request heads with bare-LF line ends were accepted (a smuggling risk behind a
+/// proxy that reads them differently). Such a request is refused; CRLF is served.
+#[test]
+fn a_request_head_with_a_bare_lf_is_refused() {
+    let (server, _) = start(loopback());
+    let http = server.http_addr().unwrap();
+    for head in [
+        "GET /healthz HTTP/1.1\nHost: x\nConnection: close\n\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        assert!(!raw.contains(" 200 "), "{head:?} was served: {raw}");
+    }
+    let ok = http_request(http, "GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(ok.status, 200);
+}

@@ -165,7 +165,37 @@ pub(crate) struct LimitedStream {
     /// When the first byte of the request being read arrived.
     request_started: Option<tokio::time::Instant>,
     request_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Line endings of the request head being read.
+    head: HeadScan,
     metrics: Arc<Metrics>,
+}
+
+/// Checks that every line of a request head ends with CRLF: hyper accepts a bare LF, and a
+/// proxy in front that does not could be made to see other requests than traqq does (request
+/// smuggling). The scan ends at the head's blank line; bodies are not looked at.
+#[derive(Debug, Default)]
+struct HeadScan {
+    /// The head's end (`\r\n\r\n`) was seen: the rest is body.
+    done: bool,
+    /// The last bytes seen, for a CRLF or a blank line split across reads.
+    tail: u32,
+}
+
+impl HeadScan {
+    /// Scans `bytes`; false at a bare LF in the head.
+    fn scan(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            if self.done {
+                return true;
+            }
+            if b == b'\n' && self.tail & 0xff != u32::from(b'\r') {
+                return false;
+            }
+            self.tail = (self.tail << 8) | u32::from(b);
+            self.done = self.tail == u32::from_be_bytes(*b"\r\n\r\n");
+        }
+        true
+    }
 }
 
 impl Drop for LimitedStream {
@@ -283,6 +313,7 @@ impl axum::serve::Listener for LimitedListener {
                             request_timeout: self.limits.request,
                             request_started: None,
                             request_timer: None,
+                            head: HeadScan::default(),
                             metrics: Arc::clone(&self.metrics),
                         },
                         addr,
@@ -320,6 +351,14 @@ impl AsyncRead for LimitedStream {
                     this.moved();
                     if this.request_started.is_none() && this.conn.busy.load(Ordering::Acquire) == 0 {
                         this.request_started = Some(tokio::time::Instant::now());
+                        this.head = HeadScan::default();
+                    }
+                    if !this.head.scan(&buf.filled()[before..]) {
+                        tracing::debug!("HTTP request head with a bare LF: closing");
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "request head line ended by a bare LF (CRLF required)",
+                        )));
                     }
                 }
                 Poll::Ready(result)
@@ -393,5 +432,28 @@ impl AsyncWrite for LimitedStream {
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_need_crlf_and_bodies_are_not_scanned() {
+        let mut ok = HeadScan::default();
+        assert!(ok.scan(b"GET / HTTP/1.1\r\nHost: x\r"));
+        assert!(ok.scan(b"\n\r\nbody\nwith\nbare\nLFs"), "split CRLF, then a body");
+        for bad in [
+            &b"GET / HTTP/1.1\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\n\r\n",
+            b"\n",
+        ] {
+            assert!(
+                !HeadScan::default().scan(bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }
