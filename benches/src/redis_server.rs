@@ -1,15 +1,12 @@
-//! A throwaway `redis-server` for benchmarks: no persistence, a free loopback port, stopped
-//! on drop. Benchmarks use `TRAQQ_REDIS_URL` instead when it is set.
+//! A Redis for benchmarks: the one named in `TRAQQ_REDIS_URL`, else a throwaway
+//! `redis-server` without persistence (`traqq_redis::testing::OwnServer`), stopped on drop.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use traqq_redis::testing::{free_port, OwnServer};
 
-/// A running `redis-server` child process (killed on drop), or `None` for a server the user
-/// named in `TRAQQ_REDIS_URL`.
+/// A Redis to benchmark against.
 #[derive(Debug)]
 pub struct RedisServer {
-    child: Option<Child>,
+    own: Option<OwnServer>,
     url: String,
 }
 
@@ -18,37 +15,13 @@ impl RedisServer {
     /// neither is available (the caller skips its Redis figures and says so).
     pub fn start() -> Option<RedisServer> {
         if let Ok(url) = std::env::var("TRAQQ_REDIS_URL") {
-            return Some(RedisServer { child: None, url });
+            return Some(RedisServer { own: None, url });
         }
-        let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-        let port = port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = RedisServer {
-            child: Some(child),
-            url: format!("redis://127.0.0.1:{port}/"),
-        };
-        // Ready once it accepts connections (a PING-less check keeps this crate free of a
-        // Redis client).
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        let own = OwnServer::ephemeral(free_port()?)?;
+        Some(RedisServer {
+            url: own.url(),
+            own: Some(own),
+        })
     }
 
     /// The server's URL.
@@ -58,15 +31,6 @@ impl RedisServer {
 
     /// The server's process id, when this process started it (for its CPU time).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.own.as_ref().and_then(OwnServer::pid)
     }
 }

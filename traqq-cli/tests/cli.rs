@@ -7,6 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use traqq_redis::testing::OwnServer;
 use traqq_server::client::http_request;
 
 const BIN: &str = env!("CARGO_BIN_EXE_traqq");
@@ -652,63 +653,13 @@ fn redis_over_tls_trusts_the_ca_named_in_the_config_file() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A throwaway redis-server of this test (no persistence), killed on drop.
-struct OwnRedis(Child);
-
-impl OwnRedis {
-    fn start(port: u16) -> Option<OwnRedis> {
-        let child = match Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("redis-server is missing under CI")
-            }
-            Err(_) => {
-                eprintln!("redis-server is not installed: skipping");
-                return None;
-            }
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(OwnRedis(child));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("redis-server did not come up on port {port}");
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    traqq_redis::testing::free_port().unwrap()
 }
 
 #[test]
 fn redis_outage_gives_errors_and_the_server_recovers() {
     let port = free_port();
-    let Some(redis) = OwnRedis::start(port) else {
+    let Some(redis) = OwnServer::ephemeral(port) else {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}/");
@@ -746,7 +697,7 @@ fn redis_outage_gives_errors_and_the_server_recovers() {
     );
 
     // Redis comes back (empty: it kept nothing): the same server serves again.
-    let _redis = OwnRedis::start(port).unwrap();
+    let _redis = OwnServer::ephemeral(port).unwrap();
     let mut recovered = false;
     for _ in 0..100 {
         if http_request(http, "GET", "/healthz", &[], b"").unwrap().status == 200 {

@@ -105,23 +105,25 @@ impl Sketch {
     }
 
     /// Reads a sketch written by [`Sketch::to_bytes`]. Bytes that decode but do not form a
-    /// consistent sketch are an error, never a panic later.
+    /// consistent sketch are an error, never a panic or a huge allocation later.
     pub fn from_bytes(bytes: &[u8]) -> Result<Sketch> {
-        let inner: HyperLogLogPlus<u64, PassThrough> =
+        let stored: HyperLogLogPlus<u64, PassThrough> =
             postcard::from_bytes(bytes).map_err(|e| Error::Sketch(e.to_string()))?;
-        // `hyperloglogplus` trusts its own fields: a value with, say, fewer registers than
-        // its precision needs would panic when merged or counted. Both are tried here, where
-        // a panic becomes an error (merging into an empty sketch also checks the precision,
-        // which the crate keeps private).
-        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut probe = Sketch::new();
-            let merged = probe.inner.merge(&inner).is_ok();
-            probe.inner.count();
-            merged
+        // `hyperloglogplus` trusts its own fields (register count, sparse-list sizes): a value
+        // whose fields disagree with its data would panic, or allocate gigabytes, the next
+        // time it is used. So the stored registers are merged into a fresh sketch, whose
+        // fields are its own, and that one is returned; the merge also checks the precision
+        // (which the crate keeps private). A panic on the way is an error here.
+        let rebuilt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut fresh = Sketch::new();
+            fresh.inner.merge(&stored).map(|()| {
+                fresh.inner.count();
+                fresh
+            })
         }));
-        match checked {
-            Ok(true) => Ok(Sketch { inner }),
-            Ok(false) => Err(Error::Sketch(format!("precision differs from {PRECISION}"))),
+        match rebuilt {
+            Ok(Ok(sketch)) => Ok(sketch),
+            Ok(Err(_)) => Err(Error::Sketch(format!("precision differs from {PRECISION}"))),
             Err(_) => Err(Error::Sketch("inconsistent sketch fields".into())),
         }
     }
@@ -152,6 +154,26 @@ mod tests {
         assert_eq!(back.count(), u.count());
         assert_eq!(back.to_bytes(), bytes);
         assert!(Sketch::from_bytes(b"garbage").is_err());
+    }
+
+    /// Inputs the fuzzer found (fuzz/regressions/sketch): decoded fields that disagree with
+    /// the data made the next insert or merge panic, or allocate 6.9 GB.
+    #[test]
+    fn inconsistent_stored_fields_cannot_hurt_later_use() {
+        let zero_counts = [0x0e, 0, 0, 0, 0, 0, 0, 0, 0];
+        let huge_registers = [0x0e, 0x80, 0x80, 0x80, 0x80, 0x20, 0, 0, 0, 0, 0, 0, 0];
+        for bytes in [&zero_counts[..], &huge_registers[..]] {
+            if let Ok(mut s) = Sketch::from_bytes(bytes) {
+                s.insert("a");
+                s.insert_hash(0x1234_5678_9abc_def0);
+                let mut other = Sketch::new();
+                other.insert("b");
+                s.merge(&other);
+                assert!(s.count() <= 3, "{bytes:?}");
+                let again = s.to_bytes();
+                assert_eq!(Sketch::from_bytes(&again).unwrap().to_bytes(), again);
+            }
+        }
     }
 
     #[test]

@@ -92,8 +92,51 @@ mod backend;
 pub mod config;
 pub mod keys;
 mod script;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod values;
 
 pub use backend::RedisStorage;
 pub use config::RedisConfig;
 pub use keys::KeyLayout;
+
+/// Hooks for the fuzz targets in `fuzz/` (`cargo fuzz` builds with `--cfg fuzzing`): the
+/// crate-private conversions of Redis replies. Empty in every other build.
+#[doc(hidden)]
+#[allow(unexpected_cfgs)] // `fuzzing` is set only by cargo fuzz
+pub mod fuzzing {
+    #[cfg(fuzzing)]
+    pub use hooks::*;
+
+    #[cfg(fuzzing)]
+    mod hooks {
+        use redis::Value;
+        use traqq_core::batch::Number;
+        use traqq_storage::Result;
+
+        /// A stored hash number.
+        pub fn number(key: &str, field: &str, text: &str) -> Result<Number> {
+            crate::values::number(key, field, text)
+        }
+        /// An `HGETALL` reply.
+        pub fn hash(key: &str, v: Value) -> Result<Vec<(String, Number)>> {
+            crate::values::hash(key, v)
+        }
+        /// An `SMEMBERS` reply.
+        pub fn strings(key: &str, v: Value) -> Result<Vec<String>> {
+            crate::values::strings(key, v)
+        }
+        /// A `PFCOUNT` reply.
+        pub fn count(key: &str, v: Value) -> Result<u64> {
+            crate::values::count(key, v)
+        }
+        /// A `ZREVRANGE … WITHSCORES` reply.
+        pub fn ranked(key: &str, v: Value) -> Result<Vec<(String, f64, String)>> {
+            crate::values::ranked(key, v)
+        }
+        /// A `GET` reply of a key that may be missing.
+        pub fn optional_bytes(key: &str, v: Value) -> Result<Option<Vec<u8>>> {
+            crate::values::optional_bytes(key, v)
+        }
+    }
+}

@@ -312,7 +312,7 @@ fn wrong_types_are_errors_naming_the_key() {
 fn a_flushed_script_cache_is_reloaded_and_counts_once() {
     // Its own server: a SCRIPT FLUSH on the shared one would race the other tests' batches.
     let dir = tempfile::tempdir().unwrap();
-    let Some(server) = common::OwnServer::start(common::free_port(), dir.path()) else {
+    let Some(server) = common::OwnServer::durable(common::free_port(), dir.path(), &[]) else {
         return;
     };
     let url = server.url();

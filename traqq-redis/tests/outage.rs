@@ -19,7 +19,7 @@ fn own_server() -> Option<(tempfile::TempDir, u16, common::OwnServer)> {
     common::single_url()?;
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let server = common::OwnServer::start(port, dir.path())?;
+    let server = common::OwnServer::durable(port, dir.path(), &[])?;
     Some((dir, port, server))
 }
 
@@ -77,7 +77,7 @@ fn outage_gives_unavailable_then_recording_resumes() {
     }
 
     // Same port, same append-only file: the data from before the crash is back.
-    let _server = common::OwnServer::start(port, dir.path()).unwrap();
+    let _server = common::OwnServer::durable(port, dir.path(), &[]).unwrap();
     let mut applied = 0;
     let mut failed = 0;
     let start = Instant::now();
@@ -104,8 +104,7 @@ fn password_and_database_from_the_url() {
     }
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let Some(_server) = common::OwnServer::start_with(port, dir.path(), &["--requirepass", "s3cret-pw"])
-    else {
+    let Some(_server) = common::OwnServer::durable(port, dir.path(), &["--requirepass", "s3cret-pw"]) else {
         return;
     };
     let key = "pw:add:d:1700006400:event";
@@ -172,7 +171,7 @@ fn a_write_buffer_keeps_its_operations_across_an_outage_and_writes_them_once() {
     );
     buffered.apply(&one).unwrap();
 
-    let _server = common::OwnServer::start(port, dir.path()).unwrap();
+    let _server = common::OwnServer::durable(port, dir.path(), &[]).unwrap();
     let start = Instant::now();
     let mut failures = 0;
     while let Err(e) = buffered.flush() {

@@ -67,3 +67,44 @@ mod overlay;
 pub use backend::SledStorage;
 pub use config::SledConfig;
 pub use traqq_storage::Durability;
+
+/// Hooks for the fuzz targets in `fuzz/` (`cargo fuzz` builds with `--cfg fuzzing`): the
+/// crate-private decoders of stored data. Empty in every other build.
+#[doc(hidden)]
+#[allow(unexpected_cfgs)] // `fuzzing` is set only by cargo fuzz
+pub mod fuzzing {
+    #[cfg(fuzzing)]
+    pub use hooks::*;
+
+    #[cfg(fuzzing)]
+    mod hooks {
+        use traqq_core::batch::{Batch, KeyOps};
+        use traqq_storage::packed::{DecodeError, Entry};
+
+        /// Replays one logged batch (its chunks concatenated) as reopening does: the coalesced
+        /// operations per key, or `None` where replay refuses the record.
+        pub fn decode_log(bytes: &[u8]) -> Option<Vec<(String, KeyOps)>> {
+            let mut overlay = crate::overlay::Overlay::default();
+            crate::log::decode_into(bytes, &mut overlay)?;
+            Some(
+                overlay
+                    .iter()
+                    .map(|(k, ops)| (k.to_owned(), ops.clone()))
+                    .collect(),
+            )
+        }
+
+        /// The log chunks of `batch`.
+        pub fn encode_log(batch: &Batch) -> Vec<Vec<u8>> {
+            crate::log::encode(batch)
+        }
+
+        /// Folds `updates` into the stored packed map `existing`, as the log fold does.
+        pub fn fold_map(
+            existing: Option<&[u8]>,
+            updates: &mut [(&[u8], Entry)],
+        ) -> Result<Vec<u8>, DecodeError> {
+            crate::codec::fold_map(existing, updates)
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! One event's JSON: `IncomingEvent::parse_slice`/`parse_slice_with`/`parse_str`, its
+//! properties and event time, and op generation from it (traqq-core).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use traqq_core::event::{EventLimits, IncomingEvent};
+use traqq_fuzz::{check_event, record};
+
+fuzz_target!(|data: &[u8]| {
+    let limits = EventLimits::default();
+    let parsed = IncomingEvent::parse_slice_with(data, limits);
+    let plain = IncomingEvent::parse_slice(data);
+    assert_eq!(
+        parsed.is_ok(),
+        plain.is_ok(),
+        "parse_slice and parse_slice_with(default) disagree"
+    );
+    if let (Ok(a), Ok(b)) = (&parsed, &plain) {
+        assert_eq!(a, b);
+    }
+    // Text and bytes parse alike.
+    if let Ok(text) = std::str::from_utf8(data) {
+        match (IncomingEvent::parse_str(text), &parsed) {
+            (Ok(a), Ok(b)) => assert_eq!(&a, b, "parse_str and parse_slice disagree"),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("parse_str: {a:?}, parse_slice: {b:?}"),
+        }
+    }
+    // Tight limits: the caps hold whatever the input.
+    let tight = EventLimits {
+        max_properties: 3,
+        max_name_length: 5,
+    };
+    if let Ok(event) = IncomingEvent::parse_slice_with(data, tight) {
+        check_event(&event, tight);
+    }
+    // The Value path (`from_value`, used by `from_json`) on the same document.
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        if let Ok(event) = IncomingEvent::from_value(&value) {
+            check_event(&event, limits);
+            record(&event);
+        }
+    }
+    let Ok(event) = parsed else { return };
+    check_event(&event, limits);
+    record(&event);
+    let owned = event.clone().into_owned();
+    assert_eq!(owned, event, "into_owned changed the event");
+});
