@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// On shutdown, how long open requests may take to finish before their connections are
     /// closed and the store is flushed.
     pub shutdown_grace_secs: f64,
+    /// Web origins (`https://app.example.com`) whose pages may call the HTTP API from a browser
+    /// (CORS); `["*"]` allows any. Empty (the default): no CORS headers, same-origin only.
+    pub cors_origins: Vec<String>,
     /// Allow a non-loopback address without `auth_token` (the CLI's `--insecure`; never read
     /// from a file).
     #[serde(skip)]
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: 300.0,
             request_timeout_secs: 30.0,
             shutdown_grace_secs: 10.0,
+            cors_origins: Vec::new(),
             insecure: false,
         }
     }
@@ -93,6 +97,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("idle_timeout_secs", &self.idle_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("cors_origins", &self.cors_origins)
             .field("insecure", &self.insecure)
             .finish()
     }
@@ -143,6 +148,21 @@ impl ServerConfig {
                 return Err(Error::Config {
                     field: field.into(),
                     reason: "must be at least 1".into(),
+                });
+            }
+        }
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            let scheme_ok = origin.starts_with("http://") || origin.starts_with("https://");
+            let bad = origin != "*"
+                && (!scheme_ok
+                    || origin.ends_with('/')
+                    || origin.chars().any(|c| c.is_whitespace() || c.is_control()));
+            if bad {
+                return Err(Error::Config {
+                    field: format!("server.cors_origins[{i}]"),
+                    reason: format!(
+                        "{origin:?} is not an origin: scheme://host[:port] without a path, e.g. \"https://app.example.com\", or \"*\""
+                    ),
                 });
             }
         }

@@ -105,8 +105,12 @@ impl Server {
             ));
         }
         if let Some(listener) = self.http {
-            let router =
-                crate::http::router(Arc::clone(&self.dispatcher), self.config.max_body_bytes, budget);
+            let router = crate::http::router(
+                Arc::clone(&self.dispatcher),
+                self.config.max_body_bytes,
+                budget,
+                &self.config.cors_origins,
+            );
             let mut stop = stop_rx.clone();
             let slots = Slots::new(self.config.max_connections, self.config.max_connections_per_ip);
             let metrics = Arc::clone(self.dispatcher.metrics());

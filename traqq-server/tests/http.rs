@@ -758,3 +758,155 @@ fn a_wrong_method_is_a_json_405_with_allow() {
     assert!(error.contains("DELETE") && error.contains("Allow"), "{body}");
     server.stop().unwrap();
 }
+
+/// One raw HTTP/1.1 exchange: the status, the head (lowercased) and the body.
+fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+fn post(path: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Issue 19: gzip and zstd request bodies are inflated before parsing; a compressed body that
+/// inflates past `max_body_bytes` is refused like a large one (a zip bomb costs its limit).
+#[test]
+fn gzip_and_zstd_bodies_are_inflated_and_bombs_are_refused() {
+    use std::io::Write;
+    let (server, _) = start(ServerConfig {
+        max_body_bytes: 64 * 1024,
+        ..loopback()
+    });
+    let addr = server.http_addr().unwrap();
+    let events = format!(r#"[{{"event":"gz","ts":{TS}}},{{"event":"gz","ts":{TS}}}]"#);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(events.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let (status, _, body) = raw_exchange(addr, &post("/v1/events", &["Content-Encoding: gzip"], &gz));
+    assert_eq!(status, 200, "{body}");
+    let zst = zstd::encode_all(format!(r#"{{"event":"zst","ts":{TS}}}"#).as_bytes(), 3).unwrap();
+    let (status, _, body) = raw_exchange(addr, &post("/v1/events", &["Content-Encoding: zstd"], &zst));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((count(addr, "gz"), count(addr, "zst")), (2, 1));
+
+    // 1 MiB of spaces around an event: a ~1 KB gzip that inflates 16 times past the limit.
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    bomb.write_all(b"[").unwrap();
+    bomb.write_all(&vec![b' '; 1 << 20]).unwrap();
+    bomb.write_all(br#"{"event":"bomb"}]"#).unwrap();
+    let bomb = bomb.finish().unwrap();
+    assert!(bomb.len() < 4096);
+    let (status, _, body) = raw_exchange(addr, &post("/v1/events", &["Content-Encoding: gzip"], &bomb));
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(count(addr, "bomb"), 0);
+    server.stop().unwrap();
+}
+
+/// Issue 19: `navigator.sendBeacon` sends `text/plain`; such a body is taken as JSON.
+#[test]
+fn a_text_plain_body_is_recorded() {
+    let (server, _) = start(loopback());
+    let addr = server.http_addr().unwrap();
+    let body = format!(r#"{{"event":"beacon","ts":{TS}}}"#);
+    let (status, _, reply) = raw_exchange(
+        addr,
+        &post(
+            "/v1/events",
+            &["Content-Type: text/plain;charset=UTF-8"],
+            body.as_bytes(),
+        ),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(count(addr, "beacon"), 1);
+    server.stop().unwrap();
+}
+
+/// Issue 19: `server.cors_origins` lets pages of those origins call the API: preflights are
+/// answered, responses carry `Access-Control-Allow-Origin`; other origins get no CORS headers.
+#[test]
+fn cors_allows_the_configured_origins_only() {
+    let (server, _) = start(ServerConfig {
+        cors_origins: vec!["https://app.example".into()],
+        ..loopback()
+    });
+    let addr = server.http_addr().unwrap();
+    let preflight = |origin: &str| {
+        raw_exchange(
+            addr,
+            format!(
+                "OPTIONS /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: {origin}\r\n\
+                 Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let (status, head, _) = preflight("https://app.example");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    assert!(
+        head.contains("access-control-allow-methods:") && head.contains("post"),
+        "{head}"
+    );
+    assert!(head.contains("authorization"), "{head}");
+    let (_, head, _) = preflight("https://evil.example");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+
+    let body = format!(r#"{{"event":"cors","ts":{TS}}}"#);
+    let (status, head, _) = raw_exchange(
+        addr,
+        &post("/v1/events", &["Origin: https://app.example"], body.as_bytes()),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    // Without the setting, no CORS headers at all.
+    let (plain, _) = start(loopback());
+    let (_, head, _) = raw_exchange(
+        plain.http_addr().unwrap(),
+        &post("/v1/events", &["Origin: https://app.example"], body.as_bytes()),
+    );
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    server.stop().unwrap();
+    plain.stop().unwrap();
+
+    // Origins are checked when the config is.
+    for bad in ["app.example", "https://app.example/", "https://a b"] {
+        let err = ServerConfig {
+            cors_origins: vec![bad.into()],
+            ..loopback()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.cors_origins[0]"), "{bad}: {err}");
+    }
+}

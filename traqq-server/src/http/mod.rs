@@ -36,7 +36,12 @@ type Params = Vec<(String, String)>;
 /// The router: `POST /v1/events`, `GET /v1/query`, `GET /v1/find`, `GET /healthz`, `GET /metrics`.
 ///
 /// The API routes sit behind [`require_token`], which runs before any body is read.
-pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize, budget: ByteBudget) -> Router {
+pub(crate) fn router(
+    dispatcher: Arc<Dispatcher>,
+    max_body_bytes: usize,
+    budget: ByteBudget,
+    cors_origins: &[String],
+) -> Router {
     let state = Arc::new(HttpState {
         dispatcher,
         max_body_bytes,
@@ -70,9 +75,40 @@ pub(crate) fn router(dispatcher: Arc<Dispatcher>, max_body_bytes: usize, budget:
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(end_bodiless_request))
+        // gzip and zstd request bodies are inflated as they are read, so the body limit and
+        // the parsers see the inflated bytes (a small bomb is refused like a large body).
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(axum::middleware::map_response(json_method_not_allowed))
         .layer(axum::middleware::map_response(security_headers))
+        .layer(cors(cors_origins))
         .with_state(state)
+}
+
+/// `server.cors_origins` as a CORS layer (answers preflights itself; no headers at all when
+/// the list is empty). Origins were checked by the config's validation.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| header::HeaderValue::from_str(o).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 /// Headers every answer carries: the dashboard may not be framed by another site
@@ -157,7 +193,9 @@ async fn reserve_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    // A compressed body's inflated size is unknown until it is read: count the most it may be.
+    let chunked =
+        headers.contains_key(header::TRANSFER_ENCODING) || headers.contains_key(header::CONTENT_ENCODING);
     let bytes = match (length, chunked) {
         (_, true) | (None, _) if request.method() == Method::POST => state.max_body_bytes,
         (Some(n), _) => n.min(state.max_body_bytes),
