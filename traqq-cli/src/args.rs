@@ -11,6 +11,9 @@ pub(crate) struct Cli {
     /// Config file (TOML); without it, defaults.
     #[arg(long, short = 'c', env = "TRAQQ_CONFIG", global = true, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// Log lines as text (colours only on a terminal) or as JSON objects, one per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -32,6 +35,22 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     /// Apply retention now: delete the buckets older than [retention] from a local store.
     Prune(PruneArgs),
+    /// Print a shell completion script: `traqq completions bash > /etc/bash_completion.d/traqq`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `traqq man > /usr/local/share/man/man1/traqq.1`.
+    Man,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -78,7 +97,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, value_enum)]
     pub(crate) storage: Option<Backend>,
     /// Directory of an embedded store.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "TRAQQ_DATA")]
     pub(crate) data: Option<PathBuf>,
     /// Redis URL.
     #[arg(long, value_name = "URL")]
@@ -90,7 +109,7 @@ pub(crate) struct StoreArgs {
 pub(crate) struct TargetArgs {
     /// Server TCP address (default: server.tcp of the config). Without --addr, --data or
     /// --storage selects a local store instead.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "TRAQQ_ADDR")]
     pub(crate) addr: Option<String>,
     /// Token for a server with auth_token.
     #[arg(long, env = "TRAQQ_TOKEN", hide_env_values = true)]

@@ -38,12 +38,14 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        args::LogFormat::Json => logs.json().init(),
         // Colour codes only for a person at a terminal, never into a file, a pipe or journald.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        args::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 
     match commands::run(cli) {
         Ok(code) => code,

@@ -971,3 +971,145 @@ fn serve_logs_have_no_colour_codes_when_stderr_is_a_file() {
     assert!(text.contains("shutting down"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in {text:?}");
 }
+
+/// Issue 19: completion scripts for each shell and a man page, generated from the same
+/// command-line definition.
+#[test]
+fn completions_for_each_shell_and_a_man_page() {
+    for (shell, marker) in [
+        ("bash", "complete"),
+        ("zsh", "#compdef traqq"),
+        ("fish", "complete -c traqq"),
+    ] {
+        let out = traqq(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for sub in ["serve", "import", "query", "find", "prune"] {
+            assert!(script.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let out = traqq(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+    let man = traqq(&["man"]);
+    assert!(man.status.success());
+    let page = text(&man.stdout);
+    assert!(page.starts_with(".ie") || page.contains(".TH traqq"), "{page}");
+    assert!(page.contains("serve") && page.contains("completions"), "{page}");
+}
+
+/// Issue 19: `TRAQQ_DATA` stands for `--data`, `TRAQQ_ADDR` for `--addr`.
+#[test]
+fn data_and_addr_come_from_the_environment_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let event = format!(r#"{{"event":"env","ts":{TS}}}"#);
+    let run = |args: &[&str], envs: &[(&str, &std::path::Path)]| {
+        let mut c = Command::new(BIN);
+        c.args(args).env_remove("TRAQQ_CONFIG").env_remove("RUST_LOG");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = run(&["record", "--event", &event], &[("TRAQQ_DATA", &data)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &[
+            "find",
+            "add/event",
+            "--from",
+            &TS.to_string(),
+            "--merge",
+            "--format",
+            "json",
+            "--data",
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--data needs a value: {}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &[
+            "find",
+            "add/event",
+            "--from",
+            &TS.to_string(),
+            "--to",
+            &TS.to_string(),
+            "--merge",
+            "--format",
+            "json",
+        ],
+        &[("TRAQQ_DATA", &data)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(found[0]["result"]["Hash"]["env"], 1, "{found}");
+    // TRAQQ_ADDR: a server address nobody listens on is the one tried.
+    let port = free_port();
+    let out = run(
+        &["record", "--event", &event],
+        &[("TRAQQ_ADDR", std::path::Path::new(&format!("127.0.0.1:{port}")))],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Issue 19: `--log-format json` writes one JSON object per log line.
+#[test]
+fn serve_logs_json_lines_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--storage",
+            "memory",
+            "--tcp",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+        ])
+        .current_dir(dir.path())
+        .env_remove("TRAQQ_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if line.starts_with("listening: tcp") {
+            break;
+        }
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let entries: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        entries.iter().any(|e| e["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shutting down"))),
+        "{text}"
+    );
+}
