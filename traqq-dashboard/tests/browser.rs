@@ -1064,3 +1064,107 @@ fn custom_dates_are_the_servers_days_in_any_zone() {
         server.stop().unwrap();
     }
 }
+
+/// Serves `html` to every request on a loopback port, from a thread that stops with the
+/// test process (each connection is answered once and closed).
+fn serve_page(html: &'static str) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(100) {
+            let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    addr
+}
+
+/// A traqq HTTP API on its own port (another origin than any page), with `cors_origins`.
+fn start_api(token: Option<&str>, cors_origins: &[String]) -> RunningServer {
+    let traqq = Traqq::new(mapping("UTC"), MemoryStorage::new(), "api").unwrap();
+    RunningServer::start(
+        ServerConfig {
+            tcp: "off".into(),
+            http: "127.0.0.1:0".into(),
+            auth_token: token.map(str::to_owned),
+            cors_origins: cors_origins.to_vec(),
+            ..ServerConfig::default()
+        },
+        Arc::new(traqq),
+    )
+    .unwrap()
+}
+
+/// Today's count of `event` on the API at `addr`.
+fn today_count(addr: SocketAddr, token: Option<&str>, event: &str) -> i64 {
+    let (status, body) = http(
+        addr,
+        "GET",
+        "/v1/find?days=0&metric_type=add&key=event&merge=true",
+        token,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["data"][0]["result"]["Hash"][event].as_i64().unwrap_or(0)
+}
+
+/// Issue 19: a web page on another origin records events in real Chromium — with `fetch` and
+/// a bearer token (a CORS preflight, allowed by `cors_origins`) and with `navigator.sendBeacon`
+/// (`text/plain`, no preflight). Without `cors_origins` the browser refuses the `fetch`.
+#[test]
+fn a_page_on_another_origin_records_with_fetch_and_send_beacon() {
+    let Some(exe) = chromium() else { return };
+    // The page: a plain one (no CSP) served on its own port, so its own origin. (The
+    // dashboard's own CSP allows it to connect to its server only.)
+    let page = serve_page("<!doctype html><title>shop</title><body data-state=ready>a shop</body>");
+    let origin = format!("http://{page}");
+    let token = "cross-origin-token";
+    let api = start_api(Some(token), std::slice::from_ref(&origin));
+    let beacons = start_api(None, &[]);
+    let closed = start_api(Some(token), &[]);
+    let mut chrome = Chrome::launch(&exe);
+    chrome.open(&format!("{origin}/"), &["ready", "error", "auth"]);
+
+    let fetch = |chrome: &mut Chrome, addr: SocketAddr| {
+        chrome.eval(&format!(
+            r#"fetch("http://{addr}/v1/events", {{
+                method: "POST",
+                headers: {{ "Authorization": "Bearer {token}", "Content-Type": "application/json" }},
+                body: JSON.stringify([{{ event: "fetched" }}, {{ event: "fetched" }}]),
+            }}).then(r => r.status, e => "refused: " + e)"#
+        ))
+    };
+    assert_eq!(fetch(&mut chrome, api.http_addr().unwrap()), json!(200));
+    assert_eq!(today_count(api.http_addr().unwrap(), Some(token), "fetched"), 2);
+    let refused = fetch(&mut chrome, closed.http_addr().unwrap());
+    assert!(
+        refused.as_str().is_some_and(|s| s.starts_with("refused")),
+        "{refused}"
+    );
+    assert_eq!(
+        today_count(closed.http_addr().unwrap(), Some(token), "fetched"),
+        0
+    );
+
+    let queued = chrome.eval(&format!(
+        r#"navigator.sendBeacon("http://{}/v1/events", JSON.stringify({{ event: "beacon" }}))"#,
+        beacons.http_addr().unwrap()
+    ));
+    assert_eq!(queued, json!(true));
+    let addr = beacons.http_addr().unwrap();
+    chrome.wait_for(
+        |_| today_count(addr, None, "beacon") == 1,
+        "the beacon to be recorded",
+    );
+}
