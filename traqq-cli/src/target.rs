@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use serde_json::json;
 use serde_json::value::RawValue;
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::{DayResult, FindOptions, MetricResult};
@@ -103,7 +102,7 @@ impl Target {
     pub(crate) fn query(&mut self, range: Range, opts: QueryOptions) -> anyhow::Result<Vec<DayResult>> {
         match self {
             Target::Local(traqq) => Ok(local_query(traqq, range, opts)?.days),
-            Target::Server { client, .. } => Ok(client.request(&request("query", range, &opts, None))?),
+            Target::Server { client, .. } => Ok(client.query_range(range, &opts)?),
         }
     }
 
@@ -115,9 +114,7 @@ impl Target {
     ) -> anyhow::Result<Vec<MetricResult>> {
         match self {
             Target::Local(traqq) => Ok(local_query(traqq, range, opts)?.try_find(find)?),
-            Target::Server { client, .. } => {
-                Ok(client.request(&request("find", range, &opts, Some(find)))?)
-            }
+            Target::Server { client, .. } => Ok(client.find_range(range, &opts, find)?),
         }
     }
 
@@ -135,34 +132,4 @@ fn local_query(
     opts: QueryOptions,
 ) -> traqq_storage::Result<traqq_core::result::QueryResult> {
     traqq.query_range(range, opts)
-}
-
-fn request(cmd: &str, range: Range, opts: &QueryOptions, find: Option<&FindOptions>) -> serde_json::Value {
-    let mut req = json!({
-        "cmd": cmd,
-        "bucket": opts.bucket.as_str(),
-        "accept": opts.accept,
-        "ignore": opts.ignore,
-    });
-    match range {
-        Range::Days(d) if cmd == "query" => {
-            req["cmd"] = json!("query_days");
-            req["days"] = json!(d);
-        }
-        Range::Days(d) => req["days"] = json!(d),
-        Range::MinMax(a, b) => {
-            req["min"] = json!(a);
-            req["max"] = json!(b);
-        }
-    }
-    if let Some(limit) = opts.limit {
-        req["limit"] = json!(limit);
-    }
-    if let Some(f) = find {
-        req["metric_type"] = json!(f.metric_type);
-        req["key"] = json!(f.key);
-        req["add_key"] = json!(f.add_key);
-        req["merge"] = json!(f.merge);
-    }
-    req
 }

@@ -5,7 +5,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use traqq_core::result::{DayResult, MetricResult};
+use traqq_core::plan::{QueryOptions, QueryRange};
+use traqq_core::result::{DayResult, FindOptions, MetricResult};
 
 use crate::{Error, Result};
 
@@ -149,6 +150,22 @@ impl Client {
         typed(self.call(request)?)
     }
 
+    /// A query over `range` with the bucket size, limit and filters of `opts` (its
+    /// `min`/`max` are not used): the same request the engine's `Traqq::query_range` answers.
+    pub fn query_range(&mut self, range: QueryRange, opts: &QueryOptions) -> Result<Vec<DayResult>> {
+        self.request(&range_request(range, opts, None))
+    }
+
+    /// A `find` over `range` with `opts`, selecting and merging as `find` says.
+    pub fn find_range(
+        &mut self,
+        range: QueryRange,
+        opts: &QueryOptions,
+        find: &FindOptions,
+    ) -> Result<Vec<MetricResult>> {
+        self.request(&range_request(range, opts, Some(find)))
+    }
+
     /// `find` over the last `days` days.
     pub fn find_days(
         &mut self,
@@ -161,6 +178,38 @@ impl Client {
         self.request(&json!({"cmd": "find", "days": days, "metric_type": metric_type,
             "key": key, "add_key": add_key, "merge": merge}))
     }
+}
+
+/// The protocol request for a query (`find` given: a find) over `range` with `opts`.
+fn range_request(range: QueryRange, opts: &QueryOptions, find: Option<&FindOptions>) -> Value {
+    let cmd = match (find, range) {
+        (Some(_), _) => "find",
+        (None, QueryRange::Days(_)) => "query_days",
+        (None, QueryRange::MinMax(..)) => "query",
+    };
+    let mut req = json!({
+        "cmd": cmd,
+        "bucket": opts.bucket.as_str(),
+        "accept": opts.accept,
+        "ignore": opts.ignore,
+    });
+    match range {
+        QueryRange::Days(d) => req["days"] = json!(d),
+        QueryRange::MinMax(a, b) => {
+            req["min"] = json!(a);
+            req["max"] = json!(b);
+        }
+    }
+    if let Some(limit) = opts.limit {
+        req["limit"] = json!(limit);
+    }
+    if let Some(f) = find {
+        req["metric_type"] = json!(f.metric_type);
+        req["key"] = json!(f.key);
+        req["add_key"] = json!(f.add_key);
+        req["merge"] = json!(f.merge);
+    }
+    req
 }
 
 /// The `data` of a reply, or its error.
