@@ -931,13 +931,13 @@ fn auth_token_from_flag_env_and_config() {
     assert!(open.terminate().success());
 }
 
-/// Issue 19: log lines carried ANSI colour codes into files and pipes. With stderr not a
-/// terminal, they are plain text.
-#[test]
-fn serve_logs_have_no_colour_codes_when_stderr_is_a_file() {
+/// Runs `traqq [global] serve --storage memory` on a free TCP port with stderr in a file,
+/// stops it with SIGTERM once it listens, and returns what it logged.
+fn serve_log(global: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serve.log");
     let mut child = Command::new(BIN)
+        .args(global)
         .args([
             "serve",
             "--storage",
@@ -967,9 +967,32 @@ fn serve_logs_have_no_colour_codes_when_stderr_is_a_file() {
         .unwrap()
         .success());
     assert!(child.wait().unwrap().success());
-    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::read_to_string(&log).unwrap()
+}
+
+/// Issue 19: log lines carried ANSI colour codes into files and pipes. With stderr not a
+/// terminal, they are plain text.
+#[test]
+fn serve_logs_have_no_colour_codes_when_stderr_is_a_file() {
+    let text = serve_log(&[]);
     assert!(text.contains("shutting down"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in {text:?}");
+}
+
+/// Issue 19: `--log-format json` writes one JSON object per log line.
+#[test]
+fn serve_logs_json_lines_when_asked() {
+    let text = serve_log(&["--log-format", "json"]);
+    let entries: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(
+        entries.iter().any(|e| e["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shutting down"))),
+        "{text}"
+    );
 }
 
 /// Issue 19: completion scripts for each shell and a man page, generated from the same
@@ -1061,55 +1084,5 @@ fn data_and_addr_come_from_the_environment_too() {
         text(&out.stderr).contains(&format!("127.0.0.1:{port}")),
         "{}",
         text(&out.stderr)
-    );
-}
-
-/// Issue 19: `--log-format json` writes one JSON object per log line.
-#[test]
-fn serve_logs_json_lines_when_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("serve.log");
-    let mut child = Command::new(BIN)
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--storage",
-            "memory",
-            "--tcp",
-            "127.0.0.1:0",
-            "--http",
-            "off",
-        ])
-        .current_dir(dir.path())
-        .env_remove("TRAQQ_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(Ok(line)) = lines.next() {
-        if line.starts_with("listening: tcp") {
-            break;
-        }
-    }
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
-    let text = std::fs::read_to_string(&log).unwrap();
-    let entries: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
-        .collect();
-    assert!(
-        entries.iter().any(|e| e["fields"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("shutting down"))),
-        "{text}"
     );
 }
