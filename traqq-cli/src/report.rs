@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use chrono::NaiveDate;
 use traqq_core::bucket::{BucketKind, Calendar};
 use traqq_core::plan::QueryOptions;
-use traqq_core::result::{DayResult, MetricData, MetricResult};
+use traqq_core::result::{MetricData, MetricResult, QueryTotals};
 
 use crate::args::{Format, RangeArgs};
 use crate::config::FileConfig;
@@ -148,19 +148,40 @@ pub(crate) fn data(d: &MetricData) -> String {
 }
 
 /// Per bucket: one line per metric.
-pub(crate) fn table(days: &[DayResult]) -> String {
+/// The range's totals first (every metric merged: unique counts are unions), then one
+/// section per bucket.
+pub(crate) fn table(report: &QueryTotals) -> String {
     let mut out = String::new();
+    let days = &report.days;
+    if let (Some(first), Some(last)) = (days.first(), days.last()) {
+        let span = if first.date == last.date {
+            first.date.clone()
+        } else {
+            format!("{} .. {}", first.date, last.date)
+        };
+        let _ = writeln!(out, "total {span}");
+        section(&mut out, &report.totals);
+    }
     for day in days {
         let _ = writeln!(out, "{}", day.date);
-        if day.results.is_empty() {
-            out.push_str("  (no data)\n");
-        }
-        let width = day.results.iter().map(|m| label(m).len()).max().unwrap_or(0);
-        for m in &day.results {
-            let _ = writeln!(out, "  {:width$}  {}", label(m), data(&m.result));
-        }
+        section(&mut out, &day.results);
     }
     out
+}
+
+/// One line per metric, labels aligned.
+fn section(out: &mut String, results: &[MetricResult]) {
+    if results.is_empty() {
+        out.push_str("  (no data)\n");
+    }
+    let width = results
+        .iter()
+        .map(|m| label(m).chars().count())
+        .max()
+        .unwrap_or(0);
+    for m in results {
+        let _ = writeln!(out, "  {:width$}  {}", label(m), data(&m.result));
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::value::RawValue;
 use traqq_core::plan::QueryOptions;
-use traqq_core::result::{DayResult, FindOptions, MetricResult};
+use traqq_core::result::{DayResult, FindOptions, MetricResult, QueryTotals};
 use traqq_server::Client;
 use traqq_storage::{BatchReport, RejectedEvent, Traqq};
 
@@ -103,6 +103,20 @@ impl Target {
         match self {
             Target::Local(traqq) => Ok(local_query(traqq, range, opts)?.days),
             Target::Server { client, .. } => Ok(client.query_range(range, &opts)?),
+        }
+    }
+
+    /// [`Target::query`] with the range's totals.
+    pub(crate) fn query_totals(&mut self, range: Range, opts: QueryOptions) -> anyhow::Result<QueryTotals> {
+        match self {
+            Target::Local(traqq) => {
+                let result = local_query(traqq, range, opts)?;
+                Ok(QueryTotals {
+                    totals: result.totals()?,
+                    days: result.days,
+                })
+            }
+            Target::Server { client, .. } => Ok(client.query_totals(range, &opts)?),
         }
     }
 

@@ -1086,3 +1086,58 @@ fn data_and_addr_come_from_the_environment_too() {
         text(&out.stderr)
     );
 }
+
+/// Issue 19: `traqq query` as a table leads with the range's totals (unique counts are
+/// unions, not sums of days), then each day — from a server and from a local store alike.
+#[test]
+fn query_tables_lead_with_the_ranges_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(&["--storage", "memory"], dir.path());
+    let addr = server.tcp.clone();
+    let day2 = TS + 86_400;
+    // The same two ips on both days: 2 distinct per day, 2 over the range (not 4).
+    let lines: String = [TS, day2]
+        .iter()
+        .flat_map(|ts| {
+            ["1.1.1.1", "2.2.2.2"]
+                .map(|ip| format!("{{\"event\":\"view\",\"ip\":\"{ip}\",\"geo\":\"US\",\"ts\":{ts}}}\n"))
+        })
+        .collect();
+    let out = traqq_stdin(&["record", "--addr", &addr, "-"], &lines);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (from, to) = (TS.to_string(), day2.to_string());
+    let out = traqq(&[
+        "query", "--addr", &addr, "--from", &from, "--to", &to, "--format", "table",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "total 2023-11-14 .. 2023-11-15", "{table}");
+    let total_section: Vec<&str> = lines[1..]
+        .iter()
+        .take_while(|l| l.starts_with("  "))
+        .copied()
+        .collect();
+    assert!(
+        total_section
+            .iter()
+            .any(|l| l.contains("bmp ip") && l.contains("2 distinct")),
+        "{table}"
+    );
+    assert!(
+        total_section
+            .iter()
+            .any(|l| l.contains("add event") && l.contains("view 4")),
+        "{table}"
+    );
+    assert!(
+        table.contains("\n2023-11-14\n") && table.contains("\n2023-11-15\n"),
+        "{table}"
+    );
+    // JSON stays the list of days.
+    let days = query_json(&[
+        "query", "--addr", &addr, "--from", &from, "--to", &to, "--format", "json",
+    ]);
+    assert_eq!(days.as_array().unwrap().len(), 2);
+    assert_eq!(server.terminate().code(), Some(0));
+}

@@ -146,6 +146,15 @@ impl MetricResult {
     }
 }
 
+/// A query's buckets and its totals over the range (the reply to a query with `totals`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryTotals {
+    /// One entry per bucket.
+    pub days: Vec<DayResult>,
+    /// Every metric merged over the range ([`QueryResult::totals`]).
+    pub totals: Vec<MetricResult>,
+}
+
 /// All metrics of one bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DayResult {
@@ -264,6 +273,16 @@ impl QueryResult {
         }
         let mut groups: BTreeMap<_, Vec<&MetricResult>> = BTreeMap::new();
         for r in hits {
+            groups.entry(r.group()).or_default().push(r);
+        }
+        groups.into_values().map(|g| self.merge_group(&g)).collect()
+    }
+
+    /// Every metric merged over the whole range, one result per metric (unique counts are
+    /// the unions, never sums): the range's totals.
+    pub fn totals(&self) -> Result<Vec<MetricResult>> {
+        let mut groups: BTreeMap<_, Vec<&MetricResult>> = BTreeMap::new();
+        for r in self.days.iter().flat_map(|d| d.results.iter()) {
             groups.entry(r.group()).or_default().push(r);
         }
         groups.into_values().map(|g| self.merge_group(&g)).collect()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use traqq_core::plan::{QueryOptions, QueryRange};
-use traqq_core::result::{DayResult, FindOptions, MetricResult};
+use traqq_core::result::{DayResult, FindOptions, MetricResult, QueryTotals};
 
 use crate::{Error, Result};
 
@@ -154,6 +154,13 @@ impl Client {
     /// `min`/`max` are not used): the same request the engine's `Traqq::query_range` answers.
     pub fn query_range(&mut self, range: QueryRange, opts: &QueryOptions) -> Result<Vec<DayResult>> {
         self.request(&range_request(range, opts, None))
+    }
+
+    /// [`Client::query_range`] with the range's totals (every metric merged over it).
+    pub fn query_totals(&mut self, range: QueryRange, opts: &QueryOptions) -> Result<QueryTotals> {
+        let mut request = range_request(range, opts, None);
+        request["totals"] = json!(true);
+        self.request(&request)
     }
 
     /// A `find` over `range` with `opts`, selecting and merging as `find` says.

@@ -185,6 +185,9 @@ pub enum Request<'a> {
         range: Range,
         /// Bucket, limit and filters (`min`/`max` are set from `range`).
         opts: QueryOptions,
+        /// `"totals": true`: the reply is `{"days": [...], "totals": [...]}`, the totals being
+        /// every metric merged over the range (unique counts as unions).
+        totals: bool,
     },
     /// `find`.
     Find {

@@ -910,3 +910,41 @@ fn cors_allows_the_configured_origins_only() {
         assert!(err.contains("server.cors_origins[0]"), "{bad}: {err}");
     }
 }
+
+/// `totals=true` adds the range's totals (unique counts as unions) beside the days; without
+/// it the reply is the traqq 0.2 list of days.
+#[test]
+fn query_totals_are_unions_over_the_range() {
+    let (server, _) = start(loopback());
+    let addr = server.http_addr().unwrap();
+    let events: String = [TS, TS + 86_400]
+        .iter()
+        .flat_map(|ts| ["1.1.1.1", "2.2.2.2"].map(|ip| format!(r#"{{"event":"v","ip":"{ip}","ts":{ts}}}"#)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        call(addr, "POST", "/v1/events", &[NDJSON], events.as_bytes()).0,
+        200
+    );
+    let max = TS + 86_400;
+    let (status, plain) = call(addr, "GET", &format!("/v1/query?min={TS}&max={max}"), &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(plain["data"].as_array().unwrap().len(), 2);
+    let (status, with) = call(
+        addr,
+        "GET",
+        &format!("/v1/query?min={TS}&max={max}&totals=true"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200, "{with}");
+    assert_eq!(with["data"]["days"], plain["data"]);
+    let bmp = with["data"]["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric_type"] == "bmp")
+        .unwrap();
+    assert_eq!(bmp["result"], json!({"Count": 2}));
+    server.stop().unwrap();
+}

@@ -701,3 +701,47 @@ fn adv_counts_per_label_give_averages() {
         assert_eq!(count, counts.values().sum::<i64>());
     }
 }
+
+/// A range's totals: every metric merged once over all days, unique counts as unions.
+#[test]
+fn totals_merge_every_metric_over_the_range() {
+    let t = engine(
+        config(MappingConfig {
+            bitmap: vec!["ip".into()],
+            add: vec!["event".into()],
+            top: vec!["geo".into()],
+            ..MappingConfig::default()
+        }),
+        T0,
+    );
+    // The same two ips on three days, a third on the last.
+    for day in 0..3 {
+        for ip in ["1.1.1.1", "2.2.2.2"] {
+            t.record(ev(
+                json!({"event":"view","ip":ip,"geo":"US","ts":T0 - day * 86_400}),
+            ))
+            .unwrap();
+        }
+    }
+    t.record(ev(json!({"event":"buy","ip":"3.3.3.3","geo":"DE","ts":T0})))
+        .unwrap();
+    let r = t.query(T0 - 2 * 86_400, T0).unwrap();
+    let totals = r.totals().unwrap();
+    assert_eq!(totals.len(), 3, "{totals:?}");
+    let get = |kind: &str| {
+        totals
+            .iter()
+            .find(|m| m.find_type() == kind)
+            .map(|m| m.result.clone())
+            .unwrap()
+    };
+    assert_eq!(get("bmp"), MetricData::Count(3), "a union, not 2+2+3");
+    assert_eq!(
+        get("add"),
+        MetricData::Hash(BTreeMap::from([("view".into(), 6), ("buy".into(), 1)]))
+    );
+    assert_eq!(
+        get("top"),
+        MetricData::Ranked(vec![("US".into(), 6.0), ("DE".into(), 1.0)])
+    );
+}

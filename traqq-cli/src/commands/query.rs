@@ -10,10 +10,10 @@ use crate::target::Target;
 pub(super) fn query(config: &FileConfig, args: &QueryArgs) -> anyhow::Result<ExitCode> {
     let (range, opts) = range_and_opts(config, &args.range)?;
     let mut target = Target::open(config, &args.target)?;
-    let days = target.query(range, opts)?;
     let text = match format(&args.range) {
-        Format::Json => format!("{}\n", serde_json::to_string(&days)?),
-        Format::Table => table(&days),
+        // JSON stays the list of buckets (what scripts read); the table leads with totals.
+        Format::Json => format!("{}\n", serde_json::to_string(&target.query(range, opts)?)?),
+        Format::Table => table(&target.query_totals(range, opts)?),
     };
     emit(&text)
 }

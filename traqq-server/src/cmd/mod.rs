@@ -63,7 +63,9 @@ pub(crate) fn run(ctx: Ctx<'_>, request: Request<'_>, session: &mut Session) -> 
         Request::Health => health::run(ctx),
         Request::Record(event) => record::run(ctx, event),
         Request::RecordBatch(events) => record_batch::run(ctx, events),
-        Request::Query { range, opts, .. } => query::run(ctx, range, opts),
+        Request::Query {
+            range, opts, totals, ..
+        } => query::run(ctx, range, opts, totals),
         Request::Find { range, opts, find } => find::run(ctx, range, opts, &find),
     }
 }

@@ -3,19 +3,33 @@
 
 use traqq_core::bucket::BucketKind;
 use traqq_core::plan::QueryOptions;
-use traqq_core::result::QueryResult;
+use traqq_core::result::{QueryResult, QueryTotals};
 
 use super::{clip, json_within, Answer, Ctx, Fields, Parsed};
 use crate::protocol::{Command, Range, Request};
 
 pub(super) fn parse<'a>(command: Command, fields: &Fields<'a>) -> Parsed<Request<'a>> {
     let (range, opts) = range_and_options(command, fields)?;
-    Ok(Request::Query { command, range, opts })
+    let totals = fields.boolean("totals")?.unwrap_or(false);
+    Ok(Request::Query {
+        command,
+        range,
+        opts,
+        totals,
+    })
 }
 
-pub(super) fn run(ctx: Ctx<'_>, range: Range, opts: QueryOptions) -> Answer {
+pub(super) fn run(ctx: Ctx<'_>, range: Range, opts: QueryOptions, totals: bool) -> Answer {
     let result = read(ctx, range, opts)?;
-    json_within(&result.days, ctx.max_reply_bytes)
+    if !totals {
+        // The traqq 0.2 shape: the list of buckets.
+        return json_within(&result.days, ctx.max_reply_bytes);
+    }
+    let reply = QueryTotals {
+        totals: result.totals()?,
+        days: result.days,
+    };
+    json_within(&reply, ctx.max_reply_bytes)
 }
 
 /// The range (`days`, or `min` and `max`) and the options (`bucket`, `limit`, `accept`,
