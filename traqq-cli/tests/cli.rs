@@ -233,7 +233,9 @@ fn serve_record_query_over_tcp_and_http_then_sigterm_exits_0() {
         "table",
     ]);
     let table = text(&out.stdout);
-    assert!(table.starts_with("2023-11-14\n"), "{table}");
+    // The range's totals first (issue 19), then the day.
+    assert!(table.starts_with("total 2023-11-14\n"), "{table}");
+    assert!(table.contains("\n2023-11-14\n"), "{table}");
     assert!(
         table.contains("bmp ip") && table.contains("3 distinct"),
         "{table}"
