@@ -5,9 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use traqq_core::event::EventLimits;
-use traqq_fuzz::{check_event, NOW, PREFIX};
-use traqq_server::{parse_events_body, Request, RequestLimits, Traqq};
-use traqq_storage::{ManualClock, MemoryStorage};
+use traqq_fuzz::check_event;
+use traqq_server::{parse_events_body, Request, RequestLimits};
 
 const MAX_BATCH: usize = 100;
 
@@ -45,13 +44,7 @@ fuzz_target!(|data: &[u8]| {
         check_event(event, limits.event);
     }
     let n = events.len();
-    let config = traqq_core::config::TraqqConfig {
-        mapping: traqq_fuzz::mapping(),
-        ..Default::default()
-    };
-    let traqq = Traqq::new(config, MemoryStorage::new(), PREFIX)
-        .expect("valid config")
-        .with_clock(ManualClock::new(NOW));
+    let traqq = traqq_fuzz::engine();
     let outcome = traqq
         .record_results(events.into_iter().map(|e| e.map_err(traqq_storage::Error::from)))
         .expect("the memory store never fails");

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use traqq_core::event::EventLimits;
-use traqq_fuzz::{check_event, NOW, PREFIX};
-use traqq_server::{parse_line, Dispatcher, Metrics, Request, RequestLimits, Session, Traqq};
-use traqq_storage::{ManualClock, MemoryStorage};
+use traqq_fuzz::check_event;
+use traqq_server::{parse_line, Dispatcher, Metrics, Request, RequestLimits, Session};
 
 const MAX_BATCH: usize = 100;
 const TOKEN: &str = "s3cret";
@@ -51,13 +50,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let config = traqq_core::config::TraqqConfig {
-        mapping: traqq_fuzz::mapping(),
-        ..Default::default()
-    };
-    let traqq = Traqq::new(config, MemoryStorage::new(), PREFIX)
-        .expect("valid config")
-        .with_clock(ManualClock::new(NOW));
+    let traqq = traqq_fuzz::engine();
     let token = auth.then(|| TOKEN.to_owned());
     let dispatcher = Dispatcher::new(Arc::new(traqq), Arc::new(Metrics::default()), token, MAX_BATCH);
     let mut session = Session::default();

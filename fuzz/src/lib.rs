@@ -383,3 +383,15 @@ pub fn rocks_entries(
 pub fn rocks_encode_hashes(values: &[String]) -> Vec<u8> {
     rocks_codec::encode_hashes(values.iter())
 }
+
+/// An engine over a fresh memory store with the fuzz mapping, its clock at [`NOW`]: what the
+/// request targets answer with.
+pub fn engine() -> traqq_storage::Traqq {
+    let config = TraqqConfig {
+        mapping: mapping(),
+        ..Default::default()
+    };
+    traqq_storage::Traqq::new(config, traqq_storage::MemoryStorage::new(), PREFIX)
+        .expect("valid config")
+        .with_clock(traqq_storage::ManualClock::new(NOW))
+}
