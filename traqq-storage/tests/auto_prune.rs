@@ -5,13 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use traqq_storage::conformance::Faulty;
 use traqq_storage::prelude::*;
-use traqq_storage::traqq_core::batch::Batch;
-use traqq_storage::traqq_core::key::bucket_registry_key;
-use traqq_storage::traqq_core::read::{Read, ReadResult};
 
 /// Midnight UTC, Monday 2023-11-20.
 const DAY0: i64 = 1_700_438_400;
@@ -165,60 +163,24 @@ fn without_retention_or_with_auto_prune_off_nothing_is_deleted() {
     }
 }
 
-/// A memory store that counts prunes (reads of the bucket registry) and `delete` calls, and
-/// can be told to fail deletes.
-#[derive(Debug, Default)]
-struct Watched {
-    inner: MemoryStorage,
-    registry_reads: AtomicUsize,
-    deletes: AtomicUsize,
-    fail_deletes: AtomicBool,
-}
-
-impl Storage for Watched {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn apply(&self, batch: &Batch) -> traqq_storage::Result<()> {
-        self.inner.apply(batch)
-    }
-    fn read(&self, reads: &[Read]) -> traqq_storage::Result<Vec<ReadResult>> {
-        let registry = bucket_registry_key("app");
-        if reads
-            .iter()
-            .any(|r| matches!(r, Read::Members(k) if *k == registry))
-        {
-            self.registry_reads.fetch_add(1, Ordering::SeqCst);
-            // A slow prune, so concurrent writers arrive while it runs.
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        self.inner.read(reads)
-    }
-    fn delete(&self, keys: &[String]) -> traqq_storage::Result<()> {
-        if self.fail_deletes.load(Ordering::SeqCst) {
-            return Err(traqq_storage::Error::Unavailable {
-                backend: "watched",
-                source: "deletes are switched off".into(),
-            });
-        }
-        self.deletes.fetch_add(1, Ordering::SeqCst);
-        self.inner.delete(keys)
-    }
-    fn remove_members(&self, key: &str, members: &[String]) -> traqq_storage::Result<()> {
-        self.inner.remove_members(key, members)
-    }
+/// The memory store behind the conformance fault switches, its reads slowed so concurrent
+/// writers arrive while a prune runs; its set-member reads are prunes (the bucket registry).
+fn watched() -> Arc<Faulty> {
+    let store = Faulty::new(MemoryStorage::new());
+    store.read_delay_ms.store(50, Ordering::SeqCst);
+    Arc::new(store)
 }
 
 #[test]
 fn concurrent_writers_prune_once_per_day() {
-    let store = Arc::new(Watched::default());
+    let store = watched();
     let clock = Arc::new(ManualClock::new(DAY0));
     let traqq = Traqq::with_shared_storage(config(1, 1), store.clone(), "app")
         .unwrap()
         .with_clock(Arc::clone(&clock));
     record(&traqq, &[DAY0 + 60]);
     assert_eq!(
-        store.registry_reads.load(Ordering::SeqCst),
+        store.member_reads.load(Ordering::SeqCst),
         1,
         "the first write prunes"
     );
@@ -236,9 +198,10 @@ fn concurrent_writers_prune_once_per_day() {
             });
         }
     });
-    // One prune: one read of the registry, one delete of the expired keys (their entries
+    // One prune: one read of the registry and one of the expired entries' key lists (a second
+    // prune would read the registry again), one delete of the expired keys (their entries
     // leave the registry through `remove_members`).
-    assert_eq!(store.registry_reads.load(Ordering::SeqCst), 2);
+    assert_eq!(store.member_reads.load(Ordering::SeqCst), 1 + 2);
     assert_eq!(store.deletes.load(Ordering::SeqCst), 1);
     let report = traqq.last_auto_prune().unwrap();
     assert_eq!(
@@ -251,13 +214,13 @@ fn concurrent_writers_prune_once_per_day() {
 
 #[test]
 fn a_failed_prune_does_not_fail_the_write_and_is_retried_a_minute_later() {
-    let store = Arc::new(Watched::default());
+    let store = watched();
     let clock = Arc::new(ManualClock::new(DAY0));
     let traqq = Traqq::with_shared_storage(config(1, 0), store.clone(), "app")
         .unwrap()
         .with_clock(Arc::clone(&clock));
     record(&traqq, &[DAY0 + 60]);
-    store.fail_deletes.store(true, Ordering::SeqCst);
+    store.deletes_down.store(true, Ordering::SeqCst);
     clock.set(DAY0 + DAY);
     record(&traqq, &[DAY0 + DAY]);
     let failed = traqq.last_auto_prune().unwrap();
@@ -265,10 +228,10 @@ fn a_failed_prune_does_not_fail_the_write_and_is_retried_a_minute_later() {
         failed
             .outcome
             .as_ref()
-            .is_err_and(|e| e.contains("deletes are switched off")),
+            .is_err_and(|e| e.contains("injected outage")),
         "{failed:?}"
     );
-    store.fail_deletes.store(false, Ordering::SeqCst);
+    store.deletes_down.store(false, Ordering::SeqCst);
     clock.set(DAY0 + DAY + 59);
     record(&traqq, &[DAY0 + DAY + 59]);
     assert_eq!(

@@ -7,6 +7,8 @@
     unreachable_pub
 )]
 
+pub mod wire;
+
 use std::sync::Arc;
 
 use traqq_server::{RunningServer, ServerConfig};

@@ -16,9 +16,11 @@ use crate::{Capabilities, Error, MemoryStorage, Result, Storage};
 /// - `deletes_down`: only deletes fail that way;
 /// - `refuse`: a batch touching a key that contains this text fails with [`Error::Backend`]
 ///   (the store refuses its contents, as Redis refuses a value);
-/// - `apply_delay_ms`: every write sleeps that long first (a slow store).
+/// - `apply_delay_ms` / `read_delay_ms`: every write / read sleeps that long first (a slow
+///   store).
 ///
-/// It counts write attempts (`applies`, failed ones included), deletes and flushes.
+/// It counts write attempts (`applies`, failed ones included), set-member reads (how the
+/// engine reads its bucket registry, so: prunes), deletes and flushes.
 #[derive(Debug, Default)]
 pub struct Faulty<S = MemoryStorage> {
     /// The real store.
@@ -31,8 +33,12 @@ pub struct Faulty<S = MemoryStorage> {
     pub refuse: Mutex<Option<String>>,
     /// Milliseconds each `apply` sleeps first.
     pub apply_delay_ms: AtomicU64,
+    /// Milliseconds each `read` sleeps first.
+    pub read_delay_ms: AtomicU64,
     /// `apply` calls, failed ones included.
     pub applies: AtomicUsize,
+    /// `read` calls that asked for a set's members.
+    pub member_reads: AtomicUsize,
     /// `delete` calls that reached the store.
     pub deletes: AtomicUsize,
     /// `flush` calls that reached the store.
@@ -48,7 +54,9 @@ impl<S> Faulty<S> {
             deletes_down: AtomicBool::new(false),
             refuse: Mutex::new(None),
             apply_delay_ms: AtomicU64::new(0),
+            read_delay_ms: AtomicU64::new(0),
             applies: AtomicUsize::new(0),
+            member_reads: AtomicUsize::new(0),
             deletes: AtomicUsize::new(0),
             flushes: AtomicUsize::new(0),
         }
@@ -91,15 +99,16 @@ impl<S: Storage> Storage for Faulty<S> {
                 ));
             }
         }
-        let delay = self.apply_delay_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            std::thread::sleep(Duration::from_millis(delay));
-        }
+        pause(&self.apply_delay_ms);
         self.inner.apply(batch)
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         self.check(&self.down)?;
+        if reads.iter().any(|r| matches!(r, Read::Members(_))) {
+            self.member_reads.fetch_add(1, Ordering::SeqCst);
+        }
+        pause(&self.read_delay_ms);
         self.inner.read(reads)
     }
 
@@ -119,5 +128,13 @@ impl<S: Storage> Storage for Faulty<S> {
         self.check(&self.down)?;
         self.flushes.fetch_add(1, Ordering::SeqCst);
         self.inner.flush()
+    }
+}
+
+/// Sleeps for the milliseconds in `delay_ms`, if any.
+fn pause(delay_ms: &AtomicU64) {
+    let delay = delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        std::thread::sleep(Duration::from_millis(delay));
     }
 }

@@ -1,0 +1,329 @@
+//! The cases both transports share, written once and run over TCP JSON-lines and over HTTP
+//! (`tcp::` and `http::` tests): the same request must get the same answer — the same
+//! message, and over HTTP the status that goes with it. What only one wire has (malformed
+//! lines, `auth`, pipelining; bodies, routes, headers) is in `tcp.rs` and `http.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use traqq_server::{Command, ServerConfig, Status};
+use traqq_storage::prelude::*;
+
+use common::wire::{Session, Wire};
+use common::*;
+
+const TS: i64 = 1_700_000_000; // 2023-11-14T22:13:20Z
+
+over_both_wires!(
+    bad_requests_are_refused_with_a_message_naming_the_fault,
+    a_token_guards_every_request,
+    a_storage_outage_fails_requests_as_unavailable_and_recovers,
+    a_batch_records_good_events_and_names_the_rejected_ones,
+    hourly_buckets_filters_and_leaderboards,
+    totals_are_unions_over_the_range,
+);
+
+/// Requests answered with `status`, whatever their command (HTTP names a refused request by
+/// its route: it is refused before its body says whether it is one event or a batch).
+fn answered(server: &traqq_server::RunningServer, status: Status) -> u64 {
+    let metrics = server.metrics();
+    Command::ALL.iter().map(|&c| metrics.requests(c, status)).sum()
+}
+
+fn bad_requests_are_refused_with_a_message_naming_the_fault(wire: Wire) {
+    let (server, _) = start(ServerConfig {
+        max_batch_events: 5,
+        ..loopback()
+    });
+    let mut session = Session::open(&server, wire, None);
+    let record = |event: Value| json!({"cmd": "record", "event": event});
+    let cases: Vec<(Value, &str)> = vec![
+        (record(json!({"ip": "1.2.3.4"})), "field \"event\" is missing"),
+        (record(json!({"event": "   "})), "field \"event\" is empty"),
+        (record(json!({"event": 5})), "field \"event\" must be a string"),
+        (
+            record(json!({"event": "x", "ts": "yesterday"})),
+            "invalid event time in field \"ts\"",
+        ),
+        (record(json!({"event": "x", "ts": true})), "invalid event time"),
+        (
+            record(json!({"event": "x", "ts": 99_999_999_999_i64})),
+            "event time",
+        ),
+        (
+            json!({"cmd": "record_batch", "events": [{}, {}, {}, {}, {}, {}]}),
+            "batch holds more than 5 events (server.max_batch_events = 5)",
+        ),
+        (
+            json!({"cmd": "query", "min": 1_700_086_400, "max": 1_700_000_000}),
+            "\"min\" (1700086400) is after \"max\" (1700000000)",
+        ),
+        (
+            json!({"cmd": "query", "min": "yesterday", "max": 1_700_000_000}),
+            "\"min\" must be an integer",
+        ),
+        (
+            json!({"cmd": "query", "min": 1.5, "max": 1_700_000_000}),
+            "\"min\" must be an integer",
+        ),
+        (
+            json!({"cmd": "query", "max": 1_700_000_000}),
+            "missing field \"min\"",
+        ),
+        (
+            json!({"cmd": "query", "min": i64::MIN, "max": i64::MAX}),
+            "out of range",
+        ),
+        (
+            json!({"cmd": "query_days", "days": "seven"}),
+            "\"days\" must be an integer",
+        ),
+        (
+            json!({"cmd": "query_days", "days": -3}),
+            "\"days\" must be 0 or more, found -3",
+        ),
+        (
+            json!({"cmd": "query_days", "days": 99_999_999_999_i64}),
+            "too large",
+        ),
+        (
+            json!({"cmd": "query_days", "days": 5000}),
+            "more than query.max_buckets = 3700",
+        ),
+        (
+            json!({"cmd": "query", "min": 0, "max": 1_700_000_000}),
+            "range spans more than 3700 daily buckets (query.max_buckets)",
+        ),
+        (
+            json!({"cmd": "query", "min": 1, "max": 2, "bucket": "w"}),
+            "\"bucket\" must be \"d\" or \"h\"",
+        ),
+        (
+            json!({"cmd": "query", "min": 1, "max": 2, "limit": 0}),
+            "\"limit\" must be at least 1",
+        ),
+        (
+            json!({"cmd": "query", "min": 1, "max": 2, "ignore": ["[z-a]"]}),
+            "invalid ignore glob",
+        ),
+        (
+            json!({"cmd": "query", "min": 1, "max": 2, "accept": ["[z-a]"]}),
+            "invalid accept glob",
+        ),
+        (
+            json!({"cmd": "find", "min": 1, "max": 2, "metric_type": "sum", "key": "event"}),
+            "unknown metric type \"sum\"",
+        ),
+        (
+            json!({"cmd": "find", "metric_type": "add", "key": "event"}),
+            "find needs either \"days\"",
+        ),
+        (
+            json!({"cmd": "find", "days": 1, "key": "event"}),
+            "missing field \"metric_type\"",
+        ),
+        (
+            json!({"cmd": "find", "days": 1, "metric_type": "add", "key": "event", "merge": "maybe"}),
+            "\"merge\" must be true or false",
+        ),
+        (
+            json!({"cmd": "find", "days": 1, "min": 1, "metric_type": "add", "key": "event"}),
+            "either \"days\" or \"min\"/\"max\"",
+        ),
+    ];
+    for (request, want) in &cases {
+        let answer = session.send(request);
+        assert!(
+            answer.body["success"] == json!(false),
+            "{request} was accepted: {answer:?}"
+        );
+        answer.fails(400, want);
+    }
+    // Nothing of the refused requests was stored; a good one still is.
+    session
+        .send(&record(json!({"event": "ok", "ip": "1.1.1.1", "ts": TS})))
+        .ok();
+    assert_eq!(session.event_count(TS, "ok"), 1);
+    assert_eq!(server.metrics().events_recorded(), 1);
+    assert_eq!(
+        answered(&server, Status::BadRequest),
+        cases.len() as u64,
+        "every refused request is counted"
+    );
+    server.stop().unwrap();
+}
+
+fn a_token_guards_every_request(wire: Wire) {
+    let (server, _) = start(ServerConfig {
+        auth_token: Some("s3cret".into()),
+        ..loopback()
+    });
+    let event = json!({"cmd": "record", "event": {"event": "x", "ts": TS}});
+    let requests = [
+        event.clone(),
+        json!({"cmd": "record_batch", "events": [{"event": "x", "ts": TS}]}),
+        json!({"cmd": "query", "min": TS, "max": TS}),
+        json!({"cmd": "query_days", "days": 1}),
+        json!({"cmd": "find", "days": 1, "metric_type": "add", "key": "event"}),
+    ];
+    for token in [None, Some("s3cre"), Some("s3cret-and-more")] {
+        let mut session = Session::open(&server, wire, token);
+        for request in &requests {
+            session.send(request).fails(401, "unauthorized");
+        }
+    }
+    let mut session = Session::open(&server, wire, Some("s3cret"));
+    session.send(&event).ok();
+    assert_eq!(session.event_count(TS, "x"), 1);
+    assert_eq!(server.metrics().events_recorded(), 1);
+    // Three sessions of five requests, and over TCP the two refused `auth` requests.
+    let refused_auths = if wire == Wire::Tcp { 2 } else { 0 };
+    assert_eq!(answered(&server, Status::Unauthorized), 3 * 5 + refused_auths);
+    server.stop().unwrap();
+}
+
+fn a_storage_outage_fails_requests_as_unavailable_and_recovers(wire: Wire) {
+    let store = Arc::new(Flaky::default());
+    let server = start_with(loopback(), mapping(), store.clone());
+    let mut session = Session::open(&server, wire, None);
+    let record = json!({"cmd": "record", "event": {"event": "a", "ts": TS}});
+    session.send(&record).ok();
+    store.down.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        session
+            .send(&record)
+            .fails(503, "faulty storage is unavailable: injected outage");
+        session
+            .send(&json!({"cmd": "query", "min": TS, "max": TS}))
+            .fails(503, "unavailable");
+        session
+            .send(&json!({"cmd": "record_batch", "events": [{"event": "a", "ts": TS}]}))
+            .fails(503, "unavailable");
+    }
+    // Bad input is still reported as bad input while the store is down.
+    session
+        .send(&json!({"cmd": "record", "event": {"ip": "1"}}))
+        .fails(400, "\"event\" is missing");
+    store.down.store(false, Ordering::SeqCst);
+    session.send(&record).ok();
+    assert_eq!(session.event_count(TS, "a"), 2);
+    assert_eq!(server.metrics().requests(Command::Record, Status::Unavailable), 3);
+    server.stop().unwrap();
+}
+
+fn a_batch_records_good_events_and_names_the_rejected_ones(wire: Wire) {
+    let (server, _) = start(loopback());
+    let mut session = Session::open(&server, wire, None);
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"event": "view", "ip": format!("10.0.0.{i}"), "ts": TS}))
+        .chain([
+            json!({"geo": "nameless"}),
+            json!("not an object"),
+            json!({"event": "late", "ts": "later"}),
+        ])
+        .collect();
+    let data = session
+        .send(&json!({"cmd": "record_batch", "events": events}))
+        .ok();
+    assert_eq!(data["recorded"], json!(30), "{data}");
+    let rejected = data["rejected"].as_array().unwrap();
+    let indexes: Vec<i64> = rejected.iter().map(|r| r["index"].as_i64().unwrap()).collect();
+    assert_eq!(indexes, [30, 31, 32]);
+    for (rejection, want) in
+        rejected
+            .iter()
+            .zip(["\"event\" is missing", "invalid event JSON", "invalid event time"])
+    {
+        let error = rejection["error"].as_str().unwrap();
+        assert!(error.contains(want), "{error} should say {want}");
+    }
+    assert_eq!(session.event_count(TS, "view"), 30);
+    assert_eq!(server.metrics().events_recorded(), 30);
+    server.stop().unwrap();
+}
+
+fn hourly_buckets_filters_and_leaderboards(wire: Wire) {
+    let mut config = mapping();
+    config.time.store_hourly = true;
+    let server = start_with(loopback(), config, Arc::new(MemoryStorage::new()));
+    let mut session = Session::open(&server, wire, None);
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"event": "view", "geo": format!("g{}", i % 3), "ip": format!("10.0.0.{i}"), "ts": TS + (i % 2) * 3600}))
+        .collect();
+    session
+        .send(&json!({"cmd": "record_batch", "events": events}))
+        .ok();
+    // Hourly buckets: 22:00 and 23:00 UTC hold 15 events each.
+    let hours: Vec<DayResult> = serde_json::from_value(
+        session
+            .send(
+                &json!({"cmd": "query", "min": TS, "max": TS + 3600, "bucket": "h", "accept": ["add:event"]}),
+            )
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(hours.len(), 2);
+    assert_eq!(hours[0].date, "2023-11-14T22:00:00+00:00");
+    for hour in &hours {
+        assert_eq!(hour.results.len(), 1, "accept keeps add:event only");
+        assert_eq!(
+            hour.results[0].result,
+            MetricData::Hash([("view".to_string(), 15)].into())
+        );
+    }
+    let top: Vec<MetricResult> = serde_json::from_value(
+        session
+            .send(&json!({"cmd": "find", "min": TS, "max": TS, "metric_type": "top", "key": "geo", "limit": 2, "merge": true}))
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(
+        top[0].result,
+        MetricData::Ranked(vec![("g0".into(), 10.0), ("g1".into(), 10.0)])
+    );
+    let days: Vec<DayResult> = serde_json::from_value(
+        session
+            .send(&json!({"cmd": "query", "min": TS, "max": TS, "ignore": ["top:*", "bmp:*", "adv:*"]}))
+            .ok(),
+    )
+    .unwrap();
+    assert!(days[0].results.iter().all(|r| r.metric_type == MetricType::Add));
+    assert_eq!(days[0].results.len(), 2, "add:event and add:event~geo");
+    server.stop().unwrap();
+}
+
+/// `totals: true` adds the range's totals (unique counts as unions) beside the days; without
+/// it the reply is the traqq 0.2 list of days.
+fn totals_are_unions_over_the_range(wire: Wire) {
+    let (server, _) = start(loopback());
+    let mut session = Session::open(&server, wire, None);
+    let events: Vec<Value> = [TS, TS + 86_400]
+        .iter()
+        .flat_map(|ts| ["1.1.1.1", "2.2.2.2"].map(|ip| json!({"event": "v", "ip": ip, "ts": ts})))
+        .collect();
+    session
+        .send(&json!({"cmd": "record_batch", "events": events}))
+        .ok();
+    let max = TS + 86_400;
+    let plain = session.send(&json!({"cmd": "query", "min": TS, "max": max})).ok();
+    assert_eq!(plain.as_array().unwrap().len(), 2);
+    let with = session
+        .send(&json!({"cmd": "query", "min": TS, "max": max, "totals": true}))
+        .ok();
+    assert_eq!(with["days"], plain);
+    let totals = with["totals"].as_array().unwrap();
+    let total = |metric_type: &str, key: &str| {
+        totals
+            .iter()
+            .find(|m| m["metric_type"] == metric_type && m["key"] == json!([key]))
+            .map(|m| m["result"].clone())
+            .unwrap_or_else(|| panic!("no {metric_type}:{key} in {with}"))
+    };
+    assert_eq!(total("bmp", "ip"), json!({"Count": 2}), "a union, not 2 + 2");
+    assert_eq!(total("add", "event"), json!({"Hash": {"v": 4}}), "a sum");
+    server.stop().unwrap();
+}
