@@ -20,6 +20,8 @@ pub(crate) struct Totals {
     pub(crate) lines: usize,
     pub(crate) recorded: usize,
     pub(crate) rejected: usize,
+    /// Events not counted again: their id (`[event] id_field`) was recorded before.
+    pub(crate) duplicates: usize,
 }
 
 /// Reads lines, sends them in batches, reports rejected ones with their line numbers.
@@ -97,6 +99,7 @@ impl<'a> Loader<'a> {
             let refs: Vec<&str> = self.texts.iter().map(String::as_str).collect();
             let outcome = self.target.record_lines(&refs)?;
             self.totals.recorded += outcome.recorded;
+            self.totals.duplicates += outcome.duplicates;
             let numbers = std::mem::take(&mut self.line_numbers);
             rejected.extend(
                 outcome

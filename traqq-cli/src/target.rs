@@ -79,14 +79,14 @@ impl Target {
                     }
                 }
                 line.push_str("]}");
-                let mut recorded = 0;
+                let (mut recorded, mut duplicates) = (0, 0);
                 if !sent.is_empty() {
                     client.send(line.as_bytes())?;
                     let data = traqq_server::client::into_data(client.receive()?)
                         .with_context(|| format!("server {addr}"))?;
                     let reply: BatchReport =
                         serde_json::from_value(data).context("unexpected record_batch reply")?;
-                    recorded = reply.recorded;
+                    (recorded, duplicates) = (reply.recorded, reply.duplicates);
                     for r in reply.rejected {
                         // Back from the index among the events sent to the index among `texts`.
                         let index = sent.get(r.index).copied().unwrap_or(r.index);
@@ -94,7 +94,11 @@ impl Target {
                     }
                     rejected.sort_by_key(|r| r.index);
                 }
-                Ok(BatchReport { recorded, rejected })
+                Ok(BatchReport {
+                    recorded,
+                    duplicates,
+                    rejected,
+                })
             }
         }
     }

@@ -122,6 +122,12 @@ pub struct EventConfig {
     pub max_past_days: u32,
     /// Latest event time accepted, in seconds after now (clock skew of the senders).
     pub max_future_secs: u64,
+    /// Field holding the event's id (a non-empty string or an integer): an event carrying it is
+    /// recorded at most once per event-time day (see [`crate::claim`]). Unset: no deduplication.
+    pub id_field: Option<String>,
+    /// Days, counted back from today, whose ids are remembered (today and the
+    /// `dedup_days - 1` previous days); an event of an older day is recorded without the check.
+    pub dedup_days: u32,
 }
 
 impl Default for EventConfig {
@@ -130,6 +136,8 @@ impl Default for EventConfig {
             time_field: "ts".into(),
             max_past_days: 3660,
             max_future_secs: 86_400,
+            id_field: None,
+            dedup_days: 2,
         }
     }
 }
@@ -187,6 +195,15 @@ impl TraqqConfig {
             return Err(Error::config("query.max_buckets", "must be at least 1"));
         }
         check_name("event.time_field", &self.event.time_field, limits)?;
+        if let Some(field) = &self.event.id_field {
+            check_name("event.id_field", field, limits)?;
+            if self.event.dedup_days == 0 {
+                return Err(Error::config(
+                    "event.dedup_days",
+                    "must be at least 1 when event.id_field is set",
+                ));
+            }
+        }
 
         let m = &self.mapping;
         let mut compound = 0;

@@ -72,6 +72,14 @@ pub enum Error {
         /// The largest magnitude accepted.
         limit: f64,
     },
+    /// The event's id (`[event] id_field`) is present but not a usable id.
+    #[error("invalid event id in field \"{field}\": {reason}")]
+    EventId {
+        /// Name of the id field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A storage key does not follow the traqq key format.
     #[error("invalid key {key:?}: {reason}")]
     Key {

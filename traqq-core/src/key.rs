@@ -256,6 +256,23 @@ pub fn bucket_registry_key(prefix: &str) -> String {
     format!("{prefix}:k:buckets")
 }
 
+/// The key of the set of event ids claimed on the day starting at `day_start`:
+/// `prefix:ids:d:day_start` (see [`crate::claim`]).
+pub fn id_set_key(prefix: &str, day_start: i64) -> String {
+    format!("{prefix}:ids:d:{day_start}")
+}
+
+/// The key of the set of id-set keys under `prefix` (`prefix:k:ids`): the engine's prune reads
+/// it to drop the id sets of days past `[event] dedup_days`.
+pub fn id_registry_key(prefix: &str) -> String {
+    format!("{prefix}:k:ids")
+}
+
+/// Decodes an id-set key into its day start, or `None` when `key` is not one under `prefix`.
+pub fn decode_id_set_key(prefix: &str, key: &str) -> Option<i64> {
+    key.strip_prefix(prefix)?.strip_prefix(":ids:d:")?.parse().ok()
+}
+
 /// Decodes a key-set key into its bucket, or `None` when `key` is not one under `prefix`.
 pub fn decode_key_set_key(prefix: &str, key: &str) -> Option<(BucketKind, i64)> {
     let rest = key.strip_prefix(prefix)?.strip_prefix(":k:")?;

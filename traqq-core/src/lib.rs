@@ -33,6 +33,7 @@
 
 pub mod batch;
 pub mod bucket;
+pub mod claim;
 pub mod config;
 mod error;
 pub mod event;

@@ -10,6 +10,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::{BucketKind, Calendar};
+use crate::claim::{Claim, IdPolicy};
 use crate::config::TraqqConfig;
 use crate::event::{IncomingEvent, Scalar};
 use crate::key::{bucket_registry_key, key_set_key, validate_prefix, AdvPart, KeyRef, MetricType};
@@ -48,6 +49,8 @@ pub struct OpGenerator {
     max_value_length: usize,
     max_ops: usize,
     time_field: String,
+    /// `[event] id_field` and `dedup_days`, compiled.
+    ids: Option<IdPolicy>,
     /// `[event] max_past_days` in seconds (0: no limit) and `max_future_secs`.
     max_past_secs: i64,
     max_future_secs: i64,
@@ -106,6 +109,7 @@ impl OpGenerator {
             max_value_length: config.limits.max_value_length,
             max_ops: config.limits.max_metrics_per_event,
             time_field: config.event.time_field.clone(),
+            ids: IdPolicy::new(config),
             max_past_secs: i64::from(config.event.max_past_days) * 86_400,
             max_future_secs: i64::try_from(config.event.max_future_secs).unwrap_or(i64::MAX),
         })
@@ -131,6 +135,42 @@ impl OpGenerator {
             )));
         }
         Ok(ts)
+    }
+
+    /// When `event` happened: its event-time field (checked against the accepted window
+    /// around `now`), else `now`.
+    pub fn event_time(&self, event: &IncomingEvent<'_>, now: i64) -> Result<i64> {
+        match event.timestamp(&self.time_field)? {
+            Some(ts) => self.check_window(ts, now),
+            None => Ok(now),
+        }
+    }
+
+    /// The id `event` claims (`[event] id_field`), or `None` when ids are off, the event has
+    /// none, or its day is older than `dedup_days` (see [`crate::claim`]).
+    pub fn claim(&self, event: &IncomingEvent<'_>, now: i64) -> Result<Option<Claim>> {
+        let Some(ids) = &self.ids else {
+            return Ok(None);
+        };
+        let Some(id) = ids.event_id(event)? else {
+            return Ok(None);
+        };
+        let day = self
+            .calendar
+            .bucket_start(BucketKind::Day, self.event_time(event, now)?);
+        Ok(ids
+            .remembers(&self.calendar, day, now)
+            .then_some(Claim { day, id }))
+    }
+
+    /// Whether `[event] id_field` is set.
+    pub fn claims_ids(&self) -> bool {
+        self.ids.is_some()
+    }
+
+    /// The ids policy (`[event] id_field`), if set.
+    pub fn id_policy(&self) -> Option<&IdPolicy> {
+        self.ids.as_ref()
     }
 
     /// The key prefix.
@@ -304,10 +344,7 @@ impl BatchBuilder<'_> {
     /// too many operations) nothing of the event is added.
     pub fn add(&mut self, event: &IncomingEvent<'_>, now: i64) -> Result<()> {
         let g = self.generator;
-        let ts = match event.timestamp(&g.time_field)? {
-            Some(ts) => g.check_window(ts, now)?,
-            None => now,
-        };
+        let ts = g.event_time(event, now)?;
         self.values.clear();
         self.spans.clear();
         for slot in 0..g.names.len() {

@@ -16,6 +16,7 @@ const LATENCY_BOUNDS: [f64; 14] = [
 pub struct Metrics {
     events_recorded: AtomicU64,
     events_rejected: AtomicU64,
+    events_duplicate: AtomicU64,
     storage_errors: AtomicU64,
     open_connections: AtomicI64,
     open_http_connections: AtomicI64,
@@ -38,9 +39,10 @@ impl Metrics {
             .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
-    pub(crate) fn events(&self, recorded: usize, rejected: usize) {
+    pub(crate) fn events(&self, recorded: usize, rejected: usize, duplicates: usize) {
         self.events_recorded.fetch_add(recorded as u64, Relaxed);
         self.events_rejected.fetch_add(rejected as u64, Relaxed);
+        self.events_duplicate.fetch_add(duplicates as u64, Relaxed);
     }
 
     pub(crate) fn storage_error(&self) {
@@ -77,6 +79,11 @@ impl Metrics {
         self.events_rejected.load(Relaxed)
     }
 
+    /// Events not counted again because their id was recorded before (`[event] id_field`).
+    pub fn events_duplicate(&self) -> u64 {
+        self.events_duplicate.load(Relaxed)
+    }
+
     /// TCP connections open now.
     pub fn open_connections(&self) -> i64 {
         self.open_connections.load(Relaxed)
@@ -107,6 +114,11 @@ impl Metrics {
             "traqq_events_rejected_total",
             "Events rejected as invalid.",
             self.events_rejected(),
+        );
+        counter(
+            "traqq_events_duplicate_total",
+            "Events not counted again: their id (event.id_field) was recorded before.",
+            self.events_duplicate(),
         );
         counter(
             "traqq_storage_errors_total",
@@ -176,7 +188,7 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_histogram() {
         let m = Metrics::default();
-        m.events(3, 1);
+        m.events(3, 1, 0);
         m.request(Command::Record, Status::Ok, Duration::from_micros(30));
         m.request(Command::Record, Status::Ok, Duration::from_millis(3));
         m.request(Command::Query, Status::BadRequest, Duration::from_secs(10));

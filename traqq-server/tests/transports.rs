@@ -25,6 +25,7 @@ over_both_wires!(
     a_batch_records_good_events_and_names_the_rejected_ones,
     hourly_buckets_filters_and_leaderboards,
     totals_are_unions_over_the_range,
+    an_event_id_counts_once_over_every_connection,
 );
 
 /// Requests answered with `status`, whatever their command (HTTP names a refused request by
@@ -325,5 +326,46 @@ fn totals_are_unions_over_the_range(wire: Wire) {
     };
     assert_eq!(total("bmp", "ip"), json!({"Count": 2}), "a union, not 2 + 2");
     assert_eq!(total("add", "event"), json!({"Hash": {"v": 4}}), "a sum");
+    server.stop().unwrap();
+}
+
+/// With `[event] id_field`, a retried event is acknowledged as a duplicate and not counted
+/// again, whichever connection the retry comes on.
+fn an_event_id_counts_once_over_every_connection(wire: Wire) {
+    let mut config = mapping();
+    config.event.id_field = Some("id".into());
+    let server = start_with(loopback(), config, Arc::new(MemoryStorage::new()));
+    let mut first = Session::open(&server, wire, None);
+    let mut second = Session::open(&server, wire, None);
+    // Ids are remembered for recent days only (`dedup_days`): events of now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let event = |id: &str| json!({"event": "buy", "id": id, "ts": now});
+    let record = |id: &str| json!({"cmd": "record", "event": event(id)});
+    assert_eq!(
+        first.send(&record("a")).ok(),
+        Value::Null,
+        "a new event: plain success"
+    );
+    assert_eq!(second.send(&record("a")).ok(), json!({"duplicate": true}));
+    let batch = json!({"cmd": "record_batch", "events": [event("a"), event("b"), event("b"), {"event": "buy", "id": 5.5}]});
+    let data = second.send(&batch).ok();
+    assert_eq!(data["recorded"], json!(1), "{data}");
+    assert_eq!(data["duplicates"], json!(2), "{data}");
+    assert_eq!(data["rejected"][0]["index"], json!(3), "{data}");
+    let data = first
+        .send(&json!({"cmd": "record_batch", "events": [event("c")]}))
+        .ok();
+    assert_eq!(
+        data,
+        json!({"recorded": 1, "rejected": []}),
+        "no duplicates: no count"
+    );
+    assert_eq!(first.event_count(now, "buy"), 3, "a b c");
+    assert_eq!(server.metrics().events_duplicate(), 3);
+    let text = server.metrics().render();
+    assert!(text.contains("traqq_events_duplicate_total 3\n"), "{text}");
     server.stop().unwrap();
 }

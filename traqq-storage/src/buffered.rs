@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex};
 use traqq_core::batch::Batch;
+use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{Read, ReadResult};
 
 use crate::{Capabilities, Error, Result, Storage};
@@ -353,6 +354,15 @@ impl<S: Storage> Storage for BufferedStorage<S> {
             }
         }
         Ok(())
+    }
+
+    /// A batch with claims goes to the store at once, past the buffer: the claim check is the
+    /// store's, and its answer (which ids were seen) is needed now.
+    fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        if let Some(e) = self.shared.state.lock().failure.take() {
+            return Err(e);
+        }
+        self.shared.store.apply_claimed(batch, claims)
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {

@@ -21,6 +21,7 @@ use traqq_core::read::{Read, ReadResult};
 
 use crate::storage::{Storage, StorageExt};
 
+pub mod claims;
 pub mod faulty;
 pub mod persistent;
 

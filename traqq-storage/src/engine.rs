@@ -2,15 +2,18 @@
 
 use std::sync::Arc;
 
+use hashbrown::HashSet;
 use traqq_core::bucket::BucketKind;
+use traqq_core::claim::{Claim, Claims};
 use traqq_core::config::TraqqConfig;
 use traqq_core::event::IncomingEvent;
+use traqq_core::key::id_registry_key;
 use traqq_core::ops::OpGenerator;
 use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
 use traqq_core::result::QueryResult;
 
 use crate::clock::{Clock, SystemClock};
-use crate::outcome::{BatchOutcome, Rejected};
+use crate::outcome::{BatchOutcome, Recorded, Rejected};
 use crate::retention::{AutoPrune, AutoPruneStatus, PruneReport};
 use crate::storage::Storage;
 use crate::{Error, Result};
@@ -41,7 +44,7 @@ impl Traqq {
     pub fn with_shared_storage(config: TraqqConfig, storage: Arc<dyn Storage>, prefix: &str) -> Result<Self> {
         let generator = OpGenerator::new(&config, prefix)?;
         Ok(Traqq {
-            auto_prune: AutoPrune::new(&config.retention),
+            auto_prune: AutoPrune::new(&config.retention, config.event.id_field.is_some()),
             config,
             generator,
             storage,
@@ -107,16 +110,26 @@ impl Traqq {
         self.clock.now()
     }
 
-    /// Records one event.
-    pub fn record(&self, event: IncomingEvent<'_>) -> Result<()> {
+    /// Records one event; with `[event] id_field` set, says whether its id was already
+    /// recorded (then nothing was counted again).
+    pub fn record(&self, event: IncomingEvent<'_>) -> Result<Recorded> {
         let now = self.now();
+        if self.generator.claims_ids() {
+            let mut outcome = self.record_claimed(std::iter::once(Ok(event)), now)?;
+            return match outcome.rejected.pop() {
+                Some(rejected) => Err(rejected.error),
+                None if !outcome.duplicates.is_empty() => Ok(Recorded::Duplicate),
+                None => Ok(Recorded::Counted),
+            };
+        }
         let batch = self.generator.event_batch(&event, now)?;
         self.prune_if_due(now);
-        self.storage.apply(&batch)
+        self.storage.apply(&batch)?;
+        Ok(Recorded::Counted)
     }
 
     /// Parses and records one JSON line.
-    pub fn record_json(&self, line: &str) -> Result<()> {
+    pub fn record_json(&self, line: &str) -> Result<Recorded> {
         self.record(IncomingEvent::parse_str_with(line, self.event_limits())?)
     }
 
@@ -149,6 +162,9 @@ impl Traqq {
         I: IntoIterator<Item = Result<IncomingEvent<'a>>>,
     {
         let now = self.now();
+        if self.generator.claims_ids() {
+            return self.record_claimed(events.into_iter(), now);
+        }
         let mut builder = self.generator.batch();
         let mut outcome = BatchOutcome::default();
         for (index, event) in events.into_iter().enumerate() {
@@ -161,6 +177,94 @@ impl Traqq {
             self.prune_if_due(now);
             self.storage.apply(&builder.finish())?;
         }
+        Ok(outcome)
+    }
+
+    /// [`Traqq::record_results`] with `[event] id_field` set: each id is recorded once (see
+    /// [`traqq_core::claim`]). Events whose ids the store has already seen are dropped and the
+    /// batch is built again without them, until the store takes it; each round drops at least
+    /// one event, so this ends.
+    fn record_claimed<'a>(
+        &self,
+        events: impl Iterator<Item = Result<IncomingEvent<'a>>>,
+        now: i64,
+    ) -> Result<BatchOutcome> {
+        let Some(ids) = self.generator.id_policy() else {
+            return Err(Error::Unsupported {
+                what: "claims without event.id_field",
+            });
+        };
+        let mut outcome = BatchOutcome::default();
+        let mut claimed_here: HashSet<Claim> = HashSet::new();
+        // Events still to record: index, event, claim.
+        let mut pending: Vec<(usize, IncomingEvent<'a>, Option<Claim>)> = Vec::new();
+        for (index, event) in events.enumerate() {
+            let claim = event.and_then(|e| Ok((self.generator.claim(&e, now)?, e)));
+            match claim {
+                Err(error) => outcome.rejected.push(Rejected { index, error }),
+                Ok((Some(c), _)) if !claimed_here.insert(c) => outcome.duplicates.push(index),
+                Ok((c, e)) => pending.push((index, e, c)),
+            }
+        }
+        let (prefix, calendar) = (self.prefix(), self.generator.calendar());
+        let mut first_round = true;
+        loop {
+            let mut builder = self.generator.batch();
+            let mut claims = Claims::new();
+            pending.retain(|(index, event, claim)| match builder.add(event, now) {
+                Ok(()) => {
+                    if let Some(c) = claim {
+                        ids.add(&mut claims, prefix, calendar, *c);
+                    }
+                    true
+                }
+                Err(error) => {
+                    // An event fails the same way every round; only the first sees it.
+                    if first_round {
+                        let error = Error::from(error);
+                        outcome.rejected.push(Rejected { index: *index, error });
+                    }
+                    false
+                }
+            });
+            first_round = false;
+            outcome.recorded = pending.len();
+            if pending.is_empty() {
+                break;
+            }
+            self.prune_if_due(now);
+            let mut batch = builder.finish();
+            if claims.is_empty() {
+                self.storage.apply(&batch)?;
+                break;
+            }
+            let registry = id_registry_key(prefix);
+            for set in claims.sets() {
+                batch.sadd(&registry, (BucketKind::Day, set.day), &set.key);
+            }
+            let seen = self.storage.apply_claimed(&batch, &claims)?;
+            if seen.is_empty() {
+                break;
+            }
+            let seen: HashSet<Claim> = seen.into_iter().filter_map(|s| claims.claim_of(s)).collect();
+            let before = pending.len();
+            pending.retain(|(index, _, claim)| {
+                let duplicate = claim.is_some_and(|c| seen.contains(&c));
+                if duplicate {
+                    outcome.duplicates.push(*index);
+                }
+                !duplicate
+            });
+            if before == pending.len() {
+                // The store named ids this batch did not claim: never loop on that.
+                return Err(Error::backend(
+                    "storage",
+                    "apply_claimed reported ids the batch did not claim",
+                ));
+            }
+        }
+        outcome.rejected.sort_by_key(|r| r.index);
+        outcome.duplicates.sort_unstable();
         Ok(outcome)
     }
 
@@ -239,13 +343,19 @@ impl Traqq {
     /// `now` (see [`crate::retention`]). Writes already do this once a day by themselves (see
     /// [`Traqq`]); call it for a store nothing writes to. With both set to 0 it does nothing.
     pub fn prune(&self, now: i64) -> Result<PruneReport> {
-        crate::retention::prune(
+        let calendar = self.generator.calendar();
+        let mut report = crate::retention::prune(
             &*self.storage,
             self.prefix(),
-            self.generator.calendar(),
+            calendar,
             &self.config.retention,
             now,
-        )
+        )?;
+        if let Some(ids) = self.generator.id_policy() {
+            report.id_sets =
+                crate::retention::prune_id_sets(&*self.storage, self.prefix(), calendar, ids, now)?;
+        }
+        Ok(report)
     }
 
     /// Makes everything recorded so far durable per the backend's mode.

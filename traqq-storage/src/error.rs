@@ -45,6 +45,12 @@ pub enum Error {
         /// What happened.
         source: Source,
     },
+    /// The store cannot do what was asked (a feature its backend does not implement).
+    #[error("this storage backend does not support {what}")]
+    Unsupported {
+        /// What was asked, naming the setting that asks for it.
+        what: &'static str,
+    },
     /// Any other backend failure.
     #[error("{backend} storage failed: {source}")]
     Backend {

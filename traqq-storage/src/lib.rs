@@ -58,7 +58,7 @@ pub use durability::Durability;
 pub use engine::Traqq;
 pub use error::{Error, Result, Source};
 pub use memory::MemoryStorage;
-pub use outcome::{BatchOutcome, BatchReport, Rejected, RejectedEvent};
+pub use outcome::{BatchOutcome, BatchReport, Recorded, Rejected, RejectedEvent};
 pub use retention::{AutoPruneStatus, PruneReport};
 pub use storage::{Capabilities, Storage, StorageExt};
 pub use traqq_core;
@@ -66,8 +66,8 @@ pub use traqq_core;
 /// Everything a typical user needs: the engine, the memory store, and core's types.
 pub mod prelude {
     pub use crate::{
-        BatchOutcome, Capabilities, Clock, Durability, ManualClock, MemoryStorage, PruneReport, Storage,
-        StorageExt, SystemClock, Traqq,
+        BatchOutcome, Capabilities, Clock, Durability, ManualClock, MemoryStorage, PruneReport, Recorded,
+        Storage, StorageExt, SystemClock, Traqq,
     };
     pub use traqq_core::prelude::*;
 }
@@ -77,5 +77,6 @@ mod tests {
     #[test]
     fn memory_storage_passes_the_conformance_suite() {
         crate::conformance::run_all(&crate::MemoryStorage::new());
+        crate::conformance::claims::run_all(&crate::MemoryStorage::new());
     }
 }

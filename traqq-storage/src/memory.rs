@@ -9,6 +9,7 @@ use std::hash::BuildHasher;
 use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, MutexGuard};
 use traqq_core::batch::{Batch, KeyOps, Number};
+use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 
@@ -23,6 +24,8 @@ enum Value {
     Hll(Sketch),
     Scores(HashMap<String, f64>),
     Members(HashSet<String>),
+    /// A day's claimed event ids ([`Storage::apply_claimed`]).
+    Ids(HashSet<u128>),
 }
 
 impl Value {
@@ -32,6 +35,7 @@ impl Value {
             Value::Hll(_) => "hyperloglog",
             Value::Scores(_) => "sorted set",
             Value::Members(_) => "set",
+            Value::Ids(_) => "id set",
         }
     }
 
@@ -169,6 +173,65 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        // The claim check and the id inserts happen under the id sets' shard locks (in index
+        // order); the batch is applied after they are released (apply takes its own locks in
+        // the same order, so holding both could not deadlock, but it need not wait). A batch
+        // that then fails (a key of another type) takes its ids back.
+        let mut shards: Vec<usize> = claims.sets().iter().map(|s| self.shard_of(&s.key)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        {
+            let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> =
+                shards.iter().map(|&i| (i, self.shards[i].lock())).collect();
+            let mut seen = Vec::new();
+            for (set, claim) in claims.sets().iter().enumerate() {
+                let Some((_, shard)) = guards.iter().find(|(i, _)| *i == self.shard_of(&claim.key)) else {
+                    continue;
+                };
+                match shard.get(claim.key.as_str()) {
+                    None => {}
+                    Some(Value::Ids(held)) => seen.extend(
+                        claim
+                            .ids
+                            .iter()
+                            .filter(|id| held.contains(*id))
+                            .map(|&id| Seen { set, id }),
+                    ),
+                    Some(other) => return Err(wrong_type(&claim.key, other)),
+                }
+            }
+            if !seen.is_empty() {
+                return Ok(seen);
+            }
+            for claim in claims.sets() {
+                let shard = self.shard_of(&claim.key);
+                if let Some((_, guard)) = guards.iter_mut().find(|(i, _)| *i == shard) {
+                    if let Value::Ids(held) = guard
+                        .entry_ref(claim.key.as_str())
+                        .or_insert_with(|| Value::Ids(HashSet::new()))
+                    {
+                        held.extend(claim.ids.iter().copied());
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.apply(batch) {
+            for claim in claims.sets() {
+                if let Some(Value::Ids(held)) = self.shards[self.shard_of(&claim.key)]
+                    .lock()
+                    .get_mut(claim.key.as_str())
+                {
+                    claim.ids.iter().for_each(|id| {
+                        held.remove(id);
+                    });
+                }
+            }
+            return Err(error);
+        }
+        Ok(Vec::new())
+    }
+
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         reads
             .iter()
@@ -213,6 +276,7 @@ impl Storage for MemoryStorage {
                         ReadResult::Members(match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
                             None => Vec::new(),
                             Some(Value::Members(s)) => s.iter().cloned().collect(),
+                            Some(Value::Ids(ids)) => ids.iter().map(|id| format!("{id:032x}")).collect(),
                             Some(other) => return Err(wrong_type(key, other)),
                         })
                     }

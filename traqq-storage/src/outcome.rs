@@ -15,11 +15,23 @@ pub struct Rejected {
     pub error: Error,
 }
 
-/// What `record_batch` did: events recorded and events rejected (the rest still count).
+/// What recording one event did ([`crate::Traqq::record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The event was counted.
+    Counted,
+    /// Its id (`[event] id_field`) was recorded before: nothing was counted again.
+    Duplicate,
+}
+
+/// What `record_batch` did: events recorded, duplicates skipped and events rejected.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
     /// Events recorded.
     pub recorded: usize,
+    /// Indexes (in order) of the events not counted again because their id
+    /// (`[event] id_field`) was recorded before.
+    pub duplicates: Vec<usize>,
     /// Events rejected, in order.
     pub rejected: Vec<Rejected>,
 }
@@ -29,6 +41,7 @@ impl BatchOutcome {
     pub fn report(&self) -> BatchReport {
         BatchReport {
             recorded: self.recorded,
+            duplicates: self.duplicates.len(),
             rejected: self
                 .rejected
                 .iter()
@@ -41,11 +54,15 @@ impl BatchOutcome {
     }
 }
 
-/// A batch outcome as data: `{"recorded":N,"rejected":[{"index":i,"error":"..."}]}`.
+/// A batch outcome as data: `{"recorded":N,"rejected":[{"index":i,"error":"..."}]}`, with
+/// `"duplicates":N` when events were skipped as already recorded (`[event] id_field`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchReport {
     /// Events recorded.
     pub recorded: usize,
+    /// Events skipped because their id was recorded before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicates: usize,
     /// Events rejected, in index order.
     pub rejected: Vec<RejectedEvent>,
 }
@@ -57,4 +74,8 @@ pub struct RejectedEvent {
     pub index: usize,
     /// Why.
     pub error: String,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

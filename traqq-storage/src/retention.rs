@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use parking_lot::Mutex;
 use traqq_core::bucket::{BucketKind, Calendar};
+use traqq_core::claim::IdPolicy;
 use traqq_core::config::RetentionConfig;
-use traqq_core::key::{bucket_registry_key, decode_key_set_key};
+use traqq_core::key::{bucket_registry_key, decode_id_set_key, decode_key_set_key, id_registry_key};
 use traqq_core::read::{Read, ReadResult};
 
 use crate::storage::Storage;
@@ -34,6 +35,8 @@ pub struct PruneReport {
     pub buckets: usize,
     /// Storage keys deleted, key sets included.
     pub keys: usize,
+    /// Id sets (`[event] id_field`) deleted because their day is past `dedup_days`.
+    pub id_sets: usize,
 }
 
 /// The first bucket start kept for `kind`, or `None` when that kind is kept forever.
@@ -48,6 +51,33 @@ pub fn keep_from(
         BucketKind::Hour => retention.hourly_days,
     };
     (days > 0).then(|| calendar.days_back(now, days - 1))
+}
+
+/// Deletes the id sets of `prefix` whose days `ids` no longer remembers at `now` (listed in
+/// the id registry, [`id_registry_key`]); returns how many.
+pub fn prune_id_sets(
+    storage: &dyn Storage,
+    prefix: &str,
+    calendar: &Calendar,
+    ids: &IdPolicy,
+    now: i64,
+) -> Result<usize> {
+    let registry = id_registry_key(prefix);
+    let registered = match storage.read(&[Read::Members(registry.clone())])?.pop() {
+        Some(ReadResult::Members(m)) => m,
+        other => return Err(unexpected(other)),
+    };
+    let from = ids.remembered_from(calendar, now);
+    let expired: Vec<String> = registered
+        .into_iter()
+        .filter(|key| decode_id_set_key(prefix, key).is_some_and(|day| day < from))
+        .collect();
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    storage.delete(&expired)?;
+    storage.remove_members(&registry, &expired)?;
+    Ok(expired.len())
 }
 
 /// Deletes the buckets of `prefix` that `retention` no longer keeps at `now`.
@@ -99,6 +129,7 @@ pub fn prune(
     Ok(PruneReport {
         buckets: expired.len(),
         keys: doomed.len(),
+        id_sets: 0,
     })
 }
 
@@ -126,9 +157,10 @@ pub(crate) struct AutoPrune {
 const RETRY_AFTER: i64 = 60;
 
 impl AutoPrune {
-    /// On (due at the first write) when `retention` deletes anything, off otherwise.
-    pub(crate) fn new(retention: &RetentionConfig) -> Self {
-        let on = retention.daily_days > 0 || retention.hourly_days > 0;
+    /// On (due at the first write) when `retention` deletes anything or event ids are
+    /// remembered (their sets are dropped after `dedup_days`), off otherwise.
+    pub(crate) fn new(retention: &RetentionConfig, ids: bool) -> Self {
+        let on = retention.daily_days > 0 || retention.hourly_days > 0 || ids;
         AutoPrune {
             next_at: AtomicI64::new(if on { i64::MIN } else { i64::MAX }),
             running: AtomicBool::new(false),

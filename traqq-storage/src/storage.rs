@@ -4,6 +4,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use traqq_core::batch::Batch;
+use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{Read, ReadResult};
 
 use crate::Result;
@@ -43,7 +44,9 @@ impl Capabilities {
 ///   `Count` of several keys is the distinct count of their union, never a sum.
 /// - HyperLogLog sketches that are persisted hash values deterministically (the same in every
 ///   process), so counts stay right across restarts.
-/// - [`Storage::delete`] removes whole keys (used for retention).
+/// - [`Storage::apply_claimed`] applies a batch only if none of the event ids it claims was
+///   claimed before, atomically with the check (see [`traqq_core::claim`]).
+/// - [`Storage::delete`] removes whole keys (used for retention), id sets included.
 /// - [`Storage::flush`] returns once everything applied so far is as durable as the backend's
 ///   durability mode promises.
 ///
@@ -68,6 +71,23 @@ pub trait Storage: Send + Sync + Debug {
     fn apply_once(&self, id: &str, batch: &Batch) -> Result<()> {
         let _ = id;
         self.apply(batch)
+    }
+
+    /// Applies `batch` as the writes of events whose ids `claims` claims, in one atomic step:
+    /// when no claimed id is in its day's set, adds every id to its set (which may expire at
+    /// the set's `expire_at`) and applies the batch, and returns an empty list; otherwise
+    /// applies nothing and returns the claims whose ids were already there. Concurrent calls,
+    /// from this process or others sharing the store, never both succeed with the same id.
+    /// Where [`Capabilities::atomic_batches`] is set, the ids and the batch survive a crash
+    /// together or not at all.
+    ///
+    /// The default refuses ([`Error::Unsupported`]): a store must implement it to be used with
+    /// `[event] id_field`.
+    fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        let _ = (batch, claims);
+        Err(crate::Error::Unsupported {
+            what: "exactly-once ingest (event.id_field)",
+        })
     }
 
     /// Answers reads, in order.
@@ -117,6 +137,9 @@ macro_rules! forward_storage {
             }
             fn apply_once(&self, id: &str, batch: &Batch) -> Result<()> {
                 (**self).apply_once(id, batch)
+            }
+            fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+                (**self).apply_claimed(batch, claims)
             }
             fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
                 (**self).read(reads)

@@ -41,9 +41,10 @@ pub(super) fn import(config: &FileConfig, args: &ImportArgs) -> anyhow::Result<E
     result?;
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "imported {} events, rejected {} lines, in {secs:.2} s ({:.0} events/s)",
+        "imported {} events, rejected {} lines, skipped {} duplicates, in {secs:.2} s ({:.0} events/s)",
         totals.recorded,
         totals.rejected,
+        totals.duplicates,
         totals.recorded as f64 / secs.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)

@@ -40,5 +40,11 @@ pub(super) fn record(config: &FileConfig, args: &RecordArgs) -> anyhow::Result<E
     if totals.lines != 1 {
         eprintln!("recorded {} events", totals.recorded);
     }
+    if totals.duplicates > 0 {
+        eprintln!(
+            "skipped {} duplicates (their event ids were recorded before)",
+            totals.duplicates
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,20 +4,30 @@ use std::time::Instant;
 
 use traqq_core::event::IncomingEvent;
 
+use traqq_storage::Recorded;
+
 use super::{Answer, Ctx, Failure};
 use crate::protocol::{error_reply, Command, EventResult, Reply, Status};
+
+/// The `data` of a `record` whose event id was recorded before (success: the event is in).
+const DUPLICATE_DATA: &[u8] = br#"{"duplicate":true}"#;
 
 pub(super) fn run(ctx: Ctx<'_>, event: EventResult<'_>) -> Answer {
     match event {
         Err(e) => {
-            ctx.metrics.events(0, 1);
+            ctx.metrics.events(0, 1, 0);
             Err(Failure::Refused(Status::BadRequest, e.to_string()))
         }
-        Ok(event) => {
-            ctx.traqq.record(event)?;
-            ctx.metrics.events(1, 0);
-            Ok(None)
-        }
+        Ok(event) => match ctx.traqq.record(event)? {
+            Recorded::Counted => {
+                ctx.metrics.events(1, 0, 0);
+                Ok(None)
+            }
+            Recorded::Duplicate => {
+                ctx.metrics.events(0, 0, 1);
+                Ok(Some(DUPLICATE_DATA.to_vec()))
+            }
+        },
     }
 }
 
@@ -32,19 +42,23 @@ pub(crate) fn record_group(
     failed: impl FnOnce(&traqq_storage::Error) -> Reply,
 ) {
     const OK: &[u8] = b"{\"success\":true}\n";
+    const OK_DUPLICATE: &[u8] = b"{\"success\":true,\"data\":{\"duplicate\":true}}\n";
     let (started, events): (Vec<Instant>, Vec<IncomingEvent<'_>>) = group.into_iter().unzip();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ctx.traqq.record_results(events.into_iter().map(Ok))
     }));
     let failure = match result {
         Ok(Ok(outcome)) => {
-            ctx.metrics.events(outcome.recorded, outcome.rejected.len());
-            // `rejected` is in index order: walk it alongside.
+            ctx.metrics
+                .events(outcome.recorded, outcome.rejected.len(), outcome.duplicates.len());
+            // `rejected` and `duplicates` are in index order: walk them alongside.
             let mut rejected = outcome.rejected.into_iter().peekable();
+            let mut duplicates = outcome.duplicates.into_iter().peekable();
             for (i, started) in started.into_iter().enumerate() {
                 match rejected.next_if(|r| r.index == i) {
                     None => {
-                        out.extend_from_slice(OK);
+                        let duplicate = duplicates.next_if_eq(&i).is_some();
+                        out.extend_from_slice(if duplicate { OK_DUPLICATE } else { OK });
                         ctx.metrics
                             .request(Command::Record, Status::Ok, started.elapsed());
                     }

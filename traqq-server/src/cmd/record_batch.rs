@@ -8,7 +8,8 @@ pub(super) fn run(ctx: Ctx<'_>, events: Vec<EventResult<'_>>) -> Answer {
     let outcome = ctx
         .traqq
         .record_results(events.into_iter().map(|e| e.map_err(traqq_storage::Error::from)))?;
-    ctx.metrics.events(outcome.recorded, outcome.rejected.len());
+    ctx.metrics
+        .events(outcome.recorded, outcome.rejected.len(), outcome.duplicates.len());
     // Our own type: serializing cannot fail (string keys, no floats).
     Ok(Some(
         serde_json::to_vec(&outcome.report()).unwrap_or_else(|_| b"null".to_vec()),

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use traqq_core::batch::Batch;
+use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{Read, ReadResult};
 
 use crate::{Capabilities, Error, MemoryStorage, Result, Storage};
@@ -74,6 +75,23 @@ impl<S> Faulty<S> {
         }
     }
 
+    /// What every write goes through: counted, then failed or slowed as switched.
+    fn before_apply(&self, batch: &Batch) -> Result<()> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.down)?;
+        let refused = self.refuse.lock().ok().and_then(|r| r.clone());
+        if let Some(text) = refused {
+            if batch.iter().any(|(key, _)| key.contains(&text)) {
+                return Err(Error::backend(
+                    "faulty",
+                    "ERR value is NaN or Infinity (injected)",
+                ));
+            }
+        }
+        pause(&self.apply_delay_ms);
+        Ok(())
+    }
+
     fn check(&self, flag: &AtomicBool) -> Result<()> {
         if flag.load(Ordering::SeqCst) {
             return Err(Error::unavailable("faulty", "injected outage"));
@@ -88,19 +106,13 @@ impl<S: Storage> Storage for Faulty<S> {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        self.applies.fetch_add(1, Ordering::SeqCst);
-        self.check(&self.down)?;
-        let refused = self.refuse.lock().ok().and_then(|r| r.clone());
-        if let Some(text) = refused {
-            if batch.iter().any(|(key, _)| key.contains(&text)) {
-                return Err(Error::backend(
-                    "faulty",
-                    "ERR value is NaN or Infinity (injected)",
-                ));
-            }
-        }
-        pause(&self.apply_delay_ms);
+        self.before_apply(batch)?;
         self.inner.apply(batch)
+    }
+
+    fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        self.before_apply(batch)?;
+        self.inner.apply_claimed(batch, claims)
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
