@@ -11,14 +11,19 @@
 --   z: n (member, score)   pairs  -> ZINCRBY       (a sorted set)
 --   p: n values                   -> PFADD, variadic (a HyperLogLog: a string)
 --   s: n members                  -> SADD, variadic  (a set)
+--   c: n event ids (16 bytes each) -> SADD, variadic  (a set: a day's claimed event ids)
 -- A key may appear in two parts (a hash with integer and float fields).
+--
+-- Claims ('c' parts) are checked first: when any of their ids is already in its set, nothing
+-- is written and the answer is {'seen', k1, j1, k2, j2, ...} (part k, item j, 1-based) naming
+-- every such id; otherwise the ids are added with the rest of the batch, in the same call.
 --
 -- Returns 0 when everything was applied. Every key's type is checked before anything is
 -- written, so a key of the wrong type fails the batch with nothing applied: {i, 'WRONGTYPE ...', 0}.
 -- A command refused later (a corrupt HyperLogLog, an integer overflow) stops the script there
 -- and returns {i, error, 1}: what came before was applied (Redis has no rollback).
-local expected = { i = 'hash', f = 'hash', z = 'zset', p = 'string', s = 'set' }
-local width = { i = 2, f = 2, z = 2, p = 1, s = 1 }
+local expected = { i = 'hash', f = 'hash', z = 'zset', p = 'string', s = 'set', c = 'set' }
+local width = { i = 2, f = 2, z = 2, p = 1, s = 1, c = 1 }
 local argv = ARGV
 local remember = argv[1]
 local parts = #KEYS
@@ -41,6 +46,26 @@ for k = 1, parts do
     return { k, 'WRONGTYPE the key holds a ' .. found .. ', not a ' .. want, 0 }
   end
   a = a + 3 + tonumber(argv[a + 1]) * width[op]
+end
+
+local seen = nil
+a = 2
+for k = 1, parts do
+  local op = argv[a]
+  local n = tonumber(argv[a + 1])
+  if op == 'c' then
+    for j = 1, n do
+      if redis.call('SISMEMBER', KEYS[k], argv[a + 2 + j]) == 1 then
+        seen = seen or { 'seen' }
+        seen[#seen + 1] = k
+        seen[#seen + 1] = j
+      end
+    end
+  end
+  a = a + 3 + n * width[op]
+end
+if seen then
+  return seen
 end
 
 -- Variadic commands get at most this many values per call (Lua's C stack limit).

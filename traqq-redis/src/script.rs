@@ -38,6 +38,8 @@ enum Op {
     Hll,
     /// One variadic `SADD`.
     Members,
+    /// Event ids claimed in a day's id set: checked first, then one variadic `SADD`.
+    Claim,
 }
 
 impl Op {
@@ -48,13 +50,14 @@ impl Op {
             Op::Scores => "z",
             Op::Hll => "p",
             Op::Members => "s",
+            Op::Claim => "c",
         }
     }
 
     fn width(self) -> usize {
         match self {
             Op::Int | Op::Float | Op::Scores => 2,
-            Op::Hll | Op::Members => 1,
+            Op::Hll | Op::Members | Op::Claim => 1,
         }
     }
 }
@@ -68,8 +71,37 @@ pub(crate) struct Part<'b> {
     pub(crate) physical: Cow<'b, str>,
     op: Op,
     len: usize,
-    entry: &'b KeyEntry,
+    items: Items<'b>,
     expire_at: Option<i64>,
+}
+
+/// Where a part's items come from.
+#[derive(Debug, Clone, Copy)]
+enum Items<'b> {
+    /// A batch entry's operations.
+    Entry(&'b KeyEntry),
+    /// Claimed event ids, sent as 16 big-endian bytes each.
+    Ids(&'b [u128]),
+}
+
+/// Appends the claims of one day's id set to `out` (nothing when there are none).
+pub(crate) fn push_claims<'b>(
+    key: &'b str,
+    physical: Cow<'b, str>,
+    ids: &'b [u128],
+    expire_at: i64,
+    out: &mut Vec<Part<'b>>,
+) {
+    if !ids.is_empty() {
+        out.push(Part {
+            key,
+            physical,
+            op: Op::Claim,
+            len: ids.len(),
+            items: Items::Ids(ids),
+            expire_at: Some(expire_at),
+        });
+    }
 }
 
 /// Appends the parts of one batch entry to `out`: one, or two for a hash holding both integer
@@ -86,7 +118,7 @@ pub(crate) fn push_parts<'b>(
         physical,
         op,
         len,
-        entry,
+        items: Items::Entry(entry),
         expire_at,
     };
     match &entry.ops {
@@ -143,7 +175,16 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
             Some(at) => cmd.arg(at),
             None => cmd.arg(""),
         };
-        match (&p.entry.ops, p.op) {
+        let entry = match p.items {
+            Items::Entry(entry) => entry,
+            Items::Ids(ids) => {
+                for id in ids {
+                    cmd.arg(&id.to_be_bytes()[..]);
+                }
+                continue;
+            }
+        };
+        match (&entry.ops, p.op) {
             (KeyOps::Hash(fields), Op::Int) => {
                 for (field, by) in fields {
                     if let Number::Int(n) = by {
@@ -216,11 +257,35 @@ pub(crate) struct Refusal {
     pub(crate) partial: bool,
 }
 
-/// Reads the script's answer: `Ok(None)` when all was applied, `Ok(Some(_))` for a refusal,
-/// `Err` describing an answer the script never gives.
-pub(crate) fn outcome(value: Value, parts: usize) -> Result<Option<Refusal>, String> {
+/// What a script call did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Everything was applied.
+    Applied,
+    /// A part was refused.
+    Refused(Refusal),
+    /// Nothing was applied: these claimed ids were already in their sets, as (part, item)
+    /// indexes into the call's parts and the part's ids, 0-based.
+    Seen(Vec<(usize, usize)>),
+}
+
+/// Reads the script's answer, or describes an answer the script never gives.
+pub(crate) fn outcome(value: Value, parts: usize) -> Result<Outcome, String> {
+    let unexpected = |v: &dyn std::fmt::Debug| format!("unexpected answer from the batch script: {v:?}");
     match value {
-        Value::Int(0) => Ok(None),
+        Value::Int(0) => Ok(Outcome::Applied),
+        Value::Array(items) if matches!(items.first(), Some(Value::BulkString(b)) if b == b"seen") => {
+            let mut seen = Vec::with_capacity(items.len() / 2);
+            for pair in items[1..].chunks(2) {
+                match pair {
+                    [Value::Int(k), Value::Int(j)] if (1..=parts as i64).contains(k) && *j >= 1 => {
+                        seen.push(((*k - 1) as usize, (*j - 1) as usize));
+                    }
+                    _ => return Err(unexpected(&items)),
+                }
+            }
+            Ok(Outcome::Seen(seen))
+        }
         Value::Array(items) => match items.as_slice() {
             [Value::Int(k), message, Value::Int(partial)] if (1..=parts as i64).contains(k) => {
                 let message = match message {
@@ -228,15 +293,15 @@ pub(crate) fn outcome(value: Value, parts: usize) -> Result<Option<Refusal>, Str
                     Value::SimpleString(s) => s.clone(),
                     other => format!("{other:?}"),
                 };
-                Ok(Some(Refusal {
+                Ok(Outcome::Refused(Refusal {
                     part: (*k - 1) as usize,
                     message,
                     partial: *partial != 0,
                 }))
             }
-            _ => Err(format!("unexpected answer from the batch script: {items:?}")),
+            _ => Err(unexpected(&items)),
         },
-        other => Err(format!("unexpected answer from the batch script: {other:?}")),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -310,7 +375,15 @@ mod tests {
 
     #[test]
     fn answers_are_read() {
-        assert_eq!(outcome(Value::Int(0), 3), Ok(None));
+        assert_eq!(outcome(Value::Int(0), 3), Ok(Outcome::Applied));
+        let seen = Value::Array(vec![
+            Value::BulkString(b"seen".to_vec()),
+            Value::Int(1),
+            Value::Int(2),
+            Value::Int(3),
+            Value::Int(1),
+        ]);
+        assert_eq!(outcome(seen, 3), Ok(Outcome::Seen(vec![(0, 1), (2, 0)])));
         let refused = Value::Array(vec![
             Value::Int(2),
             Value::BulkString(b"WRONGTYPE x".to_vec()),
@@ -318,7 +391,7 @@ mod tests {
         ]);
         assert_eq!(
             outcome(refused, 3),
-            Ok(Some(Refusal {
+            Ok(Outcome::Refused(Refusal {
                 part: 1,
                 message: "WRONGTYPE x".into(),
                 partial: false

@@ -21,14 +21,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{ClientTlsConfig, Cmd, Pipeline, RedisError, TlsCertificates, Value};
-use std::borrow::Cow;
 use traqq_core::batch::{Batch, KeyEntry};
+use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{sort_ranked, top_ranked, Read, ReadResult};
 use traqq_storage::{Capabilities, Error, Result, Storage};
 
 use crate::config::{redact, RedisConfig};
 use crate::keys::{self, slot, KeyLayout};
-use crate::script::{self, Part};
+use crate::script::{self, Outcome, Part};
 use crate::values::{self, BACKEND};
 
 /// Worker threads of the backend's own tokio runtime: enough to overlap socket I/O of
@@ -253,34 +253,27 @@ where
 }
 
 impl RedisStorage {
-    /// One script call per slot group (all keys in one on a single node), recording `id` in
-    /// each group's slot when given (see `Storage::apply_once`).
-    fn apply_batch(&self, batch: &Batch, id: Option<&str>) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        // The parts of each script call: all keys in one on a single node, one per slot on a
-        // cluster.
+    /// The parts of `batch` (and of `claims`, when given) per script call: all in one on a
+    /// single node, one call per slot on a cluster.
+    fn groups<'b>(&self, batch: &'b Batch, claims: Option<&'b Claims>) -> Vec<Vec<Part<'b>>> {
         let expire = |entry: &KeyEntry| self.config.expire_at(entry.bucket, entry.bucket_start);
-        let groups: Vec<Vec<Part<'_>>> = match self.layout {
-            KeyLayout::Plain => {
-                let mut parts = Vec::with_capacity(batch.len() + 16);
-                for (key, entry) in batch.iter() {
-                    script::push_parts(key, Cow::Borrowed(key), entry, expire(entry), &mut parts);
-                }
-                vec![parts]
-            }
-            KeyLayout::ClusterTagged => {
-                let mut by_slot: BTreeMap<u16, Vec<Part<'_>>> = BTreeMap::new();
-                for (key, entry) in batch.iter() {
-                    let physical = self.layout.physical(key);
-                    let parts = by_slot.entry(slot(physical.as_bytes())).or_default();
-                    script::push_parts(key, physical, entry, expire(entry), parts);
-                }
-                by_slot.into_values().collect()
-            }
-        };
-        let groups: Vec<Vec<Part<'_>>> = groups.into_iter().filter(|g| !g.is_empty()).collect();
+        let mut by_slot: BTreeMap<u16, Vec<Part<'b>>> = BTreeMap::new();
+        for set in claims.map(Claims::sets).unwrap_or_default() {
+            let physical = self.layout.physical(&set.key);
+            let parts = by_slot.entry(self.slot_of(&physical)).or_default();
+            script::push_claims(&set.key, physical, &set.ids, set.expire_at, parts);
+        }
+        for (key, entry) in batch.iter() {
+            let physical = self.layout.physical(key);
+            let parts = by_slot.entry(self.slot_of(&physical)).or_default();
+            script::push_parts(key, physical, entry, expire(entry), parts);
+        }
+        by_slot.into_values().filter(|g| !g.is_empty()).collect()
+    }
+
+    /// Runs one script call per group, recording `id` in each group's slot when given (see
+    /// `Storage::apply_once`), and reads each answer.
+    fn run_groups(&self, groups: &[Vec<Part<'_>>], id: Option<&str>) -> Result<Vec<Result<Outcome>>> {
         let calls: Vec<Cmd> = groups
             .iter()
             .map(|g| {
@@ -305,44 +298,141 @@ impl RedisStorage {
             });
             Ok(futures_util::future::join_all(runs).await)
         })?;
-        let mut first_error = None;
-        for (outcome, parts) in outcomes.into_iter().zip(&groups) {
-            let error = match outcome.map(|v| script::outcome(v, parts.len())) {
-                Ok(Ok(None)) => continue,
-                Ok(Ok(Some(refusal))) => {
-                    let key = parts.get(refusal.part).map_or("?", |p| p.key);
-                    Error::Backend {
+        Ok(outcomes
+            .into_iter()
+            .zip(groups)
+            .map(
+                |(outcome, parts)| match outcome.map(|v| script::outcome(v, parts.len())) {
+                    Ok(Ok(Outcome::Refused(refusal))) => {
+                        let key = parts.get(refusal.part).map_or("?", |p| p.key);
+                        Err(Error::Backend {
+                            backend: BACKEND,
+                            source: format!(
+                                "{}: key {key:?}: {} ({})",
+                                self.target,
+                                refusal.message,
+                                if refusal.partial {
+                                    "the keys before it in this batch were applied: Redis does not roll back"
+                                } else {
+                                    "nothing of this batch was applied"
+                                }
+                            )
+                            .into(),
+                        })
+                    }
+                    Ok(Ok(outcome)) => Ok(outcome),
+                    Ok(Err(unexpected)) => Err(Error::Backend {
                         backend: BACKEND,
-                        source: format!(
-                            "{}: key {key:?}: {} ({})",
-                            self.target,
-                            refusal.message,
-                            if refusal.partial {
-                                "the keys before it in this batch were applied: Redis does not roll back"
-                            } else {
-                                "nothing of this batch was applied"
+                        source: format!("{}: {unexpected}", self.target).into(),
+                    }),
+                    Err(e) => {
+                        if redirected(&e) {
+                            if let Some(part) = parts.first() {
+                                self.refresh_slots(part.key);
                             }
-                        )
-                        .into(),
-                    }
-                }
-                Ok(Err(unexpected)) => Error::Backend {
-                    backend: BACKEND,
-                    source: format!("{}: {unexpected}", self.target).into(),
-                },
-                Err(e) => {
-                    if redirected(&e) {
-                        if let Some(part) = parts.first() {
-                            self.refresh_slots(part.key);
                         }
+                        Err(self.failure(&e, |_| parts.first().map(|p| p.key.to_owned())))
                     }
-                    self.failure(&e, |_| parts.first().map(|p| p.key.to_owned()))
-                }
-            };
-            first_error.get_or_insert(error);
+                },
+            )
+            .collect())
+    }
+
+    /// One script call per slot group (all keys in one on a single node), recording `id` in
+    /// each group's slot when given (see `Storage::apply_once`).
+    fn apply_batch(&self, batch: &Batch, id: Option<&str>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let groups = self.groups(batch, None);
+        let mut first_error = None;
+        for outcome in self.run_groups(&groups, id)? {
+            if let Err(error) = outcome {
+                first_error.get_or_insert(error);
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
+
+    /// `Storage::apply_claimed` on a single node: claims and batch in one script call, so the
+    /// check, the ids and the operations are one atomic step.
+    fn apply_claimed_at_once(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        let groups = self.groups(batch, Some(claims));
+        let mut seen = Vec::new();
+        for (outcome, parts) in self.run_groups(&groups, None)?.into_iter().zip(&groups) {
+            if let Outcome::Seen(found) = outcome? {
+                seen.extend(
+                    found
+                        .into_iter()
+                        .filter_map(|(part, item)| seen_id(claims, parts, part, item)),
+                );
+            }
+        }
+        Ok(seen)
+    }
+
+    /// `Storage::apply_claimed` on a cluster, where a day's id set and the metric keys live in
+    /// different slots: the claims first (each set's check and insert atomic in its slot), then
+    /// the batch. When a set had seen an id, or the batch fails, the ids just claimed are taken
+    /// back. A client dying between the two steps leaves ids claimed whose events were not
+    /// counted (at most once, never twice); see the README.
+    fn apply_claimed_in_steps(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        let empty = Batch::new();
+        let groups = self.groups(&empty, Some(claims));
+        let mut seen = Vec::new();
+        let mut claimed: Vec<&Part<'_>> = Vec::new();
+        let mut failure = None;
+        for (outcome, parts) in self.run_groups(&groups, None)?.into_iter().zip(&groups) {
+            match outcome {
+                Ok(Outcome::Seen(found)) => seen.extend(
+                    found
+                        .into_iter()
+                        .filter_map(|(part, item)| seen_id(claims, parts, part, item)),
+                ),
+                Ok(_) => claimed.extend(parts),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if seen.is_empty() && failure.is_none() {
+            match self.apply_batch(batch, None) {
+                Ok(()) => return Ok(Vec::new()),
+                Err(e) => failure = Some(e),
+            }
+        }
+        self.unclaim(claims, &claimed)?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(seen),
+        }
+    }
+
+    /// Removes the ids of the claim parts `claimed` from their sets again.
+    fn unclaim(&self, claims: &Claims, claimed: &[&Part<'_>]) -> Result<()> {
+        let cmds = claimed
+            .iter()
+            .filter_map(|part| claims.sets().iter().find(|s| s.key == part.key))
+            .map(|set| {
+                let physical = self.layout.physical(&set.key);
+                let mut c = redis::cmd("SREM");
+                c.arg(physical.as_ref());
+                for id in &set.ids {
+                    c.arg(&id.to_be_bytes()[..]);
+                }
+                (self.slot_of(&physical), c, set.key.clone())
+            })
+            .collect();
+        self.exec(false, cmds).map(drop)
+    }
+}
+
+/// The claim that the script's (part, item) names, as the engine knows it.
+fn seen_id(claims: &Claims, parts: &[Part<'_>], part: usize, item: usize) -> Option<Seen> {
+    let key = parts.get(part)?.key;
+    let set = claims.sets().iter().position(|s| s.key == key)?;
+    let id = *claims.sets()[set].ids.get(item)?;
+    Some(Seen { set, id })
 }
 
 impl Storage for RedisStorage {
@@ -357,6 +447,13 @@ impl Storage for RedisStorage {
 
     fn apply_once(&self, id: &str, batch: &Batch) -> Result<()> {
         self.apply_batch(batch, Some(id))
+    }
+
+    fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        match self.layout {
+            KeyLayout::Plain => self.apply_claimed_at_once(batch, claims),
+            KeyLayout::ClusterTagged => self.apply_claimed_in_steps(batch, claims),
+        }
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {

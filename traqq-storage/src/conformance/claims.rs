@@ -29,6 +29,15 @@ fn utc() -> Calendar {
     Calendar::new(TraqqConfig::default().time.zone().unwrap())
 }
 
+/// The start of today (UTC): claims of past days may expire at once in a store that expires
+/// id sets (`ClaimSet::expire_at`), so the checks claim on recent days.
+fn today() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    utc().day_start(now)
+}
+
 /// Claims of `ids` on `day` under `prefix`.
 fn claims(prefix: &str, day: i64, ids: &[u128]) -> Claims {
     let (policy, calendar) = (policy(), utc());
@@ -61,7 +70,7 @@ fn hit_count(storage: &dyn Storage, key: &str) -> i64 {
 pub fn a_claimed_batch_applies_once(storage: &dyn Storage) {
     let p = fresh_prefix("claim_once");
     let (batch, k) = hits(&p, 2);
-    let ids = claims(&p, DAY.1, &[1, 2, u128::MAX]);
+    let ids = claims(&p, today(), &[1, 2, u128::MAX]);
     assert_eq!(storage.apply_claimed(&batch, &ids).unwrap(), Vec::<Seen>::new());
     assert_eq!(hit_count(storage, &k), 2);
     let mut again = storage.apply_claimed(&batch, &ids).unwrap();
@@ -79,17 +88,17 @@ pub fn a_batch_with_one_seen_id_applies_nothing(storage: &dyn Storage) {
     let p = fresh_prefix("claim_partial");
     let (batch, k) = hits(&p, 1);
     assert!(storage
-        .apply_claimed(&batch, &claims(&p, DAY.1, &[7]))
+        .apply_claimed(&batch, &claims(&p, today(), &[7]))
         .unwrap()
         .is_empty());
     let seen = storage
-        .apply_claimed(&batch, &claims(&p, DAY.1, &[5, 7, 9]))
+        .apply_claimed(&batch, &claims(&p, today(), &[5, 7, 9]))
         .unwrap();
     assert_eq!(seen, [Seen { set: 0, id: 7 }]);
     assert_eq!(hit_count(storage, &k), 1);
     // 5 and 9 were not claimed by the refused batch.
     assert!(storage
-        .apply_claimed(&batch, &claims(&p, DAY.1, &[5, 9]))
+        .apply_claimed(&batch, &claims(&p, today(), &[5, 9]))
         .unwrap()
         .is_empty());
     assert_eq!(hit_count(storage, &k), 2);
@@ -99,9 +108,9 @@ pub fn a_batch_with_one_seen_id_applies_nothing(storage: &dyn Storage) {
 pub fn ids_are_per_day(storage: &dyn Storage) {
     let p = fresh_prefix("claim_days");
     let (batch, k) = hits(&p, 1);
-    let next_day = DAY.1 + 86_400;
+    let next_day = today() + 86_400;
     assert!(storage
-        .apply_claimed(&batch, &claims(&p, DAY.1, &[42]))
+        .apply_claimed(&batch, &claims(&p, today(), &[42]))
         .unwrap()
         .is_empty());
     assert!(storage
@@ -141,7 +150,7 @@ pub fn concurrent_claims_of_one_id_apply_once(storage: &dyn Storage) {
     let p = fresh_prefix("claim_race");
     let (batch, k) = hits(&p, 1);
     for round in 0..20u128 {
-        let ids = claims(&p, DAY.1, &[round]);
+        let ids = claims(&p, today(), &[round]);
         let applied = AtomicUsize::new(0);
         let start = std::sync::Barrier::new(8);
         std::thread::scope(|s| {
@@ -163,7 +172,7 @@ pub fn concurrent_claims_of_one_id_apply_once(storage: &dyn Storage) {
 pub fn deleting_an_id_set_forgets_its_ids(storage: &dyn Storage) {
     let p = fresh_prefix("claim_delete");
     let (batch, k) = hits(&p, 1);
-    let ids = claims(&p, DAY.1, &[3, 4]);
+    let ids = claims(&p, today(), &[3, 4]);
     assert!(storage.apply_claimed(&batch, &ids).unwrap().is_empty());
     storage.delete(&[ids.sets()[0].key.clone()]).unwrap();
     assert!(storage.apply_claimed(&batch, &ids).unwrap().is_empty());
