@@ -97,6 +97,34 @@ impl Claims {
     }
 }
 
+/// The key of one claimed id in an ordered key-value store (RocksDB, sled): the set's key, a
+/// zero byte, the id's 16 big-endian bytes. Every id of a set lies in [`id_range`] of it, so
+/// a set is one range to check or delete, and looking one id up is one point read.
+pub fn id_entry_key(set_key: &str, id: u128) -> Vec<u8> {
+    let mut key = Vec::with_capacity(set_key.len() + 17);
+    key.extend_from_slice(set_key.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// The key range `[start, end)` holding every [`id_entry_key`] of the set `set_key`.
+pub fn id_range(set_key: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut start = set_key.as_bytes().to_vec();
+    let mut end = start.clone();
+    start.push(0);
+    end.push(1);
+    (start, end)
+}
+
+/// Whether `key` names a day's id set ([`crate::key::id_set_key`]) under any prefix.
+pub fn is_id_set_key(key: &str) -> bool {
+    key.split_once(':').is_some_and(|(_, rest)| {
+        rest.strip_prefix("ids:d:")
+            .is_some_and(|ts| ts.parse::<i64>().is_ok())
+    })
+}
+
 impl IdPolicy {
     /// The policy of `config`, or `None` when `[event] id_field` is unset.
     pub fn new(config: &TraqqConfig) -> Option<Self> {
@@ -259,6 +287,23 @@ mod tests {
                 id: 1
             })
         );
+    }
+
+    #[test]
+    fn id_entry_keys_sort_inside_their_sets_range() {
+        let set = "t:ids:d:86400";
+        assert!(is_id_set_key(set));
+        assert!(!is_id_set_key("t:add:d:86400:event"));
+        assert!(!is_id_set_key("t:ids:d:x"));
+        let (start, end) = id_range(set);
+        for id in [0, 1, u128::MAX] {
+            let key = id_entry_key(set, id);
+            assert!(start <= key && key < end);
+            assert_eq!(key.len(), set.len() + 17);
+        }
+        // Another day's set, even one whose key starts with this one's, is outside.
+        let other = id_entry_key("t:ids:d:864000", 0);
+        assert!(!(start <= other && other < end));
     }
 
     #[test]

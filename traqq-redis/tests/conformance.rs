@@ -7,12 +7,10 @@ mod common;
 fn single_node_passes_the_conformance_suite() {
     let Some(storage) = common::single() else { return };
     traqq_storage::conformance::run_all(&storage);
-    traqq_storage::conformance::claims::run_all(&storage);
 }
 
 #[test]
 fn cluster_passes_the_conformance_suite() {
     let Some(storage) = common::cluster() else { return };
     traqq_storage::conformance::run_all(&storage);
-    traqq_storage::conformance::claims::run_all(&storage);
 }

@@ -7,12 +7,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hashbrown::HashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rocksdb::{
     DBCompressionType, MergeOperands, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions,
     DB,
 };
 use traqq_core::batch::{Batch, KeyOps, Number};
+use traqq_core::claim::{id_entry_key, id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::packed::{self, Entry, MapWriter};
@@ -35,6 +36,9 @@ pub struct RocksStorage {
     /// Shared by batch writers (their merges commute), exclusive for a read-modify-write
     /// (`remove_members`), which must not lose a member merged in between.
     writers: RwLock<()>,
+    /// Held by a claimed batch from its check to its write, so no other claimed batch takes
+    /// the same id in between (one process owns the store: the lock is all it takes).
+    claims: Mutex<()>,
 }
 
 impl std::fmt::Debug for RocksStorage {
@@ -152,6 +156,7 @@ impl RocksStorage {
             write,
             flusher,
             writers: RwLock::new(()),
+            claims: Mutex::new(()),
         })
     }
 
@@ -262,51 +267,88 @@ impl RocksStorage {
     }
 }
 
+/// The write batch of `batch`: one merge operand per key.
+fn write_batch(batch: &Batch) -> WriteBatch {
+    let mut wb = WriteBatch::default();
+    let mut op = MapWriter::default();
+    // One merge operand per key: a packed map of all its increments (or members) in this
+    // batch, so a batch costs as many memtable inserts as it has keys, not fields.
+    for (key, entry) in batch.iter() {
+        op.start();
+        match &entry.ops {
+            KeyOps::Hash(fields) => {
+                if fields.is_empty() {
+                    continue;
+                }
+                fields.iter().for_each(|(field, by)| op.number(field, *by));
+            }
+            KeyOps::Scores(members) => {
+                if members.is_empty() {
+                    continue;
+                }
+                members
+                    .iter()
+                    .for_each(|(member, by)| op.number(member, Number::Float(*by)));
+            }
+            KeyOps::Members(members) => {
+                if members.is_empty() {
+                    continue;
+                }
+                members.iter().for_each(|member| op.member(member));
+            }
+            KeyOps::Hll(values) => {
+                if !values.is_empty() {
+                    wb.merge(key.as_bytes(), codec::encode_hashes(values.iter()));
+                }
+                continue;
+            }
+        }
+        wb.merge(key.as_bytes(), op.bytes());
+    }
+    wb
+}
+
 impl Storage for RocksStorage {
     fn capabilities(&self) -> Capabilities {
         Capabilities::new(true, true)
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        let mut wb = WriteBatch::default();
-        let mut op = MapWriter::default();
-        // One merge operand per key: a packed map of all its increments (or members) in this
-        // batch, so a batch costs as many memtable inserts as it has keys, not fields.
-        for (key, entry) in batch.iter() {
-            op.start();
-            match &entry.ops {
-                KeyOps::Hash(fields) => {
-                    if fields.is_empty() {
-                        continue;
-                    }
-                    fields.iter().for_each(|(field, by)| op.number(field, *by));
-                }
-                KeyOps::Scores(members) => {
-                    if members.is_empty() {
-                        continue;
-                    }
-                    members
-                        .iter()
-                        .for_each(|(member, by)| op.number(member, Number::Float(*by)));
-                }
-                KeyOps::Members(members) => {
-                    if members.is_empty() {
-                        continue;
-                    }
-                    members.iter().for_each(|member| op.member(member));
-                }
-                KeyOps::Hll(values) => {
-                    if !values.is_empty() {
-                        wb.merge(key.as_bytes(), codec::encode_hashes(values.iter()));
-                    }
-                    continue;
-                }
-            }
-            wb.merge(key.as_bytes(), op.bytes());
-        }
+        let wb = write_batch(batch);
         // One WriteBatch: the whole batch is in the WAL record or none of it is.
         let _shared = self.writers.read();
         self.db.write_opt(wb, &self.write).map_err(backend_error)
+    }
+
+    /// Each claimed id is a key of its own (`id_entry_key`): the check is one point read per
+    /// id, and the ids go into the batch's own `WriteBatch`, so after a crash the ids and the
+    /// operations are both there or neither is.
+    fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        let keys: Vec<(Seen, Vec<u8>)> = claims
+            .sets()
+            .iter()
+            .enumerate()
+            .flat_map(|(set, s)| {
+                s.ids
+                    .iter()
+                    .map(move |&id| (Seen { set, id }, id_entry_key(&s.key, id)))
+            })
+            .collect();
+        let mut wb = write_batch(batch);
+        keys.iter().for_each(|(_, key)| wb.put(key, []));
+        let _one = self.claims.lock();
+        let mut seen = Vec::new();
+        for ((claim, _), found) in keys.iter().zip(self.db.multi_get(keys.iter().map(|(_, k)| k))) {
+            if found.map_err(backend_error)?.is_some() {
+                seen.push(*claim);
+            }
+        }
+        if !seen.is_empty() {
+            return Ok(seen);
+        }
+        let _shared = self.writers.read();
+        self.db.write_opt(wb, &self.write).map_err(backend_error)?;
+        Ok(Vec::new())
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
@@ -319,6 +361,11 @@ impl Storage for RocksStorage {
         let mut wb = WriteBatch::default();
         for key in keys {
             wb.delete(key.as_bytes());
+            // A day's id set is one key per id (see `apply_claimed`).
+            if is_id_set_key(key) {
+                let (start, end) = id_range(key);
+                wb.delete_range(start, end);
+            }
         }
         self.db.write_opt(wb, &self.write).map_err(backend_error)
     }

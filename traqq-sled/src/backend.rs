@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hashbrown::{HashMap, HashSet};
 use parking_lot::RwLock;
 use traqq_core::batch::{Batch, KeyOps, Number};
+use traqq_core::claim::{id_entry_key, id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::packed::{self, entries, Entry};
@@ -149,6 +150,52 @@ impl SledStorage {
     /// Folds every logged batch into the data now (it happens by itself every 64 batches).
     pub fn fold(&self) -> Result<()> {
         self.fold_locked(&mut self.pending.write())
+    }
+
+    /// Logs `batch` as one record (see [`SledStorage`]). With `claims`, under the same writer
+    /// lock: when a claimed id is already stored nothing is written and the ids are returned;
+    /// otherwise each id becomes a key of its own (`id_entry_key`) in the record's atomic
+    /// `sled::Batch`, so after a crash the ids and the operations are both there or neither is.
+    fn log_batch(&self, batch: &Batch, claims: Option<&Claims>) -> Result<Vec<Seen>> {
+        if batch.is_empty() && claims.is_none_or(Claims::is_empty) {
+            return Ok(Vec::new());
+        }
+        let chunks = log::encode(batch);
+        {
+            let mut pending = self.pending.write();
+            let mut out = sled::Batch::default();
+            if let Some(claims) = claims {
+                let mut seen = Vec::new();
+                for (set, s) in claims.sets().iter().enumerate() {
+                    for &id in &s.ids {
+                        let key = id_entry_key(&s.key, id);
+                        if self.db.contains_key(&key).map_err(backend_error)? {
+                            seen.push(Seen { set, id });
+                        }
+                        out.insert(key, &[][..]);
+                    }
+                }
+                if !seen.is_empty() {
+                    return Ok(seen);
+                }
+            }
+            let seq = pending.next_seq;
+            for (i, chunk) in chunks.iter().enumerate() {
+                out.insert(&log_key(seq, i as u32)[..], chunk.as_slice());
+            }
+            // One atomic sled batch: the whole record is logged or none of it.
+            self.db.apply_batch(out).map_err(backend_error)?;
+            pending.next_seq += 1;
+            pending.logged.push((seq, chunks.len() as u32));
+            pending.overlay.add(batch);
+            if pending.logged.len() >= FOLD_BATCHES || pending.overlay.op_count() >= FOLD_OPS {
+                self.fold_locked(&mut pending)?;
+            }
+        }
+        // Outside the lock: the next writers proceed while this one waits for the disk, and
+        // writers waiting together share one flush.
+        self.durable()?;
+        Ok(Vec::new())
     }
 
     fn durable(&self) -> Result<()> {
@@ -355,29 +402,11 @@ impl Storage for SledStorage {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let chunks = log::encode(batch);
-        {
-            let mut pending = self.pending.write();
-            let seq = pending.next_seq;
-            let mut out = sled::Batch::default();
-            for (i, chunk) in chunks.iter().enumerate() {
-                out.insert(&log_key(seq, i as u32)[..], chunk.as_slice());
-            }
-            // One atomic sled batch: the whole record is logged or none of it.
-            self.db.apply_batch(out).map_err(backend_error)?;
-            pending.next_seq += 1;
-            pending.logged.push((seq, chunks.len() as u32));
-            pending.overlay.add(batch);
-            if pending.logged.len() >= FOLD_BATCHES || pending.overlay.op_count() >= FOLD_OPS {
-                self.fold_locked(&mut pending)?;
-            }
-        }
-        // Outside the lock: the next writers proceed while this one waits for the disk, and
-        // writers waiting together share one flush.
-        self.durable()
+        self.log_batch(batch, None).map(drop)
+    }
+
+    fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
+        self.log_batch(batch, Some(claims))
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
@@ -393,6 +422,14 @@ impl Storage for SledStorage {
             let mut out = sled::Batch::default();
             for key in keys {
                 out.remove(key.as_bytes());
+                // A day's id set is one key per id (see `log_batch`).
+                if is_id_set_key(key) {
+                    let (start, end) = id_range(key);
+                    for entry in self.db.range(start..end) {
+                        let (id_key, _) = entry.map_err(backend_error)?;
+                        out.remove(id_key);
+                    }
+                }
             }
             self.db.apply_batch(out).map_err(backend_error)?;
         }

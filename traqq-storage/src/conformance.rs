@@ -43,6 +43,7 @@ pub fn run_all(storage: &dyn Storage) {
     concurrent_batches(storage);
     delete_keys(storage);
     retention_prunes_old_buckets(storage);
+    claims::run_all(storage);
 }
 
 /// A prefix no other check (or earlier run against the same server) uses.

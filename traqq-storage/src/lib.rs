@@ -77,6 +77,5 @@ mod tests {
     #[test]
     fn memory_storage_passes_the_conformance_suite() {
         crate::conformance::run_all(&crate::MemoryStorage::new());
-        crate::conformance::claims::run_all(&crate::MemoryStorage::new());
     }
 }

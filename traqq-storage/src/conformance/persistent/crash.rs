@@ -3,13 +3,36 @@
 
 use super::*;
 
-/// The environment variable that makes [`crash_child`] run: `path|sync` of its store.
+/// The environment variable that makes [`crash_child`] run: `path|sync` of its store, and
+/// `|ids` to record events with ids.
 pub const CRASH_CHILD_ENV: &str = "TRAQQ_CRASH_CHILD";
 const PER_BATCH: usize = 200;
 
-/// Batch `i`: PER_BATCH events named `b{i}`.
-fn batch(i: u64) -> Vec<String> {
-    events(&format!("b{i}"), i, PER_BATCH)
+/// Batch `i`: PER_BATCH events named `b{i}`; with `ids`, event `j` carries the id `b{i}-{j}`.
+fn batch(i: u64, ids: bool) -> Vec<String> {
+    let lines = events(&format!("b{i}"), i, PER_BATCH);
+    if !ids {
+        return lines;
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(j, l)| l.replacen("{\"event\":", &format!("{{\"id\":\"b{i}-{j}\",\"event\":"), 1))
+        .collect()
+}
+
+/// The engine of the scenarios: with `ids`, `[event] id_field = "id"`, remembering every day
+/// the events fall on.
+fn crash_engine(store: Box<dyn Storage>, ids: bool) -> Traqq {
+    if !ids {
+        return engine(store);
+    }
+    let mut config = config();
+    config.event.id_field = Some("id".into());
+    config.event.dedup_days = 5;
+    Traqq::new(config, store, "app")
+        .unwrap()
+        .with_clock(ManualClock::new(NOW))
 }
 
 /// The child of the crash scenario: records batches forever into the store [`CRASH_CHILD_ENV`]
@@ -19,11 +42,13 @@ pub fn crash_child(open: &Open) {
     let Ok(spec) = std::env::var(CRASH_CHILD_ENV) else {
         return;
     };
-    let (path, sync) = spec.split_once('|').unwrap();
-    let traqq = engine(open(Path::new(path), sync.parse().unwrap()).unwrap());
+    let mut parts = spec.split('|');
+    let (path, sync) = (parts.next().unwrap(), parts.next().unwrap());
+    let ids = parts.next() == Some("ids");
+    let traqq = crash_engine(open(Path::new(path), sync.parse().unwrap()).unwrap(), ids);
     let mut out = std::io::stdout().lock();
     for i in 0.. {
-        let lines = batch(i);
+        let lines = batch(i, ids);
         let outcome = traqq.record_json_lines(lines.iter().map(String::as_str)).unwrap();
         assert_eq!(outcome.recorded, PER_BATCH);
         writeln!(out, "ack {i}").unwrap();
@@ -33,10 +58,11 @@ pub fn crash_child(open: &Open) {
 
 /// Runs this test binary's test `child_test` (which calls [`crash_child`]) against `path`,
 /// kills it after `acks` acknowledgements, and returns the highest acknowledged batch.
-fn record_and_kill(path: &Path, sync: Durability, acks: u64, child_test: &str) -> u64 {
+fn record_and_kill(path: &Path, sync: Durability, acks: u64, child_test: &str, ids: bool) -> u64 {
+    let spec = format!("{}|{sync}{}", path.display(), if ids { "|ids" } else { "" });
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([child_test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CRASH_CHILD_ENV, format!("{}|{sync}", path.display()))
+        .env(CRASH_CHILD_ENV, spec)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -82,7 +108,7 @@ fn hash_of(result: &QueryResult, path: &str) -> BTreeMap<String, i64> {
 pub fn sigkill_loses_no_acknowledged_batch_and_splits_none(open: &Open, sync: Durability, child_test: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let acked = record_and_kill(&path, sync, 150, child_test);
+    let acked = record_and_kill(&path, sync, 150, child_test, false);
     let traqq = engine(open(&path, Durability::Batch).unwrap());
     let daily = traqq.query(NOW - 3 * 86_400, NOW).unwrap();
     let hourly = traqq.query_hourly(NOW - 3 * 86_400, NOW - 1).unwrap();
@@ -113,4 +139,35 @@ pub fn sigkill_loses_no_acknowledged_batch_and_splits_none(open: &Open, sync: Du
     }
     assert_eq!(per_event_hourly.len(), per_event.len());
     assert_eq!(per_event_geo.len(), per_event.len());
+}
+
+/// Exactly-once across a crash (`[event] id_field`): the child records batches of events with
+/// ids and is killed with SIGKILL; the client then sends again every batch it sent, the
+/// acknowledged ones and the one in flight. Every event is counted exactly once: an event's id
+/// and its operations are stored together or not at all.
+pub fn sigkill_then_a_retry_of_every_batch_counts_each_event_once(open: &Open, child_test: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let acked = record_and_kill(&path, Durability::Batch, 60, child_test, true);
+    let traqq = crash_engine(open(&path, Durability::Batch).unwrap(), true);
+    let mut duplicates = 0;
+    for i in 0..=acked + 1 {
+        let lines = batch(i, true);
+        let outcome = traqq.record_json_lines(lines.iter().map(String::as_str)).unwrap();
+        assert_eq!(outcome.recorded + outcome.duplicates.len(), PER_BATCH);
+        duplicates += outcome.duplicates.len();
+    }
+    assert!(
+        duplicates >= (acked as usize + 1) * PER_BATCH,
+        "every acknowledged event is a duplicate on retry: {duplicates}"
+    );
+    let per_event = hash_of(&traqq.query(NOW - 3 * 86_400, NOW).unwrap(), "add/event");
+    for i in 0..=acked + 1 {
+        assert_eq!(
+            per_event.get(&format!("b{i}")),
+            Some(&(PER_BATCH as i64)),
+            "batch {i} (acked up to {acked})"
+        );
+    }
+    assert_eq!(per_event.len() as u64, acked + 2, "{per_event:?}");
 }

@@ -30,7 +30,10 @@ use crate::{Durability, Error, ManualClock, Result, Storage, Traqq};
 mod crash;
 mod retention;
 
-pub use crash::{crash_child, sigkill_loses_no_acknowledged_batch_and_splits_none, CRASH_CHILD_ENV};
+pub use crash::{
+    crash_child, sigkill_loses_no_acknowledged_batch_and_splits_none,
+    sigkill_then_a_retry_of_every_batch_counts_each_event_once, CRASH_CHILD_ENV,
+};
 pub use retention::*;
 
 /// Opens (or reopens) the backend's store at a path, in a durability mode.
@@ -101,6 +104,19 @@ macro_rules! persistent_tests {
                 $crate::Durability::Batch,
                 &$crate::conformance::persistent::test_name(module_path!(), "crash_child"),
             );
+        }
+
+        #[test]
+        fn sigkill_then_a_retry_of_every_batch_counts_each_event_once() {
+            $crate::conformance::persistent::sigkill_then_a_retry_of_every_batch_counts_each_event_once(
+                &$open,
+                &$crate::conformance::persistent::test_name(module_path!(), "crash_child"),
+            );
+        }
+
+        #[test]
+        fn event_ids_survive_a_restart() {
+            $crate::conformance::persistent::event_ids_survive_a_restart(&$open);
         }
 
         #[test]
@@ -202,6 +218,49 @@ fn event_count(traqq: &Traqq, name: &str) -> i64 {
 }
 
 // --- Restart and reopen safety.
+
+/// Events with ids (`[event] id_field`), the store reopened, the same ids sent again: they
+/// are duplicates, and only the new ones count.
+pub fn event_ids_survive_a_restart(open: &Open) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut config = config();
+    config.event.id_field = Some("id".into());
+    config.event.dedup_days = 5;
+    let engine = |store| {
+        Traqq::new(config.clone(), store, "app")
+            .unwrap()
+            .with_clock(ManualClock::new(NOW))
+    };
+    let lines = |ids: std::ops::Range<usize>| -> Vec<String> {
+        ids.map(|i| {
+            format!(
+                r#"{{"event":"buy","id":"o{i}","ip":"10.0.0.{}","ts":{}}}"#,
+                i % 200,
+                NOW - 3_600 - i as i64
+            )
+        })
+        .collect()
+    };
+    let first = engine(open(&path, Durability::Batch).unwrap());
+    let out = first
+        .record_json_lines(lines(0..100).iter().map(String::as_str))
+        .unwrap();
+    assert_eq!((out.recorded, out.duplicates.len()), (100, 0));
+    drop(first);
+    let second = engine(open(&path, Durability::Batch).unwrap());
+    let out = second
+        .record_json_lines(lines(50..150).iter().map(String::as_str))
+        .unwrap();
+    assert_eq!(
+        (out.recorded, out.duplicates.len()),
+        (50, 50),
+        "ids 50..100 were stored before"
+    );
+    drop(second);
+    let third = engine(open(&path, Durability::Batch).unwrap());
+    assert_eq!(event_count(&third, "buy"), 150);
+}
 
 /// 3,000 events recorded and the store reopened: identical daily and hourly results; the same
 /// events recorded again (the new process hashes them the same) leave the unique counts as
