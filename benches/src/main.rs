@@ -53,6 +53,9 @@ struct WorkloadArgs {
     /// End of the 7-day `ts` window, unix seconds (default: now). Fix it for byte-identical output.
     #[arg(long)]
     now: Option<i64>,
+    /// Give every event a unique `"id":"e<number>"` (for `[event] id_field`).
+    #[arg(long)]
+    ids: bool,
 }
 
 impl WorkloadArgs {
@@ -61,6 +64,7 @@ impl WorkloadArgs {
             seed: self.seed,
             ips,
             now: self.now.unwrap_or_else(unix_now),
+            ids: self.ids,
         }
     }
 }
@@ -86,6 +90,16 @@ enum Cmd {
         /// Skip traqq 0.2 (it takes about a minute per million events).
         #[arg(long)]
         skip_v02: bool,
+    },
+    /// The cost of exactly-once ingest: the same events (each with a unique id) recorded
+    /// with and without `[event] id_field`, into memory and into RocksDB, each phase in its own
+    /// process; prints speed, the ratio and the bytes each remembered id costs.
+    Ids {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// Lines per `record_json_lines` call.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
     },
     /// Runs one phase and prints its report as JSON (used by `compare`).
     #[command(hide = true)]
@@ -133,6 +147,7 @@ fn main() -> anyhow::Result<()> {
             batch,
             skip_v02,
         } => compare(&workload, batch, skip_v02),
+        Cmd::Ids { workload, batch } => ids(workload, batch),
     }
 }
 
@@ -174,6 +189,7 @@ fn run_child(
             &args.seed.to_string(),
         ])
         .args(["--now", &now.to_string(), "--batch", &batch.to_string()])
+        .args(args.ids.then_some("--ids"))
         .output()
         .context("starting a phase")?;
     if !output.status.success() {
@@ -270,6 +286,54 @@ fn compare(args: &WorkloadArgs, batch: usize, skip_v02: bool) -> anyhow::Result<
         parse_event: find(Engine::ParseEvent, IpMode::Standard),
     };
     targets.print(args.events);
+    Ok(())
+}
+
+fn ids(mut args: WorkloadArgs, batch: usize) -> anyhow::Result<()> {
+    args.ids = true;
+    let now = args.now.unwrap_or_else(unix_now);
+    eprintln!(
+        "traqq-bench ids: {} events, each with a unique id, seed {}, now {now}, batch {batch}, one thread, each phase in its own process",
+        args.events, args.seed
+    );
+    let mut rows = Vec::new();
+    for engine in [Engine::Memory, Engine::MemoryIds, Engine::Rocks, Engine::RocksIds] {
+        rows.push(run_child(engine, &args, now, IpMode::Standard, batch)?);
+    }
+    println!();
+    println!("| phase | events/s (CPU) | events/s (wall) | RSS after MiB | disk MiB | add/event total |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.1} | {} | {} |",
+            r.engine.name(),
+            speed(r),
+            r.events_per_sec,
+            mib(r.rss_after_kib),
+            r.disk_bytes
+                .map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1_048_576.0)),
+            opt_num(r.total_events),
+        );
+    }
+    println!();
+    let events = args.events as f64;
+    for pair in rows.chunks(2) {
+        let [plain, with_ids] = pair else { continue };
+        let ratio = speed(plain) / speed(with_ids).max(1e-9);
+        println!(
+            "{}: with ids {ratio:.2}x the time without  [target <= 1.3x: {}]",
+            plain.engine.name(),
+            verdict(ratio <= 1.3)
+        );
+        let rss = (with_ids.rss_after_kib as f64 - plain.rss_after_kib as f64) * 1024.0 / events;
+        println!("  memory per remembered id (RSS after, with - without): {rss:.1} bytes");
+        if let (Some(a), Some(b)) = (plain.disk_bytes, with_ids.disk_bytes) {
+            println!(
+                "  disk per remembered id (store directory, with - without): {:.1} bytes",
+                (b as f64 - a as f64) / events
+            );
+        }
+    }
     Ok(())
 }
 

@@ -34,8 +34,11 @@ pub enum Error {
         message: String,
     },
     /// Unknown engine name.
-    #[error("unknown engine {0:?} (expected memory, v02, parse-value or parse-event)")]
+    #[error("unknown engine {0:?} (expected memory, memory-ids, rocksdb, rocksdb-ids, v02, parse-value or parse-event)")]
     Engine(String),
+    /// A temp dir for an on-disk store could not be made.
+    #[error("temp dir: {0}")]
+    TempDir(#[from] std::io::Error),
 }
 
 /// What a phase runs the events through.
@@ -50,6 +53,12 @@ pub enum Engine {
     ParseValue,
     /// Parsing alone into this project's borrowed `IncomingEvent` (the floor for ingest).
     ParseEvent,
+    /// [`Engine::Memory`] with `[event] id_field = "id"`: every event's id is claimed.
+    MemoryIds,
+    /// This project into a RocksDB store in a temp dir.
+    Rocks,
+    /// [`Engine::Rocks`] with `[event] id_field = "id"`.
+    RocksIds,
 }
 
 impl Engine {
@@ -60,6 +69,9 @@ impl Engine {
             Engine::V02 => "v02",
             Engine::ParseValue => "parse-value",
             Engine::ParseEvent => "parse-event",
+            Engine::MemoryIds => "memory-ids",
+            Engine::Rocks => "rocksdb",
+            Engine::RocksIds => "rocksdb-ids",
         }
     }
 }
@@ -71,6 +83,9 @@ impl FromStr for Engine {
             "memory" => Engine::Memory,
             "v02" => Engine::V02,
             "parse-value" => Engine::ParseValue,
+            "memory-ids" => Engine::MemoryIds,
+            "rocksdb" => Engine::Rocks,
+            "rocksdb-ids" => Engine::RocksIds,
             "parse-event" => Engine::ParseEvent,
             other => return Err(Error::Engine(other.to_owned())),
         })
@@ -125,6 +140,9 @@ pub struct PhaseReport {
     pub total_events: Option<i64>,
     /// Merged unique `ip` count as the engine reports it over the range.
     pub unique_ips: Option<u64>,
+    /// Bytes of the store's directory after the last event (flushed), for on-disk stores.
+    #[serde(default)]
+    pub disk_bytes: Option<u64>,
 }
 
 /// Runs one phase in this process.
@@ -151,6 +169,7 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseReport, Error> {
         left -= n;
     }
     let after = Resident::now();
+    let disk_bytes = runner.disk_bytes()?;
     let (mut query_ms, mut query_cpu_ms, mut total_events, mut unique_ips) =
         (Vec::new(), Vec::new(), None, None);
     for _ in 0..spec.query_runs {
@@ -187,12 +206,38 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseReport, Error> {
         rss_before_kib: before.map_or(0, |r| r.rss_kib),
         rss_after_kib: after.map_or(0, |r| r.rss_kib),
         hwm_kib: Resident::now().map_or(0, |r| r.hwm_kib),
+        disk_bytes,
         query_ms_min: query_ms.first().copied(),
         query_ms_median: query_ms.get(query_ms.len() / 2).copied(),
         query_cpu_ms_median: query_cpu_ms.get(query_cpu_ms.len() / 2).copied(),
         total_events,
         unique_ips,
     })
+}
+
+/// The mapping of `engine`: the standard one, with `[event] id_field = "id"` (remembered for
+/// the workload's whole 7-day window) for the `-ids` engines.
+fn config_for(engine: Engine) -> traqq_storage::prelude::TraqqConfig {
+    let mut config = standard_config();
+    if matches!(engine, Engine::MemoryIds | Engine::RocksIds) {
+        config.event.id_field = Some("id".into());
+        config.event.dedup_days = 9;
+    }
+    config
+}
+
+/// Bytes of the files below `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The merged results of every find, flattened to one common shape for the sanity columns.
@@ -215,7 +260,8 @@ fn sum_hash(results: &[Found], metric: &str, pattern: &str) -> i64 {
 }
 
 enum Runner {
-    Memory(Box<Traqq>),
+    /// This project's engine, over any store (the temp dir of an on-disk one kept alive).
+    Memory(Box<Traqq>, Option<tempfile::TempDir>),
     V02(Box<traqq02::Traqq>),
     ParseValue,
     ParseEvent,
@@ -224,10 +270,27 @@ enum Runner {
 impl Runner {
     fn new(spec: &PhaseSpec) -> Result<Self, Error> {
         Ok(match spec.engine {
-            Engine::Memory => Runner::Memory(Box::new(
-                Traqq::new(standard_config(), MemoryStorage::new(), "bench")?
-                    .with_clock(ManualClock::new(spec.workload.now)),
-            )),
+            Engine::Memory | Engine::MemoryIds => Runner::Memory(
+                Box::new(
+                    Traqq::new(config_for(spec.engine), MemoryStorage::new(), "bench")?
+                        .with_clock(ManualClock::new(spec.workload.now)),
+                ),
+                None,
+            ),
+            Engine::Rocks | Engine::RocksIds => {
+                let dir = tempfile::tempdir()?;
+                let store = traqq_rocks::RocksStorage::open(
+                    dir.path().join("db"),
+                    traqq_rocks::RocksConfig::default(),
+                )?;
+                Runner::Memory(
+                    Box::new(
+                        Traqq::new(config_for(spec.engine), store, "bench")?
+                            .with_clock(ManualClock::new(spec.workload.now)),
+                    ),
+                    Some(dir),
+                )
+            }
             Engine::V02 => Runner::V02(Box::new(
                 traqq02::Traqq::new(
                     standard_config_v02(),
@@ -247,7 +310,7 @@ impl Runner {
             message: e.to_string(),
         };
         match self {
-            Runner::Memory(t) => {
+            Runner::Memory(t, _) => {
                 let outcome = t.record_json_lines(chunk.lines())?;
                 if let Some(r) = outcome.rejected.first() {
                     return Err(parse_error(r.index, &r.error));
@@ -279,10 +342,21 @@ impl Runner {
         Ok(())
     }
 
+    /// The size of an on-disk store's directory, flushed first.
+    fn disk_bytes(&self) -> Result<Option<u64>, Error> {
+        match self {
+            Runner::Memory(t, Some(dir)) => {
+                t.flush()?;
+                Ok(Some(dir_bytes(dir.path())))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// `query_days(30)` and every merged find of the mapping.
     fn query(&self) -> Result<Option<Vec<Found>>, Error> {
         Ok(match self {
-            Runner::Memory(t) => {
+            Runner::Memory(t, _) => {
                 let result = t.query_days(30)?;
                 let mut out = Vec::new();
                 for (metric_type, key, add_key) in finds() {
@@ -346,6 +420,7 @@ mod tests {
                 seed: 5,
                 ips,
                 now: 1_764_288_000,
+                ids: false,
             },
             events: 3_000,
             batch: 1_000,

@@ -79,6 +79,8 @@ pub struct Workload {
     pub ips: Ips,
     /// `ts` values fall in `[now - 7 days, now)`, unix seconds.
     pub now: i64,
+    /// Each event carries a unique `"id":"e<number>"` (for `[event] id_field`).
+    pub ids: bool,
 }
 
 impl Workload {
@@ -88,6 +90,7 @@ impl Workload {
             seed,
             ips: Ips::STANDARD,
             now,
+            ids: false,
         }
     }
 
@@ -178,6 +181,7 @@ pub struct Generator {
     rng: SplitMix64,
     ips: Ips,
     now: i64,
+    ids: bool,
     /// XOR mask that makes the address pool depend on the seed.
     ip_mask: u32,
     index: u64,
@@ -191,6 +195,7 @@ impl Generator {
             rng,
             ips: w.ips,
             now: w.now,
+            ids: w.ids,
             ip_mask,
             index: 0,
         }
@@ -270,7 +275,11 @@ impl Generator {
         push_random(out, r, HEX, 32);
         out.push_str(r#"","ref":"https://r.example.net/"#);
         push_random(out, r, ALNUM, 8);
-        out.push_str("\"}");
+        out.push('"');
+        if self.ids {
+            let _ = write!(out, r#","id":"e{}""#, self.index);
+        }
+        out.push('}');
         self.index += 1;
     }
 }
@@ -393,6 +402,7 @@ mod tests {
                 seed: 3,
                 ips: Ips::Pool(100),
                 now: NOW,
+                ids: false,
             }
             .lines(5_000),
         );
@@ -407,9 +417,10 @@ mod tests {
             seed: 3,
             ips: Ips::AllDistinct,
             now: NOW,
+            ids: true,
         };
         let mut g = unique.generator();
-        let mut seen = HashSet::new();
+        let (mut seen, mut ids) = (HashSet::new(), HashSet::new());
         let mut line = String::new();
         for _ in 0..n {
             line.clear();
@@ -418,6 +429,10 @@ mod tests {
             assert!(
                 seen.insert(m["ip"].as_str().unwrap().to_owned()),
                 "repeated ip in {line}"
+            );
+            assert!(
+                ids.insert(m["id"].as_str().unwrap().to_owned()),
+                "repeated id in {line}"
             );
         }
         assert_eq!(g.produced(), n);

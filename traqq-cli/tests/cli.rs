@@ -453,6 +453,70 @@ fn local_store_commands_and_query_errors() {
     assert!(text(&out.stderr).contains("\"yesterday\" is not a date"));
 }
 
+/// With `[event] id_field`, importing the same file twice counts it once, and the second
+/// import says how many duplicates it skipped.
+#[test]
+fn importing_a_file_twice_with_event_ids_counts_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    let config = dir.path().join("traqq.toml");
+    std::fs::write(&config, "[event]\nid_field = \"id\"\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let events: String = (0..50)
+        .map(|i| format!("{{\"event\":\"o\",\"id\":\"order-{}\",\"ts\":{now}}}\n", i % 40))
+        .collect();
+    let import = || {
+        traqq_stdin(
+            &[
+                "import",
+                "-",
+                "--config",
+                cfg,
+                "--storage",
+                "sled",
+                "--data",
+                data,
+            ],
+            &events,
+        )
+    };
+    let first = text(&import().stdout);
+    assert!(
+        first.contains("imported 40 events, rejected 0 lines, skipped 10 duplicates"),
+        "{first}"
+    );
+    let second = text(&import().stdout);
+    assert!(
+        second.contains("imported 0 events, rejected 0 lines, skipped 50 duplicates"),
+        "{second}"
+    );
+    let found = query_json(&[
+        "find",
+        "add/event",
+        "--config",
+        cfg,
+        "--storage",
+        "sled",
+        "--data",
+        data,
+        "--days",
+        "0",
+        "--merge",
+    ]);
+    assert_eq!(found[0]["result"]["Hash"]["o"], json!(40));
+    let out = traqq(&["prune", "--config", cfg, "--storage", "sled", "--data", data]);
+    assert!(
+        text(&out.stdout).contains("dropped 0 event id sets older than event.dedup_days = 2"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 /// The Redis server `scripts/test` starts; `None` skips locally, CI fails without it.
 fn redis_url() -> Option<String> {
     match std::env::var("TRAQQ_REDIS_URL") {

@@ -1,4 +1,5 @@
-//! `traqq prune`: applies `[retention]` to a local store now.
+//! `traqq prune`: applies `[retention]` (and drops the id sets past `[event] dedup_days`) to a
+//! local store now.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,8 @@ use crate::UsageError;
 
 pub(super) fn prune(config: &FileConfig) -> anyhow::Result<ExitCode> {
     let r = config.retention;
-    if r.daily_days == 0 && r.hourly_days == 0 {
+    let ids = config.event.id_field.is_some();
+    if r.daily_days == 0 && r.hourly_days == 0 && !ids {
         println!(
             "retention keeps everything (retention.daily_days = 0, retention.hourly_days = 0): nothing to prune"
         );
@@ -33,5 +35,11 @@ pub(super) fn prune(config: &FileConfig) -> anyhow::Result<ExitCode> {
         keep(r.daily_days),
         keep(r.hourly_days)
     );
+    if ids {
+        println!(
+            "dropped {} event id sets older than event.dedup_days = {}",
+            report.id_sets, config.event.dedup_days
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
