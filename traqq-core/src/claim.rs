@@ -13,6 +13,7 @@
 //! are deleted by the engine's daily prune. Each set lives in one key, so on Redis Cluster the
 //! check of a day's ids is atomic too.
 
+use hashbrown::HashSet;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::bucket::{BucketKind, Calendar};
@@ -56,6 +57,8 @@ pub struct ClaimSet {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claims {
     sets: Vec<ClaimSet>,
+    /// Every claim, for the repeat check (a batch holds thousands).
+    claimed: HashSet<Claim>,
 }
 
 /// A claimed id that its day's set already held: `sets()[set]`, `id`.
@@ -203,6 +206,9 @@ impl IdPolicy {
     /// Adds `claim` to `claims` (the set of its day under `prefix`); `false` when the batch
     /// already claims that id on that day.
     pub fn add(&self, claims: &mut Claims, prefix: &str, calendar: &Calendar, claim: Claim) -> bool {
+        if claims.claimed.contains(&claim) {
+            return false;
+        }
         let index = match claims.sets.iter().position(|s| s.day == claim.day) {
             Some(i) => i,
             None => {
@@ -215,11 +221,10 @@ impl IdPolicy {
                 claims.sets.len() - 1
             }
         };
-        let ids = &mut claims.sets[index].ids;
-        if ids.contains(&claim.id) {
+        if !claims.claimed.insert(claim) {
             return false;
         }
-        ids.push(claim.id);
+        claims.sets[index].ids.push(claim.id);
         true
     }
 }
