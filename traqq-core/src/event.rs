@@ -33,7 +33,11 @@ impl Scalar<'_> {
             Scalar::Str(s) => Cow::Borrowed(s),
             Scalar::Int(n) => Cow::Owned(n.to_string()),
             Scalar::UInt(n) => Cow::Owned(n.to_string()),
-            Scalar::Float(x) => Cow::Owned(x.to_string()),
+            // As serde_json writes it ("1.0", "1e21"), which is what traqq 0.2 stored: labels
+            // keep their text across the upgrade.
+            Scalar::Float(x) => {
+                Cow::Owned(serde_json::Number::from_f64(*x).map_or_else(|| x.to_string(), |n| n.to_string()))
+            }
             Scalar::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
         }
     }
@@ -530,6 +534,16 @@ mod tests {
         assert!(matches!(e.get("ip"), Some(Scalar::Str(Cow::Borrowed("1.2.3.4")))));
         assert_eq!(e.get("n"), Some(&Scalar::Int(3)));
         assert_eq!(e.get("x"), Some(&Scalar::Float(1.5)));
+        // Float labels are written as traqq 0.2 (serde_json) wrote them.
+        for (x, text) in [
+            (1.0, "1.0"),
+            (1.5, "1.5"),
+            (1e21, "1e+21"),
+            (-0.000_1, "-0.0001"),
+            (1e300, "1e+300"),
+        ] {
+            assert_eq!(Scalar::Float(x).as_text(), text);
+        }
         assert_eq!(e.get("ok"), Some(&Scalar::Bool(true)));
         assert_eq!(e.get("nil"), None);
         assert_eq!(e.get("arr"), None);
