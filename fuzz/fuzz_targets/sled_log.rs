@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
                     bucket: BucketKind::Day,
                     bucket_start: 0,
                     ops: ops.clone(),
+                    max_labels: 0,
                 },
             );
         }

@@ -137,6 +137,9 @@ pub struct KeyEntry {
     pub bucket_start: i64,
     /// What to do.
     pub ops: KeyOps,
+    /// Most distinct labels (hash fields, sorted-set members) the key may hold; a new label past
+    /// it goes to [`crate::labels::OTHER`]. `0` = no cap. See [`crate::labels`].
+    pub max_labels: usize,
 }
 
 /// A set of coalesced operations, applied by a `Storage` in one go (atomically where it can).
@@ -190,6 +193,7 @@ impl Batch {
                 bucket,
                 bucket_start,
                 ops: empty(),
+                max_labels: 0,
             })
             .ops
     }
@@ -225,6 +229,11 @@ impl Batch {
             }
             Some(existing) => existing.ops.fold(entry.ops),
         }
+    }
+
+    /// Replaces the entry of `key` (adds it when the batch does not touch `key`).
+    pub fn replace(&mut self, key: &str, entry: KeyEntry) {
+        self.entries.insert(key.to_owned(), entry);
     }
 
     /// Folds `other` into `self`, coalescing as if its operations had been added here.

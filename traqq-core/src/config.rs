@@ -86,6 +86,12 @@ pub struct LimitsConfig {
     /// Most scalar properties (nested ones included) one event may carry; an event past it
     /// is rejected while it is parsed.
     pub max_properties: usize,
+    /// Most distinct labels (hash fields, leaderboard members) one `add`, `adv` or `top`
+    /// metric keeps per bucket; a new label past it is counted under `(other)` (see
+    /// [`crate::labels`]). `0` = no cap.
+    pub max_labels: usize,
+    /// [`LimitsConfig::max_labels`] for single patterns (`"event~url" = 500`), overriding it.
+    pub max_labels_by_pattern: std::collections::BTreeMap<String, usize>,
 }
 
 impl Default for LimitsConfig {
@@ -96,6 +102,8 @@ impl Default for LimitsConfig {
             max_combinations: 1000,
             max_metrics_per_event: 1000,
             max_properties: 1000,
+            max_labels: 10_000,
+            max_labels_by_pattern: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -249,6 +257,23 @@ impl TraqqConfig {
             }
             compound += usize::from(pattern.arity() > 1);
             seen.push((pattern, &av.add_key));
+        }
+        for name in limits.max_labels_by_pattern.keys() {
+            let field = format!("limits.max_labels_by_pattern.{name:?}");
+            let pattern = Pattern::parse(name).map_err(|reason| Error::config(&field, reason))?;
+            let mapped = m
+                .add
+                .iter()
+                .chain(&m.top)
+                .map(String::as_str)
+                .chain(m.add_value.iter().map(|av| av.key.as_str()))
+                .any(|text| Pattern::parse(text).is_ok_and(|p| p == pattern));
+            if !mapped {
+                return Err(Error::config(
+                    field,
+                    "no add, add_value or top pattern of the mapping is this one",
+                ));
+            }
         }
         if compound > limits.max_combinations {
             return Err(Error::config(

@@ -38,6 +38,7 @@ pub mod config;
 mod error;
 pub mod event;
 pub mod key;
+pub mod labels;
 pub mod ops;
 pub mod pattern;
 pub mod plan;

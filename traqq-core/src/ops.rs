@@ -35,6 +35,8 @@ struct CompiledMetric {
     add_key: Option<String>,
     /// Storage keys this metric writes per bucket (adv: the sums, the summary, the counts).
     keys_per_bucket: usize,
+    /// Labels a key of this metric keeps per bucket (`[limits] max_labels`); 0 = no cap.
+    max_labels: usize,
 }
 
 /// Compiles a [`TraqqConfig`] once and turns events into batch operations.
@@ -78,6 +80,17 @@ impl OpGenerator {
             (MetricType::Add, &m.add),
             (MetricType::Top, &m.top),
         ];
+        let limits = &config.limits;
+        let labels_cap = |metric: MetricType, pattern: &Pattern| -> usize {
+            if metric == MetricType::Bmp {
+                return 0;
+            }
+            limits
+                .max_labels_by_pattern
+                .iter()
+                .find(|(text, _)| Pattern::parse(text).is_ok_and(|p| p == *pattern))
+                .map_or(limits.max_labels, |(_, cap)| *cap)
+        };
         for (metric, list) in lists {
             for text in list {
                 let pattern = Pattern::parse(text).map_err(|r| Error::config("mapping", r))?;
@@ -87,6 +100,7 @@ impl OpGenerator {
                     pattern: pattern.as_str().to_owned(),
                     add_key: None,
                     keys_per_bucket: 1,
+                    max_labels: labels_cap(metric, &pattern),
                 });
             }
         }
@@ -98,6 +112,7 @@ impl OpGenerator {
                 pattern: pattern.as_str().to_owned(),
                 add_key: Some(av.add_key.clone()),
                 keys_per_bucket: 3,
+                max_labels: labels_cap(MetricType::Adv, &pattern),
             });
         }
         Ok(OpGenerator {
@@ -533,6 +548,7 @@ impl BatchBuilder<'_> {
                     bucket,
                     bucket_start: start,
                     ops: slot.ops,
+                    max_labels: m.max_labels,
                 },
             );
             if m.metric == MetricType::Adv {
@@ -550,6 +566,7 @@ impl BatchBuilder<'_> {
                         bucket,
                         bucket_start: start,
                         ops: slot.label_counts,
+                        max_labels: m.max_labels,
                     },
                 );
             }

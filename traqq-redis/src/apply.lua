@@ -5,7 +5,7 @@
 -- was lost and it is sent again), and is not applied twice; the id key is set only once the
 -- whole batch is applied.
 -- KEYS[i] is the Redis key of part i. ARGV then holds, for each part in order: an op code, the
--- item count n, the EXPIREAT time ('' for none), then the items:
+-- item count n, the EXPIREAT time ('' for none), the label cap (0 for none), then the items:
 --   i: n (field, integer)  pairs  -> HINCRBY       (a hash)
 --   f: n (field, float)    pairs  -> HINCRBYFLOAT  (a hash)
 --   z: n (member, score)   pairs  -> ZINCRBY       (a sorted set)
@@ -18,7 +18,11 @@
 -- is written and the answer is {'seen', k1, j1, k2, j2, ...} (part k, item j, 1-based) naming
 -- every such id; otherwise the ids are added with the rest of the batch, in the same call.
 --
--- Returns 0 when everything was applied. Every key's type is checked before anything is
+-- A capped part ('i', 'f', 'z' with a cap above 0; its items in byte order of the label) keeps the
+-- key at no more than cap labels plus '(other)': a label the key does not hold yet, arriving when
+-- it holds cap labels already, is counted under '(other)' (traqq_core::labels).
+--
+-- Returns 0 when everything was applied, or {'overflow', n} when n new labels went to '(other)'. Every key's type is checked before anything is
 -- written, so a key of the wrong type fails the batch with nothing applied: {i, 'WRONGTYPE ...', 0}.
 -- A command refused later (a corrupt HyperLogLog, an integer overflow) stops the script there
 -- and returns {i, error, 1}: what came before was applied (Redis has no rollback).
@@ -45,7 +49,7 @@ for k = 1, parts do
   if found ~= 'none' and found ~= want then
     return { k, 'WRONGTYPE the key holds a ' .. found .. ', not a ' .. want, 0 }
   end
-  a = a + 3 + tonumber(argv[a + 1]) * width[op]
+  a = a + 4 + tonumber(argv[a + 1]) * width[op]
 end
 
 local seen = nil
@@ -55,14 +59,14 @@ for k = 1, parts do
   local n = tonumber(argv[a + 1])
   if op == 'c' then
     for j = 1, n do
-      if redis.call('SISMEMBER', KEYS[k], argv[a + 2 + j]) == 1 then
+      if redis.call('SISMEMBER', KEYS[k], argv[a + 3 + j]) == 1 then
         seen = seen or { 'seen' }
         seen[#seen + 1] = k
         seen[#seen + 1] = j
       end
     end
   end
-  a = a + 3 + n * width[op]
+  a = a + 4 + n * width[op]
 end
 if seen then
   return seen
@@ -76,6 +80,8 @@ local call = redis.call
 -- One protected call around all writes rather than redis.pcall and a check per command: the
 -- check alone cost ~4% of Redis's CPU per batch. `k` says which part a refusal was about.
 local k = 0
+local overflowed = 0
+local OTHER = '(other)'
 local ok, failure = pcall(function()
   local a = 2
   for i = 1, parts do
@@ -84,8 +90,42 @@ local ok, failure = pcall(function()
     local op = argv[a]
     local n = tonumber(argv[a + 1])
     local at = argv[a + 2]
-    a = a + 3
-    if op == 'i' or op == 'f' then
+    local cap = tonumber(argv[a + 3])
+    a = a + 4
+    local held = 0
+    if cap > 0 then
+      if op == 'z' then
+        held = call('ZCARD', key)
+        if call('ZSCORE', key, OTHER) then held = held - 1 end
+      else
+        held = call('HLEN', key)
+        if call('HEXISTS', key, OTHER) == 1 then held = held - 1 end
+      end
+      -- Room for every item: no label can overflow, no check per item.
+      if held + n <= cap then cap = 0 end
+    end
+    if cap > 0 then
+      local z = op == 'z'
+      local cmd = (z and 'ZINCRBY') or (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
+      local last = a + 2 * n - 1
+      for j = a, last, 2 do
+        local label = argv[j]
+        if label ~= OTHER then
+          local has
+          if z then has = call('ZSCORE', key, label) else has = call('HEXISTS', key, label) == 1 end
+          if not has then
+            if held >= cap then
+              label = OTHER
+              overflowed = overflowed + 1
+            else
+              held = held + 1
+            end
+          end
+        end
+        if z then call(cmd, key, argv[j + 1], label) else call(cmd, key, label, argv[j + 1]) end
+      end
+      a = last + 1
+    elseif op == 'i' or op == 'f' then
       local cmd = (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
       local last = a + 2 * n - 1
       for j = a, last, 2 do
@@ -119,5 +159,8 @@ if not ok then
 end
 if remember ~= '' then
   redis.call('SET', KEYS[parts + 1], '1', 'EX', remember)
+end
+if overflowed > 0 then
+  return { 'overflow', overflowed }
 end
 return 0

@@ -156,7 +156,7 @@ pub(crate) const REMEMBER_IDS_SECS: u64 = 3600;
 /// into the command's one buffer: no allocation per item.
 pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> Cmd {
     let items: usize = parts.iter().map(|p| p.len * p.op.width()).sum();
-    let args = 5 + parts.len() * 4 + items;
+    let args = 5 + parts.len() * 5 + items;
     // Keys and fields of the traqq format are mostly 10–60 bytes; a guess saves the regrowing.
     let mut cmd = Cmd::with_capacity(args, args * 24);
     cmd.arg("EVALSHA")
@@ -175,6 +175,11 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
             Some(at) => cmd.arg(at),
             None => cmd.arg(""),
         };
+        let cap = match p.items {
+            Items::Entry(entry) => entry.max_labels,
+            Items::Ids(_) => 0,
+        };
+        cmd.arg(cap);
         let entry = match p.items {
             Items::Entry(entry) => entry,
             Items::Ids(ids) => {
@@ -185,25 +190,26 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
             }
         };
         match (&entry.ops, p.op) {
-            (KeyOps::Hash(fields), Op::Int) => {
-                for (field, by) in fields {
-                    if let Number::Int(n) = by {
-                        cmd.arg(field.as_str()).arg(*n);
+            (KeyOps::Hash(fields), op @ (Op::Int | Op::Float)) => {
+                for (field, by) in labelled(fields.iter().map(|(f, n)| (f, *n)), cap) {
+                    match (by, op) {
+                        (Number::Int(n), Op::Int) => {
+                            cmd.arg(field.as_str()).arg(n);
+                        }
+                        (Number::Float(x), Op::Float) => {
+                            cmd.arg(field.as_str());
+                            push_number(&mut cmd, x);
+                        }
+                        _ => {}
                     }
                 }
             }
-            (KeyOps::Hash(fields), _) => {
-                for (field, by) in fields {
-                    if let Number::Float(x) = by {
-                        cmd.arg(field.as_str());
-                        push_number(&mut cmd, *x);
-                    }
-                }
-            }
+            // A hash part is always integers or floats (`push_parts`).
+            (KeyOps::Hash(_), _) => {}
             (KeyOps::Scores(members), _) => {
-                for (member, by) in members {
+                for (member, by) in labelled(members.iter().map(|(m, s)| (m, *s)), cap) {
                     cmd.arg(member.as_str());
-                    push_number(&mut cmd, *by);
+                    push_number(&mut cmd, by);
                 }
             }
             (KeyOps::Hll(values), _) | (KeyOps::Members(values), _) => {
@@ -214,6 +220,17 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
         }
     }
     cmd
+}
+
+/// The items of a part: in byte order of the label when the key has a label cap (the script
+/// admits new labels in the order it meets them: see `traqq_core::labels`), as they come
+/// otherwise.
+fn labelled<'a, T>(items: impl Iterator<Item = (&'a String, T)>, cap: usize) -> Vec<(&'a String, T)> {
+    let mut items: Vec<(&'a String, T)> = items.collect();
+    if cap > 0 {
+        items.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
+    items
 }
 
 /// `x` as integer text when it is a whole number (scores mostly are: shorter, exact).
@@ -260,8 +277,8 @@ pub(crate) struct Refusal {
 /// What a script call did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Everything was applied.
-    Applied,
+    /// Everything was applied; this many new labels went to `(other)` (label caps).
+    Applied(u64),
     /// A part was refused.
     Refused(Refusal),
     /// Nothing was applied: these claimed ids were already in their sets, as (part, item)
@@ -273,7 +290,13 @@ pub(crate) enum Outcome {
 pub(crate) fn outcome(value: Value, parts: usize) -> Result<Outcome, String> {
     let unexpected = |v: &dyn std::fmt::Debug| format!("unexpected answer from the batch script: {v:?}");
     match value {
-        Value::Int(0) => Ok(Outcome::Applied),
+        Value::Int(0) => Ok(Outcome::Applied(0)),
+        Value::Array(items) if matches!(items.first(), Some(Value::BulkString(b)) if b == b"overflow") => {
+            match items.as_slice() {
+                [_, Value::Int(n)] if *n >= 0 => Ok(Outcome::Applied(*n as u64)),
+                _ => Err(unexpected(&items)),
+            }
+        }
         Value::Array(items) if matches!(items.first(), Some(Value::BulkString(b)) if b == b"seen") => {
             let mut seen = Vec::with_capacity(items.len() / 2);
             for pair in items[1..].chunks(2) {
@@ -347,7 +370,10 @@ mod tests {
         };
         assert_eq!(
             args(None),
-            ["EVALSHA", "abc", "2", key, key, "", "i", "1", "99", "count", "2", "f", "1", "", "sum", "1.5"]
+            [
+                "EVALSHA", "abc", "2", key, key, "", "i", "1", "99", "0", "count", "2", "f", "1", "", "0",
+                "sum", "1.5"
+            ]
         );
         assert_eq!(
             args(Some("p:applied:x")),
@@ -362,11 +388,13 @@ mod tests {
                 "i",
                 "1",
                 "99",
+                "0",
                 "count",
                 "2",
                 "f",
                 "1",
                 "",
+                "0",
                 "sum",
                 "1.5"
             ]
@@ -375,7 +403,9 @@ mod tests {
 
     #[test]
     fn answers_are_read() {
-        assert_eq!(outcome(Value::Int(0), 3), Ok(Outcome::Applied));
+        assert_eq!(outcome(Value::Int(0), 3), Ok(Outcome::Applied(0)));
+        let overflow = Value::Array(vec![Value::BulkString(b"overflow".to_vec()), Value::Int(4)]);
+        assert_eq!(outcome(overflow, 3), Ok(Outcome::Applied(4)));
         let seen = Value::Array(vec![
             Value::BulkString(b"seen".to_vec()),
             Value::Int(1),

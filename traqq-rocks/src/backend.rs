@@ -17,7 +17,7 @@ use traqq_core::claim::{id_entry_key, id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::packed::{self, Entry, MapWriter};
-use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
+use traqq_storage::{Capabilities, Durability, Error, LabelIndex, Result, Storage};
 
 use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR};
 use crate::config::RocksConfig;
@@ -39,6 +39,8 @@ pub struct RocksStorage {
     /// Held by a claimed batch from its check to its write, so no other claimed batch takes
     /// the same id in between (one process owns the store: the lock is all it takes).
     claims: Mutex<()>,
+    /// The labels of the capped keys written (`[limits] max_labels`).
+    labels: LabelIndex,
 }
 
 impl std::fmt::Debug for RocksStorage {
@@ -157,6 +159,7 @@ impl RocksStorage {
             flusher,
             writers: RwLock::new(()),
             claims: Mutex::new(()),
+            labels: LabelIndex::new(),
         })
     }
 
@@ -314,7 +317,8 @@ impl Storage for RocksStorage {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        let wb = write_batch(batch);
+        let batch = self.labels.apply_caps(batch, |reads| self.read(reads))?;
+        let wb = write_batch(&batch);
         // One WriteBatch: the whole batch is in the WAL record or none of it is.
         let _shared = self.writers.read();
         self.db.write_opt(wb, &self.write).map_err(backend_error)
@@ -334,7 +338,8 @@ impl Storage for RocksStorage {
                     .map(move |&id| (Seen { set, id }, id_entry_key(&s.key, id)))
             })
             .collect();
-        let mut wb = write_batch(batch);
+        let batch = self.labels.apply_caps(batch, |reads| self.read(reads))?;
+        let mut wb = write_batch(&batch);
         keys.iter().for_each(|(_, key)| wb.put(key, []));
         let _one = self.claims.lock();
         let mut seen = Vec::new();
@@ -357,7 +362,12 @@ impl Storage for RocksStorage {
         reads.iter().map(|r| self.read_one(&snapshot, r)).collect()
     }
 
+    fn labels_overflowed(&self) -> u64 {
+        self.labels.overflowed()
+    }
+
     fn delete(&self, keys: &[String]) -> Result<()> {
+        self.labels.forget(keys);
         let mut wb = WriteBatch::default();
         for key in keys {
             wb.delete(key.as_bytes());

@@ -99,8 +99,8 @@ impl Metrics {
         self.requests[command as usize][status as usize].load(Relaxed)
     }
 
-    /// The Prometheus text exposition (version 0.0.4).
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition (version 0.0.4), with what `storage` counts.
+    pub fn render(&self, storage: &dyn traqq_storage::Storage) -> String {
         let mut out = String::with_capacity(4096);
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
@@ -119,6 +119,11 @@ impl Metrics {
             "traqq_events_duplicate_total",
             "Events not counted again: their id (event.id_field) was recorded before.",
             self.events_duplicate(),
+        );
+        counter(
+            "traqq_labels_overflowed_total",
+            "New labels counted under (other) because their metric's bucket held limits.max_labels labels.",
+            storage.labels_overflowed(),
         );
         counter(
             "traqq_storage_errors_total",
@@ -192,7 +197,7 @@ mod tests {
         m.request(Command::Record, Status::Ok, Duration::from_micros(30));
         m.request(Command::Record, Status::Ok, Duration::from_millis(3));
         m.request(Command::Query, Status::BadRequest, Duration::from_secs(10));
-        let text = m.render();
+        let text = m.render(&traqq_storage::MemoryStorage::new());
         assert!(text.contains("traqq_events_recorded_total 3\n"), "{text}");
         assert!(text.contains("traqq_events_rejected_total 1\n"));
         assert!(text.contains("traqq_requests_total{command=\"record\",outcome=\"ok\"} 2\n"));

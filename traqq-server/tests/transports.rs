@@ -26,6 +26,7 @@ over_both_wires!(
     hourly_buckets_filters_and_leaderboards,
     totals_are_unions_over_the_range,
     an_event_id_counts_once_over_every_connection,
+    labels_past_a_metrics_cap_are_counted_under_other,
 );
 
 /// Requests answered with `status`, whatever their command (HTTP names a refused request by
@@ -365,7 +366,52 @@ fn an_event_id_counts_once_over_every_connection(wire: Wire) {
     );
     assert_eq!(first.event_count(now, "buy"), 3, "a b c");
     assert_eq!(server.metrics().events_duplicate(), 3);
-    let text = server.metrics().render();
+    let text = server.metrics().render(&MemoryStorage::new());
     assert!(text.contains("traqq_events_duplicate_total 3\n"), "{text}");
+    server.stop().unwrap();
+}
+
+/// `[limits] max_labels`: a metric's bucket keeps that many labels; new ones past it count
+/// under `(other)`, in counters and leaderboards alike, and the totals stay exact.
+fn labels_past_a_metrics_cap_are_counted_under_other(wire: Wire) {
+    let mut config = mapping();
+    config.mapping.add.push("event~url".into());
+    config.mapping.top.push("url".into());
+    config.limits.max_labels = 50;
+    config.limits.max_labels_by_pattern.insert("url~event".into(), 5);
+    let server = start_with(loopback(), config, Arc::new(MemoryStorage::new()));
+    let mut session = Session::open(&server, wire, None);
+    let events: Vec<Value> = (0..20)
+        .map(|i| json!({"event": "view", "url": format!("/p/{i:02}"), "ts": TS}))
+        .collect();
+    session
+        .send(&json!({"cmd": "record_batch", "events": events}))
+        .ok();
+    let find = |session: &mut Session, metric_type: &str, key: &str| {
+        session
+            .send(&json!({"cmd": "find", "min": TS, "max": TS, "metric_type": metric_type, "key": key, "merge": true}))
+            .ok()[0]["result"]
+            .clone()
+    };
+    let by_url = find(&mut session, "add", "event~url");
+    let labels = by_url["Hash"].as_object().unwrap();
+    assert_eq!(labels.len(), 6, "5 labels and (other): {by_url}");
+    assert_eq!(labels["(other)"], json!(15));
+    assert_eq!(labels["view~/p/00"], json!(1), "the first five in byte order");
+    let top = find(&mut session, "top", "url");
+    let ranked = top["Ranked"].as_array().unwrap();
+    assert_eq!(
+        ranked.len(),
+        20,
+        "the url leaderboard has its own cap, 50, not reached: {top}"
+    );
+    assert_eq!(find(&mut session, "add", "event")["Hash"]["view"], json!(20));
+    let metrics =
+        traqq_server::client::http_request(server.http_addr().unwrap(), "GET", "/metrics", &[], b"").unwrap();
+    assert!(
+        metrics.body.contains("traqq_labels_overflowed_total 15\n"),
+        "{}",
+        metrics.body
+    );
     server.stop().unwrap();
 }

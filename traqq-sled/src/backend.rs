@@ -12,7 +12,7 @@ use traqq_core::claim::{id_entry_key, id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::packed::{self, entries, Entry};
-use traqq_storage::{Capabilities, Durability, Error, Result, Storage};
+use traqq_storage::{Capabilities, Durability, Error, LabelIndex, Result, Storage};
 
 use crate::codec::{fold_map, FORMAT, FORMAT_KEY};
 use crate::config::SledConfig;
@@ -54,6 +54,8 @@ pub struct SledStorage {
     /// Writers exclusive, readers shared: reads see the data and overlay of the same batches.
     pending: RwLock<Pending>,
     group: GroupFlush,
+    /// The labels of the capped keys written (`[limits] max_labels`).
+    labels: LabelIndex,
 }
 
 impl std::fmt::Debug for SledStorage {
@@ -129,6 +131,7 @@ impl SledStorage {
             config,
             pending: RwLock::new(pending),
             group: GroupFlush::default(),
+            labels: LabelIndex::new(),
         })
     }
 
@@ -160,6 +163,8 @@ impl SledStorage {
         if batch.is_empty() && claims.is_none_or(Claims::is_empty) {
             return Ok(Vec::new());
         }
+        let batch = self.labels.apply_caps(batch, |reads| self.read(reads))?;
+        let batch = batch.as_ref();
         let chunks = log::encode(batch);
         {
             let mut pending = self.pending.write();
@@ -414,7 +419,12 @@ impl Storage for SledStorage {
         reads.iter().map(|r| self.read_one(&pending.overlay, r)).collect()
     }
 
+    fn labels_overflowed(&self) -> u64 {
+        self.labels.overflowed()
+    }
+
     fn delete(&self, keys: &[String]) -> Result<()> {
+        self.labels.forget(keys);
         {
             let mut pending = self.pending.write();
             // Fold first, so no logged operation revives a deleted key on replay.

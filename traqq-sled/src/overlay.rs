@@ -43,6 +43,7 @@ impl Overlay {
                 bucket: bucket.0,
                 bucket_start: bucket.1,
                 ops: empty(),
+                max_labels: 0,
             })
             .ops
     }

@@ -365,6 +365,10 @@ impl<S: Storage> Storage for BufferedStorage<S> {
         self.shared.store.apply_claimed(batch, claims)
     }
 
+    fn labels_overflowed(&self) -> u64 {
+        self.shared.store.labels_overflowed()
+    }
+
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         self.shared.take_failure_then_write()?;
         self.shared.store.read(reads)

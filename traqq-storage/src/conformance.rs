@@ -23,6 +23,7 @@ use crate::storage::{Storage, StorageExt};
 
 pub mod claims;
 pub mod faulty;
+pub mod labels;
 pub mod persistent;
 
 pub use faulty::Faulty;
@@ -44,6 +45,7 @@ pub fn run_all(storage: &dyn Storage) {
     delete_keys(storage);
     retention_prunes_old_buckets(storage);
     claims::run_all(storage);
+    labels::run_all(storage);
 }
 
 /// A prefix no other check (or earlier run against the same server) uses.

@@ -5,11 +5,13 @@
 //! own lock: concurrent batches only wait for each other where they touch the same shard.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, MutexGuard};
-use traqq_core::batch::{Batch, KeyOps, Number};
+use traqq_core::batch::{Batch, KeyEntry, KeyOps, Number};
 use traqq_core::claim::{Claims, Seen};
+use traqq_core::labels::{cap_labels, OTHER};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 
@@ -58,6 +60,28 @@ impl Value {
         )
     }
 
+    /// `entry`'s operations with its label cap applied against what this value holds, and how
+    /// many new labels went to `(other)`; `None` when they fit as they are.
+    fn capped(&self, entry: &KeyEntry) -> Option<(KeyOps, usize)> {
+        let cap = entry.max_labels;
+        let (held, has_other) = match self {
+            Value::Hash(h) => (h.len(), h.contains_key(OTHER)),
+            Value::Scores(z) => (z.len(), z.contains_key(OTHER)),
+            _ => return None,
+        };
+        let held = held - usize::from(has_other);
+        if cap == 0 || held + entry.ops.len() <= cap {
+            return None;
+        }
+        let mut ops = entry.ops.clone();
+        let capped = cap_labels(&mut ops, cap, held, |label| match self {
+            Value::Hash(h) => h.contains_key(label),
+            Value::Scores(z) => z.contains_key(label),
+            _ => false,
+        });
+        Some((ops, capped.overflowed))
+    }
+
     fn apply(&mut self, ops: &KeyOps) {
         match (self, ops) {
             (Value::Hash(h), KeyOps::Hash(incrs)) => {
@@ -90,13 +114,15 @@ impl Value {
 
 type Shard = HashMap<String, Value>;
 /// A batch's operations that fall in one shard.
-type ShardOps<'b> = Vec<(&'b str, &'b KeyOps)>;
+type ShardOps<'b> = Vec<(&'b str, &'b KeyEntry)>;
 
 /// The in-memory backend.
 #[derive(Debug)]
 pub struct MemoryStorage {
     shards: Vec<Mutex<Shard>>,
     hasher: hashbrown::DefaultHashBuilder,
+    /// New labels counted under `(other)` ([`Storage::labels_overflowed`]).
+    overflowed: AtomicU64,
 }
 
 impl Default for MemoryStorage {
@@ -111,6 +137,7 @@ impl MemoryStorage {
         MemoryStorage {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
+            overflowed: AtomicU64::new(0),
         }
     }
 
@@ -145,7 +172,7 @@ impl Storage for MemoryStorage {
         // becomes visible at once; check types before changing anything.
         let mut by_shard: Vec<ShardOps<'_>> = vec![Vec::new(); SHARDS];
         for (key, entry) in batch.iter() {
-            by_shard[self.shard_of(key)].push((key, &entry.ops));
+            by_shard[self.shard_of(key)].push((key, entry));
         }
         let mut guards: Vec<(MutexGuard<'_, Shard>, &ShardOps<'_>)> = by_shard
             .iter()
@@ -154,21 +181,31 @@ impl Storage for MemoryStorage {
             .map(|(i, ops)| (self.shards[i].lock(), ops))
             .collect();
         for (shard, ops) in &guards {
-            for (key, op) in ops.iter() {
+            for (key, entry) in ops.iter() {
                 if let Some(v) = shard.get(*key) {
-                    if !v.accepts(op) {
+                    if !v.accepts(&entry.ops) {
                         return Err(wrong_type(key, v));
                     }
                 }
             }
         }
+        let mut overflowed = 0;
         for (shard, ops) in &mut guards {
-            for (key, op) in ops.iter() {
-                shard
+            for (key, entry) in ops.iter() {
+                let value = shard
                     .entry_ref(*key)
-                    .or_insert_with(|| Value::empty_for(op))
-                    .apply(op);
+                    .or_insert_with(|| Value::empty_for(&entry.ops));
+                match value.capped(entry) {
+                    None => value.apply(&entry.ops),
+                    Some((ops, n)) => {
+                        value.apply(&ops);
+                        overflowed += n;
+                    }
+                }
             }
+        }
+        if overflowed > 0 {
+            self.overflowed.fetch_add(overflowed as u64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -230,6 +267,10 @@ impl Storage for MemoryStorage {
             return Err(error);
         }
         Ok(Vec::new())
+    }
+
+    fn labels_overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {

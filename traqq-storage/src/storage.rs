@@ -35,7 +35,9 @@ impl Capabilities {
 ///
 /// - [`Storage::apply`] applies every operation of a [`Batch`]: hash fields are incremented
 ///   (integers stay integers, floats add as floats), HyperLogLog values are inserted, sorted-set
-///   scores are incremented, set members are added. Missing keys start empty. Where
+///   scores are incremented, set members are added. Missing keys start empty. A key with a
+///   label cap (`max_labels`) never holds more labels than that plus `(other)`, also under
+///   concurrent writers: [`traqq_core::labels::cap_labels`] is the rule. Where
 ///   [`Capabilities::atomic_batches`] is set, a batch is visible entirely or not at all, also
 ///   after a crash. Concurrent `apply` calls from many threads lose no increment.
 /// - [`Storage::read`] answers each [`Read`] with the [`ReadResult`] of the same variant, in
@@ -90,6 +92,14 @@ pub trait Storage: Send + Sync + Debug {
         })
     }
 
+    /// New labels this store counted under `(other)` because their key held its cap
+    /// ([`KeyEntry::max_labels`](traqq_core::batch::KeyEntry::max_labels), see
+    /// [`traqq_core::labels`]), since it was opened by this process. Every backend of this
+    /// project applies the cap; the default, for a store that does not, is 0.
+    fn labels_overflowed(&self) -> u64 {
+        0
+    }
+
     /// Answers reads, in order.
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>>;
 
@@ -140,6 +150,9 @@ macro_rules! forward_storage {
             }
             fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
                 (**self).apply_claimed(batch, claims)
+            }
+            fn labels_overflowed(&self) -> u64 {
+                (**self).labels_overflowed()
             }
             fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
                 (**self).read(reads)

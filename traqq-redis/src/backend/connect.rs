@@ -81,6 +81,7 @@ impl RedisStorage {
             target,
             op_timeout,
             union_counter: AtomicU64::new(0),
+            labels_overflowed: AtomicU64::new(0),
             script_sha: script::sha(),
         };
         storage

@@ -66,6 +66,8 @@ pub struct RedisStorage {
     target: String,
     op_timeout: Duration,
     union_counter: AtomicU64,
+    /// New labels the batch script counted under `(other)` (`Storage::labels_overflowed`).
+    labels_overflowed: AtomicU64,
     /// SHA1 of the batch script.
     script_sha: String,
 }
@@ -347,8 +349,11 @@ impl RedisStorage {
         let groups = self.groups(batch, None);
         let mut first_error = None;
         for outcome in self.run_groups(&groups, id)? {
-            if let Err(error) = outcome {
-                first_error.get_or_insert(error);
+            match outcome {
+                Ok(outcome) => self.count_overflow(&outcome),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -408,6 +413,13 @@ impl RedisStorage {
         }
     }
 
+    /// Adds the labels a script call counted under `(other)` to the store's total.
+    fn count_overflow(&self, outcome: &Outcome) {
+        if let Outcome::Applied(n) = outcome {
+            self.labels_overflowed.fetch_add(*n, Ordering::Relaxed);
+        }
+    }
+
     /// Removes the ids of the claim parts `claimed` from their sets again.
     fn unclaim(&self, claims: &Claims, claimed: &[&Part<'_>]) -> Result<()> {
         let cmds = claimed
@@ -454,6 +466,10 @@ impl Storage for RedisStorage {
             KeyLayout::Plain => self.apply_claimed_at_once(batch, claims),
             KeyLayout::ClusterTagged => self.apply_claimed_in_steps(batch, claims),
         }
+    }
+
+    fn labels_overflowed(&self) -> u64 {
+        self.labels_overflowed.load(Ordering::Relaxed)
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {

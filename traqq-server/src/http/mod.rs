@@ -396,7 +396,7 @@ async fn metrics(State(state): Shared) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        d.metrics().render(),
+        d.metrics().render(d.traqq().storage().as_ref()),
     )
         .into_response()
 }

@@ -115,6 +115,10 @@ impl<S: Storage> Storage for Faulty<S> {
         self.inner.apply_claimed(batch, claims)
     }
 
+    fn labels_overflowed(&self) -> u64 {
+        self.inner.labels_overflowed()
+    }
+
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         self.check(&self.down)?;
         if reads.iter().any(|r| matches!(r, Read::Members(_))) {
