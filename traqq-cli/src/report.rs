@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use traqq_core::bucket::{BucketKind, Calendar};
+use traqq_core::labels::OTHER;
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::{MetricData, MetricResult, QueryTotals};
 
@@ -180,13 +181,39 @@ fn section(out: &mut String, results: &[MetricResult]) {
         .max()
         .unwrap_or(0);
     for m in results {
-        let _ = writeln!(out, "  {:width$}  {}", label(m), data(&m.result));
+        let capped = if hit_label_cap(&m.result) {
+            "  [capped: new labels past limits.max_labels are counted under (other)]"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {:width$}  {}{capped}", label(m), data(&m.result));
+    }
+}
+
+/// Whether a metric holds the `(other)` label: a bucket of it reached its label cap.
+fn hit_label_cap(d: &MetricData) -> bool {
+    match d {
+        MetricData::Hash(h) => h.contains_key(OTHER),
+        MetricData::FloatHash(h) => h.contains_key(OTHER),
+        MetricData::Ranked(r) => r.iter().any(|(m, _)| m == OTHER),
+        MetricData::Count(_) | MetricData::Summary { .. } => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_with_an_other_label_is_marked_capped() {
+        let capped = MetricData::Hash(BTreeMap::from([("a".to_string(), 2), (OTHER.to_string(), 5)]));
+        assert!(hit_label_cap(&capped));
+        assert!(!hit_label_cap(&MetricData::Hash(BTreeMap::from([(
+            "a".to_string(),
+            2
+        )]))));
+        assert!(hit_label_cap(&MetricData::Ranked(vec![(OTHER.to_string(), 1.0)])));
+    }
 
     #[test]
     fn control_characters_in_values_are_escaped() {

@@ -517,6 +517,50 @@ fn importing_a_file_twice_with_event_ids_counts_it_once() {
     );
 }
 
+/// `[limits] max_labels`: the table marks a metric whose bucket reached its cap, and the
+/// labels past it are counted under `(other)`.
+#[test]
+fn query_tables_mark_a_metric_that_hit_its_label_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("traqq.toml");
+    std::fs::write(
+        &config,
+        "[mapping]\nadd = [\"event\", \"event~url\"]\n[limits.max_labels_by_pattern]\n\"url~event\" = 3\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    let events: String = (0..10)
+        .map(|i| format!("{{\"event\":\"v\",\"url\":\"/{i}\",\"ts\":{TS}}}\n"))
+        .collect();
+    let store = ["--config", cfg, "--storage", "sled", "--data", data];
+    let out = traqq_stdin(&[&["import", "-"][..], &store].concat(), &events);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let day = TS.to_string();
+    let out = traqq(
+        &[
+            &["query", "--from", &day, "--to", &day, "--format", "table"][..],
+            &store,
+        ]
+        .concat(),
+    );
+    let table = text(&out.stdout);
+    let capped: Vec<&str> = table.lines().filter(|l| l.contains("[capped")).collect();
+    assert!(
+        capped
+            .iter()
+            .any(|l| l.contains("add event~url") && l.contains("(other) 7")),
+        "{table}"
+    );
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.contains("add event ") && l.contains("[capped")),
+        "{table}"
+    );
+}
+
 /// The Redis server `scripts/test` starts; `None` skips locally, CI fails without it.
 fn redis_url() -> Option<String> {
     match std::env::var("TRAQQ_REDIS_URL") {

@@ -248,9 +248,15 @@
     return h('div', { class: 'legend' }, series.map((sr, k) =>
       h('span', {}, h('i', { style: 'background:' + COLORS[k % COLORS.length] }), sr.name)));
   }
+  // The label that new labels past a metric's cap ([limits] max_labels) are counted under.
+  const OTHER = '(other)';
+  const labelled = (rows) => rows.filter((r) => r[0] !== OTHER);
   // A ranked table: each row's name sits on a bar proportional to its value. `columns` adds
-  // cells after the value: [heading, (name, value) => [text, data-attributes]].
-  function rankedTable(rows, limit, valueHead, columns = []) {
+  // cells after the value: [heading, (name, value) => [text, data-attributes]]. The (other)
+  // row is not ranked: it comes last, set apart, saying what it holds.
+  function rankedTable(allRows, limit, valueHead, columns = []) {
+    const other = allRows.find((r) => r[0] === OTHER);
+    const rows = labelled(allRows);
     const max = rows.reduce((a, r) => Math.max(a, Math.abs(r[1])), 0) || 1;
     const body = rows.slice(0, limit).map(([name, value], i) => {
       const bar = h('div', { class: 'bar' });
@@ -263,11 +269,21 @@
         h('td', { class: 'num' }, fmt(value)),
         cells.map(([text]) => h('td', { class: 'num' }, text)));
     });
+    const otherRow = other ? (() => {
+      const cells = columns.map(([, cell]) => cell(OTHER, other[1]));
+      return h('tr', Object.assign({ 'data-member': OTHER, 'data-value': other[1], class: 'other' },
+        ...cells.map(([, attrs]) => attrs || {})),
+        h('td', { class: 'rank' }, '–'),
+        h('td', { class: 'member', title: 'labels that arrived after this metric held limits.max_labels labels in a bucket' },
+          h('span', {}, '(other: labels past the cap)')),
+        h('td', { class: 'num' }, fmt(other[1])),
+        cells.map(([text]) => h('td', { class: 'num' }, text)));
+    })() : null;
     // Several number columns get narrower ones, so the names keep room on a phone.
     const table = h('table', { class: columns.length > 1 ? 'many' : null },
       h('thead', {}, h('tr', {}, h('th', { class: 'rank' }, '#'), h('th', {}, 'value'),
         h('th', { class: 'num' }, valueHead), columns.map(([head]) => h('th', { class: 'num' }, head)))),
-      h('tbody', {}, body));
+      h('tbody', {}, body, otherRow));
     const more = rows.length > limit ? h('p', { class: 'more' }, `${rows.length - limit} more not shown`) : null;
     return [table, more];
   }
@@ -312,10 +328,10 @@
   function addCard(m, detail, labels) {
     const rows = totals(m.buckets);
     const total = rows.reduce((a, r) => a + r[1], 0);
-    const shown = rows.slice(0, detail ? 10 : 5).map((r) => r[0]);
+    const shown = labelled(rows).slice(0, detail ? 10 : 5).map((r) => r[0]);
     const series = seriesOf(m, shown);
     return card(m, detail,
-      h('div', { class: 'stats' }, stat('total', 'total', total), stat('distinct values', 'distinct', rows.length)),
+      h('div', { class: 'stats' }, stat('total', 'total', total), stat('distinct values', 'distinct', labelled(rows).length)),
       lineChart(m.pattern + ' per ' + (data.hourly ? 'hour' : 'day'), labels, series, detail), legend(series),
       rankedTable(rows, detail ? 100 : 10, 'count', [share(total)]));
   }
@@ -324,7 +340,7 @@
     const counts = new Map(totals(m.counts));
     let sum = 0, count = 0;
     for (const x of m.summary) if (x) { sum += x.sum; count += x.count; }
-    const shown = rows.slice(0, detail ? 10 : 5).map((r) => r[0]);
+    const shown = labelled(rows).slice(0, detail ? 10 : 5).map((r) => r[0]);
     const series = seriesOf(m, shown);
     // Average per label per bucket: that bucket's sum over its count; a gap where it has none.
     const averages = shown.map((name) => ({
@@ -368,8 +384,8 @@
   }
   function topCard(m, detail, labels) {
     const ranked = m.merged && Array.isArray(m.merged.Ranked) ? m.merged.Ranked : [];
-    const first = ranked.length ? ranked[0] : null;
-    const names = ranked.slice(0, 5).map((r) => r[0]);
+    const first = labelled(ranked).length ? labelled(ranked)[0] : null;
+    const names = labelled(ranked).slice(0, 5).map((r) => r[0]);
     const series = names.map((name) => ({
       name: name === '' ? '(empty)' : name,
       values: m.buckets.map((b) => {

@@ -1168,3 +1168,55 @@ fn a_page_on_another_origin_records_with_fetch_and_send_beacon() {
         "the beacon to be recorded",
     );
 }
+
+/// Issue 15: a metric whose bucket reached `[limits] max_labels` shows `(other)` set apart —
+/// after the ranked labels, unranked, saying what it holds — and counts only real labels as
+/// distinct values.
+#[test]
+fn the_other_label_of_a_capped_metric_is_shown_apart() {
+    let Some(exe) = chromium() else { return };
+    let mut config = mapping("UTC");
+    config.mapping.add.push("event~url".into());
+    config.limits.max_labels_by_pattern.insert("event~url".into(), 3);
+    let traqq = Traqq::new(config, MemoryStorage::new(), "cap").unwrap();
+    let server = RunningServer::start(
+        ServerConfig {
+            tcp: "off".into(),
+            http: "127.0.0.1:0".into(),
+            ..ServerConfig::default()
+        },
+        Arc::new(traqq),
+    )
+    .unwrap();
+    let addr = server.http_addr().unwrap();
+    let now = now_clear_of_midnight();
+    // Ten urls; the first three in byte order keep their names, seven go to (other); one more
+    // visit of /p0 ranks it first.
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"event": "view", "url": format!("/p{i}"), "ts": now}))
+        .chain([json!({"event": "view", "url": "/p0", "ts": now})])
+        .collect();
+    let (status, body) = http(addr, "POST", "/v1/events", None, &Value::Array(batch).to_string());
+    assert_eq!(status, 200, "{body}");
+
+    let mut chrome = Chrome::launch(&exe);
+    let dom = chrome.open(
+        &format!("http://{addr}/?range=today"),
+        &["ready", "error", "auth"],
+    );
+    dom.assert_ready();
+    let card = dom.card("add/event~url");
+    assert_eq!(card.stat("distinct").0, "3", "(other) is not a value of its own");
+    assert_eq!(card.stat("total").0, "11", "every event is counted");
+    assert_eq!(card.rank("view~/p0"), "1");
+    assert_eq!(card.row("(other)").0, "7");
+    let other = card.row_html("(other)");
+    let attrs = &other.tags("tr")[0].0;
+    assert_eq!(attrs.get("class").map(String::as_str), Some("other"));
+    assert!(!attrs.contains_key("data-rank"), "(other) is not ranked");
+    assert!(
+        card.0.find("data-member=\"(other)\"") > card.0.find("data-member=\"view~/p2\""),
+        "(other) comes after the ranked labels"
+    );
+    chrome.screenshot(&artifacts().join("dashboard-capped.png"));
+}
