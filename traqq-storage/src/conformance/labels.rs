@@ -168,3 +168,60 @@ pub fn adv_sums_and_counts_keep_the_same_labels(storage: &dyn Storage) {
     assert_eq!(counts.values().sum::<i64>(), n);
     assert_eq!(adds.values().sum::<i64>(), n);
 }
+
+/// The attack the cap is for, scaled to `events`: events whose `url` is random, mapping
+/// `add = ["event~url"]`, `top = ["url"]`, cap 1,000. Recorded into a store from `open` (a fresh
+/// prefix each time), then the same number of events with only 1,000 distinct urls. Checks that
+/// every key holds at most 1,000 labels plus `(other)` and that the totals are exact, and
+/// returns how much `size` (bytes on disk, resident memory, Redis `used_memory`, ...) grew in
+/// each run: `(random urls, 1,000 urls)`.
+pub fn random_labels_grow_the_store_like_bounded_ones(
+    open: &dyn Fn() -> Box<dyn Storage>,
+    size: &dyn Fn(&dyn Storage) -> u64,
+    events: usize,
+) -> (u64, u64) {
+    let run = |distinct: Option<u64>| -> u64 {
+        let store = open();
+        let p = fresh_prefix("attack");
+        let mut config = TraqqConfig {
+            mapping: MappingConfig {
+                add: vec!["event~url".into()],
+                top: vec!["url".into()],
+                ..MappingConfig::default()
+            },
+            ..TraqqConfig::default()
+        };
+        config.limits.max_labels = 1_000;
+        let generator = OpGenerator::new(&config, &p).unwrap();
+        let before = size(&*store);
+        let ts = DAY.1 + 60;
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for chunk in 0..events.div_ceil(5_000) {
+            let mut builder = generator.batch();
+            for _ in 0..5_000.min(events - chunk * 5_000) {
+                // xorshift: a new url nearly every time, or one of `distinct`.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let url = distinct.map_or(x, |d| x % d);
+                let json = format!(
+                    r#"{{"event":"view","url":"https://shop.example.com/p/{url:x}?s={url:x}","ts":{ts}}}"#
+                );
+                builder
+                    .add(&IncomingEvent::parse_str(&json).unwrap(), ts)
+                    .unwrap();
+            }
+            store.apply(&builder.finish()).unwrap();
+        }
+        store.flush().unwrap();
+        let grown = size(&*store).saturating_sub(before);
+        let adds = hash_of(&*store, &key(&p, "add", "event~url"));
+        assert!(adds.len() <= 1_001, "{} labels", adds.len());
+        assert_eq!(adds.values().sum::<i64>(), events as i64, "every event counted");
+        let top = top_of(&*store, &key(&p, "top", "url"));
+        assert!(top.len() <= 1_001, "{} leaderboard members", top.len());
+        assert_eq!(top.values().sum::<f64>(), events as f64);
+        grown
+    };
+    (run(None), run(Some(1_000)))
+}
