@@ -21,18 +21,29 @@ fn batch(i: u64, ids: bool) -> Vec<String> {
         .collect()
 }
 
-/// The engine of the scenarios: with `ids`, `[event] id_field = "id"`, remembering every day
-/// the events fall on.
-fn crash_engine(store: Box<dyn Storage>, ids: bool) -> Traqq {
+/// The engine of the scenarios over the store at `path`: with `ids`, `[event] id_field = "id"`,
+/// remembering every day the events fall on, under a prefix named after `path`'s directory (so
+/// a store shared between runs, a Redis server, sees each run's keys apart).
+fn crash_engine(store: Box<dyn Storage>, ids: bool, path: &Path) -> Traqq {
     if !ids {
         return engine(store);
     }
     let mut config = config();
     config.event.id_field = Some("id".into());
-    config.event.dedup_days = 5;
-    Traqq::new(config, store, "app")
-        .unwrap()
-        .with_clock(ManualClock::new(NOW))
+    // The real clock (a store may expire id sets by it, as Redis does), remembering the
+    // scenario's days, years back, as it accepts them.
+    config.event.dedup_days = config.event.max_past_days;
+    let run: String = path
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect()
+        })
+        .unwrap_or_default();
+    Traqq::new(config, store, &format!("app{run}")).unwrap()
 }
 
 /// The child of the crash scenario: records batches forever into the store [`CRASH_CHILD_ENV`]
@@ -45,7 +56,11 @@ pub fn crash_child(open: &Open) {
     let mut parts = spec.split('|');
     let (path, sync) = (parts.next().unwrap(), parts.next().unwrap());
     let ids = parts.next() == Some("ids");
-    let traqq = crash_engine(open(Path::new(path), sync.parse().unwrap()).unwrap(), ids);
+    let traqq = crash_engine(
+        open(Path::new(path), sync.parse().unwrap()).unwrap(),
+        ids,
+        Path::new(path),
+    );
     let mut out = std::io::stdout().lock();
     for i in 0.. {
         let lines = batch(i, ids);
@@ -142,14 +157,15 @@ pub fn sigkill_loses_no_acknowledged_batch_and_splits_none(open: &Open, sync: Du
 }
 
 /// Exactly-once across a crash (`[event] id_field`): the child records batches of events with
-/// ids and is killed with SIGKILL; the client then sends again every batch it sent, the
+/// ids and is killed with SIGKILL (a store shared with other processes, Redis, may ignore the
+/// path but must give the same store to both processes); the client then sends again every batch it sent, the
 /// acknowledged ones and the one in flight. Every event is counted exactly once: an event's id
 /// and its operations are stored together or not at all.
 pub fn sigkill_then_a_retry_of_every_batch_counts_each_event_once(open: &Open, child_test: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let acked = record_and_kill(&path, Durability::Batch, 60, child_test, true);
-    let traqq = crash_engine(open(&path, Durability::Batch).unwrap(), true);
+    let traqq = crash_engine(open(&path, Durability::Batch).unwrap(), true, &path);
     let mut duplicates = 0;
     for i in 0..=acked + 1 {
         let lines = batch(i, true);
