@@ -186,8 +186,27 @@ fn section(out: &mut String, results: &[MetricResult]) {
         } else {
             ""
         };
-        let _ = writeln!(out, "  {:width$}  {}{capped}", label(m), data(&m.result));
+        let shown = match (&m.result, &m.error) {
+            (MetricData::Count(n), Some(e)) if !e.exact => {
+                format!("≈ {} distinct (±{:.1}%)", thousands(*n), e.rse * 100.0)
+            }
+            (result, _) => data(result),
+        };
+        let _ = writeln!(out, "  {:width$}  {shown}{capped}", label(m));
     }
+}
+
+/// `n` with thousands separated by commas: 49914 -> "49,914".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Whether a metric holds the `(other)` label: a bucket of it reached its label cap.
@@ -203,6 +222,29 @@ fn hit_label_cap(d: &MetricData) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use traqq_core::key::MetricType;
+
+    #[test]
+    fn large_unique_counts_show_their_error() {
+        assert_eq!(thousands(49_914), "49,914");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        let m = |n| {
+            MetricResult::new(
+                MetricType::Bmp,
+                vec!["ip".into()],
+                "x".into(),
+                None,
+                MetricData::Count(n),
+            )
+        };
+        let mut out = String::new();
+        section(&mut out, &[m(49_914)]);
+        assert!(out.contains("≈ 49,914 distinct (±0.8%)"), "{out}");
+        out.clear();
+        section(&mut out, &[m(12)]);
+        assert!(out.contains("  12 distinct"), "{out}");
+    }
 
     #[test]
     fn a_metric_with_an_other_label_is_marked_capped() {

@@ -267,13 +267,13 @@ impl QueryPlan {
                         single_counts.insert(key.pattern.clone(), n);
                     }
                     if let Some(day) = days.get_mut(bucket) {
-                        day.results.push(MetricResult {
-                            metric_type: key.metric,
-                            key: key.pattern.split('~').map(str::to_owned).collect(),
+                        day.results.push(MetricResult::new(
+                            key.metric,
+                            key.pattern.split('~').map(str::to_owned).collect(),
                             location,
-                            add_key: key.add_key,
+                            key.add_key,
                             result,
-                        });
+                        ));
                     }
                 }
             }

@@ -11,6 +11,7 @@ use crate::bucket::BucketKind;
 use crate::key::{AdvPart, MetricType};
 use crate::pattern::Pattern;
 use crate::read::sort_ranked;
+use crate::sketch::CountError;
 use crate::{Error, Result};
 
 /// The value of one metric in one bucket (or merged over several).
@@ -103,9 +104,35 @@ pub struct MetricResult {
     pub add_key: Option<String>,
     /// The data.
     pub result: MetricData,
+    /// For a `bmp` count: its HyperLogLog error bars (a field beside `result`, so clients that
+    /// read `result.Count` are unaffected); `None` for other types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CountError>,
 }
 
 impl MetricResult {
+    /// A result of `result`, with error bars when it is a count.
+    pub fn new(
+        metric_type: MetricType,
+        key: Vec<String>,
+        location: String,
+        add_key: Option<String>,
+        result: MetricData,
+    ) -> Self {
+        let error = match result {
+            MetricData::Count(n) => Some(CountError::of(n)),
+            _ => None,
+        };
+        MetricResult {
+            metric_type,
+            key,
+            location,
+            add_key,
+            result,
+            error,
+        }
+    }
+
     /// The pattern text, parts joined with `~`.
     pub fn pattern(&self) -> String {
         self.key.join("~")
@@ -311,12 +338,14 @@ impl QueryResult {
             } else {
                 self.unions.get(&first.pattern()).copied()
             };
-            merged.result = MetricData::Count(union.ok_or_else(|| {
+            let union = union.ok_or_else(|| {
                 Error::Query(format!(
                     "no union count for bmp/{} in this result (it was not produced by a query)",
                     first.pattern()
                 ))
-            })?);
+            })?;
+            merged.result = MetricData::Count(union);
+            merged.error = Some(CountError::of(union));
             return Ok(merged);
         }
         if let (MetricData::Ranked(list), true) = (&mut merged.result, group.len() > 1) {

@@ -54,6 +54,60 @@ impl BuildHasher for PassThrough {
     }
 }
 
+/// The uncertainty of a distinct count read from a sketch: its relative standard error and a
+/// 95% interval. Every store counts with HyperLogLog at [`PRECISION`] (the memory and embedded
+/// stores with this crate's sketch, Redis with its own `PFCOUNT`), so the bound depends on the
+/// count alone: linear counting's error while few registers are set, `1.04 / sqrt(m)` past
+/// that. Small counts (below about 45) come out exact: their interval is the count itself.
+///
+/// ```
+/// use traqq_core::sketch::CountError;
+///
+/// assert!(CountError::of(12).exact);
+/// let big = CountError::of(1_000_000);
+/// assert!((big.rse - 0.0081).abs() < 0.0001);
+/// assert!(big.low < 1_000_000 && big.high > 1_000_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CountError {
+    /// Relative standard error (0.0081 for a large count).
+    pub rse: f64,
+    /// Lower end of the 95% interval.
+    pub low: u64,
+    /// Upper end of the 95% interval.
+    pub high: u64,
+    /// The interval is the count itself.
+    pub exact: bool,
+}
+
+impl CountError {
+    /// The error bars of the count `n`.
+    pub fn of(n: u64) -> CountError {
+        let m = f64::from(1u32 << PRECISION);
+        let x = n as f64;
+        let rse = if n == 0 {
+            0.0
+        } else {
+            // Linear counting over m registers (HyperLogLog's small range): the standard
+            // deviation of the estimate is sqrt(m (e^t - t - 1)) at load t = n / m; past the
+            // load where that exceeds HyperLogLog's own 1.04 / sqrt(m), the latter.
+            let t = x / m;
+            let linear = (m * (t.exp() - t - 1.0)).sqrt() / x;
+            linear.min(1.04 / m.sqrt())
+        };
+        let half = 1.96 * rse * x;
+        let low = (x - half).ceil().max(0.0) as u64;
+        let high = (x + half).floor() as u64;
+        let (low, high) = (low.min(n), high.max(n));
+        CountError {
+            rse,
+            low,
+            high,
+            exact: low == n && high == n,
+        }
+    }
+}
+
 /// A mergeable, serializable distinct-count sketch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sketch {

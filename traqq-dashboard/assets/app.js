@@ -288,9 +288,14 @@
     return [table, more];
   }
   const share = (total) => ['share', (_, v) => [total ? ((v / total) * 100).toFixed(1) + '%' : '–']];
-  function stat(label, role, value, shown) {
-    return h('div', { class: 'stat' }, h('span', {}, label),
+  function stat(label, role, value, shown, title) {
+    return h('div', { class: 'stat', title: title || null }, h('span', {}, label),
       h('b', { 'data-role': role, 'data-value': value }, shown === undefined ? fmt(value) : shown));
+  }
+  // A unique count's 95% interval (the server's `error` beside the count), for a tooltip.
+  function interval(e) {
+    if (!e) return null;
+    return e.exact ? 'exact' : `95% interval ${fmt(e.low)} – ${fmt(e.high)} (±${(e.rse * 100).toFixed(1)}%)`;
   }
 
   // ---------------------------------------------------------------- cards
@@ -316,7 +321,7 @@
     const peak = Math.max(0, ...daily);
     return card(m, detail,
       h('div', { class: 'stats' },
-        stat('unique over the range', 'union', merged, merged === null ? '–' : fmt(merged)),
+        stat('unique over the range', 'union', merged, merged === null ? '–' : fmt(merged), interval(m.mergedError)),
         stat('busiest ' + unit, 'peak', peak)),
       lineChart('unique ' + m.pattern + ' per ' + unit, labels, [{ name: 'unique per ' + unit, values: daily }], detail),
       h('p', { class: 'more' }, 'The range total is the union of the ' + unit + ' sketches, not the sum of the ' + unit + 's.'),
@@ -497,6 +502,7 @@
         const found = await api('/v1/find?metric_type=' + m.type + '&key=' + encodeURIComponent(m.pattern)
           + '&merge=true' + only + '&' + range);
         m.merged = Array.isArray(found) && found.length ? found[0].result : null;
+        m.mergedError = Array.isArray(found) && found.length ? found[0].error || null : null;
       }));
       if (mine !== generation) return;
       data = { days, metrics, hourly: state.range === 'today' };

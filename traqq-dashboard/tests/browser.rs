@@ -1193,7 +1193,7 @@ fn the_other_label_of_a_capped_metric_is_shown_apart() {
     // Ten urls; the first three in byte order keep their names, seven go to (other); one more
     // visit of /p0 ranks it first.
     let batch: Vec<Value> = (0..10)
-        .map(|i| json!({"event": "view", "url": format!("/p{i}"), "ts": now}))
+        .map(|i| json!({"event": "view", "url": format!("/p{i}"), "ip": format!("10.0.0.{i}"), "ts": now}))
         .chain([json!({"event": "view", "url": "/p0", "ts": now})])
         .collect();
     let (status, body) = http(addr, "POST", "/v1/events", None, &Value::Array(batch).to_string());
@@ -1217,6 +1217,14 @@ fn the_other_label_of_a_capped_metric_is_shown_apart() {
     assert!(
         card.0.find("data-member=\"(other)\"") > card.0.find("data-member=\"view~/p2\""),
         "(other) comes after the ranked labels"
+    );
+    // Issue 16: a unique count says how sure it is (10 ips: exact).
+    let bmp = dom.card("bmp/ip");
+    assert_eq!(bmp.stat("union").0, "10");
+    assert!(
+        bmp.0.contains("<div class=\"stat\" title=\"exact\">"),
+        "{}",
+        bmp.0
     );
     chrome.screenshot(&artifacts().join("dashboard-capped.png"));
 }

@@ -206,11 +206,14 @@ fn traqq_02_requests_get_traqq_02_replies() {
         assert_eq!(send(&line.to_string()), json!({"success": true}));
     }
     let location = |rest: &str| format!("t:{rest}");
+    // traqq 0.2's shape, plus the count's error bars beside `result` (issue 16).
+    let two_ips = serde_json::to_value(traqq_storage::traqq_core::sketch::CountError::of(2)).unwrap();
+    assert_eq!(two_ips["exact"], json!(true));
     let expected_day = json!({
         "date": "2023-11-14",
         "timestamp": DAY,
         "results": [
-            {"metric_type":"bmp","key":["ip"],"location":location(&format!("bmp:d:{DAY}:ip")),"add_key":null,"result":{"Count":2}},
+            {"metric_type":"bmp","key":["ip"],"location":location(&format!("bmp:d:{DAY}:ip")),"add_key":null,"result":{"Count":2},"error":two_ips},
             {"metric_type":"add","key":["event"],"location":location(&format!("add:d:{DAY}:event")),"add_key":null,"result":{"Hash":{"purchase":3}}},
             {"metric_type":"add","key":["event","geo"],"location":location(&format!("add:d:{DAY}:event~geo")),"add_key":null,"result":{"Hash":{"purchase~DE":1,"purchase~US":2}}},
             {"metric_type":"adv","key":["event"],"location":location(&format!("adv:d:{DAY}:amount:event")),"add_key":"amount","result":{"FloatHash":{"purchase":12.75}}},
