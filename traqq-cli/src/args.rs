@@ -193,6 +193,10 @@ pub(crate) struct RangeArgs {
 pub(crate) struct QueryArgs {
     #[command(flatten)]
     pub(crate) range: RangeArgs,
+    /// One result per ISO week or calendar month (each its days merged: unique counts are
+    /// unions, so weekly and monthly actives), instead of one per day.
+    #[arg(long, value_enum, default_value_t = GroupArg::Day)]
+    pub(crate) group: GroupArg,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
 }
@@ -220,4 +224,25 @@ pub(crate) struct ImportArgs {
     pub(crate) batch: usize,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
+}
+
+/// `--group`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum GroupArg {
+    /// One result per day (or hour).
+    Day,
+    /// ISO weeks, Monday first.
+    Week,
+    /// Calendar months.
+    Month,
+}
+
+impl GroupArg {
+    pub(crate) fn group(self) -> traqq_core::group::Group {
+        match self {
+            GroupArg::Day => traqq_core::group::Group::Day,
+            GroupArg::Week => traqq_core::group::Group::Week,
+            GroupArg::Month => traqq_core::group::Group::Month,
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use traqq_core::bucket::{BucketKind, Calendar};
+use traqq_core::group::GroupResult;
 use traqq_core::labels::OTHER;
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::{MetricData, MetricResult, QueryTotals};
@@ -166,6 +167,24 @@ pub(crate) fn table(report: &QueryTotals) -> String {
     for day in days {
         let _ = writeln!(out, "{}", day.date);
         section(&mut out, &day.results);
+    }
+    out
+}
+
+/// One section per week or month: its days, then one line per metric (merged over them).
+pub(crate) fn group_table(groups: &[GroupResult]) -> String {
+    let mut out = String::new();
+    for g in groups {
+        let days = if g.days == 1 {
+            "1 day".to_owned()
+        } else {
+            format!("{} days", g.days)
+        };
+        let _ = writeln!(out, "{} {} .. {} ({days})", g.group.as_str(), g.date, g.last_date);
+        section(&mut out, &g.results);
+    }
+    if groups.is_empty() {
+        out.push_str("(no days in the range)\n");
     }
     out
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::value::RawValue;
+use traqq_core::group::{Group, GroupResult};
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::{DayResult, FindOptions, MetricResult, QueryTotals};
 use traqq_server::Client;
@@ -107,6 +108,19 @@ impl Target {
         match self {
             Target::Local(traqq) => Ok(local_query(traqq, range, opts)?.days),
             Target::Server { client, .. } => Ok(client.query_range(range, &opts)?),
+        }
+    }
+
+    /// [`Target::query`] grouped into weeks or months.
+    pub(crate) fn query_groups(
+        &mut self,
+        range: Range,
+        opts: QueryOptions,
+        group: Group,
+    ) -> anyhow::Result<Vec<GroupResult>> {
+        match self {
+            Target::Local(traqq) => Ok(traqq.query_groups(range, opts, group)?),
+            Target::Server { client, .. } => Ok(client.query_groups(range, &opts, group)?),
         }
     }
 

@@ -561,6 +561,60 @@ fn query_tables_mark_a_metric_that_hit_its_label_cap() {
     );
 }
 
+/// `traqq query --group week|month`: one section per ISO week or month, its days merged.
+#[test]
+fn query_groups_days_into_weeks_and_months() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    // Mon 2023-11-13 .. Sun 2023-11-26 (UTC), the same two ips every day.
+    let monday = 1_699_833_600;
+    let events: String = (0..14)
+        .flat_map(|d| {
+            ["1.1.1.1", "2.2.2.2"].map(move |ip| {
+                format!(
+                    "{{\"event\":\"v\",\"ip\":\"{ip}\",\"ts\":{}}}\n",
+                    monday + d * 86_400 + 600
+                )
+            })
+        })
+        .collect();
+    let store = ["--storage", "sled", "--data", data];
+    let out = traqq_stdin(&[&["import", "-"][..], &store].concat(), &events);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let range = ["--from", "2023-11-15", "--to", "2023-11-26"];
+    let out = traqq(
+        &[
+            &["query", "--group", "week", "--format", "table"][..],
+            &range,
+            &store,
+        ]
+        .concat(),
+    );
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("week 2023-11-15 .. 2023-11-19 (5 days)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("week 2023-11-20 .. 2023-11-26 (7 days)"),
+        "{table}"
+    );
+    assert!(table.contains("v 14"), "{table}");
+    let out = traqq(&[&["query", "--group", "month"][..], &range, &store].concat());
+    let months: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(months.as_array().unwrap().len(), 1, "{months}");
+    assert_eq!(months[0]["days"], json!(12));
+    let bmp = months[0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metric_type"] == "bmp")
+        .unwrap()
+        .clone();
+    assert_eq!(bmp["result"], json!({"Count": 2}), "monthly actives: a union");
+}
+
 /// The Redis server `scripts/test` starts; `None` skips locally, CI fails without it.
 fn redis_url() -> Option<String> {
     match std::env::var("TRAQQ_REDIS_URL") {

@@ -157,6 +157,11 @@ impl Calendar {
         self.start_of_date(date + Duration::days(1)) - 1
     }
 
+    /// The local calendar date of `ts`.
+    pub fn date_of(&self, ts: i64) -> NaiveDate {
+        self.local(clamp(ts)).date()
+    }
+
     /// Local midnight of the day holding `ts`.
     pub fn day_start(&self, ts: i64) -> i64 {
         self.start_of_date(self.local(clamp(ts)).date())

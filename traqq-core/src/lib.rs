@@ -37,6 +37,7 @@ pub mod claim;
 pub mod config;
 mod error;
 pub mod event;
+pub mod group;
 pub mod key;
 pub mod labels;
 pub mod ops;
@@ -58,6 +59,7 @@ pub mod prelude {
         TraqqConfig,
     };
     pub use crate::event::{IncomingEvent, Scalar};
+    pub use crate::group::{Group, GroupResult};
     pub use crate::key::{AdvPart, MetricKey, MetricType};
     pub use crate::ops::{BatchBuilder, OpGenerator};
     pub use crate::plan::{QueryOptions, QueryPlan, QueryRange};

@@ -5,6 +5,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use traqq_core::group::{Group, GroupResult};
 use traqq_core::plan::{QueryOptions, QueryRange};
 use traqq_core::result::{DayResult, FindOptions, MetricResult, QueryTotals};
 
@@ -160,6 +161,18 @@ impl Client {
     pub fn query_totals(&mut self, range: QueryRange, opts: &QueryOptions) -> Result<QueryTotals> {
         let mut request = range_request(range, opts, None);
         request["totals"] = json!(true);
+        self.request(&request)
+    }
+
+    /// [`Client::query_range`] grouped into ISO weeks or calendar months (`"group"`).
+    pub fn query_groups(
+        &mut self,
+        range: QueryRange,
+        opts: &QueryOptions,
+        group: Group,
+    ) -> Result<Vec<GroupResult>> {
+        let mut request = range_request(range, opts, None);
+        request["group"] = json!(group.as_str());
         self.request(&request)
     }
 

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use traqq_core::event::{EventLimits, IncomingEvent};
+use traqq_core::group::Group;
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::FindOptions;
 
@@ -188,6 +189,9 @@ pub enum Request<'a> {
         /// `"totals": true`: the reply is `{"days": [...], "totals": [...]}`, the totals being
         /// every metric merged over the range (unique counts as unions).
         totals: bool,
+        /// `"group": "week" | "month"`: one result per ISO week or calendar month, each the
+        /// group's days merged (`"day"`, the default: one per bucket, the traqq 0.2 reply).
+        group: Group,
     },
     /// `find`.
     Find {

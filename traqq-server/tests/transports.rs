@@ -27,6 +27,7 @@ over_both_wires!(
     totals_are_unions_over_the_range,
     an_event_id_counts_once_over_every_connection,
     labels_past_a_metrics_cap_are_counted_under_other,
+    weeks_and_months_merge_their_days,
 );
 
 /// Requests answered with `status`, whatever their command (HTTP names a refused request by
@@ -413,5 +414,82 @@ fn labels_past_a_metrics_cap_are_counted_under_other(wire: Wire) {
         "{}",
         metrics.body
     );
+    server.stop().unwrap();
+}
+
+/// `"group": "week" | "month"`: one result per ISO week or calendar month, its days merged
+/// (unique counts as unions), cut to the range.
+fn weeks_and_months_merge_their_days(wire: Wire) {
+    let (server, _) = start(loopback());
+    let mut session = Session::open(&server, wire, None);
+    // Mon 2023-11-13 .. Sun 2023-11-26 (UTC): two ISO weeks; the same two ips every day.
+    let monday = 1_699_833_600;
+    let events: Vec<Value> = (0..14)
+        .flat_map(|d| {
+            ["1.1.1.1", "2.2.2.2"]
+                .map(move |ip| json!({"event": "v", "ip": ip, "ts": monday + d * 86_400 + 600}))
+        })
+        .collect();
+    session
+        .send(&json!({"cmd": "record_batch", "events": events}))
+        .ok();
+    // From the Wednesday of the first week to the end of the second.
+    let min = monday + 2 * 86_400;
+    let max = monday + 14 * 86_400 - 1;
+    let weeks = session
+        .send(&json!({"cmd": "query", "min": min, "max": max, "group": "week"}))
+        .ok();
+    let weeks = weeks.as_array().unwrap();
+    assert_eq!(weeks.len(), 2, "{weeks:?}");
+    assert_eq!(
+        (
+            &weeks[0]["date"],
+            &weeks[0]["last_date"],
+            &weeks[0]["days"],
+            &weeks[0]["group"]
+        ),
+        (
+            &json!("2023-11-15"),
+            &json!("2023-11-19"),
+            &json!(5),
+            &json!("week")
+        )
+    );
+    let metric = |group: &Value, metric_type: &str| {
+        group["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["metric_type"] == metric_type)
+            .map(|r| r["result"].clone())
+            .unwrap()
+    };
+    assert_eq!(metric(&weeks[0], "add"), json!({"Hash": {"v": 10}}));
+    assert_eq!(
+        metric(&weeks[0], "bmp"),
+        json!({"Count": 2}),
+        "weekly actives: a union"
+    );
+    assert_eq!(metric(&weeks[1], "add"), json!({"Hash": {"v": 14}}));
+    let months = session
+        .send(&json!({"cmd": "query", "min": min, "max": max, "group": "month", "totals": true}))
+        .ok();
+    assert_eq!(months["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(months["groups"][0]["days"], json!(12));
+    assert_eq!(
+        months["totals"].as_array().unwrap().len(),
+        months["groups"][0]["results"].as_array().unwrap().len()
+    );
+    // Without a group: the plain list of days.
+    let days = session
+        .send(&json!({"cmd": "query", "min": min, "max": max, "group": "day"}))
+        .ok();
+    assert_eq!(days.as_array().unwrap().len(), 12);
+    session
+        .send(&json!({"cmd": "query", "min": min, "max": max, "group": "year"}))
+        .fails(400, "\"group\" must be \"day\", \"week\" or \"month\"");
+    session
+        .send(&json!({"cmd": "query", "min": min, "max": max, "group": "week", "bucket": "h"}))
+        .fails(400, "needs daily buckets");
     server.stop().unwrap();
 }

@@ -7,6 +7,7 @@ use traqq_core::bucket::BucketKind;
 use traqq_core::claim::{Claim, Claims};
 use traqq_core::config::TraqqConfig;
 use traqq_core::event::IncomingEvent;
+use traqq_core::group::{group_days, Group, GroupResult};
 use traqq_core::key::id_registry_key;
 use traqq_core::ops::OpGenerator;
 use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
@@ -304,7 +305,14 @@ impl Traqq {
     /// size, limit and filters of `opts` (its `min`/`max` are replaced). A `Days` range of more
     /// than `query.max_buckets` days is an error naming the setting, as any other range is.
     pub fn query_range(&self, range: QueryRange, mut opts: QueryOptions) -> Result<QueryResult> {
-        (opts.min, opts.max) = match range {
+        (opts.min, opts.max) = self.resolve(range)?;
+        self.query_with(&opts)
+    }
+
+    /// The `(min, max)` of `range`: a `Days` range ends now, by the engine's clock, and may
+    /// not ask for more than `query.max_buckets` days.
+    fn resolve(&self, range: QueryRange) -> Result<(i64, i64)> {
+        Ok(match range {
             QueryRange::MinMax(min, max) => (min, max),
             QueryRange::Days(days) => {
                 let max_buckets = self.config.query.max_buckets;
@@ -317,8 +325,46 @@ impl Traqq {
                 }
                 self.days_range(days)
             }
-        };
-        self.query_with(&opts)
+        })
+    }
+
+    /// [`Traqq::query_range`] grouped into weeks or months of the configured zone (see
+    /// [`traqq_core::group`]): one result per group, each holding every metric merged over the
+    /// group's days in the range (unique counts as unions). Needs daily buckets.
+    pub fn query_groups(
+        &self,
+        range: QueryRange,
+        opts: QueryOptions,
+        group: Group,
+    ) -> Result<Vec<GroupResult>> {
+        if opts.bucket != BucketKind::Day {
+            return Err(traqq_core::Error::Query(format!(
+                "group = {:?} merges days: it needs daily buckets (bucket = \"d\")",
+                group.as_str()
+            ))
+            .into());
+        }
+        let (min, max) = self.resolve(range)?;
+        let calendar = self.generator.calendar();
+        let starts = calendar.buckets(BucketKind::Day, min, max, self.config.query.max_buckets)?;
+        group_days(calendar, group, &starts)
+            .into_iter()
+            .map(|(first, last)| {
+                let result = self.query_with(&QueryOptions {
+                    min: first,
+                    max: last,
+                    ..opts.clone()
+                })?;
+                Ok(GroupResult {
+                    group,
+                    date: calendar.label(BucketKind::Day, first),
+                    last_date: calendar.label(BucketKind::Day, last),
+                    timestamp: first,
+                    days: result.days.len(),
+                    results: result.totals()?,
+                })
+            })
+            .collect()
     }
 
     /// Any query: range, bucket size, leaderboard limit, accept/ignore globs.

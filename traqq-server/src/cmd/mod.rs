@@ -64,8 +64,12 @@ pub(crate) fn run(ctx: Ctx<'_>, request: Request<'_>, session: &mut Session) -> 
         Request::Record(event) => record::run(ctx, event),
         Request::RecordBatch(events) => record_batch::run(ctx, events),
         Request::Query {
-            range, opts, totals, ..
-        } => query::run(ctx, range, opts, totals),
+            range,
+            opts,
+            totals,
+            group,
+            ..
+        } => query::run(ctx, range, opts, totals, group),
         Request::Find { range, opts, find } => find::run(ctx, range, opts, &find),
     }
 }

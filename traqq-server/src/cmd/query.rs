@@ -2,8 +2,9 @@
 //! options parsed here serve `find` too.
 
 use traqq_core::bucket::BucketKind;
+use traqq_core::group::{Group, GroupResult};
 use traqq_core::plan::QueryOptions;
-use traqq_core::result::{QueryResult, QueryTotals};
+use traqq_core::result::{MetricResult, QueryResult, QueryTotals};
 
 use super::{clip, json_within, Answer, Ctx, Fields, Parsed};
 use crate::protocol::{Command, Range, Request};
@@ -11,15 +12,42 @@ use crate::protocol::{Command, Range, Request};
 pub(super) fn parse<'a>(command: Command, fields: &Fields<'a>) -> Parsed<Request<'a>> {
     let (range, opts) = range_and_options(command, fields)?;
     let totals = fields.boolean("totals")?.unwrap_or(false);
+    let group = match fields.string("group")? {
+        None => Group::Day,
+        Some(g) => Group::parse(&g).ok_or_else(|| {
+            format!(
+                "\"group\" must be \"day\", \"week\" or \"month\", found {:?}",
+                clip(&g)
+            )
+        })?,
+    };
+    if group != Group::Day && opts.bucket != BucketKind::Day {
+        return Err(format!(
+            "\"group\" = {:?} merges days: it needs daily buckets (\"bucket\": \"d\")",
+            group.as_str()
+        ));
+    }
     Ok(Request::Query {
         command,
         range,
         opts,
         totals,
+        group,
     })
 }
 
-pub(super) fn run(ctx: Ctx<'_>, range: Range, opts: QueryOptions, totals: bool) -> Answer {
+pub(super) fn run(ctx: Ctx<'_>, range: Range, opts: QueryOptions, totals: bool, group: Group) -> Answer {
+    if group != Group::Day {
+        let groups = ctx.traqq.query_groups(range, opts.clone(), group)?;
+        if !totals {
+            return json_within(&groups, ctx.max_reply_bytes);
+        }
+        let reply = GroupTotals {
+            totals: read(ctx, range, opts)?.totals()?,
+            groups,
+        };
+        return json_within(&reply, ctx.max_reply_bytes);
+    }
     let result = read(ctx, range, opts)?;
     if !totals {
         // The traqq 0.2 shape: the list of buckets.
@@ -30,6 +58,13 @@ pub(super) fn run(ctx: Ctx<'_>, range: Range, opts: QueryOptions, totals: bool) 
         days: result.days,
     };
     json_within(&reply, ctx.max_reply_bytes)
+}
+
+/// A grouped query's reply with `totals`: the groups and every metric merged over the range.
+#[derive(serde::Serialize)]
+struct GroupTotals {
+    groups: Vec<GroupResult>,
+    totals: Vec<MetricResult>,
 }
 
 /// The range (`days`, or `min` and `max`) and the options (`bucket`, `limit`, `accept`,
