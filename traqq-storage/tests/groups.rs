@@ -139,8 +139,8 @@ fn weeks_and_months_merge_their_days_like_the_raw_events_say() {
             })
             .sum();
         assert!(
-            daily_uniques_summed < daily,
-            "{group:?}: {daily_uniques_summed} vs {daily}"
+            group_uniques_summed < daily,
+            "{group:?}: {group_uniques_summed} vs {daily}"
         );
         // The range cuts the first and last group: they report the days they hold.
         let (first, last) = (&groups[0], &groups[groups.len() - 1]);
