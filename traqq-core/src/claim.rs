@@ -91,6 +91,18 @@ impl Claims {
         self.sets.iter().map(|s| s.ids.len()).sum()
     }
 
+    /// Takes `claim` back (its event was not recorded after all); `false` when it was not
+    /// claimed. Scans its day's ids: for the rare event that fails after claiming.
+    pub fn remove(&mut self, claim: Claim) -> bool {
+        if !self.claimed.remove(&claim) {
+            return false;
+        }
+        if let Some(set) = self.sets.iter_mut().find(|s| s.day == claim.day) {
+            set.ids.retain(|id| *id != claim.id);
+        }
+        true
+    }
+
     /// The claim that `seen` refers to.
     pub fn claim_of(&self, seen: Seen) -> Option<Claim> {
         self.sets.get(seen.set).map(|s| Claim {
@@ -100,18 +112,33 @@ impl Claims {
     }
 }
 
-/// The key of one claimed id in an ordered key-value store (RocksDB, sled): the set's key, a
-/// zero byte, the id's 16 big-endian bytes. Every id of a set lies in [`id_range`] of it, so
-/// a set is one range to check or delete, and looking one id up is one point read.
-pub fn id_entry_key(set_key: &str, id: u128) -> Vec<u8> {
+/// The key of one chunk of a day's id set in an ordered key-value store (RocksDB, sled): the
+/// set's key, a zero byte, a 16-byte `stamp` unique to the batch that wrote it. Its value is
+/// that batch's ids ([`encode_ids`]). Every chunk of a set lies in [`id_range`] of it, so a set
+/// is one range to load or delete.
+pub fn id_chunk_key(set_key: &str, stamp: u128) -> Vec<u8> {
     let mut key = Vec::with_capacity(set_key.len() + 17);
     key.extend_from_slice(set_key.as_bytes());
     key.push(0);
-    key.extend_from_slice(&id.to_be_bytes());
+    key.extend_from_slice(&stamp.to_be_bytes());
     key
 }
 
-/// The key range `[start, end)` holding every [`id_entry_key`] of the set `set_key`.
+/// Ids as a chunk's value: 16 big-endian bytes each.
+pub fn encode_ids(ids: &[u128]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_be_bytes()).collect()
+}
+
+/// The ids of a chunk's value; `None` when its length is not a multiple of 16.
+pub fn decode_ids(value: &[u8]) -> Option<impl Iterator<Item = u128> + '_> {
+    (value.len() % 16 == 0).then(|| {
+        value
+            .chunks_exact(16)
+            .map(|c| u128::from_be_bytes(c.try_into().unwrap_or([0; 16])))
+    })
+}
+
+/// The key range `[start, end)` holding every [`id_chunk_key`] of the set `set_key`.
 pub fn id_range(set_key: &str) -> (Vec<u8>, Vec<u8>) {
     let mut start = set_key.as_bytes().to_vec();
     let mut end = start.clone();
@@ -283,6 +310,12 @@ mod tests {
             }
         ));
         assert_eq!(claims.len(), 3);
+        assert!(claims.remove(Claim { day, id: 2 }));
+        assert!(!claims.remove(Claim { day, id: 2 }));
+        assert!(
+            p.add(&mut claims, "t", &calendar, Claim { day, id: 2 }),
+            "claimable again"
+        );
         assert_eq!(claims.sets()[0].key, "t:ids:d:1699920000");
         assert_eq!(claims.sets()[0].expire_at, day + 2 * 86_400 + 3_600);
         assert_eq!(
@@ -295,20 +328,25 @@ mod tests {
     }
 
     #[test]
-    fn id_entry_keys_sort_inside_their_sets_range() {
+    fn id_chunk_keys_sort_inside_their_sets_range_and_ids_round_trip() {
         let set = "t:ids:d:86400";
         assert!(is_id_set_key(set));
         assert!(!is_id_set_key("t:add:d:86400:event"));
         assert!(!is_id_set_key("t:ids:d:x"));
         let (start, end) = id_range(set);
-        for id in [0, 1, u128::MAX] {
-            let key = id_entry_key(set, id);
+        for stamp in [0, 1, u128::MAX] {
+            let key = id_chunk_key(set, stamp);
             assert!(start <= key && key < end);
             assert_eq!(key.len(), set.len() + 17);
         }
         // Another day's set, even one whose key starts with this one's, is outside.
-        let other = id_entry_key("t:ids:d:864000", 0);
+        let other = id_chunk_key("t:ids:d:864000", 0);
         assert!(!(start <= other && other < end));
+        let ids = [1, u128::MAX, 1 << 100];
+        let value = encode_ids(&ids);
+        assert_eq!(value.len(), 48);
+        assert_eq!(decode_ids(&value).unwrap().collect::<Vec<_>>(), ids);
+        assert!(decode_ids(&value[1..]).is_none());
     }
 
     #[test]

@@ -164,18 +164,42 @@ impl OpGenerator {
     /// The id `event` claims (`[event] id_field`), or `None` when ids are off, the event has
     /// none, or its day is older than `dedup_days` (see [`crate::claim`]).
     pub fn claim(&self, event: &IncomingEvent<'_>, now: i64) -> Result<Option<Claim>> {
+        self.claim_in(event, now, &mut ClaimDays::default())
+    }
+
+    /// [`OpGenerator::claim`] for many events: `days` keeps the days seen (so events of a day
+    /// already seen cost no calendar arithmetic).
+    pub fn claim_in(
+        &self,
+        event: &IncomingEvent<'_>,
+        now: i64,
+        days: &mut ClaimDays,
+    ) -> Result<Option<Claim>> {
         let Some(ids) = &self.ids else {
             return Ok(None);
         };
         let Some(id) = ids.event_id(event)? else {
             return Ok(None);
         };
-        let day = self
-            .calendar
-            .bucket_start(BucketKind::Day, self.event_time(event, now)?);
-        Ok(ids
-            .remembers(&self.calendar, day, now)
-            .then_some(Claim { day, id }))
+        let ts = self.event_time(event, now)?;
+        let known = days
+            .0
+            .iter()
+            .find(|(start, next, _)| (*start..*next).contains(&ts));
+        let (start, remembered) = match known {
+            Some(&(start, _, remembered)) => (start, remembered),
+            None => {
+                let start = self.calendar.bucket_start(BucketKind::Day, ts);
+                let remembered = ids.remembers(&self.calendar, start, now);
+                let next = self.calendar.next_bucket_start(BucketKind::Day, start);
+                if days.0.len() >= 32 {
+                    days.0.clear();
+                }
+                days.0.push((start, next, remembered));
+                (start, remembered)
+            }
+        };
+        Ok(remembered.then_some(Claim { day: start, id }))
     }
 
     /// Whether `[event] id_field` is set.
@@ -239,6 +263,11 @@ impl OpGenerator {
         }
     }
 }
+
+/// The days [`OpGenerator::claim_in`] has placed events in: start, next day's start, whether
+/// its ids are remembered.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimDays(Vec<(i64, i64, bool)>);
 
 /// Accumulates events into one coalesced [`Batch`].
 ///

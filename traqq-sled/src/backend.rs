@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use hashbrown::{HashMap, HashSet};
 use parking_lot::RwLock;
 use traqq_core::batch::{Batch, KeyOps, Number};
-use traqq_core::claim::{id_entry_key, id_range, is_id_set_key, Claims, Seen};
+use traqq_core::claim::{id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::packed::{self, entries, Entry};
-use traqq_storage::{Capabilities, Durability, Error, LabelIndex, Result, Storage};
+use traqq_storage::{Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage};
 
 use crate::codec::{fold_map, FORMAT, FORMAT_KEY};
 use crate::config::SledConfig;
@@ -56,6 +56,8 @@ pub struct SledStorage {
     group: GroupFlush,
     /// The labels of the capped keys written (`[limits] max_labels`).
     labels: LabelIndex,
+    /// The claimed event ids of the sets this process touched (`apply_claimed`).
+    claims: ClaimIndex,
 }
 
 impl std::fmt::Debug for SledStorage {
@@ -132,6 +134,7 @@ impl SledStorage {
             pending: RwLock::new(pending),
             group: GroupFlush::default(),
             labels: LabelIndex::new(),
+            claims: ClaimIndex::new(),
         })
     }
 
@@ -157,8 +160,8 @@ impl SledStorage {
 
     /// Logs `batch` as one record (see [`SledStorage`]). With `claims`, under the same writer
     /// lock: when a claimed id is already stored nothing is written and the ids are returned;
-    /// otherwise each id becomes a key of its own (`id_entry_key`) in the record's atomic
-    /// `sled::Batch`, so after a crash the ids and the operations are both there or neither is.
+    /// otherwise the ids go into the record's atomic `sled::Batch` as one chunk per day (see
+    /// [`ClaimIndex`]), so after a crash the ids and the operations are both there or neither is.
     fn log_batch(&self, batch: &Batch, claims: Option<&Claims>) -> Result<Vec<Seen>> {
         if batch.is_empty() && claims.is_none_or(Claims::is_empty) {
             return Ok(Vec::new());
@@ -169,19 +172,15 @@ impl SledStorage {
         {
             let mut pending = self.pending.write();
             let mut out = sled::Batch::default();
-            if let Some(claims) = claims {
-                let mut seen = Vec::new();
-                for (set, s) in claims.sets().iter().enumerate() {
-                    for &id in &s.ids {
-                        let key = id_entry_key(&s.key, id);
-                        if self.db.contains_key(&key).map_err(backend_error)? {
-                            seen.push(Seen { set, id });
-                        }
-                        out.insert(key, &[][..]);
-                    }
-                }
+            // Held from the check to the write: no other batch takes the same id in between.
+            let mut index = claims.map(|_| self.claims.lock());
+            if let (Some(claims), Some(index)) = (claims, index.as_mut()) {
+                let seen = index.seen(claims, |set| self.id_chunks(set))?;
                 if !seen.is_empty() {
                     return Ok(seen);
+                }
+                for (key, value) in index.chunks(claims) {
+                    out.insert(key, value);
                 }
             }
             let seq = pending.next_seq;
@@ -190,6 +189,9 @@ impl SledStorage {
             }
             // One atomic sled batch: the whole record is logged or none of it.
             self.db.apply_batch(out).map_err(backend_error)?;
+            if let (Some(claims), Some(index)) = (claims, index.as_mut()) {
+                index.commit(claims);
+            }
             pending.next_seq += 1;
             pending.logged.push((seq, chunks.len() as u32));
             pending.overlay.add(batch);
@@ -201,6 +203,15 @@ impl SledStorage {
         // writers waiting together share one flush.
         self.durable()?;
         Ok(Vec::new())
+    }
+
+    /// The values of the stored chunks of the id set `set` (see [`ClaimIndex`]).
+    fn id_chunks(&self, set: &str) -> Result<Vec<Vec<u8>>> {
+        let (start, end) = id_range(set);
+        self.db
+            .range(start..end)
+            .map(|item| item.map(|(_, value)| value.to_vec()).map_err(backend_error))
+            .collect()
     }
 
     fn durable(&self) -> Result<()> {
@@ -425,6 +436,7 @@ impl Storage for SledStorage {
 
     fn delete(&self, keys: &[String]) -> Result<()> {
         self.labels.forget(keys);
+        self.claims.forget(keys);
         {
             let mut pending = self.pending.write();
             // Fold first, so no logged operation revives a deleted key on replay.

@@ -9,7 +9,7 @@ use traqq_core::config::TraqqConfig;
 use traqq_core::event::IncomingEvent;
 use traqq_core::group::{group_days, Group, GroupResult};
 use traqq_core::key::id_registry_key;
-use traqq_core::ops::OpGenerator;
+use traqq_core::ops::{ClaimDays, OpGenerator};
 use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
 use traqq_core::result::QueryResult;
 
@@ -196,34 +196,42 @@ impl Traqq {
             });
         };
         let mut outcome = BatchOutcome::default();
-        let mut claimed_here: HashSet<Claim> = HashSet::new();
+        let (prefix, calendar) = (self.prefix(), self.generator.calendar());
+        // The first round's claims are made while parsing: a repeat within the batch is a
+        // duplicate at once.
+        let mut claims = Claims::new();
         // Events still to record: index, event, claim.
         let mut pending: Vec<(usize, IncomingEvent<'a>, Option<Claim>)> = Vec::new();
+        let mut days = ClaimDays::default();
         for (index, event) in events.enumerate() {
-            let claim = event.and_then(|e| Ok((self.generator.claim(&e, now)?, e)));
+            let claim = event.and_then(|e| Ok((self.generator.claim_in(&e, now, &mut days)?, e)));
             match claim {
                 Err(error) => outcome.rejected.push(Rejected { index, error }),
-                Ok((Some(c), _)) if !claimed_here.insert(c) => outcome.duplicates.push(index),
+                Ok((Some(c), _)) if !ids.add(&mut claims, prefix, calendar, c) => {
+                    outcome.duplicates.push(index)
+                }
                 Ok((c, e)) => pending.push((index, e, c)),
             }
         }
-        let (prefix, calendar) = (self.prefix(), self.generator.calendar());
         let mut first_round = true;
         loop {
             let mut builder = self.generator.batch();
-            let mut claims = Claims::new();
-            pending.retain(|(index, event, claim)| match builder.add(event, now) {
-                Ok(()) => {
-                    if let Some(c) = claim {
-                        ids.add(&mut claims, prefix, calendar, *c);
-                    }
-                    true
+            if !first_round {
+                claims = Claims::new();
+                for c in pending.iter().filter_map(|p| p.2) {
+                    ids.add(&mut claims, prefix, calendar, c);
                 }
+            }
+            pending.retain(|(index, event, claim)| match builder.add(event, now) {
+                Ok(()) => true,
                 Err(error) => {
                     // An event fails the same way every round; only the first sees it.
                     if first_round {
                         let error = Error::from(error);
                         outcome.rejected.push(Rejected { index: *index, error });
+                        if let Some(c) = claim {
+                            claims.remove(*c);
+                        }
                     }
                     false
                 }

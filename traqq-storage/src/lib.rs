@@ -40,6 +40,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod buffered;
+pub mod claim_index;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -54,6 +55,7 @@ pub mod retention;
 pub mod storage;
 
 pub use buffered::{BufferConfig, BufferedStorage};
+pub use claim_index::ClaimIndex;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durability::Durability;
 pub use engine::Traqq;
