@@ -175,6 +175,10 @@ pub(crate) struct RangeArgs {
     /// Hourly buckets (needs time.store_hourly).
     #[arg(long)]
     pub(crate) hourly: bool,
+    /// Days (and --from/--to dates) of this IANA time zone instead of time.timezone, e.g.
+    /// Asia/Tokyo; assembled from the stored hours (needs time.store_hourly).
+    #[arg(long, value_name = "ZONE")]
+    pub(crate) tz: Option<String>,
     /// Leaderboard length.
     #[arg(long, value_name = "N")]
     pub(crate) limit: Option<usize>,

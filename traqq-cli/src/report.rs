@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use chrono::NaiveDate;
-use traqq_core::bucket::{BucketKind, Calendar};
+use traqq_core::bucket::{BucketKind, Calendar, Tz};
 use traqq_core::group::GroupResult;
 use traqq_core::labels::OTHER;
 use traqq_core::plan::QueryOptions;
@@ -15,13 +15,13 @@ use traqq_core::result::{MetricData, MetricResult, QueryTotals};
 
 use crate::args::{Format, RangeArgs};
 use crate::config::FileConfig;
-use crate::target::Range;
+use crate::target::{Range, Window};
 use crate::UsageError;
 
 /// Entries shown per metric in a table.
 const TABLE_ENTRIES: usize = 10;
 
-fn parse_time(config: &FileConfig, text: &str, end_of_day: bool) -> Result<i64, UsageError> {
+fn parse_time(calendar: &Calendar, text: &str, end_of_day: bool) -> Result<i64, UsageError> {
     let text = text.trim();
     if let Ok(n) = text.parse::<i64>() {
         return Ok(n);
@@ -34,7 +34,6 @@ fn parse_time(config: &FileConfig, text: &str, end_of_day: bool) -> Result<i64, 
             "{text:?} is not a date (expected YYYY-MM-DD, RFC 3339 or unix seconds)"
         ))
     })?;
-    let calendar = Calendar::new(config.time.zone().map_err(|e| UsageError(e.to_string()))?);
     Ok(if end_of_day {
         calendar.end_of_date(date)
     } else {
@@ -42,16 +41,27 @@ fn parse_time(config: &FileConfig, text: &str, end_of_day: bool) -> Result<i64, 
     })
 }
 
-pub(crate) fn range_and_opts(
-    config: &FileConfig,
-    args: &RangeArgs,
-) -> Result<(Range, QueryOptions), UsageError> {
+/// The range, options and zone the flags ask for; dates are days of `--tz` when given, else of
+/// `time.timezone`.
+pub(crate) fn window(config: &FileConfig, args: &RangeArgs) -> Result<Window, UsageError> {
+    let zone = match &args.tz {
+        None => None,
+        Some(name) => Some(name.parse::<Tz>().map_err(|_| {
+            UsageError(format!(
+                "--tz {name:?} is not an IANA time zone (such as Asia/Tokyo)"
+            ))
+        })?),
+    };
+    let calendar = Calendar::new(match zone {
+        Some(zone) => zone,
+        None => config.time.zone().map_err(|e| UsageError(e.to_string()))?,
+    });
     let range = match (&args.days, &args.from) {
         (Some(d), _) => Range::Days(*d),
         (None, Some(from)) => {
-            let min = parse_time(config, from, false)?;
+            let min = parse_time(&calendar, from, false)?;
             let max = match &args.to {
-                Some(to) => parse_time(config, to, true)?,
+                Some(to) => parse_time(&calendar, to, true)?,
                 None => chrono::Utc::now().timestamp(),
             };
             Range::MinMax(min, max)
@@ -69,7 +79,7 @@ pub(crate) fn range_and_opts(
         ignore: args.ignore.clone(),
         ..QueryOptions::default()
     };
-    Ok((range, opts))
+    Ok(Window { range, opts, zone })
 }
 
 pub(crate) fn format(args: &RangeArgs) -> Format {

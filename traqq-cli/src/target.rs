@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::value::RawValue;
+use traqq_core::bucket::Tz;
 use traqq_core::group::{Group, GroupResult};
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::{DayResult, FindOptions, MetricResult, QueryTotals};
@@ -104,49 +105,39 @@ impl Target {
         }
     }
 
-    pub(crate) fn query(&mut self, range: Range, opts: QueryOptions) -> anyhow::Result<Vec<DayResult>> {
+    pub(crate) fn query(&mut self, w: Window) -> anyhow::Result<Vec<DayResult>> {
         match self {
-            Target::Local(traqq) => Ok(local_query(traqq, range, opts)?.days),
-            Target::Server { client, .. } => Ok(client.query_range(range, &opts)?),
+            Target::Local(traqq) => Ok(local_query(traqq, w)?.days),
+            Target::Server { client, .. } => Ok(client.query_range(w.range, &w.opts, w.zone)?),
         }
     }
 
     /// [`Target::query`] grouped into weeks or months.
-    pub(crate) fn query_groups(
-        &mut self,
-        range: Range,
-        opts: QueryOptions,
-        group: Group,
-    ) -> anyhow::Result<Vec<GroupResult>> {
+    pub(crate) fn query_groups(&mut self, w: Window, group: Group) -> anyhow::Result<Vec<GroupResult>> {
         match self {
-            Target::Local(traqq) => Ok(traqq.query_groups(range, opts, group)?),
-            Target::Server { client, .. } => Ok(client.query_groups(range, &opts, group)?),
+            Target::Local(traqq) => Ok(traqq.query_groups_in(w.range, w.opts, group, w.zone)?),
+            Target::Server { client, .. } => Ok(client.query_groups(w.range, &w.opts, group, w.zone)?),
         }
     }
 
     /// [`Target::query`] with the range's totals.
-    pub(crate) fn query_totals(&mut self, range: Range, opts: QueryOptions) -> anyhow::Result<QueryTotals> {
+    pub(crate) fn query_totals(&mut self, w: Window) -> anyhow::Result<QueryTotals> {
         match self {
             Target::Local(traqq) => {
-                let result = local_query(traqq, range, opts)?;
+                let result = local_query(traqq, w)?;
                 Ok(QueryTotals {
                     totals: result.totals()?,
                     days: result.days,
                 })
             }
-            Target::Server { client, .. } => Ok(client.query_totals(range, &opts)?),
+            Target::Server { client, .. } => Ok(client.query_totals(w.range, &w.opts, w.zone)?),
         }
     }
 
-    pub(crate) fn find(
-        &mut self,
-        range: Range,
-        opts: QueryOptions,
-        find: &FindOptions,
-    ) -> anyhow::Result<Vec<MetricResult>> {
+    pub(crate) fn find(&mut self, w: Window, find: &FindOptions) -> anyhow::Result<Vec<MetricResult>> {
         match self {
-            Target::Local(traqq) => Ok(local_query(traqq, range, opts)?.try_find(find)?),
-            Target::Server { client, .. } => Ok(client.find_range(range, &opts, find)?),
+            Target::Local(traqq) => Ok(local_query(traqq, w)?.try_find(find)?),
+            Target::Server { client, .. } => Ok(client.find_range(w.range, &w.opts, find, w.zone)?),
         }
     }
 
@@ -158,10 +149,18 @@ impl Target {
     }
 }
 
-fn local_query(
-    traqq: &Traqq,
-    range: Range,
-    opts: QueryOptions,
-) -> traqq_storage::Result<traqq_core::result::QueryResult> {
-    traqq.query_range(range, opts)
+fn local_query(traqq: &Traqq, w: Window) -> traqq_storage::Result<traqq_core::result::QueryResult> {
+    match w.zone {
+        Some(zone) => traqq.query_in_zone(w.range, w.opts, zone),
+        None => traqq.query_range(w.range, w.opts),
+    }
+}
+
+/// What a query reads: its range, its options, and the zone whose days it uses (`None`: the
+/// store's `time.timezone`).
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    pub(crate) range: Range,
+    pub(crate) opts: QueryOptions,
+    pub(crate) zone: Option<Tz>,
 }

@@ -615,6 +615,52 @@ fn query_groups_days_into_weeks_and_months() {
     assert_eq!(bmp["result"], json!({"Count": 2}), "monthly actives: a union");
 }
 
+/// `--tz ZONE`: the days (and the --from/--to dates) of another zone, from the stored hours.
+#[test]
+fn query_and_find_in_another_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("traqq.toml");
+    std::fs::write(&config, "[time]\nstore_hourly = true\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    // 2023-11-14 20:00 and 23:00 UTC, 2023-11-15 02:00 UTC: all on 11-15 in Tokyo.
+    let events: String = [1_699_992_000, 1_700_002_800, 1_700_013_600]
+        .iter()
+        .map(|ts| format!("{{\"event\":\"v\",\"ts\":{ts}}}\n"))
+        .collect();
+    let store = ["--config", cfg, "--storage", "sled", "--data", data];
+    let out = traqq_stdin(&[&["import", "-"][..], &store].concat(), &events);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let find = |tz: &[&str]| {
+        let out = traqq(
+            &[
+                &["find", "add/event", "--from", "2023-11-14", "--to", "2023-11-15"][..],
+                tz,
+                &store,
+            ]
+            .concat(),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["result"]["Hash"]["v"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(find(&[]), [2, 1], "UTC days");
+    assert_eq!(find(&["--tz", "Asia/Tokyo"]), [3], "Tokyo days");
+    let out = traqq(&[&["query", "--days", "1", "--tz", "Nowhere/Land"][..], &store].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not an IANA time zone"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// The Redis server `scripts/test` starts; `None` skips locally, CI fails without it.
 fn redis_url() -> Option<String> {
     match std::env::var("TRAQQ_REDIS_URL") {

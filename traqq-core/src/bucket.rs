@@ -7,7 +7,8 @@
 use std::fmt;
 
 use chrono::{Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike};
-use chrono_tz::Tz;
+/// A time zone of the IANA database (`"Asia/Tokyo".parse::<Tz>()`), re-exported from chrono-tz.
+pub use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};

@@ -44,6 +44,7 @@ pub mod ops;
 pub mod pattern;
 pub mod plan;
 pub mod read;
+pub mod regroup;
 pub mod result;
 pub mod sanitize;
 pub mod sketch;

@@ -390,7 +390,7 @@ pub fn parse_find_path(path: &str) -> Result<FindOptions> {
     Ok(opts)
 }
 
-fn merged_location(first: &MetricResult, last: &MetricResult) -> String {
+pub(crate) fn merged_location(first: &MetricResult, last: &MetricResult) -> String {
     if first.location == last.location {
         return first.location.clone();
     }

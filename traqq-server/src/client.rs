@@ -5,6 +5,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use traqq_core::bucket::Tz;
 use traqq_core::group::{Group, GroupResult};
 use traqq_core::plan::{QueryOptions, QueryRange};
 use traqq_core::result::{DayResult, FindOptions, MetricResult, QueryTotals};
@@ -152,14 +153,26 @@ impl Client {
     }
 
     /// A query over `range` with the bucket size, limit and filters of `opts` (its
-    /// `min`/`max` are not used): the same request the engine's `Traqq::query_range` answers.
-    pub fn query_range(&mut self, range: QueryRange, opts: &QueryOptions) -> Result<Vec<DayResult>> {
-        self.request(&range_request(range, opts, None))
+    /// `min`/`max` are not used), in the days of `zone` (`None`: the server's
+    /// `time.timezone`): the same request the engine's `Traqq::query_range` (or
+    /// `query_in_zone`) answers.
+    pub fn query_range(
+        &mut self,
+        range: QueryRange,
+        opts: &QueryOptions,
+        zone: Option<Tz>,
+    ) -> Result<Vec<DayResult>> {
+        self.request(&range_request(range, opts, None, zone))
     }
 
     /// [`Client::query_range`] with the range's totals (every metric merged over it).
-    pub fn query_totals(&mut self, range: QueryRange, opts: &QueryOptions) -> Result<QueryTotals> {
-        let mut request = range_request(range, opts, None);
+    pub fn query_totals(
+        &mut self,
+        range: QueryRange,
+        opts: &QueryOptions,
+        zone: Option<Tz>,
+    ) -> Result<QueryTotals> {
+        let mut request = range_request(range, opts, None, zone);
         request["totals"] = json!(true);
         self.request(&request)
     }
@@ -170,8 +183,9 @@ impl Client {
         range: QueryRange,
         opts: &QueryOptions,
         group: Group,
+        zone: Option<Tz>,
     ) -> Result<Vec<GroupResult>> {
-        let mut request = range_request(range, opts, None);
+        let mut request = range_request(range, opts, None, zone);
         request["group"] = json!(group.as_str());
         self.request(&request)
     }
@@ -182,8 +196,9 @@ impl Client {
         range: QueryRange,
         opts: &QueryOptions,
         find: &FindOptions,
+        zone: Option<Tz>,
     ) -> Result<Vec<MetricResult>> {
-        self.request(&range_request(range, opts, Some(find)))
+        self.request(&range_request(range, opts, Some(find), zone))
     }
 
     /// `find` over the last `days` days.
@@ -200,8 +215,14 @@ impl Client {
     }
 }
 
-/// The protocol request for a query (`find` given: a find) over `range` with `opts`.
-fn range_request(range: QueryRange, opts: &QueryOptions, find: Option<&FindOptions>) -> Value {
+/// The protocol request for a query (`find` given: a find) over `range` with `opts`, in the
+/// days of `zone` when given.
+fn range_request(
+    range: QueryRange,
+    opts: &QueryOptions,
+    find: Option<&FindOptions>,
+    zone: Option<Tz>,
+) -> Value {
     let cmd = match (find, range) {
         (Some(_), _) => "find",
         (None, QueryRange::Days(_)) => "query_days",
@@ -222,6 +243,9 @@ fn range_request(range: QueryRange, opts: &QueryOptions, find: Option<&FindOptio
     }
     if let Some(limit) = opts.limit {
         req["limit"] = json!(limit);
+    }
+    if let Some(zone) = zone {
+        req["tz"] = json!(zone.name());
     }
     if let Some(f) = find {
         req["metric_type"] = json!(f.metric_type);

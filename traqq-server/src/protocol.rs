@@ -2,6 +2,7 @@
 //! parsed requests, and the limits and per-connection state a request is read with.
 
 use serde::Serialize;
+use traqq_core::bucket::Tz;
 use traqq_core::event::{EventLimits, IncomingEvent};
 use traqq_core::group::Group;
 use traqq_core::plan::QueryOptions;
@@ -192,6 +193,9 @@ pub enum Request<'a> {
         /// `"group": "week" | "month"`: one result per ISO week or calendar month, each the
         /// group's days merged (`"day"`, the default: one per bucket, the traqq 0.2 reply).
         group: Group,
+        /// `"tz"`: the time zone whose days (and weeks, months) the reply uses; `None`, the
+        /// store's own (`time.timezone`).
+        zone: Option<Tz>,
     },
     /// `find`.
     Find {
@@ -201,6 +205,8 @@ pub enum Request<'a> {
         opts: QueryOptions,
         /// The selector.
         find: FindOptions,
+        /// `"tz"`, as for `query`.
+        zone: Option<Tz>,
     },
 }
 

@@ -28,6 +28,7 @@ over_both_wires!(
     an_event_id_counts_once_over_every_connection,
     labels_past_a_metrics_cap_are_counted_under_other,
     weeks_and_months_merge_their_days,
+    days_of_the_zone_the_query_names,
 );
 
 /// Requests answered with `status`, whatever their command (HTTP names a refused request by
@@ -491,5 +492,66 @@ fn weeks_and_months_merge_their_days(wire: Wire) {
     session
         .send(&json!({"cmd": "query", "min": min, "max": max, "group": "week", "bucket": "h"}))
         .fails(400, "needs daily buckets");
+    server.stop().unwrap();
+}
+
+/// `"tz"`: the days of the zone the query names, assembled from the stored hours.
+fn days_of_the_zone_the_query_names(wire: Wire) {
+    let mut config = mapping();
+    config.time.store_hourly = true;
+    let server = start_with(loopback(), config, Arc::new(MemoryStorage::new()));
+    let mut session = Session::open(&server, wire, None);
+    // 2023-11-14 20:00 and 23:00 UTC: one UTC day, but 11-15 05:00 and 08:00 in Tokyo; and
+    // 2023-11-15 02:00 UTC: 11-15 in both.
+    let events: Vec<Value> = [1_699_992_000, 1_700_002_800, 1_700_013_600]
+        .iter()
+        .map(|ts| json!({"event": "v", "ip": format!("ip{ts}"), "ts": ts}))
+        .collect();
+    session
+        .send(&json!({"cmd": "record_batch", "events": events}))
+        .ok();
+    let (min, max) = (1_699_920_000, 1_700_092_799); // 2023-11-14 .. 11-15, UTC
+    let count = |days: &Value, date: &str| {
+        days.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["date"] == date)
+            .and_then(|d| {
+                d["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["metric_type"] == "add")
+            })
+            .map_or(0, |r| r["result"]["Hash"]["v"].as_i64().unwrap())
+    };
+    let utc = session
+        .send(&json!({"cmd": "query", "min": min, "max": max}))
+        .ok();
+    assert_eq!((count(&utc, "2023-11-14"), count(&utc, "2023-11-15")), (2, 1));
+    let tokyo = session
+        .send(&json!({"cmd": "query", "min": min, "max": max, "tz": "Asia/Tokyo"}))
+        .ok();
+    assert_eq!(
+        (count(&tokyo, "2023-11-14"), count(&tokyo, "2023-11-15")),
+        (0, 3),
+        "{tokyo}"
+    );
+    let found = session
+        .send(&json!({"cmd": "find", "min": min, "max": max, "metric_type": "bmp", "key": "ip", "tz": "Asia/Tokyo"}))
+        .ok();
+    let per_day: Vec<&Value> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["result"]["Count"])
+        .collect();
+    assert_eq!(per_day, [&json!(3)], "Tokyo's 11-15 holds all three ips: {found}");
+    session
+        .send(&json!({"cmd": "query", "min": min, "max": max, "tz": "Mars/Olympus"}))
+        .fails(400, "\"tz\" must be an IANA time zone");
+    session
+        .send(&json!({"cmd": "query", "min": min, "max": max, "tz": "Asia/Kolkata"}))
+        .fails(400, "not whole hours apart");
     server.stop().unwrap();
 }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use hashbrown::HashSet;
 use traqq_core::bucket::BucketKind;
+use traqq_core::bucket::Calendar;
+use traqq_core::bucket::Tz;
 use traqq_core::claim::{Claim, Claims};
 use traqq_core::config::TraqqConfig;
 use traqq_core::event::IncomingEvent;
@@ -11,6 +13,8 @@ use traqq_core::group::{group_days, Group, GroupResult};
 use traqq_core::key::id_registry_key;
 use traqq_core::ops::{ClaimDays, OpGenerator};
 use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
+use traqq_core::regroup::{Regroup, Span};
+use traqq_core::result::DayResult;
 use traqq_core::result::QueryResult;
 
 use crate::clock::{Clock, SystemClock};
@@ -317,6 +321,15 @@ impl Traqq {
         self.query_with(&opts)
     }
 
+    /// [`Traqq::resolve`] with the days of `calendar`.
+    fn resolve_in(&self, range: QueryRange, calendar: &Calendar) -> Result<(i64, i64)> {
+        let (min, max) = self.resolve(range)?;
+        Ok(match range {
+            QueryRange::Days(days) => (calendar.days_back(max, days), max),
+            QueryRange::MinMax(..) => (min, max),
+        })
+    }
+
     /// The `(min, max)` of `range`: a `Days` range ends now, by the engine's clock, and may
     /// not ask for more than `query.max_buckets` days.
     fn resolve(&self, range: QueryRange) -> Result<(i64, i64)> {
@@ -338,12 +351,24 @@ impl Traqq {
 
     /// [`Traqq::query_range`] grouped into weeks or months of the configured zone (see
     /// [`traqq_core::group`]): one result per group, each holding every metric merged over the
-    /// group's days in the range (unique counts as unions). Needs daily buckets.
+    /// group's days in the range (unique counts and leaderboards as the store's unions). Needs
+    /// daily buckets. One query of the days, then one round of union reads.
     pub fn query_groups(
         &self,
         range: QueryRange,
         opts: QueryOptions,
         group: Group,
+    ) -> Result<Vec<GroupResult>> {
+        self.query_groups_in(range, opts, group, None)
+    }
+
+    /// [`Traqq::query_groups`] with the weeks or months of `zone` (see [`Traqq::query_in_zone`]).
+    pub fn query_groups_in(
+        &self,
+        range: QueryRange,
+        opts: QueryOptions,
+        group: Group,
+        zone: Option<Tz>,
     ) -> Result<Vec<GroupResult>> {
         if opts.bucket != BucketKind::Day {
             return Err(traqq_core::Error::Query(format!(
@@ -352,27 +377,161 @@ impl Traqq {
             ))
             .into());
         }
-        let (min, max) = self.resolve(range)?;
-        let calendar = self.generator.calendar();
-        let starts = calendar.buckets(BucketKind::Day, min, max, self.config.query.max_buckets)?;
-        group_days(calendar, group, &starts)
+        let calendar = zone.map_or(*self.generator.calendar(), Calendar::new);
+        let (fine, days) = self.days_of(range, opts, &calendar)?;
+        let spans: Vec<(Span, i64)> = group_days(&calendar, group, &days)
             .into_iter()
             .map(|(first, last)| {
-                let result = self.query_with(&QueryOptions {
-                    min: first,
-                    max: last,
-                    ..opts.clone()
-                })?;
-                Ok(GroupResult {
-                    group,
-                    date: calendar.label(BucketKind::Day, first),
-                    last_date: calendar.label(BucketKind::Day, last),
-                    timestamp: first,
-                    days: result.days.len(),
-                    results: result.totals()?,
-                })
+                let span = Span {
+                    start: first,
+                    end: calendar.next_bucket_start(BucketKind::Day, last),
+                    label: calendar.label(BucketKind::Day, first),
+                };
+                (span, last)
             })
-            .collect()
+            .collect();
+        let lasts: Vec<String> = spans
+            .iter()
+            .map(|(_, last)| calendar.label(BucketKind::Day, *last))
+            .collect();
+        let day_counts: Vec<usize> = spans
+            .iter()
+            .map(|(span, _)| days.iter().filter(|d| (span.start..span.end).contains(d)).count())
+            .collect();
+        let merged = self.regroup(&fine, spans.into_iter().map(|(span, _)| span).collect())?;
+        Ok(merged
+            .into_iter()
+            .zip(lasts)
+            .zip(day_counts)
+            .map(|((day, last_date), days)| GroupResult {
+                group,
+                date: day.date,
+                last_date,
+                timestamp: day.timestamp,
+                days,
+                results: day.results,
+            })
+            .collect())
+    }
+
+    /// A query whose days are the calendar days of `zone` rather than the store's
+    /// (`time.timezone`): each day assembled from the stored hour buckets inside it (23, 24 or
+    /// 25), counters and sums added, unique counts and leaderboards as the store's unions of
+    /// those hours. Needs `time.store_hourly`, and `zone` whole hours apart from the store's
+    /// zone at every day boundary of the range; hours deleted by `retention.hourly_days` are an
+    /// error naming the dates. With `bucket = "h"` the hours are labelled in `zone`. A `Days`
+    /// range counts days back from today in `zone`.
+    pub fn query_in_zone(&self, range: QueryRange, opts: QueryOptions, zone: Tz) -> Result<QueryResult> {
+        let calendar = Calendar::new(zone);
+        if zone == self.generator.calendar().zone() {
+            return self.query_range(range, opts);
+        }
+        if opts.bucket == BucketKind::Hour {
+            let (min, max) = self.resolve_in(range, &calendar)?;
+            let mut result = self.query_with(&QueryOptions { min, max, ..opts })?;
+            for hour in &mut result.days {
+                hour.date = calendar.label(BucketKind::Hour, hour.timestamp);
+            }
+            return Ok(result);
+        }
+        let (fine, days) = self.days_of(range, opts, &calendar)?;
+        let spans = days
+            .iter()
+            .map(|&start| Span {
+                start,
+                end: calendar.next_bucket_start(BucketKind::Day, start),
+                label: calendar.label(BucketKind::Day, start),
+            })
+            .collect();
+        let days = self.regroup(&fine, spans)?;
+        Ok(QueryResult {
+            days,
+            bucket: BucketKind::Day,
+            ..fine
+        })
+    }
+
+    /// The day starts of `range` in `calendar`, and the query their metrics come from: the
+    /// days themselves in the store's own zone, else the stored hours of those days.
+    fn days_of(
+        &self,
+        range: QueryRange,
+        opts: QueryOptions,
+        calendar: &Calendar,
+    ) -> Result<(QueryResult, Vec<i64>)> {
+        let (min, max) = self.resolve_in(range, calendar)?;
+        let days = calendar.buckets(BucketKind::Day, min, max, self.config.query.max_buckets)?;
+        let (Some(&first), Some(&last)) = (days.first(), days.last()) else {
+            return Ok((self.query_with(&QueryOptions { min, max, ..opts })?, days));
+        };
+        let end = calendar.next_bucket_start(BucketKind::Day, last);
+        let own = *self.generator.calendar();
+        if calendar.zone() == own.zone() {
+            let fine = self.query_with(&QueryOptions {
+                min: first,
+                max: last,
+                ..opts
+            })?;
+            return Ok((fine, days));
+        }
+        self.check_hours_tile(calendar, &days, end)?;
+        let fine = self.query_with(&QueryOptions {
+            min: first,
+            max: end - 1,
+            bucket: BucketKind::Hour,
+            ..opts
+        })?;
+        Ok((fine, days))
+    }
+
+    /// Refuses a query in another zone that the stored hour buckets cannot answer exactly.
+    fn check_hours_tile(&self, calendar: &Calendar, days: &[i64], end: i64) -> Result<()> {
+        let own = self.generator.calendar();
+        let refuse = |reason: String| -> Error { traqq_core::Error::Query(reason).into() };
+        let zone = calendar.zone().name();
+        if !self.config.time.store_hourly {
+            return Err(refuse(format!(
+                "days of time zone {zone} are assembled from hour buckets: they need time.store_hourly = true \
+                 (hours are stored for events recorded after it is set); the store's own zone is {}",
+                own.zone().name()
+            )));
+        }
+        for &boundary in days.iter().chain(std::iter::once(&end)) {
+            if own.hour_start(boundary) != boundary {
+                return Err(refuse(format!(
+                    "time zone {zone} is not whole hours apart from the store's zone {} on {}: its days \
+                     cannot be assembled from hour buckets (15-minute buckets, time.store_quarter_hours, \
+                     are not implemented yet)",
+                    own.zone().name(),
+                    calendar.label(BucketKind::Day, boundary)
+                )));
+            }
+        }
+        if let Some(kept) =
+            crate::retention::keep_from(own, &self.config.retention, BucketKind::Hour, self.now())
+        {
+            if let Some(&first) = days.first().filter(|&&d| d < kept) {
+                return Err(refuse(format!(
+                    "days of time zone {zone} from {} are assembled from hour buckets, and hours before {} \
+                     are deleted by retention.hourly_days = {}",
+                    calendar.label(BucketKind::Day, first),
+                    own.label(BucketKind::Day, kept),
+                    self.config.retention.hourly_days
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges `fine`'s buckets into `spans` (one more round of reads for the unions).
+    fn regroup(&self, fine: &QueryResult, spans: Vec<Span>) -> Result<Vec<DayResult>> {
+        let (plan, reads) = Regroup::new(fine, spans)?;
+        let answers = if reads.is_empty() {
+            Vec::new()
+        } else {
+            self.storage.read(&reads)?
+        };
+        Ok(plan.assemble(answers)?)
     }
 
     /// Any query: range, bucket size, leaderboard limit, accept/ignore globs.

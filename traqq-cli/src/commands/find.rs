@@ -7,7 +7,7 @@ use traqq_core::result::parse_find_path;
 
 use crate::args::{FindArgs, Format};
 use crate::config::FileConfig;
-use crate::report::{data, emit, format, label, range_and_opts};
+use crate::report::{data, emit, format, label, window};
 use crate::target::Target;
 use crate::UsageError;
 
@@ -19,9 +19,9 @@ pub(super) fn find(config: &FileConfig, args: &FindArgs) -> anyhow::Result<ExitC
         ))
     })?;
     selector.merge = args.merge;
-    let (range, opts) = range_and_opts(config, &args.range)?;
+    let w = window(config, &args.range)?;
     let mut target = Target::open(config, &args.target)?;
-    let found = target.find(range, opts, &selector)?;
+    let found = target.find(w, &selector)?;
     let text = match format(&args.range) {
         Format::Json => format!("{}\n", serde_json::to_string(&found)?),
         Format::Table => {

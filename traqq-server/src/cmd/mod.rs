@@ -68,9 +68,15 @@ pub(crate) fn run(ctx: Ctx<'_>, request: Request<'_>, session: &mut Session) -> 
             opts,
             totals,
             group,
+            zone,
             ..
-        } => query::run(ctx, range, opts, totals, group),
-        Request::Find { range, opts, find } => find::run(ctx, range, opts, &find),
+        } => query::run(ctx, range, opts, totals, group, zone),
+        Request::Find {
+            range,
+            opts,
+            find,
+            zone,
+        } => find::run(ctx, range, opts, &find, zone),
     }
 }
 

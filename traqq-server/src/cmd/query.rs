@@ -1,7 +1,7 @@
 //! `query` / `query_days` (`GET /v1/query`): every metric of a range of buckets. The range and
 //! options parsed here serve `find` too.
 
-use traqq_core::bucket::BucketKind;
+use traqq_core::bucket::{BucketKind, Tz};
 use traqq_core::group::{Group, GroupResult};
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::{MetricResult, QueryResult, QueryTotals};
@@ -11,6 +11,7 @@ use crate::protocol::{Command, Range, Request};
 
 pub(super) fn parse<'a>(command: Command, fields: &Fields<'a>) -> Parsed<Request<'a>> {
     let (range, opts) = range_and_options(command, fields)?;
+    let zone = zone(fields)?;
     let totals = fields.boolean("totals")?.unwrap_or(false);
     let group = match fields.string("group")? {
         None => Group::Day,
@@ -33,22 +34,43 @@ pub(super) fn parse<'a>(command: Command, fields: &Fields<'a>) -> Parsed<Request
         opts,
         totals,
         group,
+        zone,
     })
 }
 
-pub(super) fn run(ctx: Ctx<'_>, range: Range, opts: QueryOptions, totals: bool, group: Group) -> Answer {
+/// The `tz` field: an IANA zone name (`Asia/Tokyo`), or none.
+pub(super) fn zone(fields: &Fields<'_>) -> Parsed<Option<Tz>> {
+    match fields.string("tz")? {
+        None => Ok(None),
+        Some(name) => name.parse::<Tz>().map(Some).map_err(|_| {
+            format!(
+                "\"tz\" must be an IANA time zone such as \"Asia/Tokyo\", found {:?}",
+                clip(&name)
+            )
+        }),
+    }
+}
+
+pub(super) fn run(
+    ctx: Ctx<'_>,
+    range: Range,
+    opts: QueryOptions,
+    totals: bool,
+    group: Group,
+    zone: Option<Tz>,
+) -> Answer {
     if group != Group::Day {
-        let groups = ctx.traqq.query_groups(range, opts.clone(), group)?;
+        let groups = ctx.traqq.query_groups_in(range, opts.clone(), group, zone)?;
         if !totals {
             return json_within(&groups, ctx.max_reply_bytes);
         }
         let reply = GroupTotals {
-            totals: read(ctx, range, opts)?.totals()?,
+            totals: read(ctx, range, opts, zone)?.totals()?,
             groups,
         };
         return json_within(&reply, ctx.max_reply_bytes);
     }
-    let result = read(ctx, range, opts)?;
+    let result = read(ctx, range, opts, zone)?;
     if !totals {
         // The traqq 0.2 shape: the list of buckets.
         return json_within(&result.days, ctx.max_reply_bytes);
@@ -117,7 +139,16 @@ pub(super) fn range_and_options(command: Command, fields: &Fields<'_>) -> Parsed
     Ok((range, opts))
 }
 
-/// Reads `range` through the engine (which checks `query.max_buckets`).
-pub(super) fn read(ctx: Ctx<'_>, range: Range, opts: QueryOptions) -> traqq_storage::Result<QueryResult> {
-    ctx.traqq.query_range(range, opts)
+/// Reads `range` through the engine (which checks `query.max_buckets`), with the days of
+/// `zone` when given.
+pub(super) fn read(
+    ctx: Ctx<'_>,
+    range: Range,
+    opts: QueryOptions,
+    zone: Option<Tz>,
+) -> traqq_storage::Result<QueryResult> {
+    match zone {
+        Some(zone) => ctx.traqq.query_in_zone(range, opts, zone),
+        None => ctx.traqq.query_range(range, opts),
+    }
 }
