@@ -31,3 +31,4 @@ pub mod phase;
 pub mod procfs;
 pub mod redis_server;
 pub mod workload;
+pub mod zones;

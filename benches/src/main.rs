@@ -101,6 +101,19 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
     },
+    /// What query-time calendars cost: `query_days(30)` in the store's zone against another
+    /// zone (days assembled from hours), and 90 days plain against grouped by month, on the
+    /// memory store and RocksDB (the standard workload with hourly buckets).
+    Zones {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// The other zone.
+        #[arg(long, default_value = "America/New_York")]
+        tz: String,
+        /// Timed runs of each query (the median is reported).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+    },
     /// Runs one phase and prints its report as JSON (used by `compare`).
     #[command(hide = true)]
     Phase {
@@ -148,6 +161,7 @@ fn main() -> anyhow::Result<()> {
             skip_v02,
         } => compare(&workload, batch, skip_v02),
         Cmd::Ids { workload, batch } => ids(workload, batch),
+        Cmd::Zones { workload, tz, runs } => zones(&workload, &tz, runs),
     }
 }
 
@@ -333,6 +347,51 @@ fn ids(mut args: WorkloadArgs, batch: usize) -> anyhow::Result<()> {
                 (b as f64 - a as f64) / events
             );
         }
+    }
+    Ok(())
+}
+
+fn zones(args: &WorkloadArgs, tz: &str, runs: usize) -> anyhow::Result<()> {
+    let now = args.now.unwrap_or_else(unix_now);
+    let zone: traqq_storage::traqq_core::bucket::Tz = tz
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--tz {tz:?} is not an IANA time zone"))?;
+    let events = usize::try_from(args.events).unwrap_or(usize::MAX);
+    eprintln!(
+        "traqq-bench zones: {events} events with hourly buckets, seed {}, now {now}, store zone UTC, other zone {tz}, median of {runs} runs (CPU ms)",
+        args.seed
+    );
+    let dir = tempfile::tempdir()?;
+    let stores: Vec<(&str, Box<dyn traqq_storage::Storage>)> = vec![
+        ("memory", Box::new(traqq_storage::MemoryStorage::new())),
+        (
+            "rocksdb",
+            Box::new(traqq_rocks::RocksStorage::open(
+                dir.path().join("db"),
+                traqq_rocks::RocksConfig::default(),
+            )?),
+        ),
+    ];
+    println!();
+    println!("| store | 30 days, UTC | 30 days, {tz} | ratio | (their hours alone) | 90 days | 90 days by month | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut verdicts = Vec::new();
+    for (name, store) in stores {
+        let t = traqq_bench::zones::measure(store, events, now, zone, runs)?;
+        let (zone_ratio, month_ratio) = (t.other_zone_30 / t.own_zone_30, t.months_90 / t.plain_90);
+        println!(
+            "| {name} | {:.2} | {:.2} | {zone_ratio:.2}x | {:.2} | {:.2} | {:.2} | {month_ratio:.2}x |",
+            t.own_zone_30, t.other_zone_30, t.hours_30, t.plain_90, t.months_90
+        );
+        verdicts.push(format!(
+            "{name}: another zone {zone_ratio:.2}x [target <= 3x: {}], by month {month_ratio:.2}x [target <= 2x: {}]",
+            verdict(zone_ratio <= 3.0),
+            verdict(month_ratio <= 2.0)
+        ));
+    }
+    println!();
+    for v in verdicts {
+        println!("{v}");
     }
     Ok(())
 }
