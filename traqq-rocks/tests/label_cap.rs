@@ -1,5 +1,5 @@
-//! The cardinality attack on real RocksDB files: 200,000 events with random urls take about the
-//! disk that 200,000 events over 1,000 urls take (each key keeps 1,000 labels and `(other)`),
+//! The cardinality attack on real RocksDB files: 1,000,000 events with random urls take about the
+//! disk that 1,000,000 events over 1,000 urls take (each key keeps 1,000 labels and `(other)`),
 //! and every event is counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -34,7 +34,7 @@ fn random_urls_take_the_disk_of_a_thousand_urls() {
         Box::new(RocksStorage::open(&path, RocksConfig::default()).unwrap())
     };
     let size = |_: &dyn Storage| opened.lock().unwrap().last().map_or(0, |p| dir_bytes(p));
-    let (random, bounded) = random_labels_grow_the_store_like_bounded_ones(&open, &size, 200_000);
+    let (random, bounded) = random_labels_grow_the_store_like_bounded_ones(&open, &size, 1_000_000);
     eprintln!("on disk: random urls {random} bytes, 1,000 urls {bounded} bytes");
     assert!(
         random <= 3 * bounded + 4 * 1024 * 1024,

@@ -1,5 +1,5 @@
-//! The cardinality attack on the memory store: 200,000 events with random urls grow the
-//! process by about what 200,000 events over 1,000 urls do (each key keeps 1,000 labels and
+//! The cardinality attack on the memory store: 1,000,000 events with random urls grow the
+//! process by about what 1,000,000 events over 1,000 urls do (each key keeps 1,000 labels and
 //! `(other)`), and every event is counted. Alone in its binary: it measures the process's
 //! resident memory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -20,7 +20,7 @@ fn rss(_: &dyn Storage) -> u64 {
 #[test]
 fn random_urls_grow_the_memory_store_like_a_thousand_urls() {
     let open = || -> Box<dyn Storage> { Box::new(MemoryStorage::new()) };
-    let (random, bounded) = random_labels_grow_the_store_like_bounded_ones(&open, &rss, 200_000);
+    let (random, bounded) = random_labels_grow_the_store_like_bounded_ones(&open, &rss, 1_000_000);
     eprintln!("resident memory grown: random urls {random} bytes, 1,000 urls {bounded} bytes");
     // Without the cap the random run keeps 200,000 labels in two keys (tens of MiB).
     assert!(
