@@ -96,13 +96,17 @@
   let memoryToken = readToken();
 
   // ---------------------------------------------------------------- state <-> URL
-  const state = { range: '7d', from: '', to: '', m: '', refresh: 0 };
+  const state = { range: '7d', from: '', to: '', m: '', refresh: 0, group: 'day' };
+  const GROUPS = ['day', 'week', 'month'];
+  // What a unique count per bucket is called.
+  const ACTIVES = { hour: 'unique per hour', day: 'DAU', week: 'WAU', month: 'MAU' };
   function readUrl() {
     const p = new URLSearchParams(location.search);
     state.range = RANGES.includes(p.get('range')) ? p.get('range') : '7d';
     state.from = validDate(p.get('from')) || daysAgo(6);
     state.to = validDate(p.get('to')) || daysAgo(0);
     state.m = p.get('m') || '';
+    state.group = GROUPS.includes(p.get('group')) ? p.get('group') : 'day';
     const r = Number(p.get('refresh'));
     state.refresh = r === 10 || r === 60 ? r : 0;
   }
@@ -111,6 +115,7 @@
     p.set('range', state.range);
     if (state.range === 'custom') { p.set('from', state.from); p.set('to', state.to); }
     if (state.m) p.set('m', state.m);
+    if (state.group !== 'day') p.set('group', state.group);
     if (state.refresh) p.set('refresh', String(state.refresh));
     const url = '?' + p.toString();
     if (url !== location.search) history[push ? 'pushState' : 'replaceState'](null, '', url);
@@ -186,7 +191,8 @@
     return [...sum.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   }
   function bucketLabel(day) {
-    return data.hourly ? day.date.slice(11, 16) : day.date.slice(5);
+    if (data.hourly) return day.date.slice(11, 16);
+    return data.unit === 'month' ? day.date.slice(0, 7) : day.date.slice(5);
   }
 
   // ---------------------------------------------------------------- charts (SVG)
@@ -317,11 +323,12 @@
   function bmpCard(m, detail, labels) {
     const merged = m.merged && typeof m.merged.Count === 'number' ? m.merged.Count : null;
     const daily = m.buckets.map((c) => (typeof c === 'number' ? c : 0));
-    const unit = data.hourly ? 'hour' : 'day';
+    const unit = data.unit;
     const peak = Math.max(0, ...daily);
     return card(m, detail,
       h('div', { class: 'stats' },
         stat('unique over the range', 'union', merged, merged === null ? '–' : fmt(merged), interval(m.mergedError)),
+        stat(ACTIVES[unit] + ', last ' + unit, 'latest', daily.length ? daily[daily.length - 1] : 0),
         stat('busiest ' + unit, 'peak', peak)),
       lineChart('unique ' + m.pattern + ' per ' + unit, labels, [{ name: 'unique per ' + unit, values: daily }], detail),
       h('p', { class: 'more' }, 'The range total is the union of the ' + unit + ' sketches, not the sum of the ' + unit + 's.'),
@@ -337,7 +344,7 @@
     const series = seriesOf(m, shown);
     return card(m, detail,
       h('div', { class: 'stats' }, stat('total', 'total', total), stat('distinct values', 'distinct', labelled(rows).length)),
-      lineChart(m.pattern + ' per ' + (data.hourly ? 'hour' : 'day'), labels, series, detail), legend(series),
+      lineChart(m.pattern + ' per ' + data.unit, labels, series, detail), legend(series),
       rankedTable(rows, detail ? 100 : 10, 'count', [share(total)]));
   }
   function advCard(m, detail, labels) {
@@ -355,7 +362,7 @@
         return n && b && typeof b[name] === 'number' ? b[name] / n : null;
       }),
     }));
-    const unit = data.hourly ? 'hour' : 'day';
+    const unit = data.unit;
     const perBucket = detail ? h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, unit), h('th', { class: 'num' }, 'sum'),
         h('th', { class: 'num' }, 'count'), h('th', { class: 'num' }, 'average'),
@@ -402,7 +409,7 @@
       h('div', { class: 'stats' },
         stat('top member', 'top1', first ? first[0] : '', first ? first[0] : '–'),
         stat('its score', 'top1-score', first ? first[1] : null, first ? fmt(first[1]) : '–')),
-      detail && series.length ? [lineChart('top members per ' + (data.hourly ? 'hour' : 'day'), labels, series, detail), legend(series)] : null,
+      detail && series.length ? [lineChart('top members per ' + data.unit, labels, series, detail), legend(series)] : null,
       rankedTable(ranked, detail ? 250 : 10, 'score'));
   }
   const BUILD = { bmp: bmpCard, add: addCard, adv: advCard, top: topCard };
@@ -414,6 +421,11 @@
       b.setAttribute('aria-pressed', String(b.dataset.range === state.range));
     }
     $('custom').hidden = state.range !== 'custom';
+    for (const b of document.querySelectorAll('[data-group]')) {
+      b.setAttribute('aria-pressed', String(b.dataset.group === state.group));
+    }
+    // Today is hourly: nothing to group.
+    $('groups').hidden = state.range === 'today';
     $('from').value = state.from;
     $('to').value = state.to;
     $('refresh').value = String(state.refresh);
@@ -485,13 +497,17 @@
     setStatus('Loading…');
     try {
       let range = rangeParams();
-      let days = await api('/v1/query?' + range);
+      // Weeks and months: the server merges each group's days (uniques as unions: WAU, MAU).
+      const grouped = state.group !== 'day' && state.range !== 'today';
+      const by = grouped ? '&group=' + state.group : '';
+      let days = await api('/v1/query?' + range + (state.range === 'custom' ? '' : by));
       if (state.range === 'custom') {
         const [a, b] = customDates();
         days = days.filter((d) => d.date.slice(0, 10) >= a && d.date.slice(0, 10) <= b);
         // The merged reads below cover exactly the days kept (from the first one's start to
         // the last one's).
         range = days.length ? 'min=' + days[0].timestamp + '&max=' + days[days.length - 1].timestamp : range;
+        if (grouped && days.length) days = await api('/v1/query?' + range + by);
       }
       const metrics = catalog(days);
       // bmp: the union over the range (never the sum of daily uniques); top: the exact merged
@@ -505,12 +521,13 @@
         m.mergedError = Array.isArray(found) && found.length ? found[0].error || null : null;
       }));
       if (mine !== generation) return;
-      data = { days, metrics, hourly: state.range === 'today' };
+      const hourly = state.range === 'today';
+      data = { days, metrics, hourly, unit: hourly ? 'hour' : (grouped ? state.group : 'day') };
       $('auth').hidden = true;
       render();
       const when = (d) => d.date.slice(0, 16).replace('T', ' ');
       const span = days.length ? `${when(days[0])} … ${when(days[days.length - 1])}` : 'empty range';
-      setStatus(`${metrics.length} metrics · ${days.length} ${data.hourly ? 'hour' : 'day'}${days.length === 1 ? '' : 's'} (${span}) · updated ${new Date().toLocaleTimeString()}`);
+      setStatus(`${metrics.length} metrics · ${days.length} ${data.unit}${days.length === 1 ? '' : 's'} (${span}) · updated ${new Date().toLocaleTimeString()}`);
       document.body.dataset.state = 'ready';
     } catch (e) {
       if (mine !== generation) return;
@@ -535,6 +552,14 @@
   for (const b of document.querySelectorAll('[data-range]')) {
     b.addEventListener('click', () => {
       state.range = b.dataset.range;
+      writeUrl(true);
+      renderControls();
+      load();
+    });
+  }
+  for (const b of document.querySelectorAll('[data-group]')) {
+    b.addEventListener('click', () => {
+      state.group = b.dataset.group;
       writeUrl(true);
       renderControls();
       load();

@@ -1228,3 +1228,66 @@ fn the_other_label_of_a_capped_metric_is_shown_apart() {
     );
     chrome.screenshot(&artifacts().join("dashboard-capped.png"));
 }
+
+/// Issue 16: the Weeks and Months switch shows each ISO week's or month's unique count as the
+/// server merges it (a union of the days: WAU, MAU), not the sum of the days.
+#[test]
+fn weeks_and_months_show_weekly_and_monthly_actives() {
+    let Some(exe) = chromium() else { return };
+    let server = start_server(None, "UTC");
+    let addr = server.http_addr().unwrap();
+    let events = events();
+    let now = now_clear_of_midnight();
+    record(addr, &events, now, None);
+    let mut chrome = Chrome::launch(&exe);
+    for group in ["week", "month"] {
+        let (status, body) = http(addr, "GET", &format!("/v1/query?days=29&group={group}"), None, "");
+        assert_eq!(status, 200, "{body}");
+        let groups: Value = serde_json::from_str::<Value>(&body).unwrap()["data"].clone();
+        let groups = groups.as_array().unwrap();
+        let uniques: Vec<u64> = groups
+            .iter()
+            .map(|g| {
+                g["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["metric_type"] == "bmp")
+                    .map_or(0, |r| r["result"]["Count"].as_u64().unwrap())
+            })
+            .collect();
+        let dom = chrome.open(
+            &format!("http://{addr}/?range=30d&group={group}"),
+            &["ready", "error", "auth"],
+        );
+        dom.assert_ready();
+        assert!(
+            dom.netlog().contains(&format!("group={group}")),
+            "{}",
+            dom.netlog()
+        );
+        let bmp = dom.card("bmp/ip");
+        let actives = if group == "week" { "WAU" } else { "MAU" };
+        assert!(bmp.0.contains(&format!("{actives}, last {group}")), "{}", bmp.0);
+        assert_eq!(
+            bmp.stat("latest").0,
+            uniques.last().unwrap().to_string(),
+            "{group}"
+        );
+        assert_eq!(
+            bmp.stat("peak").0,
+            uniques.iter().max().unwrap().to_string(),
+            "{group}"
+        );
+        assert!(
+            bmp.0.contains(&format!("per {group}")),
+            "the chart is per {group}"
+        );
+        assert!(
+            dom.status().contains(&format!("{} {group}", groups.len())),
+            "{}",
+            dom.status()
+        );
+    }
+    chrome.screenshot(&artifacts().join("dashboard-months.png"));
+}
