@@ -393,6 +393,12 @@ fn zones(args: &WorkloadArgs, tz: &str, runs: usize) -> anyhow::Result<()> {
     for v in verdicts {
         println!("{v}");
     }
+    println!();
+    println!("| buckets stored | RocksDB bytes (compacted) | memory store keys |");
+    println!("|---|---:|---:|");
+    for (name, bytes, keys) in traqq_bench::zones::storage_cost(dir.path(), events, now)? {
+        println!("| {name} | {bytes} | {keys} |");
+    }
     Ok(())
 }
 

@@ -87,3 +87,57 @@ pub fn measure(
         })?,
     })
 }
+
+/// What storing finer buckets costs: `events` events of the standard workload recorded into
+/// RocksDB (compacted afterwards) and into the memory store, with daily buckets only, with hours,
+/// and with hours and quarter hours. Per option: bytes on disk and keys held.
+pub fn storage_cost(
+    dir: &std::path::Path,
+    events: usize,
+    now: i64,
+) -> traqq_storage::Result<Vec<(&'static str, u64, usize)>> {
+    let options = [
+        ("days", false, false),
+        ("days + hours", true, false),
+        ("days + hours + quarters", true, true),
+    ];
+    let mut out = Vec::new();
+    for (i, (name, hourly, quarters)) in options.into_iter().enumerate() {
+        let mut config = standard_config();
+        config.time.store_hourly = hourly;
+        config.time.store_quarter_hours = quarters;
+        let path = dir.join(format!("cost{i}"));
+        let rocks = std::sync::Arc::new(traqq_rocks::RocksStorage::open(
+            &path,
+            traqq_rocks::RocksConfig::default(),
+        )?);
+        let memory = std::sync::Arc::new(MemoryStorage::new());
+        for store in [rocks.clone() as std::sync::Arc<dyn Storage>, memory.clone()] {
+            let traqq =
+                Traqq::with_shared_storage(config.clone(), store, "bench")?.with_clock(ManualClock::new(now));
+            let mut generator = Workload::standard(1, now).generator();
+            let mut chunk = crate::workload::Chunk::default();
+            let mut left = events;
+            while left > 0 {
+                let n = left.min(10_000);
+                generator.refill(&mut chunk, n);
+                traqq.record_json_lines(chunk.lines())?;
+                left -= n;
+            }
+        }
+        rocks.compact()?;
+        out.push((name, dir_bytes(&path), memory.key_count()));
+    }
+    Ok(out)
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}

@@ -23,22 +23,28 @@ pub enum BucketKind {
     /// Clock hour.
     #[serde(rename = "h")]
     Hour,
+    /// Quarter of an hour (`time.store_quarter_hours`): what the days of a zone at :30 or :45
+    /// from the store's are assembled from.
+    #[serde(rename = "q")]
+    Quarter,
 }
 
 impl BucketKind {
-    /// The key letter: `d` or `h`.
+    /// The key letter: `d`, `h` or `q`.
     pub fn as_str(self) -> &'static str {
         match self {
             BucketKind::Day => "d",
             BucketKind::Hour => "h",
+            BucketKind::Quarter => "q",
         }
     }
 
-    /// Parses `d`/`day`/`daily` or `h`/`hour`/`hourly`.
+    /// Parses `d`/`day`/`daily`, `h`/`hour`/`hourly` or `q`/`quarter`.
     pub fn parse(s: &str) -> Option<BucketKind> {
         match s {
             "d" | "day" | "daily" => Some(BucketKind::Day),
             "h" | "hour" | "hourly" => Some(BucketKind::Hour),
+            "q" | "quarter" => Some(BucketKind::Quarter),
             _ => None,
         }
     }
@@ -118,6 +124,8 @@ impl Calendar {
         match kind {
             BucketKind::Day => self.day_start(ts),
             BucketKind::Hour => self.hour_start(ts),
+            // Every offset in use is a whole number of quarter hours: local quarters are UTC's.
+            BucketKind::Quarter => ts - ts.rem_euclid(900),
         }
     }
 
@@ -126,6 +134,7 @@ impl Calendar {
         let start = clamp(start);
         match kind {
             BucketKind::Day => self.start_of_date(self.local(start).date() + Duration::days(1)),
+            BucketKind::Quarter => start - start.rem_euclid(900) + 900,
             BucketKind::Hour => {
                 let off = self.offset(start);
                 let local = start + off;
@@ -213,6 +222,7 @@ impl Calendar {
         let approx = match kind {
             BucketKind::Day => (max - min) / 90_000,
             BucketKind::Hour => (max - min) / 3_700,
+            BucketKind::Quarter => (max - min) / 925,
         };
         if approx > max_buckets as i64 {
             return Err(too_many(kind, max_buckets));
@@ -244,7 +254,7 @@ impl Calendar {
         let local = self.local(start);
         match kind {
             BucketKind::Day => format!("{:04}-{:02}-{:02}", local.year(), local.month(), local.day()),
-            BucketKind::Hour => {
+            BucketKind::Hour | BucketKind::Quarter => {
                 let off = self.offset(start);
                 let sign = if off < 0 { '-' } else { '+' };
                 let off = off.abs();
@@ -267,6 +277,7 @@ fn too_many(kind: BucketKind, max: usize) -> Error {
     let unit = match kind {
         BucketKind::Day => "daily",
         BucketKind::Hour => "hourly",
+        BucketKind::Quarter => "quarter-hour",
     };
     Error::Query(format!(
         "range spans more than {max} {unit} buckets (query.max_buckets)"

@@ -35,6 +35,10 @@ pub struct TimeConfig {
     pub store_hourly: bool,
     /// IANA time zone whose calendar days (and hours) are the buckets, e.g. `"America/New_York"`.
     pub timezone: String,
+    /// Also store 15-minute buckets: what the days of a zone at :30 or :45 from `timezone`
+    /// (Asia/Kolkata, Asia/Kathmandu, America/St_Johns, Australia/Adelaide) are assembled from
+    /// at query time. Costs a third bucket per metric and event (see the README).
+    pub store_quarter_hours: bool,
 }
 
 impl Default for TimeConfig {
@@ -42,6 +46,7 @@ impl Default for TimeConfig {
         TimeConfig {
             store_hourly: false,
             timezone: "UTC".into(),
+            store_quarter_hours: false,
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct OpGenerator {
     metrics: Vec<CompiledMetric>,
     calendar: Calendar,
     hourly: bool,
+    quarterly: bool,
     max_value_length: usize,
     max_ops: usize,
     time_field: String,
@@ -121,6 +122,7 @@ impl OpGenerator {
             metrics,
             calendar: Calendar::new(config.time.zone()?),
             hourly: config.time.store_hourly,
+            quarterly: config.time.store_quarter_hours,
             max_value_length: config.limits.max_value_length,
             max_ops: config.limits.max_metrics_per_event,
             time_field: config.event.time_field.clone(),
@@ -237,6 +239,7 @@ impl OpGenerator {
             hasher: DefaultHashBuilder::default(),
             days: BucketCache::default(),
             hours: BucketCache::default(),
+            quarters: BucketCache::default(),
             events: 0,
         }
     }
@@ -301,6 +304,7 @@ pub struct BatchBuilder<'g> {
     /// Recently seen day and hour buckets: events of a batch mostly share a few.
     days: BucketCache,
     hours: BucketCache,
+    quarters: BucketCache,
     events: usize,
 }
 
@@ -399,7 +403,7 @@ impl BatchBuilder<'_> {
             self.spans.push(span);
         }
         self.applies.clear();
-        let buckets = 1 + usize::from(g.hourly);
+        let buckets = 1 + usize::from(g.hourly) + usize::from(g.quarterly);
         let mut count = 0;
         for m in &g.metrics {
             let amount = match &m.add_key {
@@ -433,6 +437,10 @@ impl BatchBuilder<'_> {
             self.hours
                 .number(&g.calendar, BucketKind::Hour, ts, &mut self.buckets)
         });
+        let quarter = g.quarterly.then(|| {
+            self.quarters
+                .number(&g.calendar, BucketKind::Quarter, ts, &mut self.buckets)
+        });
         let per_bucket = g.metrics.len();
         let needed = self.buckets.len() * per_bucket;
         if self.slots.len() < needed {
@@ -458,7 +466,7 @@ impl BatchBuilder<'_> {
                     self.value.push_str(span_text(&self.values, self.spans[slot]));
                 }
             }
-            for number in std::iter::once(day).chain(hour) {
+            for number in std::iter::once(day).chain(hour).chain(quarter) {
                 let Some(slot) = self.slots.get_mut(number * per_bucket + index) else {
                     continue;
                 };

@@ -69,10 +69,9 @@ proptest! {
     fn every_timestamp_falls_in_its_bucket(
         zone in prop::sample::select(ZONES.to_vec()),
         ts in 946_684_800i64..2_208_988_800,
-        hourly in prop::bool::ANY,
+        kind in prop::sample::select(vec![BucketKind::Day, BucketKind::Hour, BucketKind::Quarter]),
     ) {
         let cal = Calendar::new(zone.parse().unwrap());
-        let kind = if hourly { BucketKind::Hour } else { BucketKind::Day };
         let start = cal.bucket_start(kind, ts);
         let next = cal.next_bucket_start(kind, start);
         prop_assert!(start <= ts && ts < next, "{zone} {ts}: [{start}, {next})");
@@ -83,6 +82,7 @@ proptest! {
         match kind {
             BucketKind::Day => prop_assert!((22 * 3600..=26 * 3600).contains(&len), "day of {len}s"),
             BucketKind::Hour => prop_assert!((1800..=3600).contains(&len), "hour of {len}s"),
+            BucketKind::Quarter => prop_assert_eq!(len, 900),
         }
         prop_assert_eq!(cal.prev_bucket_start(kind, next), start);
     }
@@ -175,6 +175,7 @@ fn buckets_tile_a_whole_year_in_every_zone() {
             match kind {
                 BucketKind::Day => assert!((365..=367).contains(&days), "{zone}: {days} days"),
                 BucketKind::Hour => assert!((8760..=8800).contains(&days), "{zone}: {days} hours"),
+                BucketKind::Quarter => assert!((35_040..=35_200).contains(&days), "{zone}: {days} quarters"),
             }
         }
     }

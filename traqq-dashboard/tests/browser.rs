@@ -509,6 +509,7 @@ fn mapping(timezone: &str) -> TraqqConfig {
         time: TimeConfig {
             store_hourly: true,
             timezone: timezone.into(),
+            ..TimeConfig::default()
         },
         mapping: MappingConfig {
             bitmap: vec!["ip".into()],

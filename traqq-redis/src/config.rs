@@ -183,7 +183,9 @@ impl RedisConfig {
     pub(crate) fn expire_at(&self, bucket: traqq_core::bucket::BucketKind, bucket_start: i64) -> Option<i64> {
         let days = match bucket {
             traqq_core::bucket::BucketKind::Day => self.retention.daily_days,
-            traqq_core::bucket::BucketKind::Hour => self.retention.hourly_days,
+            traqq_core::bucket::BucketKind::Hour | traqq_core::bucket::BucketKind::Quarter => {
+                self.retention.hourly_days
+            }
         };
         (days > 0).then(|| bucket_start.saturating_add((i64::from(days) + 1) * 86_400))
     }

@@ -170,7 +170,7 @@ fn retention_sets_expireat_from_the_bucket_start() {
                 days += 1;
                 30
             }
-            BucketKind::Hour => {
+            BucketKind::Hour | BucketKind::Quarter => {
                 hours += 1;
                 2
             }

@@ -547,7 +547,7 @@ pub fn retention_prunes_old_buckets(storage: &dyn Storage) {
     // Days kept: today, -1, -2. Hours kept: today's two.
     let kept = |kind: BucketKind, start: i64| match kind {
         BucketKind::Day => start >= today - 2 * 86_400,
-        BucketKind::Hour => start >= today,
+        BucketKind::Hour | BucketKind::Quarter => start >= today,
     };
     let expired: Vec<&(BucketKind, i64)> = written.keys().filter(|(k, s)| !kept(*k, *s)).collect();
     assert_eq!(report.buckets, 7 + 18, "{report:?}");

@@ -474,39 +474,46 @@ impl Traqq {
             })?;
             return Ok((fine, days));
         }
-        self.check_hours_tile(calendar, &days, end)?;
+        let kind = self.fine_buckets(calendar, &days, end)?;
         let fine = self.query_with(&QueryOptions {
             min: first,
             max: end - 1,
-            bucket: BucketKind::Hour,
+            bucket: kind,
             ..opts
         })?;
         Ok((fine, days))
     }
 
-    /// Refuses a query in another zone that the stored hour buckets cannot answer exactly.
-    fn check_hours_tile(&self, calendar: &Calendar, days: &[i64], end: i64) -> Result<()> {
+    /// The stored buckets that tile the days `days` (and the day ending at `end`) of another
+    /// zone: hours when the zones are whole hours apart at every boundary, else quarter hours
+    /// (`time.store_quarter_hours`); an error naming the setting or the dates when the store
+    /// cannot answer exactly.
+    fn fine_buckets(&self, calendar: &Calendar, days: &[i64], end: i64) -> Result<BucketKind> {
         let own = self.generator.calendar();
         let refuse = |reason: String| -> Error { traqq_core::Error::Query(reason).into() };
         let zone = calendar.zone().name();
-        if !self.config.time.store_hourly {
-            return Err(refuse(format!(
-                "days of time zone {zone} are assembled from hour buckets: they need time.store_hourly = true \
-                 (hours are stored for events recorded after it is set); the store's own zone is {}",
-                own.zone().name()
-            )));
-        }
-        for &boundary in days.iter().chain(std::iter::once(&end)) {
-            if own.hour_start(boundary) != boundary {
+        let boundaries = || days.iter().copied().chain(std::iter::once(end));
+        let odd = boundaries().find(|&b| own.hour_start(b) != b);
+        let kind = match odd {
+            None if self.config.time.store_hourly => BucketKind::Hour,
+            _ if self.config.time.store_quarter_hours => BucketKind::Quarter,
+            None => {
                 return Err(refuse(format!(
-                    "time zone {zone} is not whole hours apart from the store's zone {} on {}: its days \
-                     cannot be assembled from hour buckets (15-minute buckets, time.store_quarter_hours, \
-                     are not implemented yet)",
+                    "days of time zone {zone} are assembled from hour buckets: they need time.store_hourly = true \
+                     (hours are stored for events recorded after it is set); the store's own zone is {}",
+                    own.zone().name()
+                )))
+            }
+            Some(boundary) => {
+                return Err(refuse(format!(
+                    "time zone {zone} is not whole hours apart from the store's zone {} on {}: its days are \
+                     assembled from 15-minute buckets, which need time.store_quarter_hours = true (stored \
+                     for events recorded after it is set)",
                     own.zone().name(),
                     calendar.label(BucketKind::Day, boundary)
-                )));
+                )))
             }
-        }
+        };
         if let Some(kept) =
             crate::retention::keep_from(own, &self.config.retention, BucketKind::Hour, self.now())
         {
@@ -520,7 +527,7 @@ impl Traqq {
                 )));
             }
         }
-        Ok(())
+        Ok(kind)
     }
 
     /// Merges `fine`'s buckets into `spans` (one more round of reads for the unions).

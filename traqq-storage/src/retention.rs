@@ -48,7 +48,8 @@ pub fn keep_from(
 ) -> Option<i64> {
     let days = match kind {
         BucketKind::Day => retention.daily_days,
-        BucketKind::Hour => retention.hourly_days,
+        // Quarter hours are kept as long as hours.
+        BucketKind::Hour | BucketKind::Quarter => retention.hourly_days,
     };
     (days > 0).then(|| calendar.days_back(now, days - 1))
 }
@@ -102,7 +103,9 @@ pub fn prune(
         .into_iter()
         .filter(|set| match decode_key_set_key(prefix, set) {
             Some((BucketKind::Day, start)) => day_from.is_some_and(|from| start < from),
-            Some((BucketKind::Hour, start)) => hour_from.is_some_and(|from| start < from),
+            Some((BucketKind::Hour | BucketKind::Quarter, start)) => {
+                hour_from.is_some_and(|from| start < from)
+            }
             None => false,
         })
         .collect();

@@ -27,6 +27,7 @@ fn config() -> TraqqConfig {
         time: TimeConfig {
             store_hourly: true,
             timezone: "Europe/Berlin".into(),
+            ..TimeConfig::default()
         },
         ..TraqqConfig::default()
     }

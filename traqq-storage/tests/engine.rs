@@ -181,6 +181,7 @@ fn fall_back_day_in_new_york_is_one_bucket_of_25_hours() {
     cfg.time = TimeConfig {
         store_hourly: true,
         timezone: "America/New_York".into(),
+        ..TimeConfig::default()
     };
     let ny = chrono_tz::America::New_York;
     let midnight = ny.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap().timestamp();

@@ -17,6 +17,7 @@ fn config() -> TraqqConfig {
         time: TimeConfig {
             timezone: STORE.name().into(),
             store_hourly: true,
+            ..TimeConfig::default()
         },
         mapping: MappingConfig {
             bitmap: vec!["ip".into()],
@@ -82,7 +83,11 @@ fn data(results: &[MetricResult], metric: MetricType, part: AdvPart) -> Option<&
 }
 
 fn engine(now: i64) -> Traqq {
-    let traqq = Traqq::new(config(), MemoryStorage::new(), "z")
+    engine_with(config(), now)
+}
+
+fn engine_with(config: TraqqConfig, now: i64) -> Traqq {
+    let traqq = Traqq::new(config, MemoryStorage::new(), "z")
         .unwrap()
         .with_clock(ManualClock::new(now));
     let lines: Vec<String> = events()
@@ -201,6 +206,48 @@ fn days_of_any_whole_hour_zone_match_the_raw_events() {
         )
         .unwrap();
     assert_eq!(hours.days[0].date, "2026-11-01T13:00:00+09:00");
+}
+
+/// Zones at :30 and :45 from the store's: their days come from 15-minute buckets
+/// (`time.store_quarter_hours`).
+#[test]
+fn days_of_half_and_quarter_hour_zones_come_from_quarter_hours() {
+    let events = events();
+    let now = events.last().unwrap().0 + 3_600;
+    let mut config = config();
+    config.time.store_quarter_hours = true;
+    let traqq = engine_with(config, now);
+    for zone in [
+        chrono_tz::Asia::Kolkata,       // +5:30
+        chrono_tz::Asia::Kathmandu,     // +5:45
+        chrono_tz::America::St_Johns,   // -3:30, leaves summer time on 2026-11-01
+        chrono_tz::Australia::Adelaide, // +10:30 (summer time)
+    ] {
+        let min = zone.with_ymd_and_hms(2026, 10, 21, 0, 0, 0).unwrap().timestamp();
+        let max = zone
+            .with_ymd_and_hms(2026, 11, 4, 23, 59, 59)
+            .unwrap()
+            .timestamp();
+        let result = traqq
+            .query_in_zone(QueryRange::MinMax(min, max), QueryOptions::default(), zone)
+            .unwrap();
+        let truth = truth(&events, zone, min, max);
+        assert_eq!(result.days.len(), truth.len(), "{zone}");
+        for day in &result.days {
+            let want = &truth[&day.date];
+            assert_eq!(
+                data(&day.results, MetricType::Add, AdvPart::Sums),
+                Some(&MetricData::Hash([("e".to_string(), want.events)].into())),
+                "{zone} {}",
+                day.date
+            );
+            let Some(MetricData::Count(unique)) = data(&day.results, MetricType::Bmp, AdvPart::Sums) else {
+                panic!()
+            };
+            let off = (*unique as f64 - want.ips.len() as f64).abs() / want.ips.len() as f64;
+            assert!(off < 0.02, "{zone} {}: {unique} vs {}", day.date, want.ips.len());
+        }
+    }
 }
 
 #[test]
