@@ -333,4 +333,43 @@ mod tests {
         assert_eq!(merge(None, [&one[..], &two[..]].into_iter(), true), want);
         assert_eq!(merge(None, [&one[..], &two[..]].into_iter(), false), want);
     }
+
+    /// Stored values written by this version (`tests/golden/*.bin`, written once with
+    /// `TRAQQ_WRITE_GOLDEN=1`) keep decoding to the same data, and the format marker stays:
+    /// a store written by one version must open and read the same in the next.
+    #[test]
+    fn committed_values_decode_to_the_same_data() {
+        assert_eq!((FORMAT_KEY, FORMAT), (&b"\0traqq\0format"[..], &b"2"[..]));
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let write = std::env::var("TRAQQ_WRITE_GOLDEN").as_deref() == Ok("1");
+        let golden = |name: &str, bytes: &[u8]| {
+            if write {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            }
+            std::fs::read(dir.join(name)).unwrap()
+        };
+        // A HyperLogLog key: pending hashes folded into a stored sketch by a full merge.
+        let values: Vec<String> = (0..5_000)
+            .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
+            .collect();
+        let operand = encode_hashes(values.iter());
+        let stored = golden("hll_value.bin", &merge(None, std::iter::once(&operand[..]), true));
+        let mut sketch = decode_sketch(&stored).unwrap();
+        let count = sketch.count();
+        assert!((count as f64 - 5_000.0).abs() < 100.0, "{count}");
+        // A hash key: integer and float fields in the packed map layout.
+        let mut w = MapWriter::default();
+        w.start();
+        w.number("click", Number::Int(42));
+        w.number("sum", Number::Float(12.75));
+        let stored_map = golden("map_value.bin", w.bytes());
+        let fields = map(&stored_map);
+        assert_eq!(
+            fields,
+            [
+                ("click".to_string(), Entry::Number(Number::Int(42))),
+                ("sum".to_string(), Entry::Number(Number::Float(12.75)))
+            ]
+        );
+    }
 }

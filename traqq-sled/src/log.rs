@@ -232,4 +232,35 @@ mod tests {
         assert!(decode_into(&chunks.concat()[..100], &mut Overlay::default()).is_none());
         assert_eq!(parse_log_key(&log_key(7, 3)), Some((7, 3)));
     }
+
+    /// A log record written by this version (`tests/golden/log_record.bin`, written once with
+    /// `TRAQQ_WRITE_GOLDEN=1`) keeps decoding to the same batch: a store left with unfolded
+    /// records by one version must replay them in the next.
+    #[test]
+    fn a_committed_log_record_decodes_to_its_batch() {
+        let d = (BucketKind::Day, 1_700_006_400);
+        let h = (BucketKind::Hour, 1_700_010_000);
+        let mut b = Batch::new();
+        b.incr("p:add:d:1700006400:event", d, "click", Number::Int(3));
+        b.incr("p:add:d:1700006400:event", d, "view", Number::Int(-7));
+        b.incr(
+            "p:adv:h:1700010000:amount:event:i",
+            h,
+            "sum",
+            Number::Float(12.75),
+        );
+        b.incr("p:adv:h:1700010000:amount:event:i", h, "count", Number::Int(2));
+        b.zincr("p:top:d:1700006400:geo", d, "US", 2.5);
+        b.hll_insert("p:bmp:d:1700006400:ip", d, "1.2.3.4");
+        b.sadd("p:k:d:1700006400", d, "p:add:d:1700006400:event");
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/log_record.bin");
+        if std::env::var("TRAQQ_WRITE_GOLDEN").as_deref() == Ok("1") {
+            std::fs::write(&path, encode(&b).concat()).unwrap();
+        }
+        let stored = std::fs::read(&path).unwrap();
+        let mut back = Overlay::default();
+        decode_into(&stored, &mut back).unwrap();
+        assert_eq!(back.to_batch(), b);
+        assert_eq!(log_key(7, 3), [LOG, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 3]);
+    }
 }
