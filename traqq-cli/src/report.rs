@@ -203,25 +203,29 @@ pub(crate) fn group_table(groups: &[GroupResult]) -> String {
 fn section(out: &mut String, results: &[MetricResult]) {
     if results.is_empty() {
         out.push_str("  (no data)\n");
+        return;
     }
-    let width = results
-        .iter()
-        .map(|m| label(m).chars().count())
-        .max()
-        .unwrap_or(0);
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(["metric", "values"]);
     for m in results {
-        let capped = if hit_label_cap(&m.result) {
-            "  [capped: new labels past limits.max_labels are counted under (other)]"
-        } else {
-            ""
-        };
         let shown = match (&m.result, &m.error) {
             (MetricData::Count(n), Some(e)) if !e.exact => {
                 format!("≈ {} distinct (±{:.1}%)", thousands(*n), e.rse * 100.0)
             }
             (result, _) => data(result),
         };
-        let _ = writeln!(out, "  {:width$}  {shown}{capped}", label(m));
+        let shown = if hit_label_cap(&m.result) {
+            format!("{shown}  [capped: new labels past limits.max_labels are counted under (other)]")
+        } else {
+            shown
+        };
+        table.add_row([label(m), shown]);
+    }
+    // Indented under the section's heading.
+    for line in table.lines() {
+        let _ = writeln!(out, "  {line}");
     }
 }
 

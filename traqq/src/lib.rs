@@ -43,6 +43,37 @@
 //! );
 //! # Ok::<(), traqq::Error>(())
 //! ```
+//!
+//! A traqq 0.2 program keeps compiling with only its dependency line changed (`traqq = "0.3"`),
+//! as long as it builds its config with `..Default::default()` (0.3 has more sections) and lets
+//! `?` box the errors (0.2's were strings):
+//!
+//! ```
+//! use serde_json::json;
+//! use traqq::prelude::*;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = TraqqConfig {
+//!         mapping: MappingConfig {
+//!             bitmap: vec!["ip".to_string()],
+//!             add: vec!["event".to_string(), "event~geo".to_string()],
+//!             add_value: vec![AddValueConfig { key: "event".to_string(), add_key: "amount".to_string() }],
+//!             top: vec!["geo".to_string()],
+//!         },
+//!         ..Default::default()
+//!     };
+//!     let traqq = Traqq::new(config, Box::new(MemoryStorage::new()), "myapp")?;
+//!     let event = IncomingEvent::from_json(json!({"event": "purchase", "ip": "1.2.3.4", "geo": "US", "amount": 9.5}))?;
+//!     traqq.record(event)?;
+//!     let result = traqq.query_days(7)?;
+//!     for m in result.find_str("add/event") {
+//!         if let MetricData::Hash(counts) = &m.result {
+//!             assert_eq!(counts.get("purchase"), Some(&1));
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
 #![deny(missing_docs)]
 
 pub use traqq_core as core;
