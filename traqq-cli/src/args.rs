@@ -35,6 +35,9 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     /// Apply retention now: delete the buckets older than [retention] from a local store.
     Prune(PruneArgs),
+    /// Register the buckets of data written by traqq 0.2 or trk2 (key sets without the bucket
+    /// registry), so retention covers them; for a single Redis node.
+    Migrate(PruneArgs),
     /// Print a shell completion script: `traqq completions bash > /etc/bash_completion.d/traqq`.
     Completions {
         /// The shell.

@@ -673,6 +673,52 @@ fn redis_url() -> Option<String> {
     }
 }
 
+/// `traqq migrate` on traqq 0.2 data in Redis (key sets, no bucket registry): before it,
+/// `prune` cannot see the old buckets; after it, it deletes them.
+#[test]
+fn migrate_registers_the_buckets_of_traqq_02_data_for_retention() {
+    let Some(url) = redis_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("mig");
+    let config = redis_config_file(
+        dir.path(),
+        "t.toml",
+        &prefix,
+        &format!("url = \"{url}\"\n[retention]\ndaily_days = 7\n"),
+    );
+    let day = 1_699_920_000;
+    let metric = format!("{prefix}:add:d:{day}:event");
+    for args in [
+        vec!["HINCRBY".to_string(), metric.clone(), "click".into(), "1".into()],
+        vec!["SADD".into(), format!("{prefix}:k:d:{day}"), metric.clone()],
+    ] {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-u", &url])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let prune = || text(&traqq(&["prune", "--config", &config]).stdout);
+    assert!(prune().starts_with("pruned 0 buckets"), "{}", prune());
+    let out = traqq(&["migrate", "--config", &config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("registered 1 buckets"),
+        "{}",
+        text(&out.stdout)
+    );
+    let pruned = prune();
+    assert!(pruned.starts_with("pruned 1 buckets (2 keys)"), "{pruned}");
+    // A store this version writes has nothing to migrate.
+    let out = traqq(&["migrate", "--storage", "memory"]);
+    assert!(
+        text(&out.stdout).starts_with("nothing to migrate"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 /// A config file `name` in `dir` for the Redis store under a prefix no other run uses, with
 /// `extra` lines appended to `[storage]`; returns its path.
 fn redis_config_file(dir: &Path, name: &str, prefix: &str, extra: &str) -> String {

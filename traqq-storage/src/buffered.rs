@@ -369,6 +369,10 @@ impl<S: Storage> Storage for BufferedStorage<S> {
         self.shared.store.labels_overflowed()
     }
 
+    fn key_sets(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        self.shared.store.key_sets(prefix)
+    }
+
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         self.shared.take_failure_then_write()?;
         self.shared.store.read(reads)

@@ -578,6 +578,32 @@ impl Traqq {
         Ok(report)
     }
 
+    /// Registers the buckets of data written without the bucket registry (traqq 0.2, trk2) so
+    /// retention covers them: the key sets the store finds by scanning ([`Storage::key_sets`])
+    /// go into `prefix:k:buckets`. Returns how many, or `None` when the store keeps the registry
+    /// itself (nothing to do). Idempotent.
+    pub fn register_buckets(&self) -> Result<Option<usize>> {
+        let Some(sets) = self.storage.key_sets(self.prefix())? else {
+            return Ok(None);
+        };
+        let registry = traqq_core::key::bucket_registry_key(self.prefix());
+        let mut batch = traqq_core::batch::Batch::new();
+        // The registry entry carries today's bucket: a store that expires keys by bucket
+        // (Redis) must keep the registry, not drop it with the old buckets it lists.
+        let today = (BucketKind::Day, self.generator.calendar().day_start(self.now()));
+        let mut registered = 0;
+        for set in &sets {
+            if traqq_core::key::decode_key_set_key(self.prefix(), set).is_some() {
+                batch.sadd(&registry, today, set);
+                registered += 1;
+            }
+        }
+        if !batch.is_empty() {
+            self.storage.apply(&batch)?;
+        }
+        Ok(Some(registered))
+    }
+
     /// Makes everything recorded so far durable per the backend's mode.
     pub fn flush(&self) -> Result<()> {
         self.storage.flush()

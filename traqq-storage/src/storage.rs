@@ -100,6 +100,16 @@ pub trait Storage: Send + Sync + Debug {
         0
     }
 
+    /// The key sets (`prefix:k:d:ts`, `prefix:k:h:ts`, ...) this store holds under `prefix`,
+    /// found by scanning the store: for data written without the bucket registry (traqq 0.2,
+    /// trk2), which [`crate::Traqq::register_buckets`] registers so retention covers it.
+    /// `None` for a store only this version writes (it registers every bucket itself): the
+    /// default.
+    fn key_sets(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        let _ = prefix;
+        Ok(None)
+    }
+
     /// Answers reads, in order.
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>>;
 
@@ -153,6 +163,9 @@ macro_rules! forward_storage {
             }
             fn labels_overflowed(&self) -> u64 {
                 (**self).labels_overflowed()
+            }
+            fn key_sets(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+                (**self).key_sets(prefix)
             }
             fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
                 (**self).read(reads)

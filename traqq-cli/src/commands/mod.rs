@@ -54,6 +54,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = config::load(file, &args.store)?;
             prune::prune(&config)
         }
+        Command::Migrate(args) => {
+            let config = config::load(file, &args.store)?;
+            prune::migrate(&config)
+        }
         Command::Config(ConfigCommand::Check { file }) => config_file::check(&file),
         Command::Config(ConfigCommand::Example) => config_file::example(),
         Command::Completions { shell } => {

@@ -1,5 +1,6 @@
 //! `traqq prune`: applies `[retention]` (and drops the id sets past `[event] dedup_days`) to a
-//! local store now.
+//! local store now; `traqq migrate`: registers the buckets of traqq 0.2 / trk2 data so
+//! retention covers them.
 
 use std::process::ExitCode;
 
@@ -40,6 +41,26 @@ pub(super) fn prune(config: &FileConfig) -> anyhow::Result<ExitCode> {
             "dropped {} event id sets older than event.dedup_days = {}",
             report.id_sets, config.event.dedup_days
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `traqq migrate`: registers the buckets of data written without the bucket registry.
+pub(super) fn migrate(config: &FileConfig) -> anyhow::Result<ExitCode> {
+    let storage = config.open_store()?;
+    let traqq = traqq_storage::Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
+        .map_err(|e| UsageError(e.to_string()))?
+        .without_auto_prune();
+    let store = crate::store::describe(&config.storage);
+    match traqq.register_buckets()? {
+        None => println!("nothing to migrate ({store}): this store keeps its bucket registry itself"),
+        Some(n) => {
+            traqq.flush()?;
+            println!(
+                "registered {n} buckets of prefix {:?} found in {store}; [retention] now covers them",
+                config.prefix
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -472,6 +472,44 @@ impl Storage for RedisStorage {
         self.labels_overflowed.load(Ordering::Relaxed)
     }
 
+    /// `SCAN MATCH prefix:k:*` on a single node (data of traqq 0.2 and trk2 has key sets but no
+    /// bucket registry). A cluster spreads key sets over its masters: refused, naming what to do.
+    fn key_sets(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        let Conn::Single(conn) = &self.conn else {
+            return Err(Error::Unsupported {
+                what: "scanning a Redis Cluster for key sets (run traqq migrate with each master's URL as a single node)",
+            });
+        };
+        let escaped: String = prefix
+            .chars()
+            .flat_map(|c| match c {
+                '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let pattern = format!("{escaped}:k:*");
+        let mut conn = conn.clone();
+        self.block_on(async move {
+            let mut keys = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await?;
+                keys.extend(found);
+                if next == 0 {
+                    return Ok(Some(keys));
+                }
+                cursor = next;
+            }
+        })
+    }
+
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         self.read_all(reads)
     }

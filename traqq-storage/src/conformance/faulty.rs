@@ -119,6 +119,11 @@ impl<S: Storage> Storage for Faulty<S> {
         self.inner.labels_overflowed()
     }
 
+    fn key_sets(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        self.check(&self.down)?;
+        self.inner.key_sets(prefix)
+    }
+
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         self.check(&self.down)?;
         if reads.iter().any(|r| matches!(r, Read::Members(_))) {
