@@ -227,7 +227,7 @@ fn config_for(engine: Engine) -> traqq_storage::prelude::TraqqConfig {
 }
 
 /// Bytes of the files below `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()

@@ -39,16 +39,7 @@ pub fn measure(
     let mut config = standard_config();
     config.time.store_hourly = true;
     let traqq = Traqq::new(config, store, "bench")?.with_clock(ManualClock::new(now));
-    let workload = Workload::standard(1, now);
-    let mut generator = workload.generator();
-    let mut chunk = crate::workload::Chunk::default();
-    let mut left = events;
-    while left > 0 {
-        let n = left.min(10_000);
-        generator.refill(&mut chunk, n);
-        traqq.record_json_lines(chunk.lines())?;
-        left -= n;
-    }
+    fill(&traqq, events, now)?;
     traqq.flush()?;
     let time = |f: &dyn Fn() -> traqq_storage::Result<()>| -> traqq_storage::Result<f64> {
         let mut samples = Vec::with_capacity(runs);
@@ -126,18 +117,21 @@ pub fn storage_cost(
             }
         }
         rocks.compact()?;
-        out.push((name, dir_bytes(&path), memory.key_count()));
+        out.push((name, crate::phase::dir_bytes(&path), memory.key_count()));
     }
     Ok(out)
 }
 
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
+/// Records `events` events of the standard workload ending at `now`, 10,000 per batch.
+fn fill(traqq: &Traqq, events: usize, now: i64) -> traqq_storage::Result<()> {
+    let mut generator = Workload::standard(1, now).generator();
+    let mut chunk = crate::workload::Chunk::default();
+    let mut left = events;
+    while left > 0 {
+        let n = left.min(10_000);
+        generator.refill(&mut chunk, n);
+        traqq.record_json_lines(chunk.lines())?;
+        left -= n;
+    }
+    Ok(())
 }

@@ -3,25 +3,13 @@
 //! and every event is counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use traqq_rocks::{RocksConfig, RocksStorage};
 use traqq_storage::conformance::labels::random_labels_grow_the_store_like_bounded_ones;
+use traqq_storage::conformance::persistent::dir_bytes;
 use traqq_storage::Storage;
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
 
 #[test]
 fn random_urls_take_the_disk_of_a_thousand_urls() {

@@ -130,6 +130,20 @@ macro_rules! persistent_tests {
     };
 }
 
+/// Bytes of the files below `dir` (a store's size on disk).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// The libtest name of test function `name` in the module at `module_path` (`module_path!()`
 /// of a test binary starts with the binary's crate name, which test names leave out).
 pub fn test_name(module_path: &str, name: &str) -> String {
