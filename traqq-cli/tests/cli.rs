@@ -719,6 +719,63 @@ fn migrate_registers_the_buckets_of_traqq_02_data_for_retention() {
     );
 }
 
+/// Exactly-once through two `traqq serve` processes on one Redis node, and on the cluster
+/// `scripts/test` starts: the same events with ids sent to both count once.
+#[test]
+fn two_servers_on_one_redis_count_each_event_id_once() {
+    let Some(url) = redis_url() else { return };
+    let cluster = std::env::var("TRAQQ_REDIS_CLUSTER_URLS")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let events: String = (0..40)
+        .map(|i| format!("{{\"event\":\"paid\",\"id\":\"order-{i}\",\"ts\":{now}}}\n"))
+        .collect();
+    let mut stores = vec![format!("url = \"{url}\"\n")];
+    if let Some(urls) = cluster {
+        let list: Vec<String> = urls.split(',').map(|u| format!("\"{}\"", u.trim())).collect();
+        stores.push(format!("cluster_urls = [{}]\n", list.join(", ")));
+    }
+    for (i, storage) in stores.iter().enumerate() {
+        let config = redis_config_file(
+            dir.path(),
+            &format!("t{i}.toml"),
+            &unique_prefix("once"),
+            &format!("{storage}[event]\nid_field = \"id\"\n"),
+        );
+        let servers = [
+            Serve::start(&["--config", &config], dir.path()),
+            Serve::start(&["--config", &config], dir.path()),
+        ];
+        std::thread::scope(|s| {
+            for server in &servers {
+                let (tcp, events) = (&server.tcp, &events);
+                s.spawn(move || {
+                    let out = traqq_stdin(&["import", "-", "--addr", tcp, "--batch", "7"], events);
+                    assert!(out.status.success(), "{}", text(&out.stderr));
+                });
+            }
+        });
+        let found = query_json(&[
+            "find",
+            "add/event",
+            "--addr",
+            &servers[1].tcp,
+            "--days",
+            "0",
+            "--merge",
+        ]);
+        assert_eq!(found[0]["result"], json!({"Hash": {"paid": 40}}), "store {i}");
+        for server in servers {
+            assert!(server.terminate().success());
+        }
+    }
+}
+
 /// A config file `name` in `dir` for the Redis store under a prefix no other run uses, with
 /// `extra` lines appended to `[storage]`; returns its path.
 fn redis_config_file(dir: &Path, name: &str, prefix: &str, extra: &str) -> String {
