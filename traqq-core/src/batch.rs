@@ -138,7 +138,7 @@ pub struct KeyEntry {
     /// What to do.
     pub ops: KeyOps,
     /// Most distinct labels (hash fields, sorted-set members) the key may hold; a new label past
-    /// it goes to [`crate::labels::OTHER`]. `0` = no cap. See [`crate::labels`].
+    /// it goes to the label `(other)`. `0` = no cap. See the `labels` module.
     pub max_labels: usize,
 }
 

@@ -93,7 +93,7 @@ pub struct LimitsConfig {
     pub max_properties: usize,
     /// Most distinct labels (hash fields, leaderboard members) one `add`, `adv` or `top`
     /// metric keeps per bucket; a new label past it is counted under `(other)` (see
-    /// [`crate::labels`]). `0` = no cap.
+    /// the `labels` module). `0` = no cap.
     pub max_labels: usize,
     /// [`LimitsConfig::max_labels`] for single patterns (`"event~url" = 500`), overriding it.
     pub max_labels_by_pattern: std::collections::BTreeMap<String, usize>,
@@ -136,7 +136,7 @@ pub struct EventConfig {
     /// Latest event time accepted, in seconds after now (clock skew of the senders).
     pub max_future_secs: u64,
     /// Field holding the event's id (a non-empty string or an integer): an event carrying it is
-    /// recorded at most once per event-time day (see [`crate::claim`]). Unset: no deduplication.
+    /// recorded at most once per event-time day (see the `claim` module). Unset: no deduplication.
     pub id_field: Option<String>,
     /// Days, counted back from today, whose ids are remembered (today and the
     /// `dedup_days - 1` previous days); an event of an older day is recorded without the check.

@@ -257,7 +257,7 @@ pub fn bucket_registry_key(prefix: &str) -> String {
 }
 
 /// The key of the set of event ids claimed on the day starting at `day_start`:
-/// `prefix:ids:d:day_start` (see [`crate::claim`]).
+/// `prefix:ids:d:day_start` (see the `claim` module).
 pub fn id_set_key(prefix: &str, day_start: i64) -> String {
     format!("{prefix}:ids:d:{day_start}")
 }

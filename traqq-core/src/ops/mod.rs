@@ -4,9 +4,7 @@
 //! event's values are looked up once per referenced property, and keys and compound values
 //! are written into reused buffers, so an event costs no allocation beyond new batch entries.
 
-use std::hash::BuildHasher;
-
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::{BucketKind, Calendar};
@@ -17,6 +15,9 @@ use crate::key::{bucket_registry_key, key_set_key, validate_prefix, AdvPart, Key
 use crate::pattern::Pattern;
 use crate::sanitize::sanitize_value;
 use crate::{Error, Result};
+
+mod caches;
+use caches::{BucketCache, Interner};
 
 /// The largest `add_value` amount accepted, in magnitude. An event whose amount is larger is
 /// rejected: below it, even 2^63 amounts (more than any count can hold) sum to less than
@@ -313,33 +314,6 @@ const PACK_BITS: u32 = 21;
 const MAX_PACKED_PARTS: usize = 3;
 const NO_ID: u32 = u32::MAX;
 
-/// The distinct values of one property within a batch, numbered in order of arrival.
-#[derive(Debug, Clone, Default)]
-struct Interner {
-    table: HashTable<u32>,
-    texts: Vec<Box<str>>,
-}
-
-impl Interner {
-    fn id(&mut self, hasher: &DefaultHashBuilder, value: &str) -> u32 {
-        let hash = hasher.hash_one(value);
-        let texts = &self.texts;
-        if let Some(&id) = self.table.find(hash, |&id| &*texts[id as usize] == value) {
-            return id;
-        }
-        let id = u32::try_from(self.texts.len()).unwrap_or(NO_ID);
-        self.texts.push(value.into());
-        let texts = &self.texts;
-        self.table
-            .insert_unique(hash, id, |&id| hasher.hash_one(&*texts[id as usize]));
-        id
-    }
-
-    fn text(&self, id: u64) -> &str {
-        self.texts.get(id as usize).map_or("", |t| t)
-    }
-}
-
 /// The operations of one metric in one bucket.
 #[derive(Debug)]
 struct Slot {
@@ -629,39 +603,5 @@ fn register_buckets(batch: &mut Batch, prefix: &str, mut buckets: Vec<(i64, Buck
     let registry = bucket_registry_key(prefix);
     for (start, kind) in buckets {
         batch.sadd(&registry, (kind, start), &key_set_key(prefix, kind, start));
-    }
-}
-
-/// The last few buckets looked up, so most events skip the time-zone arithmetic.
-#[derive(Debug, Default)]
-struct BucketCache {
-    /// `[start, end)` and the bucket's number in the batch.
-    entries: [(i64, i64, usize); 8],
-    next: usize,
-}
-
-impl BucketCache {
-    /// The batch-local number of the `kind` bucket holding `ts`, adding it to `buckets` when new.
-    fn number(
-        &mut self,
-        calendar: &Calendar,
-        kind: BucketKind,
-        ts: i64,
-        buckets: &mut Vec<(BucketKind, i64)>,
-    ) -> usize {
-        if let Some(&(_, _, number)) = self.entries.iter().find(|(s, e, _)| *s <= ts && ts < *e) {
-            return number;
-        }
-        let start = calendar.bucket_start(kind, ts);
-        let number = match buckets.iter().position(|&b| b == (kind, start)) {
-            Some(n) => n,
-            None => {
-                buckets.push((kind, start));
-                buckets.len() - 1
-            }
-        };
-        self.entries[self.next] = (start, calendar.next_bucket_start(kind, start), number);
-        self.next = (self.next + 1) % self.entries.len();
-        number
     }
 }

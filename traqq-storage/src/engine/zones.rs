@@ -1,0 +1,205 @@
+//! Query-time calendars: the days of another time zone assembled from stored hours (or
+//! quarter hours), and weeks and months, through `traqq_core::regroup`.
+
+use traqq_core::bucket::{BucketKind, Calendar, Tz};
+use traqq_core::group::{group_days, Group, GroupResult};
+use traqq_core::plan::{QueryOptions, QueryRange};
+use traqq_core::regroup::{Regroup, Span};
+use traqq_core::result::{DayResult, QueryResult};
+
+use super::Traqq;
+use crate::{Error, Result};
+
+impl Traqq {
+    /// [`Traqq::query_range`] grouped into weeks or months of the configured zone (see
+    /// [`traqq_core::group`]): one result per group, each holding every metric merged over the
+    /// group's days in the range (unique counts and leaderboards as the store's unions). Needs
+    /// daily buckets. One query of the days, then one round of union reads.
+    pub fn query_groups(
+        &self,
+        range: QueryRange,
+        opts: QueryOptions,
+        group: Group,
+    ) -> Result<Vec<GroupResult>> {
+        self.query_groups_in(range, opts, group, None)
+    }
+
+    /// [`Traqq::query_groups`] with the weeks or months of `zone` (see [`Traqq::query_in_zone`]).
+    pub fn query_groups_in(
+        &self,
+        range: QueryRange,
+        opts: QueryOptions,
+        group: Group,
+        zone: Option<Tz>,
+    ) -> Result<Vec<GroupResult>> {
+        if opts.bucket != BucketKind::Day {
+            return Err(traqq_core::Error::Query(format!(
+                "group = {:?} merges days: it needs daily buckets (bucket = \"d\")",
+                group.as_str()
+            ))
+            .into());
+        }
+        let calendar = zone.map_or(*self.generator.calendar(), Calendar::new);
+        let (fine, days) = self.days_of(range, opts, &calendar)?;
+        let spans: Vec<(Span, i64)> = group_days(&calendar, group, &days)
+            .into_iter()
+            .map(|(first, last)| {
+                let span = Span {
+                    start: first,
+                    end: calendar.next_bucket_start(BucketKind::Day, last),
+                    label: calendar.label(BucketKind::Day, first),
+                };
+                (span, last)
+            })
+            .collect();
+        let lasts: Vec<String> = spans
+            .iter()
+            .map(|(_, last)| calendar.label(BucketKind::Day, *last))
+            .collect();
+        let day_counts: Vec<usize> = spans
+            .iter()
+            .map(|(span, _)| days.iter().filter(|d| (span.start..span.end).contains(d)).count())
+            .collect();
+        let merged = self.regroup(&fine, spans.into_iter().map(|(span, _)| span).collect())?;
+        Ok(merged
+            .into_iter()
+            .zip(lasts)
+            .zip(day_counts)
+            .map(|((day, last_date), days)| GroupResult {
+                group,
+                date: day.date,
+                last_date,
+                timestamp: day.timestamp,
+                days,
+                results: day.results,
+            })
+            .collect())
+    }
+
+    /// A query whose days are the calendar days of `zone` rather than the store's
+    /// (`time.timezone`): each day assembled from the stored hour buckets inside it (23, 24 or
+    /// 25), counters and sums added, unique counts and leaderboards as the store's unions of
+    /// those hours. Needs `time.store_hourly`, and `zone` whole hours apart from the store's
+    /// zone at every day boundary of the range; hours deleted by `retention.hourly_days` are an
+    /// error naming the dates. With `bucket = "h"` the hours are labelled in `zone`. A `Days`
+    /// range counts days back from today in `zone`.
+    pub fn query_in_zone(&self, range: QueryRange, opts: QueryOptions, zone: Tz) -> Result<QueryResult> {
+        let calendar = Calendar::new(zone);
+        if zone == self.generator.calendar().zone() {
+            return self.query_range(range, opts);
+        }
+        if opts.bucket == BucketKind::Hour {
+            let (min, max) = self.resolve_in(range, &calendar)?;
+            let mut result = self.query_with(&QueryOptions { min, max, ..opts })?;
+            for hour in &mut result.days {
+                hour.date = calendar.label(BucketKind::Hour, hour.timestamp);
+            }
+            return Ok(result);
+        }
+        let (fine, days) = self.days_of(range, opts, &calendar)?;
+        let spans = days
+            .iter()
+            .map(|&start| Span {
+                start,
+                end: calendar.next_bucket_start(BucketKind::Day, start),
+                label: calendar.label(BucketKind::Day, start),
+            })
+            .collect();
+        let days = self.regroup(&fine, spans)?;
+        Ok(QueryResult {
+            days,
+            bucket: BucketKind::Day,
+            ..fine
+        })
+    }
+
+    /// The day starts of `range` in `calendar`, and the query their metrics come from: the
+    /// days themselves in the store's own zone, else the stored hours of those days.
+    fn days_of(
+        &self,
+        range: QueryRange,
+        opts: QueryOptions,
+        calendar: &Calendar,
+    ) -> Result<(QueryResult, Vec<i64>)> {
+        let (min, max) = self.resolve_in(range, calendar)?;
+        let days = calendar.buckets(BucketKind::Day, min, max, self.config.query.max_buckets)?;
+        let (Some(&first), Some(&last)) = (days.first(), days.last()) else {
+            return Ok((self.query_with(&QueryOptions { min, max, ..opts })?, days));
+        };
+        let end = calendar.next_bucket_start(BucketKind::Day, last);
+        let own = *self.generator.calendar();
+        if calendar.zone() == own.zone() {
+            let fine = self.query_with(&QueryOptions {
+                min: first,
+                max: last,
+                ..opts
+            })?;
+            return Ok((fine, days));
+        }
+        let kind = self.fine_buckets(calendar, &days, end)?;
+        let fine = self.query_with(&QueryOptions {
+            min: first,
+            max: end - 1,
+            bucket: kind,
+            ..opts
+        })?;
+        Ok((fine, days))
+    }
+
+    /// The stored buckets that tile the days `days` (and the day ending at `end`) of another
+    /// zone: hours when the zones are whole hours apart at every boundary, else quarter hours
+    /// (`time.store_quarter_hours`); an error naming the setting or the dates when the store
+    /// cannot answer exactly.
+    fn fine_buckets(&self, calendar: &Calendar, days: &[i64], end: i64) -> Result<BucketKind> {
+        let own = self.generator.calendar();
+        let refuse = |reason: String| -> Error { traqq_core::Error::Query(reason).into() };
+        let zone = calendar.zone().name();
+        let boundaries = || days.iter().copied().chain(std::iter::once(end));
+        let odd = boundaries().find(|&b| own.hour_start(b) != b);
+        let kind = match odd {
+            None if self.config.time.store_hourly => BucketKind::Hour,
+            _ if self.config.time.store_quarter_hours => BucketKind::Quarter,
+            None => {
+                return Err(refuse(format!(
+                    "days of time zone {zone} are assembled from hour buckets: they need time.store_hourly = true \
+                     (hours are stored for events recorded after it is set); the store's own zone is {}",
+                    own.zone().name()
+                )))
+            }
+            Some(boundary) => {
+                return Err(refuse(format!(
+                    "time zone {zone} is not whole hours apart from the store's zone {} on {}: its days are \
+                     assembled from 15-minute buckets, which need time.store_quarter_hours = true (stored \
+                     for events recorded after it is set)",
+                    own.zone().name(),
+                    calendar.label(BucketKind::Day, boundary)
+                )))
+            }
+        };
+        if let Some(kept) =
+            crate::retention::keep_from(own, &self.config.retention, BucketKind::Hour, self.now())
+        {
+            if let Some(&first) = days.first().filter(|&&d| d < kept) {
+                return Err(refuse(format!(
+                    "days of time zone {zone} from {} are assembled from hour buckets, and hours before {} \
+                     are deleted by retention.hourly_days = {}",
+                    calendar.label(BucketKind::Day, first),
+                    own.label(BucketKind::Day, kept),
+                    self.config.retention.hourly_days
+                )));
+            }
+        }
+        Ok(kind)
+    }
+
+    /// Merges `fine`'s buckets into `spans` (one more round of reads for the unions).
+    fn regroup(&self, fine: &QueryResult, spans: Vec<Span>) -> Result<Vec<DayResult>> {
+        let (plan, reads) = Regroup::new(fine, spans)?;
+        let answers = if reads.is_empty() {
+            Vec::new()
+        } else {
+            self.storage.read(&reads)?
+        };
+        Ok(plan.assemble(answers)?)
+    }
+}
