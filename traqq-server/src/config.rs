@@ -52,6 +52,11 @@ pub struct ServerConfig {
     /// Web origins (`https://app.example.com`) whose pages may call the HTTP API from a browser
     /// (CORS); `["*"]` allows any. Empty (the default): no CORS headers, same-origin only.
     pub cors_origins: Vec<String>,
+    /// PEM certificate chain: with `tls_key_file`, both listeners (TCP and HTTP) speak TLS
+    /// only (rustls), so tokens and events do not cross a network in clear.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<std::path::PathBuf>,
     /// Allow a non-loopback address without `auth_token` (the CLI's `--insecure`; never read
     /// from a file).
     #[serde(skip)]
@@ -75,6 +80,8 @@ impl Default for ServerConfig {
             request_timeout_secs: 30.0,
             shutdown_grace_secs: 10.0,
             cors_origins: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
             insecure: false,
         }
     }
@@ -98,6 +105,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("cors_origins", &self.cors_origins)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .field("insecure", &self.insecure)
             .finish()
     }
@@ -165,6 +174,14 @@ impl ServerConfig {
                     ),
                 });
             }
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(Error::Config {
+                field: "server.tls_cert_file".into(),
+                reason:
+                    "server.tls_cert_file and server.tls_key_file go together: set both for TLS, or neither"
+                        .into(),
+            });
         }
         if self.max_inflight_bytes < self.max_body_bytes {
             return Err(Error::Config {

@@ -55,6 +55,7 @@ pub mod protocol;
 mod server;
 mod slots;
 mod tcp;
+mod tls;
 pub mod wire;
 
 pub use client::{BatchReply, Client, HttpReply};

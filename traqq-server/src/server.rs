@@ -15,6 +15,7 @@ use crate::http::{Conn, ConnLimits, LimitedListener};
 use crate::metrics::Metrics;
 use crate::slots::{ByteBudget, Slots};
 use crate::tcp::{self, TcpLimits};
+use crate::tls;
 use crate::{Error, Result};
 
 /// A bound server, ready to [`run`](Server::run).
@@ -22,6 +23,8 @@ use crate::{Error, Result};
 pub struct Server {
     tcp: Option<TcpListener>,
     http: Option<TcpListener>,
+    /// TLS for the TCP and the HTTP listener (`tls_cert_file`), the latter offering HTTP/1.1.
+    tls: Option<tls::Acceptors>,
     dispatcher: Arc<Dispatcher>,
     config: ServerConfig,
 }
@@ -31,6 +34,9 @@ impl Server {
     /// Port 0 picks a free port; see [`Server::tcp_addr`].
     pub async fn bind(config: ServerConfig, traqq: Arc<Traqq>) -> Result<Server> {
         config.validate()?;
+        // Read the certificate before binding: a bad file is an error naming it, not a server
+        // that refuses every connection.
+        let tls = tls::acceptors(&config)?;
         let bind = |field: &'static str, addr: Option<SocketAddr>| async move {
             match addr {
                 None => Ok(None),
@@ -58,6 +64,7 @@ impl Server {
         Ok(Server {
             tcp,
             http,
+            tls,
             dispatcher,
             config,
         })
@@ -101,6 +108,7 @@ impl Server {
                 Arc::clone(&self.dispatcher),
                 limits,
                 budget.clone(),
+                self.tls.as_ref().map(|t| t.tcp.clone()),
                 stop_rx.clone(),
             ));
         }
@@ -118,11 +126,12 @@ impl Server {
                 idle: idle_timeout,
                 request: request_timeout,
             };
+            let tls = self.tls.as_ref().map(|t| t.http.clone());
             tasks.spawn(async move {
                 let signal = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                let listener = LimitedListener::new(listener, slots, limits, metrics);
+                let listener = LimitedListener::new(listener, slots, limits, metrics, tls);
                 let service = router.into_make_service_with_connect_info::<Conn>();
                 if let Err(e) = axum::serve(listener, service)
                     .with_graceful_shutdown(signal)

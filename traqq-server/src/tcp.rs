@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::dispatch::Dispatcher;
 use crate::protocol::{error_reply, Command, Session, Status};
 use crate::slots::{ByteBudget, RateLimitedLog, Reservation, Slots};
+use crate::tls::{handshake, MaybeTls};
 
 /// First read size of a connection; it doubles, up to `MAX_READ_CHUNK`, while reads come back
 /// full (a pipelining client), so a busy connection is answered in fewer, larger rounds (one
@@ -79,6 +81,7 @@ pub(crate) async fn serve(
     dispatcher: Arc<Dispatcher>,
     limits: TcpLimits,
     budget: ByteBudget,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Slots::new(limits.max_connections, limits.max_connections_per_ip);
@@ -103,7 +106,16 @@ pub(crate) async fn serve(
                     Ok(permit) => {
                         let shutdown = shutdown.clone();
                         let budget = budget.clone();
+                        let tls = tls.clone();
                         tasks.spawn(async move {
+                            let _ = stream.set_nodelay(true);
+                            let stream = match &tls {
+                                None => MaybeTls::Plain(stream),
+                                Some(acceptor) => match handshake(acceptor, stream, limits.request_timeout).await {
+                                    Some(stream) => stream,
+                                    None => return,
+                                },
+                            };
                             tracing::debug!(%peer, "connection opened");
                             dispatcher.metrics().connection_opened();
                             connection(stream, &dispatcher, limits, &budget, shutdown).await;
@@ -148,13 +160,12 @@ pub(crate) async fn serve(
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    mut stream: MaybeTls,
     dispatcher: &Arc<Dispatcher>,
     limits: TcpLimits,
     budget: &ByteBudget,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let max = limits.max_line_bytes;
     let mut chunk = READ_CHUNK;
     let mut buffer = Buffer {
@@ -372,7 +383,7 @@ enum ReadError {
 
 /// One read, ending at the idle limit or at the current line's deadline, whichever is first.
 async fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut MaybeTls,
     buf: &mut Vec<u8>,
     idle: Option<Duration>,
     line_deadline: Option<tokio::time::Instant>,
@@ -394,7 +405,7 @@ async fn read_some(
 
 /// Writes `data`; false when the connection failed or, with an idle limit, the client read
 /// none of it for that long (it stopped reading its replies: the connection is closed).
-async fn write_within(stream: &mut TcpStream, data: &[u8], idle: Option<Duration>) -> bool {
+async fn write_within(stream: &mut MaybeTls, data: &[u8], idle: Option<Duration>) -> bool {
     match idle {
         Some(d) => matches!(tokio::time::timeout(d, stream.write_all(data)).await, Ok(Ok(()))),
         None => stream.write_all(data).await.is_ok(),

@@ -14,6 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::metrics::Metrics;
 use crate::slots::{RateLimitedLog, Slot, Slots};
+use crate::tls::{handshake, MaybeTls};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// The time limits of one HTTP connection.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +36,10 @@ pub(crate) struct LimitedListener {
     limits: ConnLimits,
     metrics: Arc<Metrics>,
     accept_errors: RateLimitedLog,
+    /// With `tls_cert_file`: connections are handed on once their handshake is done, each
+    /// handshake in a task of its own (a slow one holds up no other).
+    tls: Option<TlsAcceptor>,
+    handshakes: JoinSet<Option<(LimitedStream, std::net::SocketAddr)>>,
 }
 
 impl LimitedListener {
@@ -41,6 +48,7 @@ impl LimitedListener {
         slots: Slots,
         limits: ConnLimits,
         metrics: Arc<Metrics>,
+        tls: Option<TlsAcceptor>,
     ) -> Self {
         LimitedListener {
             listener,
@@ -48,7 +56,33 @@ impl LimitedListener {
             limits,
             metrics,
             accept_errors: RateLimitedLog::new(Duration::from_secs(10)),
+            tls,
+            handshakes: JoinSet::new(),
         }
+    }
+}
+
+/// The stream of a connection that holds `slot`, counted as open from now.
+fn limited(stream: MaybeTls, slot: Slot, limits: ConnLimits, metrics: &Arc<Metrics>) -> LimitedStream {
+    let idle = limits.idle.map(|timeout| {
+        let now = tokio::time::Instant::now();
+        Idle {
+            timeout,
+            last: now,
+            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
+        }
+    });
+    metrics.http_connection_opened();
+    LimitedStream {
+        stream,
+        _slot: slot,
+        conn: Arc::default(),
+        idle,
+        request_timeout: limits.request,
+        request_started: None,
+        request_timer: None,
+        head: HeadScan::default(),
+        metrics: Arc::clone(metrics),
     }
 }
 
@@ -157,7 +191,7 @@ struct Idle {
 /// `server.request_timeout_secs` after its first byte fails the same way, however steadily
 /// its bytes trickle in (each of which resets the idle timer).
 pub(crate) struct LimitedStream {
-    stream: tokio::net::TcpStream,
+    stream: MaybeTls,
     _slot: Slot,
     conn: Arc<ConnState>,
     idle: Option<Idle>,
@@ -284,7 +318,16 @@ impl axum::serve::Listener for LimitedListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            match self.listener.accept().await {
+            let accepted = tokio::select! {
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(connection)) = done {
+                        return connection;
+                    }
+                    continue;
+                }
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
                 Ok((stream, addr)) => {
                     let slot = match self.slots.take(addr.ip()) {
                         Ok(slot) => slot,
@@ -295,29 +338,17 @@ impl axum::serve::Listener for LimitedListener {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let idle = self.limits.idle.map(|timeout| {
-                        let now = tokio::time::Instant::now();
-                        Idle {
-                            timeout,
-                            last: now,
-                            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
-                        }
+                    let Some(acceptor) = self.tls.clone() else {
+                        return (
+                            limited(MaybeTls::Plain(stream), slot, self.limits, &self.metrics),
+                            addr,
+                        );
+                    };
+                    let (limits, metrics) = (self.limits, Arc::clone(&self.metrics));
+                    self.handshakes.spawn(async move {
+                        let stream = handshake(&acceptor, stream, limits.request).await?;
+                        Some((limited(stream, slot, limits, &metrics), addr))
                     });
-                    self.metrics.http_connection_opened();
-                    return (
-                        LimitedStream {
-                            stream,
-                            _slot: slot,
-                            conn: Arc::default(),
-                            idle,
-                            request_timeout: self.limits.request,
-                            request_started: None,
-                            request_timer: None,
-                            head: HeadScan::default(),
-                            metrics: Arc::clone(&self.metrics),
-                        },
-                        addr,
-                    );
                 }
                 Err(e) => {
                     if let Some(suppressed) = self.accept_errors.allow() {
