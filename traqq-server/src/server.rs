@@ -33,6 +33,13 @@ impl Server {
     /// Validates `config` (including the loopback-without-token rule) and binds the listeners.
     /// Port 0 picks a free port; see [`Server::tcp_addr`].
     pub async fn bind(config: ServerConfig, traqq: Arc<Traqq>) -> Result<Server> {
+        Server::bind_with(config, traqq, Arc::new(Metrics::default())).await
+    }
+
+    /// [`Server::bind`] reporting into `metrics`: pass the metrics whose
+    /// [`Metrics::instrument`] wraps the engine's store, so `/metrics` also shows the store's
+    /// latency and errors per operation.
+    pub async fn bind_with(config: ServerConfig, traqq: Arc<Traqq>, metrics: Arc<Metrics>) -> Result<Server> {
         config.validate()?;
         // Read the certificate before binding: a bad file is an error naming it, not a server
         // that refuses every connection.
@@ -53,13 +60,8 @@ impl Server {
         let tcp = bind("server.tcp", config.tcp_addr()?).await?;
         let http = bind("server.http", config.http_addr()?).await?;
         let dispatcher = Arc::new(
-            Dispatcher::new(
-                traqq,
-                Arc::new(Metrics::default()),
-                config.auth_token.clone(),
-                config.max_batch_events,
-            )
-            .with_max_reply_bytes(config.max_reply_bytes),
+            Dispatcher::new(traqq, metrics, config.auth_token.clone(), config.max_batch_events)
+                .with_max_reply_bytes(config.max_reply_bytes),
         );
         Ok(Server {
             tcp,
@@ -211,12 +213,21 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds and starts serving on a background thread; returns once the listeners are bound.
     pub fn start(config: ServerConfig, traqq: Arc<Traqq>) -> Result<RunningServer> {
+        RunningServer::start_with(config, traqq, Arc::new(Metrics::default()))
+    }
+
+    /// [`RunningServer::start`] reporting into `metrics` (see [`Server::bind_with`]).
+    pub fn start_with(
+        config: ServerConfig,
+        traqq: Arc<Traqq>,
+        metrics: Arc<Metrics>,
+    ) -> Result<RunningServer> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the server runtime", e))?;
-        let server = runtime.block_on(Server::bind(config, traqq))?;
+        let server = runtime.block_on(Server::bind_with(config, traqq, metrics))?;
         let (tcp, http, metrics) = (server.tcp_addr(), server.http_addr(), server.metrics());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()

@@ -316,7 +316,8 @@ fn metrics_count_both_transports() {
         "traqq_requests_total{command=\"record\",outcome=\"ok\"} 1",
         "traqq_requests_total{command=\"record\",outcome=\"bad_request\"} 1",
         "traqq_requests_total{command=\"record_batch\",outcome=\"ok\"} 1",
-        "traqq_request_duration_seconds_count 3",
+        "traqq_request_duration_seconds_count{command=\"record\"} 2",
+        "traqq_request_duration_seconds_count{command=\"record_batch\"} 1",
         "# TYPE traqq_request_duration_seconds histogram",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
@@ -752,4 +753,72 @@ fn cors_allows_the_configured_origins_only() {
         .to_string();
         assert!(err.contains("server.cors_origins[0]"), "{bad}: {err}");
     }
+}
+
+/// `/metrics` through the server's prometheus-client registry: OpenMetrics when asked for,
+/// Prometheus text otherwise; the store timed per operation (the store wrapped by
+/// `Metrics::instrument`), the write buffer's depth and age, and the process.
+#[test]
+fn metrics_speak_openmetrics_when_asked_and_time_the_store() {
+    use traqq_storage::{BufferConfig, BufferedStorage, MemoryStorage, Storage};
+    let metrics = Arc::new(traqq_server::Metrics::default());
+    let buffered: Arc<dyn Storage> = Arc::new(BufferedStorage::new(
+        MemoryStorage::new(),
+        BufferConfig {
+            max_delay: Duration::from_secs(60),
+            max_ops: 1_000_000,
+        },
+    ));
+    let store = metrics.instrument(buffered);
+    let traqq = traqq_storage::Traqq::with_shared_storage(mapping(), store, "t").unwrap();
+    let server = traqq_server::RunningServer::start_with(loopback(), Arc::new(traqq), metrics).unwrap();
+    let addr = server.http_addr().unwrap();
+    let (status, _) = call(
+        addr,
+        "POST",
+        "/v1/events",
+        &[],
+        format!(r#"{{"event":"a","ts":{TS}}}"#).as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let open = http_request(
+        addr,
+        "GET",
+        "/metrics",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(open.status, 200);
+    for line in [
+        "traqq_store_duration_seconds_count{operation=\"apply\"} 1",
+        "# TYPE traqq_write_buffer_operations gauge",
+        "# EOF",
+    ] {
+        assert!(
+            open.body.lines().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            open.body
+        );
+    }
+    let pending: i64 = open
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("traqq_write_buffer_operations "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pending > 0, "the batch waits in the buffer");
+    assert!(open
+        .body
+        .lines()
+        .any(|l| l.starts_with("traqq_process_resident_memory_bytes ")));
+    assert!(open
+        .body
+        .lines()
+        .any(|l| l.starts_with("traqq_process_open_fds ")));
+    let plain = http_request(addr, "GET", "/metrics", &[], b"").unwrap();
+    assert!(!plain.body.contains("# EOF"), "{}", plain.body);
+    assert!(plain.body.contains("traqq_events_recorded_total 1\n"));
+    server.stop().unwrap();
 }

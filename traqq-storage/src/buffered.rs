@@ -25,6 +25,15 @@ use traqq_core::read::{Read, ReadResult};
 
 use crate::{Capabilities, Error, Result, Storage};
 
+/// What a write buffer holds at one moment ([`Storage::buffer`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Coalesced operations waiting.
+    pub pending_ops: usize,
+    /// How long the oldest waiting write has waited (`None`: nothing waits).
+    pub oldest: Option<Duration>,
+}
+
 /// When a [`BufferedStorage`] writes its buffer to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufferConfig {
@@ -371,6 +380,14 @@ impl<S: Storage> Storage for BufferedStorage<S> {
 
     fn key_sets(&self, prefix: &str) -> Result<Option<Vec<String>>> {
         self.shared.store.key_sets(prefix)
+    }
+
+    fn buffer(&self) -> Option<BufferStats> {
+        let state = self.shared.state.lock();
+        Some(BufferStats {
+            pending_ops: state.ops,
+            oldest: state.since.map(|s| s.elapsed()),
+        })
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {

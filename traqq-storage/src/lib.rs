@@ -54,7 +54,7 @@ pub mod packed;
 pub mod retention;
 pub mod storage;
 
-pub use buffered::{BufferConfig, BufferedStorage};
+pub use buffered::{BufferConfig, BufferStats, BufferedStorage};
 pub use claim_index::ClaimIndex;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use durability::Durability;

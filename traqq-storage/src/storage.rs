@@ -100,6 +100,11 @@ pub trait Storage: Send + Sync + Debug {
         0
     }
 
+    /// What a write buffer in front of the store holds now (`None`: no buffer).
+    fn buffer(&self) -> Option<crate::BufferStats> {
+        None
+    }
+
     /// The key sets (`prefix:k:d:ts`, `prefix:k:h:ts`, ...) this store holds under `prefix`,
     /// found by scanning the store: for data written without the bucket registry (traqq 0.2,
     /// trk2), which [`crate::Traqq::register_buckets`] registers so retention covers it.
@@ -166,6 +171,9 @@ macro_rules! forward_storage {
             }
             fn key_sets(&self, prefix: &str) -> Result<Option<Vec<String>>> {
                 (**self).key_sets(prefix)
+            }
+            fn buffer(&self) -> Option<crate::BufferStats> {
+                (**self).buffer()
             }
             fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
                 (**self).read(reads)

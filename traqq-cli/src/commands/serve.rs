@@ -4,14 +4,16 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use traqq_server::{shutdown_signal, Server};
+use traqq_server::{shutdown_signal, Metrics, Server};
 use traqq_storage::Traqq;
 
 use crate::config::FileConfig;
 use crate::UsageError;
 
 pub(super) fn serve(config: FileConfig) -> anyhow::Result<()> {
-    let storage = config.open_store()?;
+    // The store is timed per operation for /metrics.
+    let metrics = Arc::new(Metrics::default());
+    let storage = metrics.instrument(config.open_store()?);
     let traqq = Traqq::with_shared_storage(config.traqq(), storage, &config.prefix)
         .map_err(|e| UsageError(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -21,7 +23,7 @@ pub(super) fn serve(config: FileConfig) -> anyhow::Result<()> {
     runtime.block_on(async {
         // Handlers first: a SIGTERM right after the announcement below must still be graceful.
         let shutdown = shutdown_signal();
-        let server = Server::bind(config.server.clone(), Arc::new(traqq))
+        let server = Server::bind_with(config.server.clone(), Arc::new(traqq), metrics)
             .await
             .map_err(|e| match e {
                 traqq_server::Error::Config { .. } | traqq_server::Error::Insecure { .. } => {

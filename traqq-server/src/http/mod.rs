@@ -391,14 +391,27 @@ async fn healthz(State(state): Shared, ConnectInfo(conn): ConnectInfo<Conn>) -> 
     .await
 }
 
-async fn metrics(State(state): Shared) -> Response {
+/// `GET /metrics`: OpenMetrics when the scraper asks for it (`Accept:
+/// application/openmetrics-text`, as Prometheus does), else the Prometheus text format.
+async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
     let d = &state.dispatcher;
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        d.metrics().render(d.traqq().storage().as_ref()),
-    )
-        .into_response()
+    let store = d.traqq().storage().as_ref();
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (content_type, body) = if openmetrics {
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            d.metrics().render(store),
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            d.metrics().render_prometheus(store),
+        )
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {

@@ -119,6 +119,10 @@ impl<S: Storage> Storage for Faulty<S> {
         self.inner.labels_overflowed()
     }
 
+    fn buffer(&self) -> Option<crate::BufferStats> {
+        self.inner.buffer()
+    }
+
     fn key_sets(&self, prefix: &str) -> Result<Option<Vec<String>>> {
         self.check(&self.down)?;
         self.inner.key_sets(prefix)
