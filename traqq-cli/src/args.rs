@@ -102,8 +102,8 @@ pub(crate) struct StoreArgs {
     /// Directory of an embedded store.
     #[arg(long, value_name = "DIR", env = "TRAQQ_DATA")]
     pub(crate) data: Option<PathBuf>,
-    /// Redis URL.
-    #[arg(long, value_name = "URL")]
+    /// Redis URL (`[storage] url`), e.g. redis://127.0.0.1:6379.
+    #[arg(long, value_name = "URL", env = "TRAQQ_REDIS_URL", hide_env_values = true)]
     pub(crate) redis_url: Option<String>,
 }
 

@@ -17,6 +17,8 @@ fn traqq(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env_remove("TRAQQ_CONFIG")
+        // scripts/test exports it for the Redis tests; each test names its own store.
+        .env_remove("TRAQQ_REDIS_URL")
         .env_remove("RUST_LOG")
         .output()
         .unwrap()
@@ -26,6 +28,8 @@ fn traqq_stdin(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env_remove("TRAQQ_CONFIG")
+        // scripts/test exports it for the Redis tests; each test names its own store.
+        .env_remove("TRAQQ_REDIS_URL")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,6 +69,8 @@ impl Serve {
             .args(args)
             .current_dir(dir)
             .env_remove("TRAQQ_CONFIG")
+            // scripts/test exports it for the Redis tests; each test names its own store.
+            .env_remove("TRAQQ_REDIS_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -710,6 +716,19 @@ fn migrate_registers_the_buckets_of_traqq_02_data_for_retention() {
     );
     let pruned = prune();
     assert!(pruned.starts_with("pruned 1 buckets (2 keys)"), "{pruned}");
+    // The Redis URL can come from the environment, as --addr and --data can.
+    let out = Command::new(BIN)
+        .args(["migrate", "--storage", "redis"])
+        .env_remove("TRAQQ_CONFIG")
+        .env("TRAQQ_REDIS_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains(&format!("redis at {url}")),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     // A store this version writes has nothing to migrate.
     let out = traqq(&["migrate", "--storage", "memory"]);
     assert!(
@@ -942,6 +961,7 @@ fn redis_over_tls_trusts_the_ca_named_in_the_config_file() {
     assert_eq!(found[0]["result"], json!({"Hash":{"t":4}}));
     // Without the CA, the throwaway certificate is not trusted.
     let out = Command::new(BIN)
+        .env_remove("TRAQQ_REDIS_URL")
         .args([
             "find",
             "add/event",
@@ -953,6 +973,8 @@ fn redis_over_tls_trusts_the_ca_named_in_the_config_file() {
             "2023-11-14",
         ])
         .env_remove("TRAQQ_CONFIG")
+        // scripts/test exports it for the Redis tests; each test names its own store.
+        .env_remove("TRAQQ_REDIS_URL")
         .env_remove("SSL_CERT_FILE")
         .output()
         .unwrap();
@@ -1177,6 +1199,7 @@ fn auth_token_from_flag_env_and_config() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = Command::new(BIN)
+        .env_remove("TRAQQ_REDIS_URL")
         .args(["record", "--addr", &server.tcp, "--event", &event])
         .env("TRAQQ_TOKEN", "hunter2")
         .output()
@@ -1250,6 +1273,7 @@ fn serve_log(global: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serve.log");
     let mut child = Command::new(BIN)
+        .env_remove("TRAQQ_REDIS_URL")
         .args(global)
         .args([
             "serve",
@@ -1262,6 +1286,8 @@ fn serve_log(global: &[&str]) -> String {
         ])
         .current_dir(dir.path())
         .env_remove("TRAQQ_CONFIG")
+        // scripts/test exports it for the Redis tests; each test names its own store.
+        .env_remove("TRAQQ_REDIS_URL")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -1342,7 +1368,11 @@ fn data_and_addr_come_from_the_environment_too() {
     let event = format!(r#"{{"event":"env","ts":{TS}}}"#);
     let run = |args: &[&str], envs: &[(&str, &std::path::Path)]| {
         let mut c = Command::new(BIN);
-        c.args(args).env_remove("TRAQQ_CONFIG").env_remove("RUST_LOG");
+        c.args(args)
+            .env_remove("TRAQQ_CONFIG")
+            // scripts/test exports it for the Redis tests; each test names its own store.
+            .env_remove("TRAQQ_REDIS_URL")
+            .env_remove("RUST_LOG");
         for (k, v) in envs {
             c.env(k, v);
         }
