@@ -106,15 +106,7 @@ pub fn storage_cost(
         for store in [rocks.clone() as std::sync::Arc<dyn Storage>, memory.clone()] {
             let traqq =
                 Traqq::with_shared_storage(config.clone(), store, "bench")?.with_clock(ManualClock::new(now));
-            let mut generator = Workload::standard(1, now).generator();
-            let mut chunk = crate::workload::Chunk::default();
-            let mut left = events;
-            while left > 0 {
-                let n = left.min(10_000);
-                generator.refill(&mut chunk, n);
-                traqq.record_json_lines(chunk.lines())?;
-                left -= n;
-            }
+            fill(&traqq, events, now)?;
         }
         rocks.compact()?;
         out.push((name, crate::phase::dir_bytes(&path), memory.key_count()));
