@@ -44,7 +44,6 @@ pub mod ops;
 pub mod pattern;
 pub mod plan;
 pub mod read;
-pub mod regroup;
 pub mod result;
 pub mod sanitize;
 pub mod sketch;

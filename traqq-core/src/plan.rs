@@ -14,7 +14,7 @@ use crate::bucket::{BucketKind, Calendar};
 use crate::config::QueryConfig;
 use crate::key::{key_set_key, AdvPart, MetricKey, MetricType};
 use crate::read::{Read, ReadResult};
-use crate::result::{DayResult, MetricData, MetricResult, QueryResult};
+use crate::result::{location_range, DayResult, MetricData, MetricResult, QueryResult};
 use crate::{Error, Result};
 
 /// What to query.
@@ -104,7 +104,7 @@ impl KeyFilter {
 #[derive(Debug, Clone)]
 enum Slot {
     Metric {
-        bucket: usize,
+        span: usize,
         key: MetricKey,
         location: String,
     },
@@ -116,107 +116,232 @@ enum Slot {
     },
 }
 
+/// One bucket of a result: the stored buckets starting in `[start, end)`, reported as `label`.
+/// A plain query has one span per stored bucket; a day of another time zone spans the hours
+/// (or quarter hours) inside it, and a week or a month its days.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// First instant.
+    pub start: i64,
+    /// First instant after it.
+    pub end: i64,
+    /// The date reported for it (`2026-11-28`).
+    pub label: String,
+}
+
 /// A query in progress. See the module docs for the two rounds.
 #[derive(Debug, Clone)]
 pub struct QueryPlan {
     prefix: String,
-    calendar: Calendar,
     kind: BucketKind,
     buckets: Vec<i64>,
+    spans: Vec<Span>,
+    /// Coarser stored buckets read instead of the fine ones inside them for the whole-range
+    /// unions: their kind and `(start, end)`s.
+    cover: Option<(BucketKind, Vec<(i64, i64)>)>,
     limit: usize,
     filter: KeyFilter,
     slots: Vec<Slot>,
 }
 
+/// A metric of one span, whatever bucket it was stored in.
+type SpanMetric = (usize, MetricType, String, Option<String>, AdvPart);
+
 impl QueryPlan {
-    /// Plans a query of `opts` over keys under `prefix`.
+    /// Plans a query of `opts` over keys under `prefix`: one result bucket per stored bucket.
     pub fn new(prefix: &str, calendar: Calendar, config: &QueryConfig, opts: &QueryOptions) -> Result<Self> {
+        let buckets = calendar.buckets(opts.bucket, opts.min, opts.max, config.max_buckets)?;
+        let spans = buckets
+            .iter()
+            .map(|&ts| Span {
+                start: ts,
+                end: calendar.next_bucket_start(opts.bucket, ts),
+                label: calendar.label(opts.bucket, ts),
+            })
+            .collect();
+        Self::spanning(prefix, calendar, config, opts, spans)
+    }
+
+    /// Plans a query of the stored `opts.bucket` buckets from `opts.min` to `opts.max`, each
+    /// result bucket one of `spans` (in order, not overlapping): what adds up is added by the
+    /// store ([`Read::Sum`]), unique counts and leaderboards are the store's unions of the
+    /// span's keys ([`Read::Count`], [`Read::Top`]). Stored buckets outside every span are not
+    /// read.
+    pub fn spanning(
+        prefix: &str,
+        calendar: Calendar,
+        config: &QueryConfig,
+        opts: &QueryOptions,
+        spans: Vec<Span>,
+    ) -> Result<Self> {
         let limit = opts.limit.unwrap_or(config.default_top_limit);
         if limit == 0 {
             return Err(Error::Query("limit must be at least 1".into()));
         }
         Ok(QueryPlan {
             prefix: prefix.to_owned(),
-            calendar,
             kind: opts.bucket,
             buckets: calendar.buckets(opts.bucket, opts.min, opts.max, config.max_buckets)?,
+            spans,
+            cover: None,
             limit,
             filter: KeyFilter::new(&opts.accept, &opts.ignore)?,
             slots: Vec::new(),
         })
     }
 
-    /// Bucket starts covered, oldest first.
+    /// Lets the whole-range unique counts and leaderboards read the stored buckets of a coarser
+    /// `kind` (the store's days under another zone's hours) given by their `(start, end)`:
+    /// each holds every event of the fine buckets inside it, so one coarse key stands for up to
+    /// 24 fine ones. Only buckets lying wholly inside the range belong here.
+    pub fn with_cover(mut self, kind: BucketKind, buckets: Vec<(i64, i64)>) -> Self {
+        self.cover = (!buckets.is_empty()).then_some((kind, buckets));
+        self
+    }
+
+    /// Stored bucket starts covered, oldest first.
     pub fn buckets(&self) -> &[i64] {
         &self.buckets
     }
 
-    /// Round one: the key set of every bucket.
+    /// Round one: the key set of every bucket (and of every covering one).
     pub fn key_set_reads(&self) -> Vec<Read> {
+        let cover = self
+            .cover
+            .iter()
+            .flat_map(|(kind, buckets)| buckets.iter().map(move |&(start, _)| (*kind, start)));
         self.buckets
             .iter()
-            .map(|&ts| Read::Members(key_set_key(&self.prefix, self.kind, ts)))
+            .map(|&ts| (self.kind, ts))
+            .chain(cover)
+            .map(|(kind, ts)| Read::Members(key_set_key(&self.prefix, kind, ts)))
+            .collect()
+    }
+
+    /// Decodes a listed key of bucket `(kind, ts)`, or `None` for a key this query skips.
+    fn accept(&self, location: &str, kind: BucketKind, ts: i64) -> Option<MetricKey> {
+        // Keys from other prefixes or older formats are skipped, not fatal.
+        let key = MetricKey::decode(&self.prefix, location).ok()?;
+        (key.bucket == kind && key.timestamp == ts && self.filter.allows(&key.filter_name())).then_some(key)
+    }
+
+    /// The span holding each stored bucket (`None` outside every span).
+    fn span_of_buckets(&self) -> Vec<Option<usize>> {
+        let mut s = 0;
+        self.buckets
+            .iter()
+            .map(|&ts| {
+                while self.spans.get(s).is_some_and(|span| span.end <= ts) {
+                    s += 1;
+                }
+                self.spans.get(s).filter(|span| span.start <= ts).map(|_| s)
+            })
             .collect()
     }
 
     /// Round two: reads for every listed key that passes the filters, given round one's answers.
     pub fn data_reads(&mut self, key_sets: Vec<ReadResult>) -> Result<Vec<Read>> {
-        check_len(key_sets.len(), self.buckets.len())?;
-        let mut reads = Vec::new();
-        let mut slots = Vec::new();
-        let mut bmp_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut top_keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (i, set) in key_sets.into_iter().enumerate() {
-            let ReadResult::Members(mut members) = set else {
-                return Err(mismatch("members", &set));
+        let cover = self.cover.take().unwrap_or((self.kind, Vec::new()));
+        check_len(key_sets.len(), self.buckets.len() + cover.1.len())?;
+        let span_of = self.span_of_buckets();
+        let covered = |ts: i64| cover.1.iter().any(|&(start, end)| (start..end).contains(&ts));
+        // Per span and metric: the key of its first bucket and every location, oldest first.
+        let mut metrics: BTreeMap<SpanMetric, (MetricKey, Vec<String>)> = BTreeMap::new();
+        // Per bmp and top pattern: the covering keys the whole-range union reads.
+        let mut covering: BTreeMap<(MetricType, String), Vec<String>> = BTreeMap::new();
+        let mut key_sets = key_sets.into_iter();
+        // Round one answered in order: the stored buckets' sets, then the covering ones'.
+        let mut members_of = || match key_sets.next() {
+            Some(ReadResult::Members(members)) => Ok(members),
+            Some(other) => Err(mismatch("members", &other)),
+            None => Ok(Vec::new()),
+        };
+        for (&ts, span) in self.buckets.iter().zip(span_of) {
+            let members = members_of()?;
+            let Some(span) = span else {
+                continue;
             };
-            members.sort_unstable();
             for location in members {
-                // Keys from other prefixes or older formats are skipped, not fatal.
-                let Ok(key) = MetricKey::decode(&self.prefix, &location) else {
+                let Some(key) = self.accept(&location, self.kind, ts) else {
                     continue;
                 };
-                if key.bucket != self.kind
-                    || key.timestamp != self.buckets[i]
-                    || !self.filter.allows(&key.filter_name())
-                {
-                    continue;
-                }
-                reads.push(match key.metric {
-                    MetricType::Bmp => {
-                        bmp_keys
-                            .entry(key.pattern.clone())
-                            .or_default()
-                            .push(location.clone());
-                        Read::Count(vec![location.clone()])
-                    }
-                    MetricType::Add | MetricType::Adv => Read::Hash(location.clone()),
-                    MetricType::Top => {
-                        top_keys
-                            .entry(key.pattern.clone())
-                            .or_default()
-                            .push(location.clone());
-                        Read::Top {
-                            keys: vec![location.clone()],
-                            limit: self.limit,
-                        }
-                    }
-                });
-                slots.push(Slot::Metric {
-                    bucket: i,
-                    key,
-                    location,
-                });
+                let id = (
+                    span,
+                    key.metric,
+                    key.pattern.clone(),
+                    key.add_key.clone(),
+                    key.part,
+                );
+                metrics
+                    .entry(id)
+                    .or_insert_with(|| (key, Vec::new()))
+                    .1
+                    .push(location);
             }
         }
-        for (pattern, keys) in bmp_keys {
-            if keys.len() > 1 {
+        for &(start, _) in &cover.1 {
+            for location in members_of()? {
+                if let Some(key) = self.accept(&location, cover.0, start) {
+                    if matches!(key.metric, MetricType::Bmp | MetricType::Top) {
+                        covering
+                            .entry((key.metric, key.pattern))
+                            .or_default()
+                            .push(location);
+                    }
+                }
+            }
+        }
+        let mut reads = Vec::with_capacity(metrics.len());
+        let mut slots = Vec::with_capacity(metrics.len());
+        // Per bmp and top pattern: every location, and how many spans hold it.
+        let mut bmp_keys: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
+        let mut top_keys: BTreeMap<String, (Vec<String>, usize)> = BTreeMap::new();
+        for ((span, ..), (key, locations)) in metrics {
+            let location = match (locations.first(), locations.last()) {
+                (Some(first), Some(last)) if locations.len() > 1 => location_range(first, last),
+                _ => locations.first().cloned().unwrap_or_default(),
+            };
+            let whole_range = |all: &mut BTreeMap<String, (Vec<String>, usize)>| {
+                let (keys, spans) = all.entry(key.pattern.clone()).or_default();
+                let outside = locations
+                    .iter()
+                    .filter(|loc| !MetricKey::decode(&self.prefix, loc).is_ok_and(|k| covered(k.timestamp)));
+                keys.extend(outside.cloned());
+                *spans += 1;
+            };
+            reads.push(match key.metric {
+                MetricType::Bmp => {
+                    whole_range(&mut bmp_keys);
+                    Read::Count(locations)
+                }
+                MetricType::Add | MetricType::Adv if locations.len() == 1 => Read::Hash(location.clone()),
+                MetricType::Add | MetricType::Adv => Read::Sum(locations),
+                MetricType::Top => {
+                    whole_range(&mut top_keys);
+                    Read::Top {
+                        keys: locations,
+                        limit: self.limit,
+                    }
+                }
+            });
+            slots.push(Slot::Metric { span, key, location });
+        }
+        // A pattern held by one span only needs no union over the range: its span's read is it.
+        let mut with_covering = |metric: MetricType, pattern: &str, keys: &mut Vec<String>| {
+            if let Some(more) = covering.remove(&(metric, pattern.to_owned())) {
+                keys.extend(more);
+            }
+        };
+        for (pattern, (mut keys, spans)) in bmp_keys {
+            if spans > 1 {
+                with_covering(MetricType::Bmp, &pattern, &mut keys);
                 reads.push(Read::Count(keys));
                 slots.push(Slot::Union { pattern });
             }
         }
-        for (pattern, keys) in top_keys {
-            if keys.len() > 1 {
+        for (pattern, (mut keys, spans)) in top_keys {
+            if spans > 1 {
+                with_covering(MetricType::Top, &pattern, &mut keys);
                 reads.push(Read::Top {
                     keys,
                     limit: self.limit,
@@ -232,11 +357,11 @@ impl QueryPlan {
     pub fn assemble(self, answers: Vec<ReadResult>) -> Result<QueryResult> {
         check_len(answers.len(), self.slots.len())?;
         let mut days: Vec<DayResult> = self
-            .buckets
-            .iter()
-            .map(|&ts| DayResult {
-                date: self.calendar.label(self.kind, ts),
-                timestamp: ts,
+            .spans
+            .into_iter()
+            .map(|span| DayResult {
+                date: span.label,
+                timestamp: span.start,
                 results: Vec::new(),
             })
             .collect();
@@ -257,16 +382,12 @@ impl QueryPlan {
                     };
                     top_unions.insert(pattern, list);
                 }
-                Slot::Metric {
-                    bucket,
-                    key,
-                    location,
-                } => {
+                Slot::Metric { span, key, location } => {
                     let result = to_data(&key, answer)?;
                     if let MetricData::Count(n) = result {
                         single_counts.insert(key.pattern.clone(), n);
                     }
-                    if let Some(day) = days.get_mut(bucket) {
+                    if let Some(day) = days.get_mut(span) {
                         day.results.push(MetricResult::new(
                             key.metric,
                             key.pattern.split('~').map(str::to_owned).collect(),
@@ -278,7 +399,7 @@ impl QueryPlan {
                 }
             }
         }
-        // A metric present in one bucket only has no union read: its count is the union.
+        // A metric present in one span only has no union read: its count is the union.
         for (pattern, n) in single_counts {
             unions.entry(pattern).or_insert(n);
         }

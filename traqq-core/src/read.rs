@@ -3,6 +3,8 @@
 //! A query sends all its reads at once so that a networked backend can answer them in one
 //! round trip.
 
+use hashbrown::HashMap;
+
 use crate::batch::Number;
 
 /// One read.
@@ -10,6 +12,10 @@ use crate::batch::Number;
 pub enum Read {
     /// All fields of a hash.
     Hash(String),
+    /// The field-wise sum of one or more hashes (missing keys count as empty; integers stay
+    /// integers, as [`Number::plus`] adds), answered as [`ReadResult::Hash`]: the counters
+    /// and sums of several buckets read as one, without sending each bucket's fields back.
+    Sum(Vec<String>),
     /// Estimated distinct count of the union of one or more HyperLogLog keys
     /// (missing keys count as empty).
     Count(Vec<String>),
@@ -48,6 +54,28 @@ impl ReadResult {
             ReadResult::Top(_) => "top",
             ReadResult::Members(_) => "members",
         }
+    }
+}
+
+/// The field-wise sums a [`Read::Sum`] answers with: every backend feeds its hashes' fields in,
+/// and only a field seen for the first time allocates its name.
+#[derive(Debug, Default)]
+pub struct FieldSums(HashMap<String, Number>);
+
+impl FieldSums {
+    /// Adds `n` to `field`.
+    pub fn add(&mut self, field: &str, n: Number) {
+        match self.0.get_mut(field) {
+            Some(sum) => *sum = sum.plus(n),
+            None => {
+                self.0.insert(field.to_owned(), n);
+            }
+        }
+    }
+
+    /// The answer: [`ReadResult::Hash`] of the sums (any order).
+    pub fn into_result(self) -> ReadResult {
+        ReadResult::Hash(self.0.into_iter().collect())
     }
 }
 

@@ -391,15 +391,18 @@ pub fn parse_find_path(path: &str) -> Result<FindOptions> {
 }
 
 pub(crate) fn merged_location(first: &MetricResult, last: &MetricResult) -> String {
-    if first.location == last.location {
-        return first.location.clone();
+    location_range(&first.location, &last.location)
+}
+
+/// The location of a metric merged from the keys `first` to `last`: the timestamp part is
+/// `first-last` (`prefix:type:bucket:FIRST-LAST:rest`).
+pub(crate) fn location_range(first: &str, last: &str) -> String {
+    if first == last {
+        return first.to_owned();
     }
-    // prefix:type:bucket:TS:rest -> prefix:type:bucket:FIRST-LAST:rest
     let ts_of = |loc: &str| loc.split(':').nth(3).map(str::to_owned);
-    match (ts_of(&first.location), ts_of(&last.location)) {
-        (Some(a), Some(b)) => first
-            .location
-            .replacen(&format!(":{a}:"), &format!(":{a}-{b}:"), 1),
-        _ => first.location.clone(),
+    match (ts_of(first), ts_of(last)) {
+        (Some(a), Some(b)) => first.replacen(&format!(":{a}:"), &format!(":{a}-{b}:"), 1),
+        _ => first.to_owned(),
     }
 }

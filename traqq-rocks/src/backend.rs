@@ -14,7 +14,7 @@ use rocksdb::{
 };
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::claim::{id_range, is_id_set_key, Claims, Seen};
-use traqq_core::read::{top_ranked, Read, ReadResult};
+use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::packed::{self, Entry, MapWriter};
 use traqq_storage::{Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage};
@@ -245,6 +245,19 @@ impl RocksStorage {
                     Entry::Member => Err(corrupt(key, format!("field {field:?} is not a number"))),
                 })?;
                 ReadResult::Hash(fields)
+            }
+            Read::Sum(keys) => {
+                let mut sums = FieldSums::default();
+                for key in keys {
+                    self.entries(snapshot, key, |field, entry| match entry {
+                        Entry::Number(n) => {
+                            sums.add(field, n);
+                            Ok(())
+                        }
+                        Entry::Member => Err(corrupt(key, format!("field {field:?} is not a number"))),
+                    })?;
+                }
+                sums.into_result()
             }
             Read::Count(keys) => {
                 let mut union = Sketch::new();

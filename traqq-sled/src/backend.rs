@@ -9,7 +9,7 @@ use hashbrown::{HashMap, HashSet};
 use parking_lot::RwLock;
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::claim::{id_range, is_id_set_key, Claims, Seen};
-use traqq_core::read::{top_ranked, Read, ReadResult};
+use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 use traqq_storage::packed::{self, entries, Entry};
 use traqq_storage::{Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage};
@@ -286,25 +286,22 @@ impl SledStorage {
     fn read_one(&self, overlay: &Overlay, read: &Read) -> Result<ReadResult> {
         let pending = |key: &str| overlay.get(key);
         Ok(match read {
-            Read::Hash(key) => {
-                let mut fields: HashMap<String, Number> = HashMap::new();
-                self.entries(key, |field, entry| match entry {
-                    Entry::Number(n) => {
-                        fields.insert(field.to_owned(), n);
-                        Ok(())
-                    }
-                    Entry::Member => Err(corrupt(key, format!("field {field:?} is not a number"))),
-                })?;
-                if let Some(KeyOps::Hash(more)) = pending(key) {
-                    for (field, by) in more {
-                        let slot = fields.entry_ref(field.as_str()).or_insert(match by {
-                            Number::Int(_) => Number::Int(0),
-                            Number::Float(_) => Number::Float(0.0),
-                        });
-                        *slot = slot.plus(*by);
+            Read::Hash(key) => self.read_one(overlay, &Read::Sum(vec![key.clone()]))?,
+            Read::Sum(keys) => {
+                let mut sums = FieldSums::default();
+                for key in keys {
+                    self.entries(key, |field, entry| match entry {
+                        Entry::Number(n) => {
+                            sums.add(field, n);
+                            Ok(())
+                        }
+                        Entry::Member => Err(corrupt(key, format!("field {field:?} is not a number"))),
+                    })?;
+                    if let Some(KeyOps::Hash(more)) = pending(key) {
+                        more.iter().for_each(|(field, by)| sums.add(field, *by));
                     }
                 }
-                ReadResult::Hash(fields.into_iter().collect())
+                sums.into_result()
             }
             Read::Count(keys) => {
                 let mut union = Sketch::new();

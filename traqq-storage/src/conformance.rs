@@ -34,6 +34,7 @@ const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_006_400);
 pub fn run_all(storage: &dyn Storage) {
     hash_increments(storage);
     float_sums(storage);
+    hash_sums(storage);
     hll_counts_and_unions(storage);
     top_ordering_and_ties(storage);
     key_sets(storage);
@@ -111,6 +112,54 @@ pub fn float_sums(storage: &dyn Storage) {
     assert!((h["sum"] - 1.0).abs() < 1e-9, "{h:?}");
     assert_eq!(h["count"], 10.0);
     assert!((h["neg"] + 22.5).abs() < 1e-9, "{h:?}");
+}
+
+/// A [`Read::Sum`] adds the fields of several hashes (days apart, so on a cluster they may
+/// live on different nodes): integers stay integers, floats add as floats, missing keys and
+/// fields count as empty, and no keys at all answer an empty hash.
+pub fn hash_sums(storage: &dyn Storage) {
+    let p = fresh_prefix("sums");
+    let days: Vec<i64> = (0..3).map(|d| DAY.1 + d * 86_400).collect();
+    let keys: Vec<String> = days.iter().map(|ts| format!("{p}:add:d:{ts}:event")).collect();
+    let mut truth: BTreeMap<String, f64> = BTreeMap::new();
+    for (i, (k, ts)) in keys.iter().zip(&days).enumerate() {
+        let mut b = Batch::new();
+        for f in 0..=i {
+            let by = (i * 10 + f) as i64;
+            b.incr(k, (BucketKind::Day, *ts), &format!("n{f}"), Number::Int(by));
+            *truth.entry(format!("n{f}")).or_default() += by as f64;
+        }
+        b.incr(
+            k,
+            (BucketKind::Day, *ts),
+            "amount",
+            Number::Float(0.25 + i as f64),
+        );
+        *truth.entry("amount".into()).or_default() += 0.25 + i as f64;
+        storage.apply(&b).unwrap();
+    }
+    let mut asked = keys.clone();
+    asked.insert(1, format!("{p}:add:d:1:missing"));
+    let answers = storage.read(&[Read::Sum(asked), Read::Sum(Vec::new())]).unwrap();
+    let ReadResult::Hash(fields) = &answers[0] else {
+        panic!("a sum answered {:?}", answers[0]);
+    };
+    let got: BTreeMap<String, f64> = fields.iter().map(|(f, n)| (f.clone(), n.as_f64())).collect();
+    assert_eq!(got.len(), truth.len(), "{got:?}");
+    for (field, want) in &truth {
+        assert!(
+            (got[field] - want).abs() < 1e-9,
+            "{field}: {got:?} against {truth:?}"
+        );
+    }
+    for (field, n) in fields {
+        assert_eq!(
+            matches!(n, Number::Int(_)),
+            field.starts_with('n'),
+            "integer fields stay integers, float ones floats: {fields:?}"
+        );
+    }
+    assert_eq!(answers[1], ReadResult::Hash(Vec::new()));
 }
 
 /// HLL counts are within 2% of the truth, unions count distinct values, repeats do not grow.
@@ -224,6 +273,7 @@ pub fn missing_keys_read_empty(storage: &dyn Storage) {
     let answers = storage
         .read(&[
             Read::Hash(key(&p, "add", "x")),
+            Read::Sum(vec![key(&p, "add", "x"), key(&p, "add", "y")]),
             Read::Count(vec![key(&p, "bmp", "x")]),
             Read::Top {
                 keys: vec![key(&p, "top", "x")],
@@ -235,6 +285,7 @@ pub fn missing_keys_read_empty(storage: &dyn Storage) {
     assert_eq!(
         answers,
         vec![
+            ReadResult::Hash(vec![]),
             ReadResult::Hash(vec![]),
             ReadResult::Count(0),
             ReadResult::Top(vec![]),

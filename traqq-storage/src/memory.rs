@@ -12,7 +12,7 @@ use parking_lot::{Mutex, MutexGuard};
 use traqq_core::batch::{Batch, KeyEntry, KeyOps, Number};
 use traqq_core::claim::{Claims, Seen};
 use traqq_core::labels::{cap_labels, OTHER};
-use traqq_core::read::{top_ranked, Read, ReadResult};
+use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 
 use crate::storage::{Capabilities, Storage};
@@ -284,6 +284,17 @@ impl Storage for MemoryStorage {
                             Some(Value::Hash(h)) => h.iter().map(|(f, n)| (f.clone(), *n)).collect(),
                             Some(other) => return Err(wrong_type(key, other)),
                         })
+                    }
+                    Read::Sum(keys) => {
+                        let mut sums = FieldSums::default();
+                        for key in keys {
+                            match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
+                                None => {}
+                                Some(Value::Hash(h)) => h.iter().for_each(|(f, n)| sums.add(f, *n)),
+                                Some(other) => return Err(wrong_type(key, other)),
+                            }
+                        }
+                        sums.into_result()
                     }
                     Read::Count(keys) => {
                         let mut union = Sketch::new();

@@ -180,6 +180,16 @@ fn days_of_any_whole_hour_zone_match_the_raw_events() {
             })
             .sum();
         assert!(union < summed, "{zone}");
+        // The merged leaderboard is exact: the store's days inside the range stand for their
+        // hours, and no event is counted twice or left out at the range's edges.
+        let mut geos: BTreeMap<String, f64> = BTreeMap::new();
+        for (geo, n) in truth.values().flat_map(|d| d.geos.iter()) {
+            *geos.entry(geo.clone()).or_default() += n;
+        }
+        let MetricData::Ranked(top) = &result.find_str("top/geo")[0].result else {
+            panic!()
+        };
+        assert_eq!(top.iter().cloned().collect::<BTreeMap<_, _>>(), geos, "{zone}");
     }
     // New York's 2026-11-01 has 25 hours, all of them in the day.
     let ny = chrono_tz::America::New_York;

@@ -2,6 +2,7 @@
 //! (leaderboard ties, cross-slot unions).
 
 use super::*;
+use traqq_core::read::FieldSums;
 
 /// Phase-one state of one read.
 enum Pending {
@@ -9,6 +10,11 @@ enum Pending {
     Hash {
         cmd: usize,
         key: String,
+    },
+    /// One `HGETALL` per key, added up here (the keys may live on different nodes).
+    Sum {
+        cmds: Vec<usize>,
+        keys: Vec<String>,
     },
     Count {
         cmd: usize,
@@ -73,6 +79,18 @@ impl RedisStorage {
                         key: key.clone(),
                     }
                 }
+                Read::Sum(keys) => Pending::Sum {
+                    cmds: keys
+                        .iter()
+                        .map(|key| {
+                            let k = self.layout.physical(key);
+                            let mut c = redis::cmd("HGETALL");
+                            c.arg(k.as_ref());
+                            push(self.slot_of(&k), c, key)
+                        })
+                        .collect(),
+                    keys: keys.clone(),
+                },
                 Read::Count(keys) if keys.is_empty() => Pending::Done(ReadResult::Count(0)),
                 Read::Count(keys) => {
                     let physical: Vec<String> = keys
@@ -178,6 +196,15 @@ impl RedisStorage {
             finishing.push(match p {
                 Pending::Done(r) => Finish::Done(r),
                 Pending::Hash { cmd, key } => Finish::Done(ReadResult::Hash(values::hash(&key, take(cmd))?)),
+                Pending::Sum { cmds, keys } => {
+                    let mut sums = FieldSums::default();
+                    for (cmd, key) in cmds.into_iter().zip(&keys) {
+                        for (field, n) in values::hash(key, take(cmd))? {
+                            sums.add(&field, n);
+                        }
+                    }
+                    Finish::Done(sums.into_result())
+                }
                 Pending::Members { cmd, key } => {
                     Finish::Done(ReadResult::Members(values::strings(&key, take(cmd))?))
                 }

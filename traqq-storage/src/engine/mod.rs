@@ -252,12 +252,16 @@ impl Traqq {
 
     /// Any query: range, bucket size, leaderboard limit, accept/ignore globs.
     pub fn query_with(&self, opts: &QueryOptions) -> Result<QueryResult> {
-        let mut plan = QueryPlan::new(
+        self.run(QueryPlan::new(
             self.prefix(),
             *self.generator.calendar(),
             &self.config.query,
             opts,
-        )?;
+        )?)
+    }
+
+    /// Carries a plan's two rounds of reads to the store and its answers back.
+    fn run(&self, mut plan: QueryPlan) -> Result<QueryResult> {
         let key_sets = self.storage.read(&plan.key_set_reads())?;
         let reads = plan.data_reads(key_sets)?;
         let answers = if reads.is_empty() {

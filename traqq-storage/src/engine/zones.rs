@@ -1,11 +1,11 @@
 //! Query-time calendars: the days of another time zone assembled from stored hours (or
-//! quarter hours), and weeks and months, through `traqq_core::regroup`.
+//! quarter hours), and weeks and months, as spans of a query plan
+//! ([`traqq_core::plan::QueryPlan::spanning`]).
 
 use traqq_core::bucket::{BucketKind, Calendar, Tz};
 use traqq_core::group::{group_days, Group, GroupResult};
-use traqq_core::plan::{QueryOptions, QueryRange};
-use traqq_core::regroup::{Regroup, Span};
-use traqq_core::result::{DayResult, QueryResult};
+use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange, Span};
+use traqq_core::result::QueryResult;
 
 use super::Traqq;
 use crate::{Error, Result};
@@ -40,37 +40,27 @@ impl Traqq {
             .into());
         }
         let calendar = zone.map_or(*self.generator.calendar(), Calendar::new);
-        let (fine, days) = self.days_of(range, opts, &calendar)?;
-        let spans: Vec<(Span, i64)> = group_days(&calendar, group, &days)
-            .into_iter()
-            .map(|(first, last)| {
-                let span = Span {
-                    start: first,
-                    end: calendar.next_bucket_start(BucketKind::Day, last),
-                    label: calendar.label(BucketKind::Day, first),
-                };
-                (span, last)
+        let days = self.days_in(range, &calendar)?;
+        let groups = group_days(&calendar, group, &days);
+        let spans = groups
+            .iter()
+            .map(|&(first, last)| Span {
+                start: first,
+                end: calendar.next_bucket_start(BucketKind::Day, last),
+                label: calendar.label(BucketKind::Day, first),
             })
             .collect();
-        let lasts: Vec<String> = spans
-            .iter()
-            .map(|(_, last)| calendar.label(BucketKind::Day, *last))
-            .collect();
-        let day_counts: Vec<usize> = spans
-            .iter()
-            .map(|(span, _)| days.iter().filter(|d| (span.start..span.end).contains(d)).count())
-            .collect();
-        let merged = self.regroup(&fine, spans.into_iter().map(|(span, _)| span).collect())?;
+        let merged = self.query_spans(&calendar, &days, opts, spans)?;
         Ok(merged
+            .days
             .into_iter()
-            .zip(lasts)
-            .zip(day_counts)
-            .map(|((day, last_date), days)| GroupResult {
+            .zip(groups)
+            .map(|(day, (first, last))| GroupResult {
                 group,
                 date: day.date,
-                last_date,
+                last_date: calendar.label(BucketKind::Day, last),
                 timestamp: day.timestamp,
-                days,
+                days: days.iter().filter(|&&d| (first..=last).contains(&d)).count(),
                 results: day.results,
             })
             .collect())
@@ -96,7 +86,7 @@ impl Traqq {
             }
             return Ok(result);
         }
-        let (fine, days) = self.days_of(range, opts, &calendar)?;
+        let days = self.days_in(range, &calendar)?;
         let spans = days
             .iter()
             .map(|&start| Span {
@@ -105,45 +95,72 @@ impl Traqq {
                 label: calendar.label(BucketKind::Day, start),
             })
             .collect();
-        let days = self.regroup(&fine, spans)?;
+        let result = self.query_spans(&calendar, &days, opts, spans)?;
         Ok(QueryResult {
-            days,
             bucket: BucketKind::Day,
-            ..fine
+            ..result
         })
     }
 
-    /// The day starts of `range` in `calendar`, and the query their metrics come from: the
-    /// days themselves in the store's own zone, else the stored hours of those days.
-    fn days_of(
-        &self,
-        range: QueryRange,
-        opts: QueryOptions,
-        calendar: &Calendar,
-    ) -> Result<(QueryResult, Vec<i64>)> {
+    /// The day starts of `range` in `calendar`.
+    fn days_in(&self, range: QueryRange, calendar: &Calendar) -> Result<Vec<i64>> {
         let (min, max) = self.resolve_in(range, calendar)?;
-        let days = calendar.buckets(BucketKind::Day, min, max, self.config.query.max_buckets)?;
+        Ok(calendar.buckets(BucketKind::Day, min, max, self.config.query.max_buckets)?)
+    }
+
+    /// The metrics of `spans` (covering the days `days` of `calendar`), read from the stored
+    /// days in the store's own zone, else from the stored hours (or quarter hours) inside them.
+    fn query_spans(
+        &self,
+        calendar: &Calendar,
+        days: &[i64],
+        opts: QueryOptions,
+        spans: Vec<Span>,
+    ) -> Result<QueryResult> {
+        let own = *self.generator.calendar();
         let (Some(&first), Some(&last)) = (days.first(), days.last()) else {
-            return Ok((self.query_with(&QueryOptions { min, max, ..opts })?, days));
+            return Ok(QueryResult {
+                bucket: BucketKind::Day,
+                limit: opts.limit.unwrap_or(self.config.query.default_top_limit),
+                ..QueryResult::default()
+            });
         };
         let end = calendar.next_bucket_start(BucketKind::Day, last);
-        let own = *self.generator.calendar();
-        if calendar.zone() == own.zone() {
-            let fine = self.query_with(&QueryOptions {
-                min: first,
-                max: last,
-                ..opts
-            })?;
-            return Ok((fine, days));
-        }
-        let kind = self.fine_buckets(calendar, &days, end)?;
-        let fine = self.query_with(&QueryOptions {
+        let (bucket, cover) = if calendar.zone() == own.zone() {
+            (BucketKind::Day, Vec::new())
+        } else {
+            (
+                self.fine_buckets(calendar, days, end)?,
+                self.own_days_within(first, end),
+            )
+        };
+        let opts = QueryOptions {
             min: first,
             max: end - 1,
-            bucket: kind,
+            bucket,
             ..opts
-        })?;
-        Ok((fine, days))
+        };
+        let plan = QueryPlan::spanning(self.prefix(), own, &self.config.query, &opts, spans)?
+            .with_cover(BucketKind::Day, cover);
+        self.run(plan)
+    }
+
+    /// The store's own days lying wholly inside `[start, end)` and still kept by retention:
+    /// what the whole-range unions of another zone's query read instead of their hours.
+    fn own_days_within(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
+        let own = self.generator.calendar();
+        let kept = crate::retention::keep_from(own, &self.config.retention, BucketKind::Day, self.now())
+            .unwrap_or(i64::MIN);
+        let mut days = Vec::new();
+        let mut day = own.day_start(start);
+        while day < end {
+            let next = own.next_bucket_start(BucketKind::Day, day);
+            if day >= start.max(kept) && next <= end {
+                days.push((day, next));
+            }
+            day = next;
+        }
+        days
     }
 
     /// The stored buckets that tile the days `days` (and the day ending at `end`) of another
@@ -190,16 +207,5 @@ impl Traqq {
             }
         }
         Ok(kind)
-    }
-
-    /// Merges `fine`'s buckets into `spans` (one more round of reads for the unions).
-    fn regroup(&self, fine: &QueryResult, spans: Vec<Span>) -> Result<Vec<DayResult>> {
-        let (plan, reads) = Regroup::new(fine, spans)?;
-        let answers = if reads.is_empty() {
-            Vec::new()
-        } else {
-            self.storage.read(&reads)?
-        };
-        Ok(plan.assemble(answers)?)
     }
 }
