@@ -3,9 +3,9 @@
 //! ```text
 //! traqq-bench gen --events 1000000 --seed 1 > events.ndjson
 //! traqq-bench compare                      # 1,000,000 events, both ip modes, both engines
+//! traqq-bench import --events 200000        # `traqq import` processes against traqq 0.2
 //! ```
 
-use std::io::Write as _;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,6 +114,25 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         runs: usize,
     },
+    /// `traqq import` as whole processes, side by side with traqq 0.2 reading the same file:
+    /// into memory with one worker and one per core, into RocksDB and sled with one per core
+    /// (alternating runs, medians). Build the CLI first: `cargo build --release -p traqq-cli`.
+    Import {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// Runs of each contender.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The `traqq` binary (default: `traqq` beside this one).
+        #[arg(long)]
+        traqq: Option<std::path::PathBuf>,
+        /// Skip traqq 0.2 (about 30 s per million events).
+        #[arg(long)]
+        skip_v02: bool,
+    },
+    /// traqq 0.2 importing an NDJSON file, line by line (one contender of `import`).
+    #[command(hide = true)]
+    V02Import { file: std::path::PathBuf },
     /// Runs one phase and prints its report as JSON (used by `compare`).
     #[command(hide = true)]
     Phase {
@@ -136,7 +155,11 @@ fn unix_now() -> i64 {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Cmd::Gen { workload, ips } => gen(&workload.workload(ips.ips()), workload.events),
+        Cmd::Gen { workload, ips } => gen(
+            &workload.workload(ips.ips()),
+            workload.events,
+            &mut std::io::stdout().lock(),
+        ),
         Cmd::Phase {
             engine,
             workload,
@@ -162,12 +185,21 @@ fn main() -> anyhow::Result<()> {
         } => compare(&workload, batch, skip_v02),
         Cmd::Ids { workload, batch } => ids(workload, batch),
         Cmd::Zones { workload, tz, runs } => zones(&workload, &tz, runs),
+        Cmd::Import {
+            workload,
+            runs,
+            traqq,
+            skip_v02,
+        } => import(&workload, runs, traqq, skip_v02),
+        Cmd::V02Import { file } => {
+            println!("{}", traqq_bench::import::v02_import(&file)?);
+            Ok(())
+        }
     }
 }
 
-fn gen(workload: &Workload, events: u64) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+/// Writes `events` events of `workload` as NDJSON to `out`.
+fn gen(workload: &Workload, events: u64, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let mut g = workload.generator();
     let mut chunk = Chunk::default();
     let mut left = events;
@@ -398,6 +430,117 @@ fn zones(args: &WorkloadArgs, tz: &str, runs: usize) -> anyhow::Result<()> {
     println!("|---|---:|---:|");
     for (name, bytes, keys) in traqq_bench::zones::storage_cost(dir.path(), events, now)? {
         println!("| {name} | {bytes} | {keys} |");
+    }
+    Ok(())
+}
+
+fn import(
+    args: &WorkloadArgs,
+    runs: usize,
+    traqq: Option<std::path::PathBuf>,
+    skip_v02: bool,
+) -> anyhow::Result<()> {
+    use traqq_bench::import::{race, Contender};
+    let now = args.now.unwrap_or_else(unix_now);
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let traqq = match traqq {
+        Some(path) => path,
+        None => exe.with_file_name("traqq"),
+    };
+    if !traqq.exists() {
+        bail!(
+            "no traqq binary at {} (build it: cargo build --release -p traqq-cli, or give --traqq)",
+            traqq.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("events.ndjson");
+    gen(
+        &args.workload(Ips::STANDARD),
+        args.events,
+        &mut std::io::BufWriter::new(std::fs::File::create(&file)?),
+    )?;
+    let load = load_average().map_or(String::new(), |[a, b, c]| {
+        format!(", load average {a:.2} {b:.2} {c:.2}")
+    });
+    eprintln!(
+        "traqq-bench import: {} events (seed {}, now {now}), {} runs each, {} CPUs{load}",
+        args.events,
+        args.seed,
+        runs,
+        cpus()
+    );
+    let file_arg = file.display().to_string();
+    let cores = cpus().to_string();
+    let traqq_import = |name: &str, storage: &str, workers: &str| {
+        let data = (storage != "memory").then(|| dir.path().join(storage));
+        let mut args = vec![
+            "import".to_owned(),
+            file_arg.clone(),
+            "--storage".into(),
+            storage.into(),
+        ];
+        if let Some(d) = &data {
+            args.extend(["--data".into(), d.display().to_string()]);
+        }
+        args.extend(["--workers".into(), workers.into()]);
+        Contender {
+            name: name.into(),
+            program: traqq.clone(),
+            args,
+            data,
+        }
+    };
+    let mut contenders = vec![
+        traqq_import("traqq import, memory, 1 worker", "memory", "1"),
+        traqq_import("traqq import, memory, 1 worker per core", "memory", &cores),
+        traqq_import("traqq import, rocksdb, 1 worker per core", "rocksdb", &cores),
+        traqq_import("traqq import, sled, 1 worker per core", "sled", &cores),
+    ];
+    if !skip_v02 {
+        contenders.push(Contender {
+            name: "traqq 0.2, memory (parse + record per line)".into(),
+            program: exe.clone(),
+            args: vec!["v02-import".into(), file_arg.clone()],
+            data: None,
+        });
+    }
+    let times = race(&contenders, runs)?;
+    let events = args.events as f64;
+    println!();
+    println!("| import | wall s | CPU s | events/s (wall) |");
+    println!("|---|---:|---:|---:|");
+    for (c, t) in contenders.iter().zip(&times) {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.0} |",
+            c.name,
+            t.wall,
+            t.cpu,
+            events / t.wall.max(1e-9)
+        );
+    }
+    println!();
+    let (one, all) = (times[0], times[1]);
+    let scaling = one.wall / all.wall.max(1e-9);
+    println!(
+        "memory: 1 worker -> {cores} workers = {scaling:.2}x faster  [target >= 1.7x: {}]",
+        verdict(scaling >= 1.7)
+    );
+    if let Some(v02) = times.get(4) {
+        let ratio = v02.wall / all.wall.max(1e-9);
+        println!(
+            "memory, {cores} workers / traqq 0.2 = {ratio:.1}x  [target >= 25x: {}]",
+            verdict(ratio >= 25.0)
+        );
+    }
+    // The issue's figures for `traqq import` before blocks and workers, same machine.
+    for (i, name, before) in [(2, "rocksdb", 275_000.0), (3, "sled", 164_000.0)] {
+        let rate = events / times[i].wall.max(1e-9);
+        println!(
+            "{name}: {rate:.0} events/s = {:.1}x the {before:.0} measured before  [target >= 1.6x: {}]",
+            rate / before,
+            verdict(rate / before >= 1.6)
+        );
     }
     Ok(())
 }

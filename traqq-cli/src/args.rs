@@ -226,9 +226,12 @@ pub(crate) struct FindArgs {
 pub(crate) struct ImportArgs {
     /// NDJSON file, or - for stdin.
     pub(crate) file: String,
-    /// Events per batch.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    pub(crate) batch: usize,
+    /// Events per batch (default: 10000 into a local store, 1000 to a server).
+    #[arg(long, value_name = "N")]
+    pub(crate) batch: Option<usize>,
+    /// Threads recording into a local store (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub(crate) workers: Option<usize>,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
 }

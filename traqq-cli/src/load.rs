@@ -24,6 +24,60 @@ pub(crate) struct Totals {
     pub(crate) duplicates: usize,
 }
 
+/// The totals of a load and what the user sees of them: rejected lines by number (the first
+/// [`MAX_REPORTED`]) and the progress bar's rate.
+pub(crate) struct Tally {
+    pub(crate) totals: Totals,
+    pub(crate) progress: ProgressBar,
+    /// Line numbers of the rejected lines shown, in the order shown.
+    pub(crate) shown: Vec<usize>,
+}
+
+impl Tally {
+    pub(crate) fn new(progress: ProgressBar) -> Self {
+        Tally {
+            totals: Totals::default(),
+            progress,
+            shown: Vec::new(),
+        }
+    }
+
+    /// The totals, and the progress bar cleared.
+    pub(crate) fn finish(&mut self) -> Totals {
+        self.progress.finish_and_clear();
+        std::mem::take(&mut self.totals)
+    }
+
+    /// Counts a rejected line and reports it (in line order: callers sort).
+    pub(crate) fn reject(&mut self, line: usize, reason: &str) {
+        self.totals.rejected += 1;
+        if self.totals.rejected <= MAX_REPORTED {
+            self.shown.push(line);
+            self.progress.suspend(|| eprintln!("line {line}: {reason}"));
+        } else if self.totals.rejected == MAX_REPORTED + 1 {
+            self.progress
+                .suspend(|| eprintln!("(more rejected lines are counted, not shown)"));
+        }
+    }
+
+    /// Shows the rate so far on the progress bar.
+    pub(crate) fn show_rate(&self) {
+        if !self.progress.is_hidden() {
+            let secs = self.progress.elapsed().as_secs_f64().max(1e-3);
+            self.progress.set_message(format!(
+                "{} events, {:.0} events/s",
+                self.totals.recorded,
+                self.totals.recorded as f64 / secs
+            ));
+        }
+    }
+}
+
+/// Why a line that is not UTF-8 is rejected.
+pub(crate) fn not_utf8(e: &std::str::Utf8Error) -> String {
+    format!("not valid UTF-8 (invalid byte at offset {})", e.valid_up_to())
+}
+
 /// Reads lines, sends them in batches, reports rejected ones with their line numbers.
 pub(crate) struct Loader<'a> {
     target: &'a mut Target,
@@ -33,8 +87,7 @@ pub(crate) struct Loader<'a> {
     /// Lines rejected before sending (not UTF-8), reported with the batch to keep line order.
     early: Vec<(usize, String)>,
     bytes: usize,
-    totals: Totals,
-    progress: ProgressBar,
+    tally: Tally,
 }
 
 impl<'a> Loader<'a> {
@@ -47,41 +100,26 @@ impl<'a> Loader<'a> {
             line_numbers: Vec::new(),
             early: Vec::new(),
             bytes: 0,
-            totals: Totals::default(),
-            progress,
+            tally: Tally::new(progress),
         }
     }
 
     /// The totals so far, and the progress bar cleared.
     pub(crate) fn finish(&mut self) -> Totals {
-        self.progress.finish_and_clear();
-        std::mem::take(&mut self.totals)
-    }
-
-    fn reject(&mut self, line: usize, reason: &str) {
-        self.totals.rejected += 1;
-        if self.totals.rejected <= MAX_REPORTED {
-            self.progress.suspend(|| eprintln!("line {line}: {reason}"));
-        } else if self.totals.rejected == MAX_REPORTED + 1 {
-            self.progress
-                .suspend(|| eprintln!("(more rejected lines are counted, not shown)"));
-        }
+        self.tally.finish()
     }
 
     fn push(&mut self, line_number: usize, raw: &[u8]) -> anyhow::Result<()> {
-        self.totals.lines += 1;
+        self.tally.totals.lines += 1;
         let text = match std::str::from_utf8(raw) {
             Ok(t) => t.trim(),
             Err(e) => {
-                self.early.push((
-                    line_number,
-                    format!("not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
-                ));
+                self.early.push((line_number, not_utf8(&e)));
                 return Ok(());
             }
         };
         if text.is_empty() {
-            self.totals.lines -= 1;
+            self.tally.totals.lines -= 1;
             return Ok(());
         }
         self.bytes += text.len();
@@ -98,8 +136,8 @@ impl<'a> Loader<'a> {
         if !self.texts.is_empty() {
             let refs: Vec<&str> = self.texts.iter().map(String::as_str).collect();
             let outcome = self.target.record_lines(&refs)?;
-            self.totals.recorded += outcome.recorded;
-            self.totals.duplicates += outcome.duplicates;
+            self.tally.totals.recorded += outcome.recorded;
+            self.tally.totals.duplicates += outcome.duplicates;
             let numbers = std::mem::take(&mut self.line_numbers);
             rejected.extend(
                 outcome
@@ -110,18 +148,11 @@ impl<'a> Loader<'a> {
         }
         rejected.sort_by_key(|r| r.0);
         for (line, reason) in rejected {
-            self.reject(line, &reason);
+            self.tally.reject(line, &reason);
         }
         self.texts.clear();
         self.bytes = 0;
-        if !self.progress.is_hidden() {
-            let secs = self.progress.elapsed().as_secs_f64().max(1e-3);
-            self.progress.set_message(format!(
-                "{} events, {:.0} events/s",
-                self.totals.recorded,
-                self.totals.recorded as f64 / secs
-            ));
-        }
+        self.tally.show_rate();
         Ok(())
     }
 
@@ -136,7 +167,7 @@ impl<'a> Loader<'a> {
                 break;
             }
             number += 1;
-            self.progress.inc(n as u64);
+            self.tally.progress.inc(n as u64);
             self.push(number, &line)?;
         }
         self.send()?;

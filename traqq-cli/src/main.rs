@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod config;
 mod load;
+mod parallel;
 mod report;
 mod store;
 mod target;

@@ -338,10 +338,27 @@ fn import_reports_bad_lines_by_number_and_counts_the_rest() {
     ]);
     assert_eq!(found[0]["result"], json!({"Hash":{"imp": good}}));
 
-    // A dry run into memory counts the same and touches no server.
-    let out = traqq(&["import", path.to_str().unwrap(), "--storage", "memory"]);
+    // A dry run into memory counts the same and touches no server; recorded on two threads
+    // from small batches, it still reports the bad lines by number, in order.
+    let out = traqq(&[
+        "import",
+        path.to_str().unwrap(),
+        "--storage",
+        "memory",
+        "--workers",
+        "2",
+        "--batch",
+        "3",
+    ]);
     assert!(out.status.success());
     assert!(text(&out.stdout).contains(&format!("imported {good} events, rejected 6 lines")));
+    let stderr = text(&out.stderr);
+    let local: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(local, numbers, "{stderr}");
     // stdin works too.
     let out = traqq_stdin(&["import", "-", "--storage", "memory"], "{\"event\":\"a\"}\n{}\n");
     assert!(

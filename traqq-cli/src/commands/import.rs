@@ -9,13 +9,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::args::ImportArgs;
 use crate::config::FileConfig;
-use crate::load::{open_input, Loader};
+use crate::load::{open_input, Loader, Tally};
+use crate::parallel;
 use crate::target::Target;
 use crate::UsageError;
 
 pub(super) fn import(config: &FileConfig, args: &ImportArgs) -> anyhow::Result<ExitCode> {
-    if args.batch == 0 {
-        return Err(UsageError("--batch must be at least 1".into()).into());
+    if args.batch == Some(0) || args.workers == Some(0) {
+        return Err(UsageError("--batch and --workers must be at least 1".into()).into());
     }
     let (mut input, len) = open_input(&args.file)?;
     let mut target = Target::open(config, &args.target)?;
@@ -35,10 +36,31 @@ pub(super) fn import(config: &FileConfig, args: &ImportArgs) -> anyhow::Result<E
         ProgressBar::hidden()
     };
     let started = Instant::now();
-    let mut loader = Loader::new(&mut target, args.batch, progress);
-    let result = loader.run(&mut input);
-    let totals = loader.finish();
-    result?;
+    let totals = match &target {
+        // A local store records on every core, straight from the input's blocks.
+        Target::Local(traqq) => {
+            let workers = args
+                .workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            let mut tally = Tally::new(progress);
+            let plan = parallel::Plan {
+                batch: args.batch.unwrap_or(10_000),
+                workers,
+                block_bytes: parallel::BLOCK_BYTES,
+            };
+            let result = parallel::import(traqq, &mut *input, plan, &mut tally).and_then(|()| target.flush());
+            let totals = tally.finish();
+            result?;
+            totals
+        }
+        Target::Server { .. } => {
+            let mut loader = Loader::new(&mut target, args.batch.unwrap_or(1000), progress);
+            let result = loader.run(&mut input);
+            let totals = loader.finish();
+            result?;
+            totals
+        }
+    };
     let secs = started.elapsed().as_secs_f64();
     println!(
         "imported {} events, rejected {} lines, skipped {} duplicates, in {secs:.2} s ({:.0} events/s)",

@@ -1,0 +1,125 @@
+//! `traqq-bench import`: what users run to backfill, timed as whole processes side by side.
+//! The same NDJSON file goes through `traqq import` (memory with one worker and with one per
+//! core, RocksDB and sled with one per core) and through traqq 0.2 reading it line by line
+//! (`traqq-bench v02-import FILE`, its only API: parse, then record one event at a time), in
+//! alternating runs. Wall time and the child's CPU time (user + system, from this process's
+//! `cutime`/`cstime`) per run; the report takes medians.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::mapping::standard_config_v02;
+
+/// One way of importing the file.
+#[derive(Debug, Clone)]
+pub struct Contender {
+    /// Name in the report.
+    pub name: String,
+    /// The command (its output is discarded; a failure stops the bench).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// A directory emptied before each run (an on-disk store).
+    pub data: Option<PathBuf>,
+}
+
+/// Medians of one contender's runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Wall seconds.
+    pub wall: f64,
+    /// CPU seconds of the process, all its threads.
+    pub cpu: f64,
+}
+
+/// Runs every contender `runs` times, in turn, and returns the medians in the same order.
+pub fn race(contenders: &[Contender], runs: usize) -> anyhow::Result<Vec<Timing>> {
+    let mut samples: Vec<Vec<Timing>> = vec![Vec::new(); contenders.len()];
+    for run in 0..runs.max(1) {
+        for (i, c) in contenders.iter().enumerate() {
+            eprintln!("  run {}: {} ...", run + 1, c.name);
+            samples[i].push(time_one(c)?);
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .map(|mut s| Timing {
+            wall: median(&mut s, |t| t.wall),
+            cpu: median(&mut s, |t| t.cpu),
+        })
+        .collect())
+}
+
+fn median(samples: &mut [Timing], by: fn(&Timing) -> f64) -> f64 {
+    samples.sort_by(|a, b| by(a).total_cmp(&by(b)));
+    samples.get(samples.len() / 2).map_or(0.0, by)
+}
+
+fn time_one(c: &Contender) -> anyhow::Result<Timing> {
+    if let Some(dir) = &c.data {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
+        }
+    }
+    let before = children_cpu()?;
+    let started = Instant::now();
+    let out = Command::new(&c.program)
+        .args(&c.args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("running {}", c.program.display()))?;
+    let wall = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed: {}",
+        c.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(Timing {
+        wall,
+        cpu: children_cpu()? - before,
+    })
+}
+
+/// CPU seconds (user + system) of this process's waited-for children so far.
+fn children_cpu() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // cutime and cstime are fields 16 and 17 (index 13 and 14 after the name), in clock ticks
+    // of 1/100 s on Linux.
+    Ok((ticks(13) + ticks(14)) / 100.0)
+}
+
+/// traqq 0.2 importing `file` as its users do: each line parsed into a `serde_json::Value`,
+/// then `IncomingEvent::from_json` and `Traqq::record`. Returns the events recorded.
+pub fn v02_import(file: &Path) -> anyhow::Result<u64> {
+    let traqq = traqq02::Traqq::new(
+        standard_config_v02(),
+        Box::new(traqq02::storage::memory::MemoryStorage::new()),
+        "bench",
+    )
+    .map_err(|e| anyhow::anyhow!("traqq 0.2: {e}"))?;
+    let input =
+        std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("{}", file.display()))?);
+    let mut recorded = 0;
+    for line in input.lines() {
+        let line = line.context("reading input")?;
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if let Ok(event) = traqq02::IncomingEvent::from_json(value) {
+            if traqq.record(event).is_ok() {
+                recorded += 1;
+            }
+        }
+    }
+    Ok(recorded)
+}
