@@ -13,6 +13,9 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::mapping::standard_config_v02;
+use crate::procfs::{cpus, load_average};
+use crate::verdict;
+use crate::workload::Workload;
 
 /// One way of importing the file.
 #[derive(Debug, Clone)]
@@ -122,4 +125,116 @@ pub fn v02_import(file: &Path) -> anyhow::Result<u64> {
         }
     }
     Ok(recorded)
+}
+
+/// `traqq-bench import`: see the module docs. Generates `events` events of `workload` into a
+/// temp file, races the contenders `runs` times and prints the table and the verdicts.
+pub fn bench(
+    workload: &Workload,
+    events: u64,
+    runs: usize,
+    traqq: Option<std::path::PathBuf>,
+    skip_v02: bool,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let traqq = match traqq {
+        Some(path) => path,
+        None => exe.with_file_name("traqq"),
+    };
+    if !traqq.exists() {
+        anyhow::bail!(
+            "no traqq binary at {} (build it: cargo build --release -p traqq-cli, or give --traqq)",
+            traqq.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("events.ndjson");
+    workload.write_ndjson(
+        events,
+        &mut std::io::BufWriter::new(std::fs::File::create(&file)?),
+    )?;
+    let load = load_average().map_or(String::new(), |[a, b, c]| {
+        format!(", load average {a:.2} {b:.2} {c:.2}")
+    });
+    eprintln!(
+        "traqq-bench import: {} events (seed {}, now {}), {} runs each, {} CPUs{load}",
+        events,
+        workload.seed,
+        workload.now,
+        runs,
+        cpus()
+    );
+    let file_arg = file.display().to_string();
+    let cores = cpus().to_string();
+    let traqq_import = |name: &str, storage: &str, workers: &str| {
+        let data = (storage != "memory").then(|| dir.path().join(storage));
+        let mut args = vec![
+            "import".to_owned(),
+            file_arg.clone(),
+            "--storage".into(),
+            storage.into(),
+        ];
+        if let Some(d) = &data {
+            args.extend(["--data".into(), d.display().to_string()]);
+        }
+        args.extend(["--workers".into(), workers.into()]);
+        Contender {
+            name: name.into(),
+            program: traqq.clone(),
+            args,
+            data,
+        }
+    };
+    let mut contenders = vec![
+        traqq_import("traqq import, memory, 1 worker", "memory", "1"),
+        traqq_import("traqq import, memory, 1 worker per core", "memory", &cores),
+        traqq_import("traqq import, rocksdb, 1 worker per core", "rocksdb", &cores),
+        traqq_import("traqq import, sled, 1 worker per core", "sled", &cores),
+    ];
+    if !skip_v02 {
+        contenders.push(Contender {
+            name: "traqq 0.2, memory (parse + record per line)".into(),
+            program: exe.clone(),
+            args: vec!["v02-import".into(), file_arg.clone()],
+            data: None,
+        });
+    }
+    let times = race(&contenders, runs)?;
+    let events = events as f64;
+    println!();
+    println!("| import | wall s | CPU s | events/s (wall) |");
+    println!("|---|---:|---:|---:|");
+    for (c, t) in contenders.iter().zip(&times) {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.0} |",
+            c.name,
+            t.wall,
+            t.cpu,
+            events / t.wall.max(1e-9)
+        );
+    }
+    println!();
+    let (one, all) = (times[0], times[1]);
+    let scaling = one.wall / all.wall.max(1e-9);
+    println!(
+        "memory: 1 worker -> {cores} workers = {scaling:.2}x faster  [target >= 1.7x: {}]",
+        verdict(scaling >= 1.7)
+    );
+    if let Some(v02) = times.get(4) {
+        let ratio = v02.wall / all.wall.max(1e-9);
+        println!(
+            "memory, {cores} workers / traqq 0.2 = {ratio:.1}x  [target >= 25x: {}]",
+            verdict(ratio >= 25.0)
+        );
+    }
+    // The figures for `traqq import` before blocks and workers, same machine.
+    for (i, name, before) in [(2, "rocksdb", 275_000.0), (3, "sled", 164_000.0)] {
+        let rate = events / times[i].wall.max(1e-9);
+        println!(
+            "{name}: {rate:.0} events/s = {:.1}x the {before:.0} measured before  [target >= 1.6x: {}]",
+            rate / before,
+            verdict(rate / before >= 1.6)
+        );
+    }
+    Ok(())
 }

@@ -33,3 +33,12 @@ pub mod procfs;
 pub mod redis_server;
 pub mod workload;
 pub mod zones;
+
+/// `MET` or `MISSED`, as the bench commands print a target's verdict.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "MET"
+    } else {
+        "MISSED"
+    }
+}

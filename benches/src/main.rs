@@ -13,7 +13,8 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use traqq_bench::phase::{self, Engine, PhaseReport, PhaseSpec};
 use traqq_bench::procfs::{cpus, load_average, mib};
-use traqq_bench::workload::{Chunk, Ips, Workload, STANDARD_IPS};
+use traqq_bench::verdict;
+use traqq_bench::workload::{Ips, Workload, STANDARD_IPS};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -155,11 +156,9 @@ fn unix_now() -> i64 {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Cmd::Gen { workload, ips } => gen(
-            &workload.workload(ips.ips()),
-            workload.events,
-            &mut std::io::stdout().lock(),
-        ),
+        Cmd::Gen { workload, ips } => Ok(workload
+            .workload(ips.ips())
+            .write_ndjson(workload.events, &mut std::io::stdout().lock())?),
         Cmd::Phase {
             engine,
             workload,
@@ -190,27 +189,18 @@ fn main() -> anyhow::Result<()> {
             runs,
             traqq,
             skip_v02,
-        } => import(&workload, runs, traqq, skip_v02),
+        } => traqq_bench::import::bench(
+            &workload.workload(Ips::STANDARD),
+            workload.events,
+            runs,
+            traqq,
+            skip_v02,
+        ),
         Cmd::V02Import { file } => {
             println!("{}", traqq_bench::import::v02_import(&file)?);
             Ok(())
         }
     }
-}
-
-/// Writes `events` events of `workload` as NDJSON to `out`.
-fn gen(workload: &Workload, events: u64, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let mut g = workload.generator();
-    let mut chunk = Chunk::default();
-    let mut left = events;
-    while left > 0 {
-        let n = left.min(10_000);
-        g.refill(&mut chunk, n as usize);
-        out.write_all(chunk.text().as_bytes())?;
-        left -= n;
-    }
-    out.flush()?;
-    Ok(())
 }
 
 fn run_child(
@@ -434,117 +424,6 @@ fn zones(args: &WorkloadArgs, tz: &str, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn import(
-    args: &WorkloadArgs,
-    runs: usize,
-    traqq: Option<std::path::PathBuf>,
-    skip_v02: bool,
-) -> anyhow::Result<()> {
-    use traqq_bench::import::{race, Contender};
-    let now = args.now.unwrap_or_else(unix_now);
-    let exe = std::env::current_exe().context("finding this executable")?;
-    let traqq = match traqq {
-        Some(path) => path,
-        None => exe.with_file_name("traqq"),
-    };
-    if !traqq.exists() {
-        bail!(
-            "no traqq binary at {} (build it: cargo build --release -p traqq-cli, or give --traqq)",
-            traqq.display()
-        );
-    }
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("events.ndjson");
-    gen(
-        &args.workload(Ips::STANDARD),
-        args.events,
-        &mut std::io::BufWriter::new(std::fs::File::create(&file)?),
-    )?;
-    let load = load_average().map_or(String::new(), |[a, b, c]| {
-        format!(", load average {a:.2} {b:.2} {c:.2}")
-    });
-    eprintln!(
-        "traqq-bench import: {} events (seed {}, now {now}), {} runs each, {} CPUs{load}",
-        args.events,
-        args.seed,
-        runs,
-        cpus()
-    );
-    let file_arg = file.display().to_string();
-    let cores = cpus().to_string();
-    let traqq_import = |name: &str, storage: &str, workers: &str| {
-        let data = (storage != "memory").then(|| dir.path().join(storage));
-        let mut args = vec![
-            "import".to_owned(),
-            file_arg.clone(),
-            "--storage".into(),
-            storage.into(),
-        ];
-        if let Some(d) = &data {
-            args.extend(["--data".into(), d.display().to_string()]);
-        }
-        args.extend(["--workers".into(), workers.into()]);
-        Contender {
-            name: name.into(),
-            program: traqq.clone(),
-            args,
-            data,
-        }
-    };
-    let mut contenders = vec![
-        traqq_import("traqq import, memory, 1 worker", "memory", "1"),
-        traqq_import("traqq import, memory, 1 worker per core", "memory", &cores),
-        traqq_import("traqq import, rocksdb, 1 worker per core", "rocksdb", &cores),
-        traqq_import("traqq import, sled, 1 worker per core", "sled", &cores),
-    ];
-    if !skip_v02 {
-        contenders.push(Contender {
-            name: "traqq 0.2, memory (parse + record per line)".into(),
-            program: exe.clone(),
-            args: vec!["v02-import".into(), file_arg.clone()],
-            data: None,
-        });
-    }
-    let times = race(&contenders, runs)?;
-    let events = args.events as f64;
-    println!();
-    println!("| import | wall s | CPU s | events/s (wall) |");
-    println!("|---|---:|---:|---:|");
-    for (c, t) in contenders.iter().zip(&times) {
-        println!(
-            "| {} | {:.2} | {:.2} | {:.0} |",
-            c.name,
-            t.wall,
-            t.cpu,
-            events / t.wall.max(1e-9)
-        );
-    }
-    println!();
-    let (one, all) = (times[0], times[1]);
-    let scaling = one.wall / all.wall.max(1e-9);
-    println!(
-        "memory: 1 worker -> {cores} workers = {scaling:.2}x faster  [target >= 1.7x: {}]",
-        verdict(scaling >= 1.7)
-    );
-    if let Some(v02) = times.get(4) {
-        let ratio = v02.wall / all.wall.max(1e-9);
-        println!(
-            "memory, {cores} workers / traqq 0.2 = {ratio:.1}x  [target >= 25x: {}]",
-            verdict(ratio >= 25.0)
-        );
-    }
-    // The figures for `traqq import` before blocks and workers, same machine.
-    for (i, name, before) in [(2, "rocksdb", 275_000.0), (3, "sled", 164_000.0)] {
-        let rate = events / times[i].wall.max(1e-9);
-        println!(
-            "{name}: {rate:.0} events/s = {:.1}x the {before:.0} measured before  [target >= 1.6x: {}]",
-            rate / before,
-            verdict(rate / before >= 1.6)
-        );
-    }
-    Ok(())
-}
-
 struct Targets<'a> {
     memory: Option<&'a PhaseReport>,
     memory_distinct: Option<&'a PhaseReport>,
@@ -552,14 +431,6 @@ struct Targets<'a> {
     v02_distinct: Option<&'a PhaseReport>,
     parse_value: Option<&'a PhaseReport>,
     parse_event: Option<&'a PhaseReport>,
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "MET"
-    } else {
-        "MISSED"
-    }
 }
 
 /// Events per CPU-second where known (steadier on a shared machine), else per wall second.

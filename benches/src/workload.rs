@@ -99,6 +99,20 @@ impl Workload {
         Generator::new(*self)
     }
 
+    /// Writes the first `events` events as NDJSON to `out` (`traqq-bench gen`).
+    pub fn write_ndjson(&self, events: u64, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut g = self.generator();
+        let mut chunk = Chunk::default();
+        let mut left = events;
+        while left > 0 {
+            let n = left.min(10_000);
+            g.refill(&mut chunk, n as usize);
+            out.write_all(chunk.text().as_bytes())?;
+            left -= n;
+        }
+        out.flush()
+    }
+
     /// The first `n` lines (without newlines). Convenient for tests and small runs; for a
     /// million events use [`Workload::chunk`] or [`Generator::write_line`] with a reused buffer.
     pub fn lines(&self, n: usize) -> Vec<String> {
