@@ -36,6 +36,10 @@ pub(crate) struct StorageConfig {
     pub(crate) write_buffer_ms: u64,
     /// Write the buffer early once it holds this many coalesced operations.
     pub(crate) write_buffer_ops: usize,
+    /// Redis: replicas that must hold a batch before it is acknowledged (`WAIT`; 0: off).
+    pub(crate) redis_replicas_ack: u32,
+    /// Redis: how long a batch waits for them, in milliseconds.
+    pub(crate) redis_replicas_ack_timeout_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -51,6 +55,8 @@ impl Default for StorageConfig {
             tls_key_file: None,
             write_buffer_ms: 0,
             write_buffer_ops: traqq_storage::BufferConfig::default().max_ops,
+            redis_replicas_ack: 0,
+            redis_replicas_ack_timeout_ms: 1_000,
         }
     }
 }
@@ -136,6 +142,8 @@ fn open_backend(storage: &StorageConfig, retention: RetentionConfig) -> anyhow::
                 tls_ca_file: storage.tls_ca_file.clone(),
                 tls_cert_file: storage.tls_cert_file.clone(),
                 tls_key_file: storage.tls_key_file.clone(),
+                replicas_ack: storage.redis_replicas_ack,
+                replicas_ack_timeout_ms: storage.redis_replicas_ack_timeout_ms,
                 ..traqq_redis::RedisConfig::default()
             };
             redis.validate().map_err(|e| UsageError(e.to_string()))?;

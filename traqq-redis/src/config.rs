@@ -41,6 +41,14 @@ pub struct RedisConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
+    /// Replicas that must hold a batch before it is acknowledged (`WAIT N` on the node the
+    /// batch went to, after each write); 0 (the default) acknowledges once the master has it.
+    /// Redis replicates asynchronously: without this, a master that dies before its replica got
+    /// the last batches loses them on failover.
+    pub replicas_ack: u32,
+    /// How long a batch waits for `replicas_ack` replicas, in milliseconds; past it the batch
+    /// fails (it is on the master, not yet on enough replicas).
+    pub replicas_ack_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -54,6 +62,8 @@ impl Default for RedisConfig {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            replicas_ack: 0,
+            replicas_ack_timeout_ms: 1_000,
         }
     }
 }
@@ -111,6 +121,12 @@ impl RedisConfig {
 
     /// Checks the settings; the error names the field at fault.
     pub fn validate(&self) -> traqq_core::Result<()> {
+        if self.replicas_ack > 0 && self.replicas_ack_timeout_ms == 0 {
+            return Err(config_error(
+                "storage.redis_replicas_ack_timeout_ms",
+                "must be at least 1 when redis_replicas_ack is set (WAIT 0 would wait forever)",
+            ));
+        }
         if self.url.is_some() && self.is_cluster() {
             return Err(config_error(
                 "storage.url",

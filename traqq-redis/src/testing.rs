@@ -40,9 +40,37 @@ impl OwnServer {
         Self::start(port, &["--appendonly", "no"])
     }
 
+    /// A replica of `master` without persistence, once its replication link is up.
+    pub fn replica_of(port: u16, master: &OwnServer) -> Option<OwnServer> {
+        let master_port = master.port.to_string();
+        let replica = Self::start(
+            port,
+            &["--appendonly", "no", "--replicaof", "127.0.0.1", &master_port],
+        )?;
+        let Ok(client) = redis::Client::open(replica.url()) else {
+            panic!("bad test URL for port {port}");
+        };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let info = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c));
+            if info.is_ok_and(|i| i.contains("master_link_status:up")) {
+                return Some(replica);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the replica on port {port} did not reach its master within 10 s");
+    }
+
     fn start(port: u16, args: &[&str]) -> Option<OwnServer> {
+        // A replica's full sync writes an RDB file even with `--save ""`: keep it out of the
+        // working directory (a later `--dir` in `args` wins).
+        let temp_dir = std::env::temp_dir();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .arg("--dir")
+            .arg(&temp_dir)
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

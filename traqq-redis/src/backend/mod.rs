@@ -5,9 +5,11 @@
 mod connect;
 mod error;
 mod read;
+mod replicas;
 
 pub(crate) use error::map_err;
 use error::{classified, passing, redirected};
+use replicas::ReplicasWait;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -255,6 +257,14 @@ where
 }
 
 impl RedisStorage {
+    /// The `WAIT` each batch ends with, when `replicas_ack` asks for one.
+    fn replicas_wait(&self) -> Option<ReplicasWait> {
+        (self.config.replicas_ack > 0).then_some(ReplicasWait {
+            replicas: self.config.replicas_ack,
+            timeout_ms: self.config.replicas_ack_timeout_ms,
+        })
+    }
+
     /// The parts of `batch` (and of `claims`, when given) per script call: all in one on a
     /// single node, one call per slot on a cluster.
     fn groups<'b>(&self, batch: &'b Batch, claims: Option<&'b Claims>) -> Vec<Vec<Part<'b>>> {
@@ -288,13 +298,22 @@ impl RedisStorage {
             })
             .collect();
         let conn = self.conn.clone();
+        let wait = self.replicas_wait();
+        let slots: Vec<u16> = groups
+            .iter()
+            .map(|g| g.first().map_or(0, |p| self.slot_of(&p.physical)))
+            .collect();
         let outcomes = self.block_on(async move {
-            let runs = calls.into_iter().map(|cmd| {
-                let conn = conn.clone();
+            let runs = calls.into_iter().zip(slots).map(|(cmd, slot)| {
+                let (conn, wait) = (conn.clone(), wait.clone());
                 async move {
-                    match conn {
+                    let applied = match conn.clone() {
                         Conn::Single(mut c) => script::eval(&mut c, &cmd).await,
                         Conn::Cluster { mut writes, .. } => script::eval(&mut writes, &cmd).await,
+                    }?;
+                    match wait {
+                        Some(wait) => wait.on(conn, slot).await.map(|()| applied),
+                        None => Ok(applied),
                     }
                 }
             });
