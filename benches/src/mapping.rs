@@ -4,7 +4,7 @@
 //! event~geo]`; add_value `[{key: offer~event, add_key: amount}]`; top `[geo, offer,
 //! geo~offer, offer~creative, offer~host]`.
 
-use traqq_core::config::{AddValueConfig, MappingConfig, TraqqConfig};
+use traqq_core::config::{AddValueConfig, DistributionConfig, MappingConfig, TraqqConfig};
 
 /// Bitmap (unique count) patterns.
 pub const BITMAP: [&str; 1] = ["ip"];
@@ -20,6 +20,9 @@ pub const ADD: [&str; 5] = [
 pub const ADD_VALUE: (&str, &str) = ("offer~event", "amount");
 /// Leaderboard patterns.
 pub const TOP: [&str; 5] = ["geo", "offer", "geo~offer", "offer~creative", "offer~host"];
+
+/// The distribution of issue 17's variant of the workload: `(key, value_key)`.
+pub const DISTRIBUTION: (&str, &str) = ("event~geo", "amount");
 
 /// Every `find` a dashboard of this mapping makes, as `(metric_type, pattern, add_key)`:
 /// what the query benchmarks run, merged over the range.
@@ -47,9 +50,21 @@ pub fn standard_config() -> TraqqConfig {
                 add_key: ADD_VALUE.1.into(),
             }],
             top: strings(&TOP),
+            distribution: Vec::new(),
         },
         ..TraqqConfig::default()
     }
+}
+
+/// The standard mapping plus one distribution, [`DISTRIBUTION`] (`dst` of `amount` per
+/// `event~geo`): what `traqq-bench distribution` compares with [`standard_config`].
+pub fn distribution_config() -> TraqqConfig {
+    let mut config = standard_config();
+    config.mapping.distribution = vec![DistributionConfig {
+        key: DISTRIBUTION.0.into(),
+        value_key: DISTRIBUTION.1.into(),
+    }];
+    config
 }
 
 /// The same mapping as a traqq 0.2 config.

@@ -86,6 +86,7 @@ pub fn mapping() -> MappingConfig {
             },
         ],
         top: vec!["geo".into(), "page.path".into()],
+        distribution: Vec::new(),
     }
 }
 

@@ -191,6 +191,9 @@ pub(crate) struct RangeArgs {
     /// Drop metrics whose type:pattern matches (repeatable), e.g. 'top:*~*'.
     #[arg(long, value_name = "GLOB")]
     pub(crate) ignore: Vec<String>,
+    /// Quantiles that distributions (dst) report, e.g. 0.5,0.999 (default 0.5,0.9,0.95,0.99).
+    #[arg(long, value_name = "Q,...")]
+    pub(crate) q: Option<String>,
     /// Output format (default: table on a terminal, JSON otherwise).
     #[arg(long, value_enum)]
     pub(crate) format: Option<Format>,
@@ -211,7 +214,8 @@ pub(crate) struct QueryArgs {
 #[derive(Debug, Args)]
 pub(crate) struct FindArgs {
     /// TYPE/PATTERN[/ADD_KEY], e.g. bmp/ip, add/event~geo, adv/event/amount, adv:i/event/amount,
-    /// adv:c/event/amount (per-label counts).
+    /// adv:c/event/amount (per-label counts), dst/event~geo/latency_ms (percentiles),
+    /// dst:i/event~geo/latency_ms.
     pub(crate) path: String,
     /// Fold all days into one result.
     #[arg(long)]

@@ -55,6 +55,7 @@ fn default_mapping() -> MappingConfig {
             add_key: "amount".into(),
         }],
         top: vec!["geo".into()],
+        distribution: Vec::new(),
     }
 }
 

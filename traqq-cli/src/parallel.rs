@@ -288,6 +288,7 @@ mod tests {
                     add_key: "amount".into(),
                 }],
                 top: vec!["geo".into(), "host".into()],
+                distribution: Vec::new(),
             },
             ..TraqqConfig::default()
         }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use traqq_core::bucket::{BucketKind, Calendar, Tz};
+use traqq_core::distribution::Quantiles;
 use traqq_core::group::GroupResult;
 use traqq_core::labels::OTHER;
 use traqq_core::plan::QueryOptions;
@@ -77,6 +78,15 @@ pub(crate) fn window(config: &FileConfig, args: &RangeArgs) -> Result<Window, Us
         limit: args.limit,
         accept: args.accept.clone(),
         ignore: args.ignore.clone(),
+        quantiles: match &args.q {
+            Some(text) => Some(traqq_core::distribution::parse_quantiles(text).map_err(|e| {
+                UsageError(format!(
+                    "--q {text:?}: {}",
+                    e.to_string().replace("invalid query: ", "")
+                ))
+            })?),
+            None => None,
+        },
         ..QueryOptions::default()
     };
     Ok(Window { range, opts, zone })
@@ -156,6 +166,47 @@ pub(crate) fn data(d: &MetricData) -> String {
         ),
         MetricData::Summary { sum, count } => format!("sum {sum:.2}, count {count}"),
         MetricData::Ranked(r) => list(r.iter().map(|(m, s)| (m.clone(), *s)).collect()),
+        MetricData::Quantiles(labels) => {
+            let mut v: Vec<(String, &Quantiles)> = labels.iter().map(|(k, q)| (k.clone(), q)).collect();
+            v.sort_by_key(|(_, q)| std::cmp::Reverse(q.count));
+            list(v.into_iter().map(|(k, q)| (k, quantiles(q))).collect())
+        }
+    }
+}
+
+/// `(n 1,204: p50 12.5, p90 48.1, p95 60.2, p99 97.3; min 0.98, max 140)`: a label's
+/// distribution, quantiles in ascending order.
+fn quantiles(q: &Quantiles) -> String {
+    let mut qs: Vec<(f64, &String, f64)> = q
+        .quantiles
+        .iter()
+        .map(|(name, v)| (name.trim_start_matches('p').parse().unwrap_or(0.0), name, *v))
+        .collect();
+    qs.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    let figures: Vec<String> = qs
+        .iter()
+        .map(|(_, name, v)| format!("{name} {}", short(*v)))
+        .collect();
+    format!(
+        "(n {}: {}; min {}, max {})",
+        thousands(q.count),
+        figures.join(", "),
+        short(q.min),
+        short(q.max)
+    )
+}
+
+/// A measured value to about four significant digits (quantiles are within 1% anyway).
+fn short(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1000.0 || a == 0.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 0.1 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.3e}")
     }
 }
 
@@ -248,6 +299,7 @@ fn hit_label_cap(d: &MetricData) -> bool {
         MetricData::Hash(h) => h.contains_key(OTHER),
         MetricData::FloatHash(h) => h.contains_key(OTHER),
         MetricData::Ranked(r) => r.iter().any(|(m, _)| m == OTHER),
+        MetricData::Quantiles(q) => q.contains_key(OTHER),
         MetricData::Count(_) | MetricData::Summary { .. } => false,
     }
 }

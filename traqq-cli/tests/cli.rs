@@ -1501,3 +1501,70 @@ fn query_tables_lead_with_the_ranges_totals() {
     assert_eq!(days.as_array().unwrap().len(), 2);
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+/// A distribution from the config file: `find dst/...` with `--merge` and `--q`, its table, and
+/// a bad `--q` named in the usage error.
+#[test]
+fn find_reports_the_percentiles_of_a_distribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("traqq.toml");
+    std::fs::write(
+        &config,
+        "[mapping]\nadd = [\"event\"]\ndistribution = [{ key = \"event\", value_key = \"ms\" }]\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    // 1..=200 ms over two days: p50 of the merged 200 values is the value of rank 99, i.e. 100.
+    let events: String = (1..=200)
+        .map(|ms| {
+            format!(
+                "{{\"event\":\"api\",\"ms\":{ms},\"ts\":{}}}\n",
+                TS + (ms % 2) * 86_400
+            )
+        })
+        .collect();
+    let store = ["--config", cfg, "--storage", "sled", "--data", data];
+    let out = traqq_stdin(&[&["import", "-"][..], &store].concat(), &events);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let range = ["--from", "2023-11-14", "--to", "2023-11-15"];
+    let found = query_json(&[&["find", "dst/event/ms", "--merge"][..], &range, &store].concat());
+    let api = &found[0]["result"]["Quantiles"]["api"];
+    assert_eq!(api["count"], json!(200), "{found}");
+    assert_eq!(api["sum"], json!(20_100.0));
+    for (name, exact) in [("p50", 100.0), ("p90", 180.0), ("p99", 198.0)] {
+        let got = api[name].as_f64().unwrap();
+        assert!((got - exact).abs() <= 0.01 * exact, "{name}: {got} vs {exact}");
+    }
+    let asked = query_json(
+        &[
+            &["find", "dst/event/ms", "--merge", "--q", "0.25,0.999"][..],
+            &range,
+            &store,
+        ]
+        .concat(),
+    );
+    let api = &asked[0]["result"]["Quantiles"]["api"];
+    assert!(
+        api.get("p25").is_some() && api.get("p99.9").is_some() && api.get("p50").is_none(),
+        "{api}"
+    );
+    let per_day = query_json(&[&["find", "dst/event/ms"][..], &range, &store].concat());
+    assert_eq!(per_day.as_array().unwrap().len(), 2);
+    assert_eq!(per_day[0]["result"]["Quantiles"]["api"]["count"], json!(100));
+
+    let out = traqq(&[&["query", "--format", "table"][..], &range, &store].concat());
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("dst event/ms") && table.contains("api (n 200: p50 "),
+        "{table}"
+    );
+    let out = traqq(&[&["find", "dst/event/ms", "--q", "0.5,2"][..], &range, &store].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("quantile 2 is not between 0 and 1"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -63,6 +63,19 @@ pub struct MappingConfig {
     pub add_value: Vec<AddValueConfig>,
     /// Leaderboards (`top`).
     pub top: Vec<String>,
+    /// Distributions of `value_key` per label, with mergeable quantiles (`dst`).
+    pub distribution: Vec<DistributionConfig>,
+}
+
+/// One `dst` metric: the distribution of the numeric property `value_key` per value of the
+/// pattern `key` (p50, p90, p99, … within 1%; see [`crate::distribution`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributionConfig {
+    /// The pattern whose value labels the distributions, e.g. `"event~geo"`.
+    pub key: String,
+    /// The numeric property distributed, e.g. `"latency_ms"`.
+    pub value_key: String,
 }
 
 /// One `adv` metric: sum the numeric property `add_key` per value of the pattern `key`.
@@ -244,24 +257,38 @@ impl TraqqConfig {
         check_list("add", &m.add)?;
         check_list("top", &m.top)?;
 
-        let mut seen: Vec<(Pattern, &str)> = Vec::with_capacity(m.add_value.len());
-        for (i, av) in m.add_value.iter().enumerate() {
-            let field = format!("mapping.add_value[{i}]");
-            let pattern =
-                Pattern::parse(&av.key).map_err(|reason| Error::config(format!("{field}.key"), reason))?;
-            check_parts(&format!("{field}.key"), &pattern, limits)?;
-            check_name(&format!("{field}.add_key"), &av.add_key, limits)?;
-            if seen.iter().any(|(p, k)| *p == pattern && *k == av.add_key) {
-                return Err(Error::config(
-                    field,
-                    format!(
-                        "{{key = {:?}, add_key = {:?}}} is listed twice",
-                        av.key, av.add_key
-                    ),
-                ));
+        let valued = [
+            (
+                "add_value",
+                "add_key",
+                m.add_value
+                    .iter()
+                    .map(|av| (&av.key, &av.add_key))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "distribution",
+                "value_key",
+                m.distribution.iter().map(|d| (&d.key, &d.value_key)).collect(),
+            ),
+        ];
+        for (section, value_name, list) in valued {
+            let mut seen: Vec<(Pattern, &str)> = Vec::with_capacity(list.len());
+            for (i, (key, value_key)) in list.into_iter().enumerate() {
+                let field = format!("mapping.{section}[{i}]");
+                let pattern =
+                    Pattern::parse(key).map_err(|reason| Error::config(format!("{field}.key"), reason))?;
+                check_parts(&format!("{field}.key"), &pattern, limits)?;
+                check_name(&format!("{field}.{value_name}"), value_key, limits)?;
+                if seen.iter().any(|(p, k)| *p == pattern && k == value_key) {
+                    return Err(Error::config(
+                        field,
+                        format!("{{key = {key:?}, {value_name} = {value_key:?}}} is listed twice"),
+                    ));
+                }
+                compound += usize::from(pattern.arity() > 1);
+                seen.push((pattern, value_key));
             }
-            compound += usize::from(pattern.arity() > 1);
-            seen.push((pattern, &av.add_key));
         }
         for name in limits.max_labels_by_pattern.keys() {
             let field = format!("limits.max_labels_by_pattern.{name:?}");
@@ -272,11 +299,12 @@ impl TraqqConfig {
                 .chain(&m.top)
                 .map(String::as_str)
                 .chain(m.add_value.iter().map(|av| av.key.as_str()))
+                .chain(m.distribution.iter().map(|d| d.key.as_str()))
                 .any(|text| Pattern::parse(text).is_ok_and(|p| p == pattern));
             if !mapped {
                 return Err(Error::config(
                     field,
-                    "no add, add_value or top pattern of the mapping is this one",
+                    "no add, add_value, top or distribution pattern of the mapping is this one",
                 ));
             }
         }

@@ -8,6 +8,8 @@
 //! myapp:adv:d:1700000000:amount:event~geo:i      summary: sum + count
 //! myapp:adv:d:1700000000:amount:event~geo:c      per-label counts (for averages)
 //! myapp:top:d:1700000000:geo
+//! myapp:dst:d:1700000000:latency_ms:event~geo   per-label distributions (bins and sums)
+//! myapp:dst:d:1700000000:latency_ms:event~geo:i summary: sum + count
 //! myapp:k:d:1700000000                           set of keys written in the bucket
 //! ```
 
@@ -19,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::bucket::BucketKind;
 use crate::{Error, Result};
 
-/// The four metric types, named as in keys.
+/// The five metric types, named as in keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricType {
@@ -31,20 +33,36 @@ pub enum MetricType {
     Adv,
     /// Leaderboard.
     Top,
+    /// Distribution of a numeric property per label (quantile sketches, see
+    /// [`crate::distribution`]), plus a `sum`/`count` summary.
+    Dst,
 }
 
 impl MetricType {
     /// All types, in result order.
-    pub const ALL: [MetricType; 4] = [MetricType::Bmp, MetricType::Add, MetricType::Adv, MetricType::Top];
+    pub const ALL: [MetricType; 5] = [
+        MetricType::Bmp,
+        MetricType::Add,
+        MetricType::Adv,
+        MetricType::Top,
+        MetricType::Dst,
+    ];
 
-    /// The key name: `bmp`, `add`, `adv`, `top`.
+    /// The key name: `bmp`, `add`, `adv`, `top`, `dst`.
     pub fn as_str(self) -> &'static str {
         match self {
             MetricType::Bmp => "bmp",
             MetricType::Add => "add",
             MetricType::Adv => "adv",
             MetricType::Top => "top",
+            MetricType::Dst => "dst",
         }
+    }
+
+    /// Whether keys of this type carry a value property (`adv`'s `add_key`, `dst`'s
+    /// `value_key`) before the pattern, and a `:i` summary beside them.
+    pub fn has_value_key(self) -> bool {
+        matches!(self, MetricType::Adv | MetricType::Dst)
     }
 }
 
@@ -56,8 +74,9 @@ impl FromStr for MetricType {
             "add" => Ok(MetricType::Add),
             "adv" => Ok(MetricType::Adv),
             "top" => Ok(MetricType::Top),
+            "dst" => Ok(MetricType::Dst),
             other => Err(Error::Query(format!(
-                "unknown metric type {other:?} (expected bmp, add, adv or top)"
+                "unknown metric type {other:?} (expected bmp, add, adv, top or dst)"
             ))),
         }
     }
@@ -112,9 +131,10 @@ pub struct MetricKey {
     pub timestamp: i64,
     /// Normalized pattern, e.g. `event~geo`.
     pub pattern: String,
-    /// For `adv`: the summed property.
+    /// For `adv`: the summed property; for `dst`: the distributed one.
     pub add_key: Option<String>,
-    /// For `adv`: which of its keys this is (per-label sums, `:i` summary, `:c` counts).
+    /// For `adv`: which of its keys this is (per-label sums, `:i` summary, `:c` counts);
+    /// for `dst`: the distributions or the `:i` summary.
     pub part: AdvPart,
 }
 
@@ -164,13 +184,10 @@ impl MetricKey {
             .and_then(|r| r.strip_prefix(':'))
             .ok_or_else(|| bad("does not start with the prefix"))?;
         let mut it = rest.splitn(4, ':');
-        let metric = match it.next() {
-            Some("bmp") => MetricType::Bmp,
-            Some("add") => MetricType::Add,
-            Some("adv") => MetricType::Adv,
-            Some("top") => MetricType::Top,
-            _ => return Err(bad("unknown metric type")),
-        };
+        let metric = it
+            .next()
+            .and_then(|t| t.parse::<MetricType>().ok())
+            .ok_or_else(|| bad("unknown metric type"))?;
         let bucket = it
             .next()
             .and_then(BucketKind::parse)
@@ -180,14 +197,16 @@ impl MetricKey {
             .and_then(|t| t.parse::<i64>().ok())
             .ok_or_else(|| bad("bad timestamp"))?;
         let tail = it.next().ok_or_else(|| bad("missing pattern"))?;
-        let (add_key, pattern, part) = if metric == MetricType::Adv {
+        let (add_key, pattern, part) = if metric.has_value_key() {
             let (add_key, rest) = tail
                 .split_once(':')
-                .ok_or_else(|| bad("adv key without add_key"))?;
+                .ok_or_else(|| bad("adv or dst key without its value property"))?;
             match rest.split_once(':') {
                 None => (Some(add_key), rest, AdvPart::Sums),
                 Some((pattern, "i")) => (Some(add_key), pattern, AdvPart::Summary),
-                Some((pattern, "c")) => (Some(add_key), pattern, AdvPart::Counts),
+                Some((pattern, "c")) if metric == MetricType::Adv => {
+                    (Some(add_key), pattern, AdvPart::Counts)
+                }
                 Some(_) => return Err(bad("unexpected suffix")),
             }
         } else {
@@ -317,6 +336,26 @@ mod tests {
         assert!(MetricKey::decode("myapp", "myapp:xyz:d:1:ip").is_err());
         assert!(MetricKey::decode("myapp", "myapp:add:d:x:ip").is_err());
         assert!(MetricKey::decode("myapp", "myapp:adv:d:1:ip").is_err());
+        let k = MetricKey::decode("myapp", "myapp:dst:h:1700000000:latency_ms:event~geo:i").unwrap();
+        assert_eq!(
+            (
+                k.metric,
+                k.bucket,
+                k.add_key.as_deref(),
+                k.pattern.as_str(),
+                k.part
+            ),
+            (
+                MetricType::Dst,
+                BucketKind::Hour,
+                Some("latency_ms"),
+                "event~geo",
+                AdvPart::Summary
+            )
+        );
+        assert_eq!(k.encode("myapp"), "myapp:dst:h:1700000000:latency_ms:event~geo:i");
+        assert!(MetricKey::decode("myapp", "myapp:dst:d:1:latency_ms:geo:c").is_err());
+        assert!(MetricKey::decode("myapp", "myapp:dst:d:1:geo").is_err());
         assert_eq!(
             decode_key_set_key("myapp", "myapp:k:d:17"),
             Some((BucketKind::Day, 17))

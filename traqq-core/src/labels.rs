@@ -1,7 +1,7 @@
 //! The cardinality guard: at most `max_labels` labels per metric and bucket.
 //!
 //! A compound key built from a property with unbounded values (a URL holding a session id, a
-//! user agent) would make an `add`, `adv` or `top` key of a bucket grow without bound. With
+//! user agent) would make an `add`, `adv`, `top` or `dst` key of a bucket grow without bound. With
 //! `[limits] max_labels` (default 10,000; per pattern in `[limits.max_labels_by_pattern]`), each
 //! such key holds at most that many labels (hash fields, sorted-set members), plus [`OTHER`]:
 //! a label that is not in the key yet, arriving when the key already holds the cap, is counted
@@ -27,10 +27,23 @@ pub struct Capped {
     pub overflowed: usize,
 }
 
+/// The label a hash field or sorted-set member counts for: a `dst` field `LABEL:BIN` counts for
+/// `LABEL` (see [`crate::distribution`]); any other field is its own label (labels never hold
+/// `:`).
+pub fn label_of(field: &str) -> &str {
+    field.split_once(':').map_or(field, |(label, _)| label)
+}
+
+/// The distinct labels of `fields` ([`label_of`]), [`OTHER`] left out.
+pub fn labels_in<'a>(fields: impl IntoIterator<Item = &'a str>) -> hashbrown::HashSet<&'a str> {
+    fields.into_iter().map(label_of).filter(|l| *l != OTHER).collect()
+}
+
 /// Applies the cap `max_labels` (`0`: none) to `ops`, bound for a key that holds `held_count`
 /// labels besides [`OTHER`], `held(label)` saying whether it holds `label`: new labels beyond
-/// the room left are removed from `ops` and their increments added to [`OTHER`]. Only hash and
-/// sorted-set operations carry labels; others are left alone.
+/// the room left are removed from `ops` and their increments added to [`OTHER`] (a `dst`
+/// field `LABEL:BIN` to `(other):BIN`, so `(other)` keeps a distribution of its own). Only
+/// hash and sorted-set operations carry labels; others are left alone.
 pub fn cap_labels(
     ops: &mut KeyOps,
     max_labels: usize,
@@ -40,21 +53,19 @@ pub fn cap_labels(
     if max_labels == 0 {
         return Capped::default();
     }
-    let mut new: Vec<String> = match &*ops {
-        KeyOps::Hash(fields) => fields
-            .keys()
-            .filter(|f| f.as_str() != OTHER && !held(f))
-            .cloned()
-            .collect(),
-        KeyOps::Scores(members) => members
-            .keys()
-            .filter(|m| m.as_str() != OTHER && !held(m))
-            .cloned()
-            .collect(),
+    let fields: Vec<&str> = match &*ops {
+        KeyOps::Hash(fields) => fields.keys().map(String::as_str).collect(),
+        KeyOps::Scores(members) => members.keys().map(String::as_str).collect(),
         KeyOps::Hll(_) | KeyOps::Members(_) => return Capped::default(),
     };
+    let mut new: Vec<String> = labels_in(fields)
+        .into_iter()
+        .filter(|l| !held(l))
+        .map(str::to_owned)
+        .collect();
     let room = max_labels.saturating_sub(held_count);
     if new.len() <= room {
+        new.sort_unstable();
         return Capped {
             admitted: new,
             overflowed: 0,
@@ -62,14 +73,16 @@ pub fn cap_labels(
     }
     new.sort_unstable();
     let over = new.split_off(room);
+    let overflowing = |field: &str| over.binary_search_by(|l| l.as_str().cmp(label_of(field))).is_ok();
+    let other_field = |field: &str| format!("{OTHER}{}", &field[label_of(field).len()..]);
     match ops {
         KeyOps::Hash(fields) => {
-            let moved = over
-                .iter()
-                .filter_map(|f| fields.remove(f.as_str()))
-                .reduce(Number::plus);
-            if let Some(by) = moved {
-                let slot = fields.entry_ref(OTHER).or_insert(match by {
+            let moved: Vec<String> = fields.keys().filter(|f| overflowing(f)).cloned().collect();
+            for field in moved {
+                let Some(by) = fields.remove(field.as_str()) else {
+                    continue;
+                };
+                let slot = fields.entry(other_field(&field)).or_insert(match by {
                     Number::Int(_) => Number::Int(0),
                     Number::Float(_) => Number::Float(0.0),
                 });
@@ -115,6 +128,28 @@ mod tests {
         assert_eq!(cap_labels(&mut ops, 10, 8, |_| false).overflowed, 0);
         assert_eq!(cap_labels(&mut ops, 0, 100, |_| false), Capped::default());
         assert_eq!(ops, hash(&[("x", 1), ("y", 1)]));
+    }
+
+    #[test]
+    fn a_distribution_is_capped_by_label_and_its_bins_move_to_other() {
+        let mut ops = hash(&[("a:p1", 1), ("a:p2", 2), ("b:p1", 3), ("c:p5", 4), ("c:n2", 1)]);
+        if let KeyOps::Hash(f) = &mut ops {
+            f.insert("a:s".into(), Number::Float(1.5));
+            f.insert("c:s".into(), Number::Float(-2.0));
+        }
+        // The key holds label "b" (any number of its bins); the cap is 2: room for one new label.
+        let capped = cap_labels(&mut ops, 2, 1, |l| l == "b");
+        assert_eq!(capped.admitted, ["a"]);
+        assert_eq!(capped.overflowed, 1);
+        let KeyOps::Hash(f) = ops else { panic!() };
+        assert_eq!(f["a:p1"], Number::Int(1));
+        assert_eq!(f["(other):p5"], Number::Int(4));
+        assert_eq!(f["(other):n2"], Number::Int(1));
+        assert_eq!(f["(other):s"], Number::Float(-2.0));
+        assert!(!f.contains_key("c:p5") && !f.contains_key("c:s"));
+        assert_eq!(label_of("a~b:p-3"), "a~b");
+        assert_eq!(label_of("plain"), "plain");
+        assert_eq!(labels_in(["a:p1", "a:s", "(other):p1", "b"]).len(), 2);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The pure heart of traqq: configuration, event parsing and sanitizing, compound patterns,
 //! metric-op generation into coalesced batches, time buckets, the key format, query planning,
-//! result types and type-aware merging, and the HyperLogLog sketch.
+//! result types and type-aware merging, the HyperLogLog sketch and the distribution sketch.
 //!
 //! Nothing here does I/O, spawns threads or reads a clock: the caller passes `now`. Pair it
 //! with `traqq-storage` for an engine that applies batches to a store and answers queries.
@@ -35,6 +35,7 @@ pub mod batch;
 pub mod bucket;
 pub mod claim;
 pub mod config;
+pub mod distribution;
 mod error;
 pub mod event;
 pub mod group;
@@ -55,8 +56,8 @@ pub mod prelude {
     pub use crate::batch::{Batch, KeyEntry, KeyOps, Number};
     pub use crate::bucket::{BucketKind, Calendar};
     pub use crate::config::{
-        AddValueConfig, EventConfig, LimitsConfig, MappingConfig, QueryConfig, RetentionConfig, TimeConfig,
-        TraqqConfig,
+        AddValueConfig, DistributionConfig, EventConfig, LimitsConfig, MappingConfig, QueryConfig,
+        RetentionConfig, TimeConfig, TraqqConfig,
     };
     pub use crate::event::{IncomingEvent, Scalar};
     pub use crate::group::{Group, GroupResult};

@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::batch::Number;
 use crate::bucket::{BucketKind, Calendar};
 use crate::config::QueryConfig;
+use crate::distribution::{check_quantiles, sketches_from_fields, Quantiles, DEFAULT_QUANTILES};
 use crate::key::{key_set_key, AdvPart, MetricKey, MetricType};
 use crate::read::{Read, ReadResult};
 use crate::result::{location_range, DayResult, MetricData, MetricResult, QueryResult};
 use crate::{Error, Result};
 
 /// What to query.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct QueryOptions {
     /// Any instant in the first bucket (unix seconds).
@@ -33,6 +34,8 @@ pub struct QueryOptions {
     pub accept: Vec<String>,
     /// Drop metrics whose `type:pattern` matches one of these globs.
     pub ignore: Vec<String>,
+    /// The quantiles `dst` results report (each in `[0, 1]`); `None`: p50, p90, p95, p99.
+    pub quantiles: Option<Vec<f64>>,
 }
 
 /// A query range: explicit instants, or today and `n` days back by the engine's clock.
@@ -141,6 +144,7 @@ pub struct QueryPlan {
     cover: Option<(BucketKind, Vec<(i64, i64)>)>,
     limit: usize,
     filter: KeyFilter,
+    quantiles: Vec<f64>,
     slots: Vec<Slot>,
 }
 
@@ -178,6 +182,13 @@ impl QueryPlan {
         if limit == 0 {
             return Err(Error::Query("limit must be at least 1".into()));
         }
+        let quantiles = match &opts.quantiles {
+            Some(qs) => {
+                check_quantiles(qs)?;
+                qs.clone()
+            }
+            None => DEFAULT_QUANTILES.to_vec(),
+        };
         Ok(QueryPlan {
             prefix: prefix.to_owned(),
             kind: opts.bucket,
@@ -186,6 +197,7 @@ impl QueryPlan {
             cover: None,
             limit,
             filter: KeyFilter::new(&opts.accept, &opts.ignore)?,
+            quantiles,
             slots: Vec::new(),
         })
     }
@@ -314,8 +326,10 @@ impl QueryPlan {
                     whole_range(&mut bmp_keys);
                     Read::Count(locations)
                 }
-                MetricType::Add | MetricType::Adv if locations.len() == 1 => Read::Hash(location.clone()),
-                MetricType::Add | MetricType::Adv => Read::Sum(locations),
+                MetricType::Add | MetricType::Adv | MetricType::Dst if locations.len() == 1 => {
+                    Read::Hash(location.clone())
+                }
+                MetricType::Add | MetricType::Adv | MetricType::Dst => Read::Sum(locations),
                 MetricType::Top => {
                     whole_range(&mut top_keys);
                     Read::Top {
@@ -383,7 +397,7 @@ impl QueryPlan {
                     top_unions.insert(pattern, list);
                 }
                 Slot::Metric { span, key, location } => {
-                    let result = to_data(&key, answer)?;
+                    let result = to_data(&key, answer, &self.quantiles)?;
                     if let MetricData::Count(n) = result {
                         single_counts.insert(key.pattern.clone(), n);
                     }
@@ -423,13 +437,13 @@ impl QueryPlan {
     }
 }
 
-fn to_data(key: &MetricKey, answer: ReadResult) -> Result<MetricData> {
+fn to_data(key: &MetricKey, answer: ReadResult, quantiles: &[f64]) -> Result<MetricData> {
     Ok(match (key.metric, answer) {
         (MetricType::Bmp, ReadResult::Count(n)) => MetricData::Count(n),
         (MetricType::Add, ReadResult::Hash(fields)) => {
             MetricData::Hash(fields.into_iter().map(|(f, n)| (f, n.as_i64())).collect())
         }
-        (MetricType::Adv, ReadResult::Hash(fields)) if key.part == AdvPart::Summary => {
+        (MetricType::Adv | MetricType::Dst, ReadResult::Hash(fields)) if key.part == AdvPart::Summary => {
             let get = |name: &str| fields.iter().find(|(f, _)| f == name).map(|(_, n)| *n);
             MetricData::Summary {
                 sum: get("sum").map_or(0.0, Number::as_f64),
@@ -443,6 +457,12 @@ fn to_data(key: &MetricKey, answer: ReadResult) -> Result<MetricData> {
             MetricData::FloatHash(fields.into_iter().map(|(f, n)| (f, n.as_f64())).collect())
         }
         (MetricType::Top, ReadResult::Top(list)) => MetricData::Ranked(list),
+        (MetricType::Dst, ReadResult::Hash(fields)) => MetricData::Quantiles(
+            sketches_from_fields(fields)?
+                .into_iter()
+                .map(|(label, sketch)| (label, Quantiles::of(sketch, quantiles)))
+                .collect(),
+        ),
         (_, other) => return Err(mismatch(key.metric.as_str(), &other)),
     })
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::bucket::BucketKind;
+use crate::distribution::Quantiles;
 use crate::key::{AdvPart, MetricType};
 use crate::pattern::Pattern;
 use crate::read::sort_ranked;
@@ -32,6 +33,8 @@ pub enum MetricData {
     },
     /// `top`: members by score, descending, ties by member name.
     Ranked(Vec<(String, f64)>),
+    /// `dst`: the distribution of each label (count, sum, min, max and quantiles).
+    Quantiles(BTreeMap<String, Quantiles>),
 }
 
 impl MetricData {
@@ -63,6 +66,16 @@ impl MetricData {
                 a.extend(scores);
                 sort_ranked(a);
             }
+            (MetricData::Quantiles(a), MetricData::Quantiles(b)) => {
+                for (label, q) in b {
+                    match a.get_mut(label) {
+                        Some(mine) => mine.merge(q)?,
+                        None => {
+                            a.insert(label.clone(), q.clone());
+                        }
+                    }
+                }
+            }
             (MetricData::Count(_), MetricData::Count(_)) => {
                 return Err(Error::Query(
                     "unique counts merge by sketch union, not by adding counts".into(),
@@ -86,21 +99,30 @@ impl MetricData {
             MetricData::FloatHash(_) => "FloatHash",
             MetricData::Summary { .. } => "Summary",
             MetricData::Ranked(_) => "Ranked",
+            MetricData::Quantiles(_) => "Quantiles",
         }
+    }
+
+    /// Reports the quantiles `qs` of every label of a `dst` result (others are left alone).
+    pub fn set_quantiles(&mut self, qs: &[f64]) -> Result<()> {
+        if let MetricData::Quantiles(labels) = self {
+            labels.values_mut().try_for_each(|q| q.set_quantiles(qs))?;
+        }
+        Ok(())
     }
 }
 
 /// One metric of one bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricResult {
-    /// `bmp`, `add`, `adv` or `top`.
+    /// `bmp`, `add`, `adv`, `top` or `dst`.
     pub metric_type: MetricType,
     /// The pattern's parts, sorted (`["event", "geo"]`).
     pub key: Vec<String>,
     /// The storage key the data came from (for merged results: the timestamp part is
     /// `first-last`).
     pub location: String,
-    /// For `adv`: the summed property.
+    /// For `adv`: the summed property; for `dst`: the distributed one.
     pub add_key: Option<String>,
     /// The data.
     pub result: MetricData,
@@ -144,22 +166,24 @@ impl MetricResult {
     }
 
     /// For `adv`: which of its keys this came from, told by the data's shape (per-label sums
-    /// are floats, per-label counts integers); [`AdvPart::Sums`] for other types.
+    /// are floats, per-label counts integers); for `dst`: the distributions or the summary;
+    /// [`AdvPart::Sums`] for other types.
     pub fn adv_part(&self) -> AdvPart {
         match (self.metric_type, &self.result) {
-            (MetricType::Adv, MetricData::Summary { .. }) => AdvPart::Summary,
+            (MetricType::Adv | MetricType::Dst, MetricData::Summary { .. }) => AdvPart::Summary,
             (MetricType::Adv, MetricData::Hash(_)) => AdvPart::Counts,
             _ => AdvPart::Sums,
         }
     }
 
     /// The `metric_type` that [`FindOptions`] selects this metric by: `bmp`, `add`, `top`,
-    /// `adv`, `adv:i` or `adv:c`.
+    /// `adv`, `adv:i`, `adv:c`, `dst` or `dst:i`.
     pub fn find_type(&self) -> &'static str {
-        match self.adv_part() {
-            AdvPart::Sums => self.metric_type.as_str(),
-            AdvPart::Summary => "adv:i",
-            AdvPart::Counts => "adv:c",
+        match (self.metric_type, self.adv_part()) {
+            (m, AdvPart::Sums) => m.as_str(),
+            (MetricType::Dst, _) => "dst:i",
+            (_, AdvPart::Summary) => "adv:i",
+            (_, AdvPart::Counts) => "adv:c",
         }
     }
 
@@ -255,10 +279,11 @@ impl Selector {
         let (metric, part) = match opts.metric_type.as_str() {
             "adv:i" | "adv_i" => (MetricType::Adv, AdvPart::Summary),
             "adv:c" | "adv_c" => (MetricType::Adv, AdvPart::Counts),
+            "dst:i" | "dst_i" => (MetricType::Dst, AdvPart::Summary),
             other => (
                 other.parse::<MetricType>().map_err(|_| {
                     Error::Query(format!(
-                        "unknown metric type {other:?} (expected bmp, add, adv, adv:i, adv:c or top)"
+                        "unknown metric type {other:?} (expected bmp, add, adv, adv:i, adv:c, top, dst or dst:i)"
                     ))
                 })?,
                 AdvPart::Sums,
@@ -281,6 +306,17 @@ impl Selector {
 }
 
 impl QueryResult {
+    /// Reports the quantiles `qs` (checked: each in `[0, 1]`, at most
+    /// [`MAX_QUANTILES`](crate::distribution::MAX_QUANTILES)) for every `dst` result, instead
+    /// of the default p50, p90, p95, p99.
+    pub fn set_quantiles(&mut self, qs: &[f64]) -> Result<()> {
+        crate::distribution::check_quantiles(qs)?;
+        self.days
+            .iter_mut()
+            .flat_map(|d| d.results.iter_mut())
+            .try_for_each(|r| r.result.set_quantiles(qs))
+    }
+
     /// The metrics matching `opts`, per bucket in order, or merged into one per metric.
     /// An unknown metric type selects nothing (use [`QueryResult::try_find`] to see why).
     pub fn find(&self, opts: FindOptions) -> Vec<MetricResult> {

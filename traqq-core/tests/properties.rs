@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use traqq_core::bucket::{BucketKind, Calendar};
+use traqq_core::distribution::DistSketch;
 use traqq_core::key::{AdvPart, MetricKey, MetricType};
 use traqq_core::result::MetricData;
 use traqq_core::sanitize::sanitize_value;
@@ -25,14 +26,18 @@ fn metric_key() -> impl Strategy<Value = MetricKey> {
         prop::sample::select(vec![AdvPart::Sums, AdvPart::Summary, AdvPart::Counts]),
     )
         .prop_map(|(metric, hourly, timestamp, pattern, add_key, part)| {
-            let adv = metric == MetricType::Adv;
+            let valued = metric.has_value_key();
+            let part = match (metric, part) {
+                (MetricType::Adv, p) | (MetricType::Dst, p @ (AdvPart::Sums | AdvPart::Summary)) => p,
+                _ => AdvPart::Sums,
+            };
             MetricKey {
                 metric,
                 bucket: if hourly { BucketKind::Hour } else { BucketKind::Day },
                 timestamp,
                 pattern,
-                add_key: adv.then_some(add_key),
-                part: if adv { part } else { AdvPart::Sums },
+                add_key: valued.then_some(add_key),
+                part,
             }
         })
 }
@@ -47,7 +52,54 @@ const ZONES: [&str; 7] = [
     "Pacific/Chatham",
 ];
 
+/// A value of a distribution: spread over many magnitudes, both signs, and exact zeros.
+fn dst_value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        8 => (-12.0f64..12.0).prop_map(|e| 10f64.powf(e)),
+        3 => (-12.0f64..12.0).prop_map(|e| -10f64.powf(e)),
+        1 => Just(0.0),
+        1 => (-1000i64..1000).prop_map(|n| n as f64),
+    ]
+}
+
 proptest! {
+    #[test]
+    fn distributions_merge_like_one_sketch_of_everything(
+        values in prop::collection::vec(dst_value(), 0..300),
+        cuts in prop::collection::vec(0usize..300, 0..6),
+        seed in any::<u64>(),
+    ) {
+        let mut whole = DistSketch::new();
+        values.iter().for_each(|v| whole.add(*v));
+        // Split the values at the cuts, shuffle each part (order must not matter), sketch each
+        // part alone and merge the parts in reverse.
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(values.len())).collect();
+        cuts.sort_unstable();
+        let mut parts = Vec::new();
+        let mut from = 0;
+        for cut in cuts.into_iter().chain([values.len()]) {
+            let mut part = values[from..cut].to_vec();
+            let mut state = seed;
+            for i in (1..part.len()).rev() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                part.swap(i, (state >> 33) as usize % (i + 1));
+            }
+            let mut sketch = DistSketch::new();
+            part.iter().for_each(|v| sketch.add(*v));
+            parts.push(sketch);
+            from = cut;
+        }
+        let mut merged = DistSketch::new();
+        for p in parts.iter().rev() {
+            merged.merge(p);
+        }
+        let bins = |s: &DistSketch| s.bins().collect::<Vec<_>>();
+        prop_assert_eq!(bins(&merged), bins(&whole));
+        prop_assert_eq!(merged.count(), values.len() as u64);
+        let exact: f64 = values.iter().sum();
+        prop_assert!((merged.sum() - exact).abs() <= 1e-9 * values.iter().map(|v| v.abs()).sum::<f64>().max(1.0));
+    }
+
     #[test]
     fn key_encode_decode_round_trips(key in metric_key(), prefix in "[a-zA-Z0-9_.-]{1,10}") {
         let text = key.encode(&prefix);

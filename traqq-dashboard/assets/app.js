@@ -8,6 +8,7 @@
     ['add', 'Counters (add)'],
     ['adv', 'Sums (adv)'],
     ['top', 'Leaderboards (top)'],
+    ['dst', 'Distributions (dst)'],
   ];
   const RANGES = ['today', '7d', '30d', 'custom'];
   const COLORS = ['#2f6fde', '#e8590c', '#2b8a3e', '#c2255c', '#7048e8',
@@ -161,6 +162,8 @@
     const byId = new Map();
     days.forEach((day, i) => {
       for (const r of day.results || []) {
+        // A reply this page does not understand is skipped, not fatal.
+        if (!r || !Array.isArray(r.key) || !r.result || typeof r.result !== 'object') continue;
         const id = metricId(r);
         let m = byId.get(id);
         if (!m) {
@@ -204,19 +207,19 @@
   }
   // Sized in viewBox units close to the pixels it gets (a card, or the full width when one
   // metric is selected), so its 11-unit text stays readable without scaling tricks.
-  function lineChart(title, labels, series, wide) {
+  // The frame: grid and values from `bottom` (0 unless negative) to a nice max over `top`,
+  // bucket labels below. Returns the svg and its scales.
+  function chartFrame(title, labels, top, wide, bottom = 0) {
     const W = wide ? 900 : 360, H = wide ? 220 : 150, L = 44, R = 10, T = 10, B = 22;
     const n = labels.length;
-    let top = 0;
-    for (const sr of series) for (const v of sr.values) if (v !== null && v > top) top = v;
-    const max = niceMax(top);
+    const max = niceMax(top), min = bottom < 0 ? -niceMax(-bottom) : 0;
     const x = (i) => (n <= 1 ? (L + W - R) / 2 : L + (i * (W - L - R)) / (n - 1));
-    const y = (v) => T + (H - T - B) * (1 - v / max);
+    const y = (v) => T + (H - T - B) * (1 - (v - min) / (max - min));
     const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': title });
     for (const g of [0, 0.5, 1]) {
-      const yy = y(max * g).toFixed(1);
+      const yy = y(min + (max - min) * g).toFixed(1);
       svg.append(s('line', { x1: L, x2: W - R, y1: yy, y2: yy, class: 'grid' }));
-      svg.append(s('text', { x: L - 6, y: Number(yy) + 4, 'text-anchor': 'end' }, fmt(max * g)));
+      svg.append(s('text', { x: L - 6, y: Number(yy) + 4, 'text-anchor': 'end' }, fmt(min + (max - min) * g)));
     }
     const step = Math.max(1, Math.ceil(n / (wide ? 12 : 5)));
     const ticks = [];
@@ -230,6 +233,13 @@
       const anchor = n === 1 ? 'middle' : i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle';
       svg.append(s('text', { x: x(i).toFixed(1), y: H - 6, 'text-anchor': anchor }, labels[i]));
     }
+    return { svg, x, y, T, H, B };
+  }
+  function lineChart(title, labels, series, wide) {
+    const n = labels.length;
+    let top = 0;
+    for (const sr of series) for (const v of sr.values) if (v !== null && v > top) top = v;
+    const { svg, x, y } = chartFrame(title, labels, top, wide);
     series.forEach((sr, k) => {
       const color = COLORS[k % COLORS.length];
       // A null value (nothing in that bucket, e.g. the average of no events) leaves a gap.
@@ -412,7 +422,10 @@
       detail && series.length ? [lineChart('top members per ' + data.unit, labels, series, detail), legend(series)] : null,
       rankedTable(ranked, detail ? 250 : 10, 'score'));
   }
-  const BUILD = { bmp: bmpCard, add: addCard, adv: advCard, top: topCard };
+  const { dstCard } = traqqDistribution({
+    h, s, fmt, chartFrame, card, stat, OTHER, data: () => data, rerender: () => renderCards(),
+  });
+  const BUILD = { bmp: bmpCard, add: addCard, adv: advCard, top: topCard, dst: dstCard };
 
   // ---------------------------------------------------------------- rendering
   let data = null;
@@ -454,11 +467,15 @@
     const labels = data.days.map(bucketLabel);
     const picked = state.m ? data.metrics.find((m) => m.id === state.m) : null;
     main.classList.toggle('single', Boolean(picked));
-    if (picked) {
+    if (picked && BUILD[picked.type]) {
       main.append(BUILD[picked.type](picked, true, labels));
       return;
     }
-    if (state.m) main.append(h('p', { class: 'empty' }, `No data for ${state.m} in this range; showing all metrics.`));
+    if (state.m) {
+      main.append(h('p', { class: 'empty' }, picked
+        ? `This page cannot show ${state.m} (metric type ${picked.type}); showing all metrics.`
+        : `No data for ${state.m} in this range; showing all metrics.`));
+    }
     if (!data.metrics.length) {
       main.append(h('p', { class: 'empty' }, data.hourly
         ? 'No hourly buckets today. Hourly buckets are stored only with time.store_hourly = true.'
@@ -511,12 +528,15 @@
       }
       const metrics = catalog(days);
       // bmp: the union over the range (never the sum of daily uniques); top: the exact merged
-      // leaderboard. Both come from the server's merge. `accept` narrows the server's read to
-      // this one metric (skipped when the pattern itself holds glob characters).
-      await Promise.all(metrics.filter((m) => m.type === 'bmp' || m.type === 'top').map(async (m) => {
-        const only = /[*?[\]{}\\]/.test(m.pattern) ? '' : '&accept=' + encodeURIComponent(m.type + ':' + m.pattern);
+      // leaderboard; dst: each label's quantiles over the range (the sketches merged). All
+      // come from the server's merge. `accept` narrows the server's read to this one metric
+      // (skipped when the pattern itself holds glob characters).
+      await Promise.all(metrics.filter((m) => ['bmp', 'top', 'dst'].includes(m.type)).map(async (m) => {
+        const name = m.type + ':' + (m.addKey ? m.addKey + ':' : '') + m.pattern;
+        const only = /[*?[\]{}\\]/.test(name) ? '' : '&accept=' + encodeURIComponent(name);
+        const add = m.addKey ? '&add_key=' + encodeURIComponent(m.addKey) : '';
         const found = await api('/v1/find?metric_type=' + m.type + '&key=' + encodeURIComponent(m.pattern)
-          + '&merge=true' + only + '&' + range);
+          + add + '&merge=true' + only + '&' + range);
         m.merged = Array.isArray(found) && found.length ? found[0].result : null;
         m.mergedError = Array.isArray(found) && found.length ? found[0].error || null : null;
       }));

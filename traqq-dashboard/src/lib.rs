@@ -4,7 +4,7 @@
 //! self-contained HTML document (CSS, JavaScript and hand-written SVG charts inline, no CDN,
 //! no fonts, no images) that reads the metrics through the public HTTP API only
 //! (`GET /v1/query` to discover the metrics of a range, `GET /v1/find?...&merge=true` for
-//! unique counts over the range and merged leaderboards).
+//! unique counts over the range, merged leaderboards and distributions).
 //!
 //! This crate has no dependencies: it only embeds the page, so any HTTP server can serve it.
 //! Send it with [`CONTENT_TYPE`]. The page's own Content-Security-Policy (a `<meta>` tag)
@@ -23,7 +23,9 @@
 //! the metrics that exist, grouped by type and pattern; `add` counters as a line chart of the
 //! top values per bucket plus merged totals; `bmp` uniques per bucket plus the true unique count
 //! over the range (the sketch union); `adv` per-label sums, and sum / count / average per bucket
-//! and merged; `top` as a ranked table with bars. The range, selected metric and auto-refresh
+//! and merged; `top` as a ranked table with bars; `dst` distributions as one label's p50 line per
+//! bucket with p50–p90 and p90–p99 bands, plus the label's quantiles over the range (the
+//! server's merge of the sketches). The range, selected metric and auto-refresh
 //! (off, 10 s, 60 s) live in the URL, so a view can be bookmarked. When the server needs a token,
 //! the page asks once and keeps it in the tab's `sessionStorage`.
 #![deny(missing_docs)]
@@ -36,6 +38,9 @@ pub const STYLE_CSS: &str = include_str!("../assets/style.css");
 /// The page's script (inlined into [`INDEX_HTML`]).
 pub const APP_JS: &str = include_str!("../assets/app.js");
 
+/// The `dst` card's script (inlined into [`INDEX_HTML`] before [`APP_JS`], which uses it).
+pub const DST_JS: &str = include_str!("../assets/dst.js");
+
 /// The whole page: markup with the stylesheet and the script inlined.
 pub const INDEX_HTML: &str = concat!(
     include_str!("../assets/head.html"),
@@ -44,6 +49,8 @@ pub const INDEX_HTML: &str = concat!(
     "</style>\n",
     include_str!("../assets/body.html"),
     "<script>\n",
+    include_str!("../assets/dst.js"),
+    "</script>\n<script>\n",
     include_str!("../assets/app.js"),
     "</script>\n</body>\n</html>\n",
 );
@@ -59,8 +66,14 @@ mod tests {
     fn page_inlines_style_and_script_in_order() {
         let style = INDEX_HTML.find(STYLE_CSS).unwrap();
         let script = INDEX_HTML.find(APP_JS).unwrap();
+        let dst = INDEX_HTML.find(DST_JS).unwrap();
         assert!(style < INDEX_HTML.find("<body").unwrap());
         assert!(script > INDEX_HTML.find("id=\"cards\"").unwrap());
+        // Its own <script>, before app.js, which calls it; each file keeps its 'use strict'.
+        assert!(dst > INDEX_HTML.find("id=\"cards\"").unwrap() && dst + DST_JS.len() < script);
+        assert!(INDEX_HTML[dst + DST_JS.len()..script].contains("</script>"));
+        assert!(DST_JS.starts_with("'use strict';") && APP_JS.starts_with("'use strict';"));
+        assert!(APP_JS.contains("traqqDistribution(") && DST_JS.contains("function traqqDistribution("));
         assert!(INDEX_HTML.trim_end().ends_with("</html>"));
     }
 
@@ -121,7 +134,10 @@ mod tests {
         ] {
             assert!(APP_JS.contains(path), "app.js lacks {path}");
         }
+        assert!(APP_JS.contains("add_key="), "app.js lacks add_key= (dst merges)");
         // Metric values come from user events: never parse them as HTML.
-        assert!(!APP_JS.contains("innerHTML"));
+        for js in [APP_JS, DST_JS] {
+            assert!(!js.contains("innerHTML") && !js.contains("insertAdjacentHTML"));
+        }
     }
 }

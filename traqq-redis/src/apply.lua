@@ -20,7 +20,10 @@
 --
 -- A capped part ('i', 'f', 'z' with a cap above 0; its items in byte order of the label) keeps the
 -- key at no more than cap labels plus '(other)': a label the key does not hold yet, arriving when
--- it holds cap labels already, is counted under '(other)' (traqq_core::labels).
+-- it holds cap labels already, is counted under '(other)' (traqq_core::labels). A distribution's
+-- fields are 'LABEL:BIN' (no other field holds a ':'): the cap counts their labels, and the
+-- fields of a label past it go to '(other):BIN'. Its overflowed labels are counted once each, at
+-- their one sum field 'LABEL:s'.
 --
 -- Returns 0 when everything was applied, or {'overflow', n} when n new labels went to '(other)'. Every key's type is checked before anything is
 -- written, so a key of the wrong type fails the batch with nothing applied: {i, 'WRONGTYPE ...', 0}.
@@ -93,6 +96,7 @@ local ok, failure = pcall(function()
     local cap = tonumber(argv[a + 3])
     a = a + 4
     local held = 0
+    local split = nil
     if cap > 0 then
       if op == 'z' then
         held = call('ZCARD', key)
@@ -101,10 +105,42 @@ local ok, failure = pcall(function()
         held = call('HLEN', key)
         if call('HEXISTS', key, OTHER) == 1 then held = held - 1 end
       end
-      -- Room for every item: no label can overflow, no check per item.
-      if held + n <= cap then cap = 0 end
+      -- Room for every item: no label can overflow, no check per item (a key holds at least
+      -- as many fields as labels).
+      if held + n <= cap then
+        cap = 0
+      elseif op ~= 'z' and n > 0 and string.find(argv[a], ':', 1, true) then
+        split = {}
+        held = 0
+        for _, f in ipairs(call('HKEYS', key)) do
+          local l = string.match(f, '^[^:]*')
+          if l ~= OTHER and not split[l] then
+            split[l] = true
+            held = held + 1
+          end
+        end
+      end
     end
-    if cap > 0 then
+    if split then
+      local cmd = (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
+      local last = a + 2 * n - 1
+      for j = a, last, 2 do
+        local field = argv[j]
+        local colon = string.find(field, ':', 1, true) or (#field + 1)
+        local label = string.sub(field, 1, colon - 1)
+        if label ~= OTHER and not split[label] then
+          if held >= cap then
+            field = OTHER .. string.sub(field, colon)
+            if string.sub(field, -2) == ':s' then overflowed = overflowed + 1 end
+          else
+            held = held + 1
+            split[label] = true
+          end
+        end
+        call(cmd, key, field, argv[j + 1])
+      end
+      a = last + 1
+    elseif cap > 0 then
       local z = op == 'z'
       local cmd = (z and 'ZINCRBY') or (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
       local last = a + 2 * n - 1

@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind, Value};
 use traqq_core::batch::{KeyEntry, KeyOps, Number};
+use traqq_core::labels::label_of;
 
 /// The batch script (see the file for its argument layout).
 pub(crate) const APPLY_LUA: &str = include_str!("apply.lua");
@@ -223,12 +224,12 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
 }
 
 /// The items of a part: in byte order of the label when the key has a label cap (the script
-/// admits new labels in the order it meets them: see `traqq_core::labels`), as they come
-/// otherwise.
+/// admits new labels in the order it meets them: see `traqq_core::labels`; a distribution's
+/// fields `LABEL:BIN` by their label first), as they come otherwise.
 fn labelled<'a, T>(items: impl Iterator<Item = (&'a String, T)>, cap: usize) -> Vec<(&'a String, T)> {
     let mut items: Vec<(&'a String, T)> = items.collect();
     if cap > 0 {
-        items.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        items.sort_unstable_by(|a, b| (label_of(a.0), a.0).cmp(&(label_of(b.0), b.0)));
     }
     items
 }

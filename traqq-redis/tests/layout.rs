@@ -30,6 +30,7 @@ fn mapping() -> MappingConfig {
             add_key: "amount".into(),
         }],
         top: vec!["geo".into()],
+        distribution: Vec::new(),
     }
 }
 

@@ -42,6 +42,7 @@ fn workload_config() -> TraqqConfig {
             top: ["geo", "offer", "geo~offer", "offer~creative", "offer~host"]
                 .map(String::from)
                 .to_vec(),
+            distribution: Vec::new(),
         },
         ..TraqqConfig::default()
     }

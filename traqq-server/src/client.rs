@@ -247,6 +247,9 @@ fn range_request(
     if let Some(zone) = zone {
         req["tz"] = json!(zone.name());
     }
+    if let Some(qs) = &opts.quantiles {
+        req["q"] = json!(qs);
+    }
     if let Some(f) = find {
         req["metric_type"] = json!(f.metric_type);
         req["key"] = json!(f.key);

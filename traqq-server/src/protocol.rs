@@ -185,8 +185,9 @@ pub enum Request<'a> {
         command: Command,
         /// The range.
         range: Range,
-        /// Bucket, limit and filters (`min`/`max` are set from `range`).
-        opts: QueryOptions,
+        /// Bucket, limit, filters and quantiles (`min`/`max` are set from `range`); boxed, so a
+        /// request stays small beside the others.
+        opts: Box<QueryOptions>,
         /// `"totals": true`: the reply is `{"days": [...], "totals": [...]}`, the totals being
         /// every metric merged over the range (unique counts as unions).
         totals: bool,
@@ -201,8 +202,8 @@ pub enum Request<'a> {
     Find {
         /// The range.
         range: Range,
-        /// Bucket, limit and filters.
-        opts: QueryOptions,
+        /// Bucket, limit, filters and quantiles (boxed, as for `Query`).
+        opts: Box<QueryOptions>,
         /// The selector.
         find: FindOptions,
         /// `"tz"`, as for `query`.

@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into()],
+            distribution: Vec::new(),
         },
         ..TraqqConfig::default()
     };

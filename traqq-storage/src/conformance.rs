@@ -22,6 +22,7 @@ use traqq_core::read::{Read, ReadResult};
 use crate::storage::{Storage, StorageExt};
 
 pub mod claims;
+pub mod distributions;
 pub mod faulty;
 pub mod hashes;
 pub mod labels;
@@ -50,6 +51,7 @@ pub fn run_all(storage: &dyn Storage) {
     retention_prunes_old_buckets(storage);
     claims::run_all(storage);
     labels::run_all(storage);
+    distributions::run_all(storage);
 }
 
 /// A prefix no other check (or earlier run against the same server) uses.
@@ -239,6 +241,7 @@ fn sample_config() -> TraqqConfig {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into(), "offer~geo".into()],
+            distribution: Vec::new(),
         },
         ..TraqqConfig::default()
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::{HashMap, HashSet};
 use parking_lot::Mutex;
 use traqq_core::batch::{Batch, KeyEntry, KeyOps};
-use traqq_core::labels::{cap_labels, OTHER};
+use traqq_core::labels::{cap_labels, labels_in};
 use traqq_core::read::{Read, ReadResult};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -74,8 +74,9 @@ impl LabelIndex {
             }
             let Some(known) = keys.get_mut(key) else { continue };
             let labels = &mut known.labels;
-            let fresh: Vec<u64> = labels_of(&entry.ops)
-                .filter(|l| *l != OTHER)
+            // A distribution's key has several fields per label (`LABEL:BIN`): count labels.
+            let fresh: HashSet<u64> = labels_in(labels_of(&entry.ops))
+                .into_iter()
                 .map(|l| xxh3_64(l.as_bytes()))
                 .filter(|h| !labels.contains(h))
                 .collect();
@@ -133,9 +134,8 @@ fn load(key: &str, ops: &KeyOps, read: &impl Fn(&[Read]) -> Result<Vec<ReadResul
         Some(ReadResult::Top(members)) => members.into_iter().map(|(m, _)| m).collect(),
         _ => Vec::new(),
     };
-    Ok(labels
-        .iter()
-        .filter(|l| l.as_str() != OTHER)
+    Ok(labels_in(labels.iter().map(String::as_str))
+        .into_iter()
         .map(|l| xxh3_64(l.as_bytes()))
         .collect())
 }

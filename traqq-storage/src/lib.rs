@@ -12,6 +12,7 @@
 //!         add: vec!["event".into(), "event~geo".into()],
 //!         add_value: vec![AddValueConfig { key: "event~geo".into(), add_key: "amount".into() }],
 //!         top: vec!["geo".into()],
+//!         distribution: vec![DistributionConfig { key: "event".into(), value_key: "amount".into() }],
 //!     },
 //!     ..TraqqConfig::default()
 //! };

@@ -11,7 +11,7 @@ use hashbrown::{HashMap, HashSet};
 use parking_lot::{Mutex, MutexGuard};
 use traqq_core::batch::{Batch, KeyEntry, KeyOps, Number};
 use traqq_core::claim::{Claims, Seen};
-use traqq_core::labels::{cap_labels, OTHER};
+use traqq_core::labels::{cap_labels, labels_in, OTHER};
 use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
 use traqq_core::sketch::Sketch;
 
@@ -70,15 +70,21 @@ impl Value {
             _ => return None,
         };
         let held = held - usize::from(has_other);
+        // Fields are at least as many as labels: when they fit, the labels do.
         if cap == 0 || held + entry.ops.len() <= cap {
             return None;
         }
         let mut ops = entry.ops.clone();
-        let capped = cap_labels(&mut ops, cap, held, |label| match self {
-            Value::Hash(h) => h.contains_key(label),
-            Value::Scores(z) => z.contains_key(label),
-            _ => false,
-        });
+        let capped = match self {
+            // A distribution's fields are `LABEL:BIN`: the cap counts their labels.
+            Value::Hash(h) if is_distribution(&entry.ops) => {
+                let labels = labels_in(h.keys().map(String::as_str));
+                cap_labels(&mut ops, cap, labels.len(), |label| labels.contains(label))
+            }
+            Value::Hash(h) => cap_labels(&mut ops, cap, held, |label| h.contains_key(label)),
+            Value::Scores(z) => cap_labels(&mut ops, cap, held, |label| z.contains_key(label)),
+            _ => return None,
+        };
         Some((ops, capped.overflowed))
     }
 
@@ -149,6 +155,12 @@ impl MemoryStorage {
     pub fn key_count(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
+}
+
+/// Whether hash operations are a distribution's (`dst`): its fields are `LABEL:BIN`, no other
+/// metric's field holds a `:`.
+fn is_distribution(ops: &KeyOps) -> bool {
+    matches!(ops, KeyOps::Hash(m) if m.keys().next().is_some_and(|f| f.contains(':')))
 }
 
 fn wrong_type(key: &str, held: &Value) -> Error {

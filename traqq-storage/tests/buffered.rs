@@ -165,6 +165,7 @@ fn many_threads_recording_through_the_engine_lose_nothing() {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into()],
+            distribution: Vec::new(),
         },
         ..TraqqConfig::default()
     };

@@ -23,6 +23,7 @@ fn config() -> TraqqConfig {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into(), "geo~offer".into()],
+            distribution: Vec::new(),
         },
         time: TimeConfig {
             store_hourly: true,

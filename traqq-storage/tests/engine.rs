@@ -44,6 +44,7 @@ fn all_four_metric_types_and_compound_keys() {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into()],
+            distribution: Vec::new(),
         }),
         T0,
     );

@@ -26,6 +26,7 @@ fn config() -> TraqqConfig {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into()],
+            distribution: Vec::new(),
         },
         event: EventConfig {
             id_field: Some("id".into()),

@@ -27,6 +27,7 @@ fn config() -> TraqqConfig {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into()],
+            distribution: Vec::new(),
         },
         ..TraqqConfig::default()
     }

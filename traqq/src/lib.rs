@@ -45,7 +45,8 @@
 //! ```
 //!
 //! A traqq 0.2 program keeps compiling with only its dependency line changed (`traqq = "0.3"`),
-//! as long as it builds its config with `..Default::default()` (0.3 has more sections) and lets
+//! as long as it builds its config and its mapping with `..Default::default()` (0.3 has more
+//! sections, and a fifth metric type, `distribution`) and lets
 //! `?` box the errors (0.2's were strings):
 //!
 //! ```
@@ -59,6 +60,7 @@
 //!             add: vec!["event".to_string(), "event~geo".to_string()],
 //!             add_value: vec![AddValueConfig { key: "event".to_string(), add_key: "amount".to_string() }],
 //!             top: vec!["geo".to_string()],
+//!             ..Default::default()
 //!         },
 //!         ..Default::default()
 //!     };

@@ -10,6 +10,7 @@ use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::{BucketKind, Calendar};
 use crate::claim::{Claim, IdPolicy};
 use crate::config::TraqqConfig;
+use crate::distribution::{Bin, FIELD_SEPARATOR, SUM_SUFFIX};
 use crate::event::{IncomingEvent, Scalar};
 use crate::key::{bucket_registry_key, key_set_key, validate_prefix, AdvPart, KeyRef, MetricType};
 use crate::pattern::Pattern;
@@ -32,9 +33,10 @@ struct CompiledMetric {
     pattern: String,
     /// Slot of each part, in the pattern's (sorted) part order.
     slots: Vec<usize>,
-    /// For `adv`: the summed property.
+    /// For `adv`: the summed property; for `dst`: the distributed one.
     add_key: Option<String>,
-    /// Storage keys this metric writes per bucket (adv: the sums, the summary, the counts).
+    /// Storage keys this metric writes per bucket (adv: the sums, the summary, the counts;
+    /// dst: the distributions, the summary).
     keys_per_bucket: usize,
     /// Labels a key of this metric keeps per bucket (`[limits] max_labels`); 0 = no cap.
     max_labels: usize,
@@ -106,15 +108,24 @@ impl OpGenerator {
                 });
             }
         }
-        for av in &m.add_value {
-            let pattern = Pattern::parse(&av.key).map_err(|r| Error::config("mapping", r))?;
+        let valued = m
+            .add_value
+            .iter()
+            .map(|av| (MetricType::Adv, &av.key, &av.add_key, 3))
+            .chain(
+                m.distribution
+                    .iter()
+                    .map(|d| (MetricType::Dst, &d.key, &d.value_key, 2)),
+            );
+        for (metric, key, value_key, keys_per_bucket) in valued {
+            let pattern = Pattern::parse(key).map_err(|r| Error::config("mapping", r))?;
             metrics.push(CompiledMetric {
-                metric: MetricType::Adv,
+                metric,
                 slots: pattern.parts().map(&mut slot_of).collect(),
                 pattern: pattern.as_str().to_owned(),
-                add_key: Some(av.add_key.clone()),
-                keys_per_bucket: 3,
-                max_labels: labels_cap(MetricType::Adv, &pattern),
+                add_key: Some(value_key.clone()),
+                keys_per_bucket,
+                max_labels: labels_cap(metric, &pattern),
             });
         }
         Ok(OpGenerator {
@@ -321,8 +332,10 @@ struct Slot {
     ops: KeyOps,
     /// Events per packed field: `add` counts and `top` scores (both +1 per event).
     counts: HashMap<u64, u64>,
-    /// Sum and events per packed field (`adv`).
+    /// Sum and events per packed field (`adv`, and `dst`'s per-label sums).
     sums: HashMap<u64, Increment>,
+    /// Values per packed field and bin (`dst`).
+    bins: HashMap<(u64, Bin), u64>,
     /// For `adv`: per-label counts of fields that could not be packed (the `:c` key).
     label_counts: KeyOps,
     /// For `adv`: the `:i` summary's sum and count.
@@ -334,11 +347,12 @@ impl Slot {
         Slot {
             ops: match metric {
                 MetricType::Bmp => KeyOps::Hll(Default::default()),
-                MetricType::Add | MetricType::Adv => KeyOps::Hash(Default::default()),
+                MetricType::Add | MetricType::Adv | MetricType::Dst => KeyOps::Hash(Default::default()),
                 MetricType::Top => KeyOps::Scores(Default::default()),
             },
             counts: HashMap::new(),
             sums: HashMap::new(),
+            bins: HashMap::new(),
             label_counts: KeyOps::Hash(Default::default()),
             summary: Increment::default(),
         }
@@ -456,6 +470,26 @@ impl BatchBuilder<'_> {
                         slot.ops.incr(&self.value, Number::Float(amount));
                         slot.label_counts.incr(&self.value, Number::Int(1));
                     }
+                    (MetricType::Dst, Some(field)) => {
+                        slot.summary.add(amount);
+                        slot.sums.entry(field).or_default().add(amount);
+                        if let Some(bin) = Bin::of(amount) {
+                            *slot.bins.entry((field, bin)).or_insert(0) += 1;
+                        }
+                    }
+                    (MetricType::Dst, None) => {
+                        slot.summary.add(amount);
+                        let label = self.value.len();
+                        self.value.push(FIELD_SEPARATOR);
+                        self.value.push_str(SUM_SUFFIX);
+                        slot.ops.incr(&self.value, Number::Float(amount));
+                        if let Some(bin) = Bin::of(amount) {
+                            self.value.truncate(label + 1);
+                            bin.write_suffix(&mut self.value);
+                            slot.ops.incr(&self.value, Number::Int(1));
+                        }
+                        self.value.truncate(label);
+                    }
                     (_, Some(field)) => *slot.counts.entry(field).or_insert(0) += 1,
                     (MetricType::Add, None) => slot.ops.incr(&self.value, Number::Int(1)),
                     (MetricType::Top, None) => slot.ops.zincr(&self.value, 1.0),
@@ -533,10 +567,23 @@ impl BatchBuilder<'_> {
                     _ => slot.ops.incr(&field, Number::Int(events as i64)),
                 }
             }
+            let dst = m.metric == MetricType::Dst;
             for (packed, inc) in slot.sums.drain() {
                 field_text(packed, &mut field);
-                slot.ops.incr(&field, Number::Float(inc.sum));
-                slot.label_counts.incr(&field, Number::Int(inc.events));
+                if dst {
+                    field.push(FIELD_SEPARATOR);
+                    field.push_str(SUM_SUFFIX);
+                    slot.ops.incr(&field, Number::Float(inc.sum));
+                } else {
+                    slot.ops.incr(&field, Number::Float(inc.sum));
+                    slot.label_counts.incr(&field, Number::Int(inc.events));
+                }
+            }
+            for ((packed, bin), n) in slot.bins.drain() {
+                field_text(packed, &mut field);
+                field.push(FIELD_SEPARATOR);
+                bin.write_suffix(&mut field);
+                slot.ops.incr(&field, Number::Int(n as i64));
             }
             let b = (bucket, start);
             let mut key_ref = KeyRef {
@@ -562,12 +609,14 @@ impl BatchBuilder<'_> {
                     max_labels: m.max_labels,
                 },
             );
-            if m.metric == MetricType::Adv {
+            if m.metric.has_value_key() {
                 key_ref.part = AdvPart::Summary;
                 key_ref.write_to(&g.prefix, &mut key);
                 batch.sadd(set, b, &key);
                 batch.incr(&key, b, "sum", Number::Float(slot.summary.sum));
                 batch.incr(&key, b, "count", Number::Int(slot.summary.events));
+            }
+            if m.metric == MetricType::Adv {
                 key_ref.part = AdvPart::Counts;
                 key_ref.write_to(&g.prefix, &mut key);
                 batch.sadd(set, b, &key);

@@ -25,7 +25,7 @@ pub(super) fn parse<'a>(fields: &Fields<'a>) -> Parsed<Request<'a>> {
     }
     Ok(Request::Find {
         range,
-        opts,
+        opts: Box::new(opts),
         find: FindOptions {
             metric_type,
             key,

@@ -70,13 +70,13 @@ pub(crate) fn run(ctx: Ctx<'_>, request: Request<'_>, session: &mut Session) -> 
             group,
             zone,
             ..
-        } => query::run(ctx, range, opts, totals, group, zone),
+        } => query::run(ctx, range, *opts, totals, group, zone),
         Request::Find {
             range,
             opts,
             find,
             zone,
-        } => find::run(ctx, range, opts, &find, zone),
+        } => find::run(ctx, range, *opts, &find, zone),
     }
 }
 
@@ -241,6 +241,46 @@ impl<'a> Fields<'a> {
                 clip(v)
             )),
         }
+    }
+
+    /// Quantiles (`dst` results): a number or a list of numbers in JSON, `0.5,0.999` as a
+    /// parameter; each in `[0, 1]`, at most `MAX_QUANTILES`.
+    pub(crate) fn quantiles(&self, name: &str) -> Parsed<Option<Vec<f64>>> {
+        let qs = if let Some(raw) = self.raw(name) {
+            match serde_json::from_str::<f64>(raw.get()) {
+                Ok(one) => vec![one],
+                Err(_) => serde_json::from_str::<Vec<f64>>(raw.get()).map_err(|_| {
+                    format!(
+                        "field {name:?} must be a number or a list of numbers (quantiles such as [0.5, 0.99]), found {}",
+                        kind_of(raw)
+                    )
+                })?,
+            }
+        } else {
+            // `q=0.5,0.99` or `q=0.5&q=0.99`.
+            let Fields::Params(params) = self else {
+                return Ok(None);
+            };
+            let given: Vec<&str> = params
+                .iter()
+                .filter(|(n, v)| n == name && !v.is_empty())
+                .map(|(_, v)| v.as_str())
+                .collect();
+            if given.is_empty() {
+                return Ok(None);
+            }
+            return traqq_core::distribution::parse_quantiles(&given.join(","))
+                .map(Some)
+                .map_err(|e| {
+                    format!(
+                        "parameter {name:?}: {}",
+                        e.to_string().replace("invalid query: ", "")
+                    )
+                });
+        };
+        traqq_core::distribution::check_quantiles(&qs)
+            .map_err(|e| format!("field {name:?}: {}", e.to_string().replace("invalid query: ", "")))?;
+        Ok(Some(qs))
     }
 
     pub(crate) fn list(&self, name: &str) -> Parsed<Vec<String>> {

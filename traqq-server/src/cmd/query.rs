@@ -31,7 +31,7 @@ pub(super) fn parse<'a>(command: Command, fields: &Fields<'a>) -> Parsed<Request
     Ok(Request::Query {
         command,
         range,
-        opts,
+        opts: Box::new(opts),
         totals,
         group,
         zone,
@@ -90,7 +90,7 @@ struct GroupTotals {
 }
 
 /// The range (`days`, or `min` and `max`) and the options (`bucket`, `limit`, `accept`,
-/// `ignore`) of a `query`, `query_days` or `find`.
+/// `ignore`, `q`) of a `query`, `query_days` or `find`.
 pub(super) fn range_and_options(command: Command, fields: &Fields<'_>) -> Parsed<(Range, QueryOptions)> {
     let by_days = command == Command::QueryDays || (command == Command::Find && fields.has("days"));
     let range = if by_days {
@@ -134,6 +134,7 @@ pub(super) fn range_and_options(command: Command, fields: &Fields<'_>) -> Parsed
         limit,
         accept: fields.list("accept")?,
         ignore: fields.list("ignore")?,
+        quantiles: fields.quantiles("q")?,
         ..QueryOptions::default()
     };
     Ok((range, opts))

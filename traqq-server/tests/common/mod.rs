@@ -24,6 +24,7 @@ pub fn mapping() -> TraqqConfig {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into()],
+            distribution: Vec::new(),
         },
         ..TraqqConfig::default()
     }

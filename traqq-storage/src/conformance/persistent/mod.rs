@@ -179,6 +179,7 @@ fn config() -> TraqqConfig {
                 add_key: "amount".into(),
             }],
             top: vec!["geo".into(), "event~ip".into()],
+            distribution: Vec::new(),
         },
         ..TraqqConfig::default()
     }
