@@ -325,3 +325,124 @@ fn slot_migration_fails_batches_as_unavailable_and_never_double_counts() {
         .unwrap();
     assert_eq!(on_target, 8);
 }
+
+/// Distributions on a cluster: one metric's days share a slot (the layout), so the test puts
+/// two writers' prefixes on different nodes and merges across them. Each prefix's days hold the
+/// bins of a sketch of its raw values; a field-wise sum over the keys of both prefixes and every
+/// day — read from two nodes — is the sketch of all values together.
+#[test]
+fn distributions_merge_across_nodes() {
+    use traqq_core::distribution::{sketches_from_fields, DistSketch};
+    use traqq_core::read::{Read, ReadResult};
+
+    let Some(urls) = common::cluster_urls() else {
+        return;
+    };
+    let storage: std::sync::Arc<dyn Storage> =
+        std::sync::Arc::new(RedisStorage::connect(RedisConfig::cluster(urls.clone())).unwrap());
+    let config = || TraqqConfig {
+        mapping: MappingConfig {
+            distribution: vec![DistributionConfig {
+                key: "event~geo".into(),
+                value_key: "ms".into(),
+            }],
+            ..MappingConfig::default()
+        },
+        ..TraqqConfig::default()
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let node_of = |prefix: &str| -> String {
+        let found = keys_by_node(&urls, &format!("{prefix}:dst:"));
+        let nodes: Vec<&String> = found
+            .iter()
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(nodes.len(), 1, "one metric's keys share a node: {found:?}");
+        nodes[0].clone()
+    };
+    // Writers whose distribution keys live on two different nodes.
+    let mut writers: Vec<(String, String)> = Vec::new();
+    for i in 0..40 {
+        let prefix = format!("dst{}x{nanos}x{i}", std::process::id());
+        let traqq = Traqq::with_shared_storage(config(), storage.clone(), &prefix).unwrap();
+        traqq
+            .record_json(&format!(r#"{{"event":"probe","geo":"ZZ","ms":1,"ts":{DAY0}}}"#))
+            .unwrap();
+        let node = node_of(&prefix);
+        if writers.iter().all(|(_, n)| *n != node) {
+            writers.push((prefix, node));
+        }
+        if writers.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(writers.len(), 2, "no two prefixes on different nodes in 40 tries");
+
+    let mut truth: BTreeMap<(usize, i64, &str), DistSketch> = BTreeMap::new();
+    for (w, (prefix, _)) in writers.iter().enumerate() {
+        let traqq = Traqq::with_shared_storage(config(), storage.clone(), prefix).unwrap();
+        let lines: Vec<String> = (0..3_000i64)
+            .map(|i| {
+                let day = i % 3;
+                let label = ["get~US", "put~DE"][(i % 2) as usize];
+                let (event, geo) = label.split_once('~').unwrap();
+                let ms = ((i * 7_919 + w as i64 * 13) % 5_000) as f64 / 4.0 - 50.0;
+                truth.entry((w, day, label)).or_default().add(ms);
+                format!(
+                    r#"{{"event":"{event}","geo":"{geo}","ms":{ms},"ts":{}}}"#,
+                    DAY0 + day * 86_400 + 1 + i
+                )
+            })
+            .collect();
+        for chunk in lines.chunks(1_000) {
+            assert_eq!(
+                traqq
+                    .record_json_lines(chunk.iter().map(String::as_str))
+                    .unwrap()
+                    .recorded,
+                chunk.len()
+            );
+        }
+        // Per writer and day: exactly the bins of its values (plus the probe on day 0).
+        let result = traqq.query(DAY0, DAY0 + 2 * 86_400).unwrap();
+        for (day, bucket) in result.days.iter().enumerate() {
+            let dst = bucket
+                .results
+                .iter()
+                .find_map(|r| match &r.result {
+                    MetricData::Quantiles(q) => Some(q),
+                    _ => None,
+                })
+                .unwrap();
+            for label in ["get~US", "put~DE"] {
+                let got: Vec<_> = dst[label].sketch().unwrap().bins().collect();
+                let want: Vec<_> = truth[&(w, day as i64, label)].bins().collect();
+                assert_eq!(got, want, "writer {w} day {day} {label}");
+            }
+        }
+    }
+    let keys: Vec<String> = writers
+        .iter()
+        .flat_map(|(prefix, _)| {
+            (0..3).map(move |d| format!("{prefix}:dst:d:{}:ms:event~geo", DAY0 + d * 86_400))
+        })
+        .collect();
+    let Some(ReadResult::Hash(fields)) = storage.read(&[Read::Sum(keys)]).unwrap().pop() else {
+        panic!("a sum read answers a hash")
+    };
+    let summed = sketches_from_fields(fields).unwrap();
+    for label in ["get~US", "put~DE"] {
+        let mut all = DistSketch::new();
+        truth
+            .iter()
+            .filter(|((_, _, l), _)| *l == label)
+            .for_each(|(_, s)| all.merge(s));
+        let got: Vec<_> = summed[label].bins().collect();
+        assert_eq!(got, all.bins().collect::<Vec<_>>(), "{label} over both nodes");
+        assert_eq!(summed[label].count(), 3_000);
+    }
+}
