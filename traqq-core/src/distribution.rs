@@ -103,12 +103,23 @@ impl Bin {
         }
     }
 
-    /// The key that orders bins by the values they hold (most negative first).
-    fn order(self) -> (i8, i32) {
+    /// The key that orders bins by the values they hold (most negative first); `i64` so
+    /// that negating any index is exact.
+    fn order(self) -> (i8, i64) {
         match self {
-            Bin::Negative(i) => (-1, -i),
+            Bin::Negative(i) => (-1, -i64::from(i)),
             Bin::Zero => (0, 0),
-            Bin::Positive(i) => (1, i),
+            Bin::Positive(i) => (1, i64::from(i)),
+        }
+    }
+
+    fn from_order((sign, i): (i8, i64)) -> Bin {
+        // Keys are only made by `order` from an `i32`.
+        let index = |i: i64| i32::try_from(i).unwrap_or(if i < 0 { i32::MIN } else { i32::MAX });
+        match sign {
+            -1 => Bin::Negative(index(-i)),
+            0 => Bin::Zero,
+            _ => Bin::Positive(index(i)),
         }
     }
 }
@@ -119,7 +130,7 @@ pub const SUM_SUFFIX: &str = "s";
 /// One label's distribution: counts per bin and the exact sum.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DistSketch {
-    bins: BTreeMap<(i8, i32), u64>,
+    bins: BTreeMap<(i8, i64), u64>,
     sum: f64,
 }
 
@@ -166,14 +177,7 @@ impl DistSketch {
 
     /// The bins and their counts, most negative values first.
     pub fn bins(&self) -> impl Iterator<Item = (Bin, u64)> + '_ {
-        self.bins.iter().map(|(&(sign, i), &n)| {
-            let bin = match sign {
-                -1 => Bin::Negative(-i),
-                0 => Bin::Zero,
-                _ => Bin::Positive(i),
-            };
-            (bin, n)
-        })
+        self.bins.iter().map(|(&key, &n)| (Bin::from_order(key), n))
     }
 
     /// The `q`-quantile (`0 ≤ q ≤ 1`): within [`RELATIVE_ACCURACY`] of the value of rank

@@ -4,8 +4,10 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::NO_ID;
 use crate::bucket::{BucketKind, Calendar};
+
+/// The id of no value (an event's property not looked up yet, or an interner past `u32`).
+pub(super) const NO_ID: u32 = u32::MAX;
 
 /// The distinct values of one property within a batch, numbered in order of arrival.
 #[derive(Debug, Clone, Default)]
