@@ -24,6 +24,48 @@ pub fn free_port() -> Option<u16> {
     Some(TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port())
 }
 
+/// A free loopback port whose cluster bus port (port + 10000) is free too.
+pub fn free_cluster_port() -> Option<u16> {
+    (0..50).find_map(|_| {
+        let port = free_port()?;
+        let bus = port.checked_add(10_000)?;
+        TcpListener::bind(("127.0.0.1", bus)).ok().map(|_| port)
+    })
+}
+
+/// Joins `nodes` into one Redis Cluster with `replicas` replicas per master
+/// (`redis-cli --cluster create`), and waits until every node reports `cluster_state:ok` and
+/// every replica's link to its master is up.
+pub fn create_cluster(nodes: &[OwnServer], replicas: usize) {
+    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&o.stdout)
+        ),
+        Err(e) => panic!("cannot run redis-cli: {e}"),
+    }
+    let start = Instant::now();
+    for node in nodes {
+        loop {
+            if node.cluster_ready() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!("cluster node on port {} not ready within 30 s", node.port);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl OwnServer {
     /// A server with an append-only file in `dir`, fsynced on every write (a kill -9 loses
     /// nothing acknowledged; restart it on the same `port` and `dir` to get the data back).
@@ -38,6 +80,29 @@ impl OwnServer {
     /// A server without persistence (benchmarks, tests that only need a server of their own).
     pub fn ephemeral(port: u16) -> Option<OwnServer> {
         Self::start(port, &["--appendonly", "no"])
+    }
+
+    /// A Redis Cluster node without persistence: its cluster state in `dir`, failing over a
+    /// master that has been silent for `node_timeout_ms`. Join nodes with [`create_cluster`].
+    pub fn cluster_node(port: u16, dir: &Path, node_timeout_ms: u64) -> Option<OwnServer> {
+        let dir = dir.to_string_lossy();
+        let conf = format!("nodes-{port}.conf");
+        let timeout = node_timeout_ms.to_string();
+        Self::start(
+            port,
+            &[
+                "--appendonly",
+                "no",
+                "--dir",
+                &dir,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &conf,
+                "--cluster-node-timeout",
+                &timeout,
+            ],
+        )
     }
 
     /// A replica of `master` without persistence, once its replication link is up.
@@ -122,6 +187,26 @@ impl OwnServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("redis-server on port {} did not answer within 10 s", self.port);
+    }
+
+    /// `cluster_state:ok`, and for a replica a replication link that is up.
+    pub fn cluster_ready(&self) -> bool {
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
+            return false;
+        };
+        let state: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut c)
+            .unwrap_or_default();
+        let replication: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut c)
+            .unwrap_or_default();
+        state.contains("cluster_state:ok")
+            && (replication.contains("role:master") || replication.contains("master_link_status:up"))
     }
 
     /// Kills the server (SIGKILL, like a crash) and waits for it to exit.
