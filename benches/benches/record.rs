@@ -4,6 +4,8 @@
 //!
 //! - `record/*/memory`: thread CPU time, 10,000 events per call; the store is reused across
 //!   iterations, so the figures are steady state (keys and fields exist; the key space is bounded).
+//!   `json_lines_10k_distribution` is `json_lines_10k` with the mapping plus one distribution
+//!   (issue 17; `traqq-bench distribution` measures the same on whole runs and RocksDB).
 //! - `record_durable/batch_1000/{rocks,sled,redis}`: wall time (their work partly runs on other
 //!   threads or in `redis-server`), `sync = "batch"`, batches of 1,000 fresh events streamed
 //!   from the generator, one store per backend growing through the run. Redis uses
@@ -24,7 +26,7 @@ use std::time::Duration;
 use criterion::measurement::Measurement;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use traqq_bench::cpu::{criterion, ProcessCpu, ThreadCpu};
-use traqq_bench::mapping::standard_config;
+use traqq_bench::mapping::{distribution_config, standard_config};
 use traqq_bench::redis_server::RedisServer;
 use traqq_bench::workload::{Chunk, Ips, Workload, BENCH_NOW, BENCH_SEED};
 use traqq_redis::{RedisConfig, RedisStorage};
@@ -112,6 +114,19 @@ fn record(c: &mut Criterion<ThreadCpu>) {
                 assert_eq!(outcome.recorded, EVENTS);
             })
         });
+        // Issue 17: the same lines with one distribution (`dst` of `amount` per `event~geo`)
+        // added to the mapping, into its own store (≤ 1.3× `json_lines_10k`).
+        if let Some((storage, _guard)) = open() {
+            let with_dst = Traqq::with_shared_storage(distribution_config(), storage, "bench")
+                .unwrap()
+                .with_clock(ManualClock::new(BENCH_NOW));
+            group.bench_function(BenchmarkId::new("json_lines_10k_distribution", name), |b| {
+                b.iter(|| {
+                    let outcome = with_dst.record_json_lines(standard.lines()).unwrap();
+                    assert_eq!(outcome.recorded, EVENTS);
+                })
+            });
+        }
         group.bench_function(BenchmarkId::new("json_lines_10k_distinct_ips", name), |b| {
             b.iter(|| traqq.record_json_lines(distinct.lines()).unwrap())
         });

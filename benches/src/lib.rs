@@ -26,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod cpu;
+pub mod distribution;
 pub mod import;
 pub mod mapping;
 pub mod phase;

@@ -4,6 +4,7 @@
 //! traqq-bench gen --events 1000000 --seed 1 > events.ndjson
 //! traqq-bench compare                      # 1,000,000 events, both ip modes, both engines
 //! traqq-bench import --events 200000        # `traqq import` processes against traqq 0.2
+//! traqq-bench distribution --events 200000  # what one `dst` adds to ingest and storage
 //! ```
 
 use std::process::Command;
@@ -131,6 +132,21 @@ enum Cmd {
         #[arg(long)]
         skip_v02: bool,
     },
+    /// What one distribution costs (issue 17): the standard workload recorded with the standard
+    /// mapping and with it plus a `dst` of `amount` per `event~geo`, alternating runs into the
+    /// memory store and RocksDB (thread CPU time, min and median, the ratio); then the `dst`
+    /// keys' fields and bytes per label per day (packed-map and Redis estimates, RocksDB on disk
+    /// compacted, Redis `MEMORY USAGE`).
+    Distribution {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// Timed runs of each mapping per store (after one untimed warm-up of each).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Skip the Redis `MEMORY USAGE` figures.
+        #[arg(long)]
+        skip_redis: bool,
+    },
     /// traqq 0.2 importing an NDJSON file, line by line (one contender of `import`).
     #[command(hide = true)]
     V02Import { file: std::path::PathBuf },
@@ -195,6 +211,16 @@ fn main() -> anyhow::Result<()> {
             runs,
             traqq,
             skip_v02,
+        ),
+        Cmd::Distribution {
+            workload,
+            runs,
+            skip_redis,
+        } => traqq_bench::distribution::bench(
+            &workload.workload(Ips::STANDARD),
+            workload.events,
+            runs,
+            !skip_redis,
         ),
         Cmd::V02Import { file } => {
             println!("{}", traqq_bench::import::v02_import(&file)?);
