@@ -10,9 +10,9 @@ use std::sync::{Once, OnceLock};
 use arbitrary::{Result, Unstructured};
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::bucket::{in_supported_range, BucketKind};
-use traqq_core::config::{AddValueConfig, MappingConfig, TimeConfig, TraqqConfig};
+use traqq_core::config::{AddValueConfig, DistributionConfig, MappingConfig, TimeConfig, TraqqConfig};
 use traqq_core::event::{EventLimits, IncomingEvent};
-use traqq_core::key::{bucket_registry_key, decode_key_set_key, MetricKey};
+use traqq_core::key::{bucket_registry_key, decode_key_set_key, AdvPart, MetricKey, MetricType};
 use traqq_core::ops::OpGenerator;
 
 /// RocksDB's value codec and merge operator, compiled from its source file: it is pure Rust
@@ -70,7 +70,8 @@ pub const PREFIX: &str = "f";
 /// The `now` events without an event time are recorded at.
 pub const NOW: i64 = 1_700_000_000;
 
-/// The mapping of the event targets: plain, compound, bitmap, add_value and top patterns.
+/// The mapping of the event targets: plain, compound, bitmap, add_value, top and distribution
+/// patterns.
 pub fn mapping() -> MappingConfig {
     MappingConfig {
         bitmap: vec!["ip".into(), "user.id".into()],
@@ -86,7 +87,10 @@ pub fn mapping() -> MappingConfig {
             },
         ],
         top: vec!["geo".into(), "page.path".into()],
-        distribution: Vec::new(),
+        distribution: vec![DistributionConfig {
+            key: "event~geo".into(),
+            value_key: "amount".into(),
+        }],
     }
 }
 
@@ -106,6 +110,7 @@ pub fn generators() -> &'static [OpGenerator] {
                 time: TimeConfig {
                     store_hourly: hourly,
                     timezone: zone.into(),
+                    ..TimeConfig::default()
                 },
                 mapping: mapping(),
                 ..TraqqConfig::default()
@@ -205,6 +210,21 @@ pub fn check_batch(prefix: &str, batch: &Batch) {
             );
         };
         match &entry.ops {
+            KeyOps::Hash(m) if decoded.metric == MetricType::Dst && decoded.part == AdvPart::Sums => {
+                // A distribution's fields are `LABEL:BIN` / `LABEL:s`, and decode as sketches.
+                for (field, n) in m {
+                    let (label, _) = field
+                        .split_once(':')
+                        .unwrap_or_else(|| panic!("distribution field {field:?} of {key:?} has no ':'"));
+                    check_value(label);
+                    if let Number::Float(x) = n {
+                        assert!(x.is_finite(), "{key:?} {field:?} sums to {x}");
+                    }
+                }
+                let fields = m.iter().map(|(f, n)| (f.clone(), *n));
+                traqq_core::distribution::sketches_from_fields(fields)
+                    .unwrap_or_else(|e| panic!("{key:?} does not decode as distributions: {e}"));
+            }
             KeyOps::Hash(m) => {
                 for (field, n) in m {
                     check_value(field);

@@ -93,10 +93,10 @@ fn check_format(db: &DB, path: &Path) -> Result<()> {
     };
     match db.get(FORMAT_KEY).map_err(|e| refuse(e.into_string()))? {
         Some(v) if v == FORMAT => Ok(()),
-        Some(v) => Err(refuse(format!(
-            "written with traqq-rocks store format {:?}; this version reads format {:?} only",
-            String::from_utf8_lossy(&v),
-            String::from_utf8_lossy(FORMAT)
+        Some(v) => Err(refuse(traqq_storage::format::other_format_message(
+            "traqq-rocks",
+            &v,
+            FORMAT,
         ))),
         None => {
             let mut it = db.raw_iterator();

@@ -58,3 +58,20 @@ fn a_damaged_value_is_a_corrupt_error_naming_the_key() {
         assert!(err.to_string().contains(key), "{err}");
     }
 }
+
+#[test]
+fn a_store_of_a_newer_format_is_refused_naming_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
+    {
+        let db = rocksdb::DB::open_default(&path).unwrap();
+        db.put(b"\0traqq\0format", b"3").unwrap();
+    }
+    let err = RocksStorage::open(&path, RocksConfig::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("format 3 was written by a newer traqq") && text.contains("reads format 2"),
+        "{text}"
+    );
+}

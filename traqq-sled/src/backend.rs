@@ -359,10 +359,10 @@ impl SledStorage {
 fn check_format(db: &sled::Db) -> std::result::Result<(), String> {
     match db.get(FORMAT_KEY).map_err(|e| e.to_string())? {
         Some(v) if v == FORMAT => Ok(()),
-        Some(v) => Err(format!(
-            "written with traqq-sled store format {:?}; this version reads format {:?} only",
-            String::from_utf8_lossy(&v),
-            String::from_utf8_lossy(FORMAT)
+        Some(v) => Err(traqq_storage::format::other_format_message(
+            "traqq-sled",
+            &v,
+            FORMAT,
         )),
         None if db.first().map_err(|e| e.to_string())?.is_some() => Err(
             "written with traqq-sled store format 1 (one key per field); this version reads \

@@ -60,3 +60,21 @@ fn a_damaged_value_is_a_corrupt_error_naming_the_key() {
         assert!(err.to_string().contains(key), "{err}");
     }
 }
+
+#[test]
+fn a_store_of_a_newer_format_is_refused_naming_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(SledStorage::open(&path, SledConfig::default()).unwrap());
+    {
+        let db = sled::open(&path).unwrap();
+        db.insert(b"\0traqq\0format", &b"3"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStorage::open(&path, SledConfig::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("format 3 was written by a newer traqq") && text.contains("reads format 2"),
+        "{text}"
+    );
+}

@@ -48,6 +48,7 @@ pub mod conformance;
 pub mod durability;
 pub mod engine;
 mod error;
+pub mod format;
 pub mod labels;
 pub mod memory;
 mod outcome;
