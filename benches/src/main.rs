@@ -5,6 +5,7 @@
 //! traqq-bench compare                      # 1,000,000 events, both ip modes, both engines
 //! traqq-bench import --events 200000        # `traqq import` processes against traqq 0.2
 //! traqq-bench distribution --events 200000  # what one `dst` adds to ingest and storage
+//! traqq-bench cluster --events 200000       # Redis single node against 1-3 cluster masters
 //! ```
 
 use std::process::Command;
@@ -147,6 +148,35 @@ enum Cmd {
         #[arg(long)]
         skip_redis: bool,
     },
+    /// Does a Redis Cluster add throughput with masters (issue 18)? The standard workload
+    /// recorded (batches of 1,000) by 1 and 2 worker processes into a single plain
+    /// `redis-server` and into clusters of 1, 2 and 3 masters, alternating runs: events/s, Redis
+    /// CPU per event (all masters, `/proc/<pid>/stat`) and the workers' CPU, min and median.
+    Cluster {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// Timed runs of each setup and process count (after one untimed warm-up per setup).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// One recording process of `cluster`: its share of the workload, after `go` on stdin.
+    #[command(hide = true)]
+    ClusterWorker {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// Redis URLs, comma-separated (the single node, or the cluster's nodes).
+        #[arg(long)]
+        urls: String,
+        /// The URLs are a Redis Cluster.
+        #[arg(long)]
+        cluster: bool,
+        /// This worker records batches `i` with `i % parts == part`.
+        #[arg(long, default_value_t = 0)]
+        part: usize,
+        /// Workers sharing the workload.
+        #[arg(long, default_value_t = 1)]
+        parts: usize,
+    },
     /// traqq 0.2 importing an NDJSON file, line by line (one contender of `import`).
     #[command(hide = true)]
     V02Import { file: std::path::PathBuf },
@@ -222,6 +252,23 @@ fn main() -> anyhow::Result<()> {
             runs,
             !skip_redis,
         ),
+        Cmd::Cluster { workload, runs } => {
+            traqq_bench::cluster::bench(&workload.workload(Ips::STANDARD), workload.events, runs)
+        }
+        Cmd::ClusterWorker {
+            workload,
+            urls,
+            cluster,
+            part,
+            parts,
+        } => traqq_bench::cluster::worker(&traqq_bench::cluster::WorkerSpec {
+            workload: workload.workload(Ips::STANDARD),
+            events: workload.events,
+            part,
+            parts,
+            urls: urls.split(',').map(str::to_owned).collect(),
+            cluster,
+        }),
         Cmd::V02Import { file } => {
             println!("{}", traqq_bench::import::v02_import(&file)?);
             Ok(())

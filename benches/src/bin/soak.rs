@@ -1,0 +1,1279 @@
+//! `soak`: runs the real `traqq serve` binary for N minutes under mixed load and checks that it
+//! stays flat.
+//!
+//! Load, all at once: TCP `record_batch` ingest clients and HTTP `POST /v1/events` (NDJSON)
+//! ingest clients counting the events the server acknowledged; a dashboard client (`GET
+//! /v1/query?days=7`, merged `find`s of every metric type, a TCP `query_days`) every ~200 ms;
+//! a bad-input client (malformed JSON, oversize lines, wrong types, unknown commands, bad HTTP
+//! requests), each expecting its error and the connection to survive; connection churn (TCP
+//! and HTTP connections opened and dropped, some in the middle of a request).
+//!
+//! Every `--sample-secs` it prints the server's RSS and open fds, the dashboard latency
+//! percentiles of the interval and the ingest rate. At the end it checks that the `add`
+//! counter of `event` equals the sum of acknowledged events, that RSS and fds flattened and
+//! that query p99 did not drift more than 2×; it exits 1 when a check fails.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=/var/tmp/bench-target cargo build --release -p traqq-bench -p traqq-cli
+//! /var/tmp/bench-target/release/soak --backend rocksdb --minutes 30 \
+//!     --traqq /var/tmp/bench-target/release/traqq
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+use serde_json::Value;
+use traqq_bench::mapping::{ADD, ADD_VALUE, BITMAP, DISTRIBUTION, TOP};
+use traqq_bench::workload::Workload;
+use traqq_redis::testing::{free_port, OwnServer};
+
+/// `server.max_line_bytes` of the soak config: the bad-input client sends lines past it.
+const MAX_LINE_BYTES: usize = 256 * 1024;
+/// `server.max_body_bytes` of the soak config.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Events per ingest batch.
+const BATCH: usize = 100;
+/// Socket timeout: a reply slower than this is an error.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Rocksdb,
+    Redis,
+    Sled,
+    Memory,
+}
+
+/// Soak `traqq serve` under mixed load; sample RSS, fds and latency; check it stays flat.
+#[derive(Debug, Parser)]
+#[command(name = "soak")]
+struct Args {
+    /// Store behind the server.
+    #[arg(long, value_enum, default_value = "rocksdb")]
+    backend: Backend,
+    /// How long to run the load.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// The `traqq` binary to run (`traqq serve`).
+    #[arg(long, default_value = "/var/tmp/bench-target/release/traqq")]
+    traqq: PathBuf,
+    /// Target ingest rate of all ingest clients together, events/s (0 = as fast as they can).
+    #[arg(long, default_value_t = 4000)]
+    rate: u64,
+    /// TCP `record_batch` clients.
+    #[arg(long, default_value_t = 4)]
+    tcp_clients: usize,
+    /// HTTP `POST /v1/events` clients.
+    #[arg(long, default_value_t = 2)]
+    http_clients: usize,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10.0)]
+    sample_secs: f64,
+    /// Minutes between rows of the final curve (default: 5, or a sixth of a run under 30 min).
+    #[arg(long)]
+    curve_every: Option<f64>,
+}
+
+/// What the clients share: the stop flag and their counts.
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    /// Events the server acknowledged (`recorded` of each reply).
+    acked: AtomicU64,
+    /// Batches sent whose reply never came (the events may or may not be stored).
+    uncertain: AtomicU64,
+    /// Unexpected failures (a wrong reply, a refused connection, ...).
+    errors: AtomicU64,
+    /// The first unexpected failures, for the report.
+    first_errors: Mutex<Vec<String>>,
+    /// Dashboard latencies: (seconds since start, milliseconds).
+    latencies: Mutex<Vec<(f64, f64)>>,
+    /// Bad inputs answered with the expected error.
+    bad_refused: AtomicU64,
+    /// Connections opened and dropped by the churn client.
+    churned: AtomicU64,
+    /// Dashboard requests answered.
+    queries: AtomicU64,
+}
+
+impl Shared {
+    fn error(&self, what: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_errors.lock().unwrap();
+        if first.len() < 20 {
+            eprintln!("error: {what}");
+            first.push(what);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `d`, waking early when stopped.
+    fn sleep(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stopped() {
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(100)));
+        }
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("soak: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The running server: its child process and addresses.
+#[derive(Debug)]
+struct Serve {
+    child: Child,
+    tcp: String,
+    http: String,
+}
+
+impl Serve {
+    fn start(traqq: &Path, config: &Path, dir: &Path) -> anyhow::Result<Serve> {
+        let log = std::fs::File::create(dir.join("serve.log"))?;
+        let mut child = Command::new(traqq)
+            .args(["serve", "--config"])
+            .arg(config)
+            .current_dir(dir)
+            .env_remove("TRAQQ_CONFIG")
+            .env_remove("TRAQQ_REDIS_URL")
+            .env_remove("TRAQQ_DATA")
+            .env_remove("TRAQQ_ADDR")
+            .env_remove("TRAQQ_AUTH_TOKEN")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", traqq.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let (mut tcp, mut http) = (None, None);
+        while tcp.is_none() || http.is_none() {
+            let Some(line) = lines.next() else {
+                anyhow::bail!(
+                    "traqq serve exited before listening; its log:\n{}",
+                    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+                );
+            };
+            let line = line?;
+            if let Some(a) = line.strip_prefix("listening: tcp ") {
+                tcp = a.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(a) = line.strip_prefix("listening: http http://") {
+                http = Some(a.trim().trim_end_matches('/').to_owned());
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Serve {
+            child,
+            tcp: tcp.expect("set"),
+            http: http.expect("set"),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then the exit status (None: still running after 30 s, then killed).
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        for _ in 0..600 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn toml_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// The soak config: the standard mapping plus its distribution, ephemeral loopback ports.
+fn config_text(storage: &str) -> String {
+    format!(
+        r#"[mapping]
+bitmap = {bitmap}
+add = {add}
+add_value = [{{ key = "{avk}", add_key = "{ava}" }}]
+top = {top}
+distribution = [{{ key = "{dk}", value_key = "{dv}" }}]
+
+{storage}
+
+[server]
+tcp = "127.0.0.1:0"
+http = "127.0.0.1:0"
+max_line_bytes = {MAX_LINE_BYTES}
+max_body_bytes = {MAX_BODY_BYTES}
+"#,
+        bitmap = toml_list(&BITMAP),
+        add = toml_list(&ADD),
+        avk = ADD_VALUE.0,
+        ava = ADD_VALUE.1,
+        top = toml_list(&TOP),
+        dk = DISTRIBUTION.0,
+        dv = DISTRIBUTION.1,
+    )
+}
+
+/// One sample of the server process.
+#[derive(Debug, Clone)]
+struct Sample {
+    t: f64,
+    rss_kib: u64,
+    fds: u64,
+    redis_rss_kib: Option<u64>,
+    p50: f64,
+    p99: f64,
+    queries: usize,
+    events_per_sec: f64,
+    acked: u64,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The `q` quantile (0..=1) of `values` (sorted in place), 0 when empty.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let i = ((values.len() as f64 - 1.0) * q).round() as usize;
+    values[i.min(values.len() - 1)]
+}
+
+fn latencies_between(shared: &Shared, from: f64, to: f64) -> Vec<f64> {
+    shared
+        .latencies
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .map(|(_, ms)| *ms)
+        .collect()
+}
+
+fn run(args: &Args) -> anyhow::Result<bool> {
+    let dir = tempfile::Builder::new().prefix("traqq-soak-").tempdir()?;
+    let redis = match args.backend {
+        Backend::Redis => Some(
+            OwnServer::ephemeral(free_port().ok_or_else(|| anyhow::anyhow!("no free port"))?)
+                .ok_or_else(|| anyhow::anyhow!("could not start redis-server"))?,
+        ),
+        _ => None,
+    };
+    let storage = match args.backend {
+        Backend::Rocksdb => format!(
+            "[storage]\nbackend = \"rocksdb\"\npath = \"{}\"",
+            dir.path().join("data").display()
+        ),
+        Backend::Sled => format!(
+            "[storage]\nbackend = \"sled\"\npath = \"{}\"",
+            dir.path().join("data").display()
+        ),
+        Backend::Memory => "[storage]\nbackend = \"memory\"".to_owned(),
+        Backend::Redis => format!(
+            "[storage]\nbackend = \"redis\"\nurl = \"{}\"",
+            redis.as_ref().expect("started").url()
+        ),
+    };
+    let config = dir.path().join("soak.toml");
+    std::fs::write(&config, config_text(&storage))?;
+    let mut serve = Serve::start(&args.traqq, &config, dir.path())?;
+    let pid = serve.pid();
+    let redis_pid = redis.as_ref().and_then(OwnServer::pid);
+    println!(
+        "soak: backend {:?}, {} min, traqq pid {pid} (tcp {}, http {}){}, rate target {} events/s, \
+         {} TCP + {} HTTP ingest clients, load average {}",
+        args.backend,
+        args.minutes,
+        serve.tcp,
+        serve.http,
+        redis_pid
+            .map(|p| format!(", redis-server pid {p}"))
+            .unwrap_or_default(),
+        args.rate,
+        args.tcp_clients,
+        args.http_clients,
+        load_average(),
+    );
+
+    // A pool of standard-workload events (ts over the 7 days before now) that clients cycle.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let pool: Arc<Vec<String>> = Arc::new(Workload::standard(20, now).lines(20_000));
+    let shared = Arc::new(Shared::default());
+    let start = Instant::now();
+    let ingest_clients = args.tcp_clients + args.http_clients;
+    let per_client = if args.rate == 0 || ingest_clients == 0 {
+        0.0
+    } else {
+        args.rate as f64 / ingest_clients as f64
+    };
+
+    let mut handles: Vec<JoinHandle<()>> = Vec::new();
+    for id in 0..args.tcp_clients {
+        let (addr, pool, shared) = (serve.tcp.clone(), pool.clone(), shared.clone());
+        handles.push(std::thread::spawn(move || {
+            tcp_ingest(id, &addr, &pool, &shared, per_client)
+        }));
+    }
+    for id in 0..args.http_clients {
+        let (addr, pool, shared) = (serve.http.clone(), pool.clone(), shared.clone());
+        let id = args.tcp_clients + id;
+        handles.push(std::thread::spawn(move || {
+            http_ingest(id, &addr, &pool, &shared, per_client)
+        }));
+    }
+    {
+        let (tcp, http, shared) = (serve.tcp.clone(), serve.http.clone(), shared.clone());
+        handles.push(std::thread::spawn(move || dashboard(&tcp, &http, &shared, start)));
+    }
+    {
+        let (tcp, http, shared) = (serve.tcp.clone(), serve.http.clone(), shared.clone());
+        handles.push(std::thread::spawn(move || bad_input(&tcp, &http, &shared)));
+    }
+    {
+        let (tcp, http, shared) = (serve.tcp.clone(), serve.http.clone(), shared.clone());
+        handles.push(std::thread::spawn(move || churn(&tcp, &http, &shared)));
+    }
+
+    // Sampling.
+    let total = Duration::from_secs_f64(args.minutes * 60.0);
+    let every = Duration::from_secs_f64(args.sample_secs);
+    let mut samples: Vec<Sample> = Vec::new();
+    let (mut last_t, mut last_acked) = (0.0, 0u64);
+    println!(
+        "{:>7} {:>9} {:>5} {:>9} {:>8} {:>8} {:>6} {:>9} {:>11} {:>6} {:>6}",
+        "t_s", "rss_MiB", "fds", "redis_MiB", "p50_ms", "p99_ms", "n_q", "events/s", "acked", "bad", "churn"
+    );
+    let mut next = start + every;
+    let mut server_died = false;
+    while start.elapsed() < total {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        next += every;
+        let t = start.elapsed().as_secs_f64();
+        if let Ok(Some(status)) = serve.child.try_wait() {
+            shared.error(format!("traqq serve exited during the soak: {status}"));
+            server_died = true;
+            break;
+        }
+        let acked = shared.acked.load(Ordering::Relaxed);
+        let mut lat = latencies_between(&shared, last_t, t);
+        let sample = Sample {
+            t,
+            rss_kib: rss_kib(pid).unwrap_or(0),
+            fds: open_fds(pid),
+            redis_rss_kib: redis_pid.and_then(rss_kib),
+            p50: quantile(&mut lat, 0.50),
+            p99: quantile(&mut lat, 0.99),
+            queries: lat.len(),
+            events_per_sec: (acked - last_acked) as f64 / (t - last_t),
+            acked,
+        };
+        println!(
+            "{:>7.0} {:>9.1} {:>5} {:>9} {:>8.2} {:>8.2} {:>6} {:>9.0} {:>11} {:>6} {:>6}",
+            sample.t,
+            sample.rss_kib as f64 / 1024.0,
+            sample.fds,
+            sample
+                .redis_rss_kib
+                .map(|k| format!("{:.1}", k as f64 / 1024.0))
+                .unwrap_or_else(|| "-".into()),
+            sample.p50,
+            sample.p99,
+            sample.queries,
+            sample.events_per_sec,
+            sample.acked,
+            shared.bad_refused.load(Ordering::Relaxed),
+            shared.churned.load(Ordering::Relaxed),
+        );
+        (last_t, last_acked) = (t, acked);
+        samples.push(sample);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let load_at_end = load_average();
+
+    // Stop the clients and wait for their last replies.
+    shared.stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        if h.join().is_err() {
+            shared.error("a client thread panicked".into());
+        }
+    }
+
+    let acked = shared.acked.load(Ordering::Relaxed);
+    let uncertain = shared.uncertain.load(Ordering::Relaxed);
+    let stored = if server_died {
+        None
+    } else {
+        match stored_count(&serve.tcp) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                shared.error(format!("final count query: {e}"));
+                None
+            }
+        }
+    };
+    let recorded_metric = if server_died {
+        None
+    } else {
+        metrics_recorded(&serve.http).ok()
+    };
+    let exit = if server_died { None } else { serve.terminate() };
+
+    // Checks.
+    let mut ok = true;
+    println!();
+    println!(
+        "summary: {:?}, {:.1} min, load average at the end {load_at_end}",
+        args.backend,
+        elapsed / 60.0
+    );
+    println!(
+        "  acknowledged {acked} events ({:.0} events/s), {} dashboard requests, {} bad inputs refused, \
+         {} connections churned, {uncertain} batches without a reply, {} unexpected errors",
+        acked as f64 / elapsed,
+        shared.queries.load(Ordering::Relaxed),
+        shared.bad_refused.load(Ordering::Relaxed),
+        shared.churned.load(Ordering::Relaxed),
+        shared.errors.load(Ordering::Relaxed),
+    );
+    let count_ok = stored == Some(acked) && uncertain == 0;
+    ok &= count_ok;
+    println!(
+        "  count: stored add/event = {} vs acknowledged {acked} (traqq_events_recorded_total {}): {}",
+        stored.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+        recorded_metric
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "?".into()),
+        verdict(count_ok)
+    );
+
+    // Flattening: the last third against the middle third.
+    let third = elapsed / 3.0;
+    let middle: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t >= third && s.t < 2.0 * third)
+        .collect();
+    let last: Vec<&Sample> = samples.iter().filter(|s| s.t >= 2.0 * third).collect();
+    let max_of = |v: &[&Sample], f: &dyn Fn(&Sample) -> u64| v.iter().map(|s| f(s)).max();
+    let flat = |name: &str, f: &dyn Fn(&Sample) -> u64, unit: f64, abs: f64, check: bool| {
+        let (Some(m), Some(l)) = (max_of(&middle, f), max_of(&last, f)) else {
+            println!("  {name}: too few samples");
+            return !check;
+        };
+        let (m, l) = (m as f64 / unit, l as f64 / unit);
+        let pass = l <= m * 1.10 || l - m <= abs;
+        println!(
+            "  {name}: max of the middle third {m:.1}, of the last third {l:.1} ({:+.1}%; bound: +10% or +{abs}){}",
+            (l / m.max(1e-9) - 1.0) * 100.0,
+            if check {
+                format!(": {}", verdict(pass))
+            } else {
+                " (information)".into()
+            }
+        );
+        pass || !check
+    };
+    ok &= flat("RSS MiB", &|s| s.rss_kib, 1024.0, 16.0, true);
+    ok &= flat("open fds", &|s| s.fds, 1.0, 10.0, true);
+    if redis_pid.is_some() {
+        flat(
+            "redis-server RSS MiB",
+            &|s| s.redis_rss_kib.unwrap_or(0),
+            1024.0,
+            16.0,
+            false,
+        );
+    }
+
+    // Latency drift: p99 of the last sixth (the last 5 min of 30) against the second sixth
+    // (minutes 5-10 of 30).
+    let sixth = elapsed / 6.0;
+    let mut base = latencies_between(&shared, sixth, 2.0 * sixth);
+    let mut end = latencies_between(&shared, elapsed - sixth, elapsed + 1.0);
+    let (b99, e99) = (quantile(&mut base, 0.99), quantile(&mut end, 0.99));
+    let drift_ok = !base.is_empty() && !end.is_empty() && e99 <= 2.0 * b99;
+    ok &= drift_ok;
+    println!(
+        "  query p99: minutes {:.1}-{:.1} {b99:.2} ms ({} requests), last {:.1} min {e99:.2} ms ({} requests), ratio {:.2} (bound 2.0): {}",
+        sixth / 60.0,
+        2.0 * sixth / 60.0,
+        base.len(),
+        sixth / 60.0,
+        end.len(),
+        e99 / b99.max(1e-9),
+        verdict(drift_ok)
+    );
+    let errors_ok = shared.errors.load(Ordering::Relaxed) == 0;
+    ok &= errors_ok;
+    println!(
+        "  unexpected errors: {} {}",
+        shared.errors.load(Ordering::Relaxed),
+        verdict(errors_ok)
+    );
+    for e in shared.first_errors.lock().unwrap().iter() {
+        println!("    {e}");
+    }
+    let exit_ok = exit.is_some_and(|s| s.success());
+    ok &= exit_ok;
+    println!(
+        "  SIGTERM: {}: {}",
+        exit.map(|s| s.to_string()).unwrap_or_else(|| "no exit".into()),
+        verdict(exit_ok)
+    );
+
+    // The curve, for the README.
+    let step = args
+        .curve_every
+        .unwrap_or(if args.minutes >= 30.0 {
+            5.0
+        } else {
+            args.minutes / 6.0
+        })
+        .max(args.sample_secs / 60.0);
+    println!();
+    println!(
+        "curve ({:?}; each row: the sample at that minute, latency and rate over the {step:.1} min before it)",
+        args.backend
+    );
+    let redis_col = redis_pid.is_some();
+    println!(
+        "| minute | traqq RSS MiB | fds |{} query p50 ms | query p99 ms | events/s |",
+        if redis_col { " redis RSS MiB |" } else { "" }
+    );
+    println!(
+        "|---:|---:|---:|{}---:|---:|---:|",
+        if redis_col { "---:|" } else { "" }
+    );
+    let mut at = step * 60.0;
+    while at <= elapsed + args.sample_secs {
+        let Some(s) = samples
+            .iter()
+            .min_by(|a, b| (a.t - at).abs().total_cmp(&(b.t - at).abs()))
+        else {
+            break;
+        };
+        let from = at - step * 60.0;
+        let mut lat = latencies_between(&shared, from, s.t);
+        let before = samples
+            .iter()
+            .rev()
+            .find(|x| x.t <= from + 0.5)
+            .map(|x| (x.t, x.acked))
+            .unwrap_or((0.0, 0));
+        let rate = (s.acked - before.1) as f64 / (s.t - before.0).max(1e-9);
+        println!(
+            "| {:.1} | {:.1} | {} |{} {:.2} | {:.2} | {:.0} |",
+            s.t / 60.0,
+            s.rss_kib as f64 / 1024.0,
+            s.fds,
+            if redis_col {
+                format!(" {:.1} |", s.redis_rss_kib.unwrap_or(0) as f64 / 1024.0)
+            } else {
+                String::new()
+            },
+            quantile(&mut lat, 0.5),
+            quantile(&mut lat, 0.99),
+            rate
+        );
+        at += step * 60.0;
+    }
+    println!();
+    println!("verdict: {}", if ok { "PASS" } else { "FAIL" });
+    if !ok {
+        let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        if !tail.is_empty() {
+            println!("last lines of the server log:");
+            for l in tail.iter().rev() {
+                println!("  {l}");
+            }
+        }
+    }
+    drop(redis);
+    Ok(ok)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// The sum of the merged `add/event` counter over the last 8 days, through the server.
+fn stored_count(tcp: &str) -> anyhow::Result<u64> {
+    let mut c = TcpLines::connect(tcp)?;
+    let reply = c.call(br#"{"cmd":"find","days":8,"metric_type":"add","key":"event","merge":true}"#)?;
+    anyhow::ensure!(reply["success"] == true, "find failed: {reply}");
+    let mut total = 0u64;
+    for r in reply["data"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("{reply}"))?
+    {
+        if let Some(h) = r["result"]["Hash"].as_object() {
+            total += h.values().filter_map(Value::as_u64).sum::<u64>();
+        }
+    }
+    Ok(total)
+}
+
+/// `traqq_events_recorded_total` from `/metrics`.
+fn metrics_recorded(http: &str) -> anyhow::Result<u64> {
+    let mut h = Http::new(http);
+    let (status, body) = h.request("GET", "/metrics", None, b"")?;
+    anyhow::ensure!(status == 200, "/metrics: {status}");
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find_map(|l| l.strip_prefix("traqq_events_recorded_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .ok_or_else(|| anyhow::anyhow!("no traqq_events_recorded_total"))
+}
+
+/// A JSON-lines connection.
+#[derive(Debug)]
+struct TcpLines {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl TcpLines {
+    fn connect(addr: &str) -> std::io::Result<TcpLines> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        s.set_write_timeout(Some(IO_TIMEOUT))?;
+        s.set_nodelay(true)?;
+        Ok(TcpLines {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    fn send(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(line)?;
+        self.writer.write_all(b"\n")
+    }
+
+    fn reply(&mut self) -> std::io::Result<Value> {
+        let mut buf = Vec::new();
+        let n = self.reader.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        serde_json::from_slice(&buf).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{e}: {}", String::from_utf8_lossy(&buf)),
+            )
+        })
+    }
+
+    fn call(&mut self, line: &[u8]) -> std::io::Result<Value> {
+        self.send(line)?;
+        self.reply()
+    }
+}
+
+/// A minimal HTTP/1.1 keep-alive client.
+#[derive(Debug)]
+struct Http {
+    addr: String,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl Http {
+    fn new(addr: &str) -> Http {
+        Http {
+            addr: addr.to_owned(),
+            conn: None,
+        }
+    }
+
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let result = self.request_once(method, path, content_type, body);
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    fn request_once(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        if self.conn.is_none() {
+            let s = TcpStream::connect(&self.addr)?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            s.set_nodelay(true)?;
+            self.conn = Some(BufReader::new(s));
+        }
+        let conn = self.conn.as_mut().expect("connected");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if let Some(ct) = content_type {
+            head.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut req = head.into_bytes();
+        req.extend_from_slice(body);
+        conn.get_mut().write_all(&req)?;
+        let (status, body, close) = read_response(conn)?;
+        if close {
+            self.conn = None;
+        }
+        Ok((status, body))
+    }
+}
+
+fn invalid(what: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
+}
+
+/// Reads one response: status, body, whether the server closes the connection.
+fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<u8>, bool)> {
+    let mut line = String::new();
+    if conn.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before a response",
+        ));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line {line:?}")))?;
+    let (mut length, mut chunked, mut close) = (None, false, false);
+    loop {
+        line.clear();
+        conn.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let Some((name, value)) = l.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        match name.as_str() {
+            "content-length" => length = value.parse::<usize>().ok(),
+            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+            "connection" => close = value.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            conn.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| invalid(format!("bad chunk size {line:?}")))?;
+            if size == 0 {
+                line.clear();
+                conn.read_line(&mut line)?;
+                break;
+            }
+            let at = body.len();
+            body.resize(at + size, 0);
+            conn.read_exact(&mut body[at..])?;
+            line.clear();
+            conn.read_line(&mut line)?;
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        conn.read_exact(&mut body)?;
+    } else {
+        conn.read_to_end(&mut body)?;
+        close = true;
+    }
+    Ok((status, body, close))
+}
+
+/// Paces a client at `rate` events/s (0: no pacing).
+#[derive(Debug)]
+struct Pacer {
+    per_batch: Option<Duration>,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Pacer {
+        Pacer {
+            per_batch: (rate > 0.0).then(|| Duration::from_secs_f64(BATCH as f64 / rate)),
+            next: Instant::now(),
+        }
+    }
+
+    fn wait(&mut self, shared: &Shared) {
+        let Some(step) = self.per_batch else { return };
+        self.next += step;
+        let now = Instant::now();
+        if self.next > now {
+            shared.sleep(self.next - now);
+        } else if now - self.next > Duration::from_secs(1) {
+            // Far behind (the server was slow): do not burst to catch up.
+            self.next = now;
+        }
+    }
+}
+
+/// `BATCH` events of the pool from `offset`, joined by `sep`.
+fn batch(pool: &[String], offset: usize, sep: &str) -> String {
+    let mut out = String::new();
+    for i in 0..BATCH {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        out.push_str(&pool[(offset + i) % pool.len()]);
+    }
+    out
+}
+
+/// Adds the `recorded` of a `record_batch` reply; an error for anything else.
+fn count_reply(reply: &Value, shared: &Shared, expect: usize) -> Result<(), String> {
+    if reply["success"] != true {
+        return Err(format!("batch refused: {reply}"));
+    }
+    let recorded = reply["data"]["recorded"]
+        .as_u64()
+        .ok_or_else(|| format!("no recorded count: {reply}"))?;
+    shared.acked.fetch_add(recorded, Ordering::Relaxed);
+    if recorded as usize != expect {
+        return Err(format!("{recorded} of {expect} recorded: {reply}"));
+    }
+    Ok(())
+}
+
+fn tcp_ingest(id: usize, addr: &str, pool: &[String], shared: &Shared, rate: f64) {
+    let mut offset = id * 3_331;
+    let mut pacer = Pacer::new(rate);
+    let mut conn: Option<TcpLines> = None;
+    while !shared.stopped() {
+        if conn.is_none() {
+            match TcpLines::connect(addr) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    shared.error(format!("tcp ingest {id}: connect: {e}"));
+                    shared.sleep(Duration::from_millis(500));
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected");
+        let line = format!(
+            r#"{{"cmd":"record_batch","events":[{}]}}"#,
+            batch(pool, offset, ",")
+        );
+        offset += BATCH;
+        if let Err(e) = c.send(line.as_bytes()) {
+            // Maybe partly sent: the server may or may not have the batch.
+            shared.uncertain.fetch_add(1, Ordering::Relaxed);
+            shared.error(format!("tcp ingest {id}: send: {e}"));
+            conn = None;
+            continue;
+        }
+        match c.reply() {
+            Ok(reply) => {
+                if let Err(e) = count_reply(&reply, shared, BATCH) {
+                    shared.error(format!("tcp ingest {id}: {e}"));
+                }
+            }
+            Err(e) => {
+                shared.uncertain.fetch_add(1, Ordering::Relaxed);
+                shared.error(format!("tcp ingest {id}: reply: {e}"));
+                conn = None;
+            }
+        }
+        pacer.wait(shared);
+    }
+}
+
+fn http_ingest(id: usize, addr: &str, pool: &[String], shared: &Shared, rate: f64) {
+    let mut offset = id * 3_331;
+    let mut pacer = Pacer::new(rate);
+    let mut http = Http::new(addr);
+    while !shared.stopped() {
+        let body = batch(pool, offset, "\n");
+        offset += BATCH;
+        match http.request(
+            "POST",
+            "/v1/events",
+            Some("application/x-ndjson"),
+            body.as_bytes(),
+        ) {
+            Ok((status, body)) => {
+                let reply: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                if status != 200 {
+                    shared.error(format!("http ingest {id}: status {status}: {reply}"));
+                } else if let Err(e) = count_reply(&reply, shared, BATCH) {
+                    shared.error(format!("http ingest {id}: {e}"));
+                }
+            }
+            Err(e) => {
+                shared.uncertain.fetch_add(1, Ordering::Relaxed);
+                shared.error(format!("http ingest {id}: {e}"));
+                shared.sleep(Duration::from_millis(200));
+            }
+        }
+        pacer.wait(shared);
+    }
+}
+
+/// Every ~200 ms a dashboard's round: the 7-day query and a merged `find` per metric type over
+/// HTTP, a `query_days` with totals over TCP; each request's latency recorded.
+fn dashboard(tcp: &str, http_addr: &str, shared: &Shared, start: Instant) {
+    let finds = [
+        "/v1/query?days=7".to_owned(),
+        "/v1/find?metric_type=bmp&key=ip&merge=true&days=7".to_owned(),
+        "/v1/find?metric_type=add&key=event~geo&merge=true&days=7".to_owned(),
+        format!(
+            "/v1/find?metric_type=adv&key={}&add_key={}&merge=true&days=7",
+            ADD_VALUE.0, ADD_VALUE.1
+        ),
+        "/v1/find?metric_type=top&key=offer~creative&merge=true&days=7".to_owned(),
+        format!(
+            "/v1/find?metric_type=dst&key={}&add_key={}&merge=true&days=7",
+            DISTRIBUTION.0, DISTRIBUTION.1
+        ),
+    ];
+    let mut http = Http::new(http_addr);
+    let mut conn: Option<TcpLines> = None;
+    let mut next = Instant::now();
+    let record = |t0: Instant| {
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let t = start.elapsed().as_secs_f64();
+        shared.latencies.lock().unwrap().push((t, ms));
+        shared.queries.fetch_add(1, Ordering::Relaxed);
+    };
+    while !shared.stopped() {
+        for path in &finds {
+            let t0 = Instant::now();
+            match http.request("GET", path, None, b"") {
+                Ok((200, body)) => {
+                    record(t0);
+                    let ok = serde_json::from_slice::<Value>(&body)
+                        .map(|v| v["success"] == true)
+                        .unwrap_or(false);
+                    if !ok {
+                        shared.error(format!(
+                            "dashboard {path}: {}",
+                            String::from_utf8_lossy(&body[..body.len().min(300)])
+                        ));
+                    }
+                }
+                Ok((status, body)) => shared.error(format!(
+                    "dashboard {path}: status {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                )),
+                Err(e) => shared.error(format!("dashboard {path}: {e}")),
+            }
+        }
+        if conn.is_none() {
+            conn = TcpLines::connect(tcp)
+                .map_err(|e| shared.error(format!("dashboard tcp connect: {e}")))
+                .ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            let t0 = Instant::now();
+            match c.call(br#"{"cmd":"query_days","days":7,"totals":true}"#) {
+                Ok(v) if v["success"] == true => record(t0),
+                Ok(v) => shared.error(format!(
+                    "dashboard query_days: {}",
+                    v.to_string().chars().take(300).collect::<String>()
+                )),
+                Err(e) => {
+                    shared.error(format!("dashboard query_days: {e}"));
+                    conn = None;
+                }
+            }
+        }
+        next += Duration::from_millis(200);
+        let now = Instant::now();
+        if next > now {
+            shared.sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+}
+
+/// Bad input, over and over: each must get its error, and the connection (TCP) or the server
+/// (HTTP) must keep answering.
+fn bad_input(tcp: &str, http_addr: &str, shared: &Shared) {
+    let oversize = {
+        let mut l = br#"{"cmd":"ping","pad":""#.to_vec();
+        l.resize(MAX_LINE_BYTES + 10_000, b'a');
+        l.extend_from_slice(br#""}"#);
+        l
+    };
+    let tcp_cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "malformed JSON",
+            br#"{"cmd":"record","event":{"event":"x""#.to_vec(),
+        ),
+        ("oversize line", oversize),
+        ("wrong type", br#"{"cmd":"query_days","days":"seven"}"#.to_vec()),
+        ("unknown command", br#"{"cmd":"frobnicate"}"#.to_vec()),
+        ("not an object", b"[1,2,3]".to_vec()),
+        (
+            "empty event name",
+            br#"{"cmd":"record","event":{"event":""}}"#.to_vec(),
+        ),
+        ("negative days", br#"{"cmd":"query_days","days":-3}"#.to_vec()),
+        ("invalid UTF-8", b"{\"cmd\":\"\xff\xfe\"}".to_vec()),
+        ("missing cmd", br#"{"event":{"event":"x"}}"#.to_vec()),
+        (
+            "min > max",
+            br#"{"cmd":"query","min":1700086400,"max":1700000000}"#.to_vec(),
+        ),
+    ];
+    let mut conn: Option<TcpLines> = None;
+    let mut http = Http::new(http_addr);
+    let mut i = 0usize;
+    while !shared.stopped() {
+        i += 1;
+        // TCP: one bad line, then a batch of only bad events, then a ping on the same connection.
+        if conn.is_none() {
+            conn = TcpLines::connect(tcp)
+                .map_err(|e| shared.error(format!("bad input connect: {e}")))
+                .ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            let (name, line) = &tcp_cases[i % tcp_cases.len()];
+            let result = (|| -> std::io::Result<Result<(), String>> {
+                let r = c.call(line)?;
+                if r["success"] != false || !r["error"].is_string() {
+                    return Ok(Err(format!("{name}: expected an error, got {r}")));
+                }
+                let r = c.call(br#"{"cmd":"record_batch","events":[{"event":5},{"ip":"1.2.3.4"},"x"]}"#)?;
+                if r["success"] == true {
+                    // Count whatever it says it recorded (it must be 0).
+                    let n = r["data"]["recorded"].as_u64().unwrap_or(0);
+                    shared.acked.fetch_add(n, Ordering::Relaxed);
+                    let rejected = r["data"]["rejected"].as_array().map_or(0, Vec::len);
+                    if n != 0 || rejected != 3 {
+                        return Ok(Err(format!("bad batch: {r}")));
+                    }
+                } else if !r["error"].is_string() {
+                    return Ok(Err(format!("bad batch: {r}")));
+                }
+                let r = c.call(br#"{"cmd":"ping"}"#)?;
+                if r["data"] != "pong" {
+                    return Ok(Err(format!("ping after {name}: {r}")));
+                }
+                Ok(Ok(()))
+            })();
+            match result {
+                Ok(Ok(())) => {
+                    shared.bad_refused.fetch_add(2, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => shared.error(format!("bad input tcp: {e}")),
+                Err(e) => {
+                    shared.error(format!("bad input tcp: {e}"));
+                    conn = None;
+                }
+            }
+        }
+
+        // HTTP.
+        let case = i % 6;
+        let result: Result<(), String> = match case {
+            0 => expect_status(
+                &mut http,
+                "POST",
+                "/v1/events",
+                Some("application/json"),
+                b"{\"event\":",
+                400,
+            ),
+            1 => expect_status(&mut http, "GET", "/v1/query?days=abc", None, b"", 400),
+            2 => expect_status(&mut http, "GET", "/v1/nope", None, b"", 404),
+            3 => expect_status(&mut http, "DELETE", "/v1/events", None, b"", 405),
+            4 => {
+                // A body past server.max_body_bytes (sent in full: the limit is enforced as
+                // the body is read).
+                let mut raw = format!(
+                    "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                    MAX_BODY_BYTES * 2
+                )
+                .into_bytes();
+                raw.resize(raw.len() + MAX_BODY_BYTES * 2, b' ');
+                raw_http(http_addr, &raw, &[413])
+            }
+            _ => raw_http(http_addr, b"HELLO WORLD\r\n\r\n", &[400]),
+        };
+        match result {
+            Ok(()) => {
+                shared.bad_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => shared.error(format!("bad input http {case}: {e}")),
+        }
+        if let Err(e) = expect_status(&mut http, "GET", "/livez", None, b"", 200) {
+            shared.error(format!("livez after bad input: {e}"));
+        }
+        shared.sleep(Duration::from_millis(150));
+    }
+}
+
+fn expect_status(
+    http: &mut Http,
+    method: &str,
+    path: &str,
+    ct: Option<&str>,
+    body: &[u8],
+    want: u16,
+) -> Result<(), String> {
+    match http.request(method, path, ct, body) {
+        Ok((s, _)) if s == want => Ok(()),
+        Ok((s, b)) => Err(format!(
+            "{method} {path}: status {s}, wanted {want}: {}",
+            String::from_utf8_lossy(&b[..b.len().min(200)])
+        )),
+        Err(e) => Err(format!("{method} {path}: {e}")),
+    }
+}
+
+/// Sends `raw` on a fresh connection and expects one of `want` (or the connection closed
+/// without an answer when `want` is empty); then drops the connection.
+fn raw_http(addr: &str, raw: &[u8], want: &[u16]) -> Result<(), String> {
+    let s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(IO_TIMEOUT)).ok();
+    let mut r = BufReader::new(s);
+    // The server may answer and close before it has read everything: a failed write is
+    // fine as long as the answer comes.
+    let _ = r.get_mut().write_all(raw);
+    let mut line = String::new();
+    match r.read_line(&mut line) {
+        Ok(_) => {
+            let status = line.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok());
+            match status {
+                Some(s) if want.contains(&s) => Ok(()),
+                _ => Err(format!(
+                    "{:?}: got {line:?}, wanted {want:?}",
+                    String::from_utf8_lossy(&raw[..raw.len().min(40)])
+                )),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Opens and drops connections: idle ones, ones cut in the middle of a request, ones whose
+/// reply is never read. None carries a complete write (a dropped complete `record_batch`
+/// might be counted without being acknowledged).
+fn churn(tcp: &str, http: &str, shared: &Shared) {
+    let mut held: VecDeque<TcpStream> = VecDeque::new();
+    let mut i = 0usize;
+    while !shared.stopped() {
+        i += 1;
+        let (addr, payload): (&str, &[u8]) = match i % 7 {
+            0 => (tcp, b""),
+            1 => (tcp, br#"{"cmd":"record_batch","events":[{"event":"churn","ip":"#),
+            2 => (tcp, b"{\"cmd\":\"query_days\",\"days\":7}\n"),
+            3 => (http, b""),
+            4 => (http, b"GET /v1/query?days=7 HTTP/1.1\r\nHost:"),
+            5 => (
+                http,
+                b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 5000\r\n\r\n{\"event\":\"churn\"}\n{\"eve",
+            ),
+            _ => (http, b"GET /v1/query?days=7 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        };
+        match TcpStream::connect(addr) {
+            Ok(mut s) => {
+                if !payload.is_empty() {
+                    let _ = s.write_all(payload);
+                }
+                shared.churned.fetch_add(1, Ordering::Relaxed);
+                // Some are dropped at once, the others held a little while.
+                if i % 3 != 0 {
+                    held.push_back(s);
+                }
+                while held.len() > 24 {
+                    held.pop_front();
+                }
+            }
+            Err(e) => shared.error(format!("churn connect {addr}: {e}")),
+        }
+        shared.sleep(Duration::from_millis(25));
+    }
+}
