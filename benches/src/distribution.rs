@@ -37,6 +37,7 @@ use crate::mapping::{distribution_config, standard_config, DISTRIBUTION};
 use crate::phase::dir_bytes;
 use crate::procfs::{cpus, load_average, process_cpu, thread_cpu};
 use crate::redis_server::RedisServer;
+use crate::stats::{median, min};
 use crate::verdict;
 use crate::workload::{Chunk, Workload, WINDOW_SECS};
 
@@ -224,16 +225,6 @@ fn days(now: i64) -> Vec<i64> {
         .map(|i| first + i * 86_400)
         .take_while(|d| *d <= last && *d < now)
         .collect()
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn min(xs: &[f64]) -> f64 {
-    xs.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// `traqq-bench distribution`: see the module docs.

@@ -33,6 +33,7 @@ pub mod mapping;
 pub mod phase;
 pub mod procfs;
 pub mod redis_server;
+pub mod stats;
 pub mod workload;
 pub mod zones;
 

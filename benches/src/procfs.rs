@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 /// Resident set size now and at its peak, KiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resident {
@@ -81,6 +83,26 @@ pub fn cpus() -> usize {
 /// KiB as MiB.
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// CPU seconds (user + system, all threads) process `pid` has used, from `/proc/<pid>/stat`.
+pub fn pid_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat_cpu(&stat).with_context(|| format!("no utime/stime in {path}"))
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` text, seconds.
+pub fn parse_stat_cpu(stat: &str) -> Option<f64> {
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis,
+    // where field 3 (state) has index 0, so utime (14) and stime (15) have 11 and 12.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / CLOCK_TICKS_PER_SEC)
 }
 
 #[cfg(test)]
