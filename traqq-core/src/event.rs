@@ -179,7 +179,7 @@ impl<'a> IncomingEvent<'a> {
     }
 
     /// All scalar properties in input order.
-    pub fn properties(&self) -> impl Iterator<Item = (&str, &Scalar<'a>)> {
+    pub fn properties(&self) -> impl DoubleEndedIterator<Item = (&str, &Scalar<'a>)> {
         self.properties.iter().map(|(n, v)| (n.as_ref(), v))
     }
 

@@ -129,14 +129,7 @@ impl BatchBuilder<'_> {
         let g = self.generator;
         let ts = g.event_time(event, now)?;
         self.values.clear();
-        self.spans.clear();
-        for slot in 0..g.names.len() {
-            let from = self.values.len();
-            let span = g
-                .write_value(event, slot, &mut self.values)
-                .then_some((from as u32, self.values.len() as u32));
-            self.spans.push(span);
-        }
+        g.write_values(event, &mut self.values, &mut self.spans);
         self.applies.clear();
         let buckets = 1 + usize::from(g.hourly) + usize::from(g.quarterly);
         let mut count = 0;

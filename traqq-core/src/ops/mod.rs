@@ -46,6 +46,8 @@ pub struct OpGenerator {
     prefix: String,
     /// Property names referenced by any pattern; a slot is an index into this list.
     names: Vec<String>,
+    /// The slot of each name: an event's properties find their slots in one pass.
+    slot_by_name: hashbrown::HashMap<String, usize>,
     metrics: Vec<CompiledMetric>,
     calendar: Calendar,
     hourly: bool,
@@ -128,6 +130,7 @@ impl OpGenerator {
         }
         Ok(OpGenerator {
             prefix: prefix.to_owned(),
+            slot_by_name: names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
             names,
             metrics,
             calendar: Calendar::new(config.time.zone()?),
@@ -246,18 +249,38 @@ impl OpGenerator {
         Ok(b.finish())
     }
 
-    /// Appends the sanitized value of property `slot` to `out`; `false` when it has none.
-    fn write_value(&self, event: &IncomingEvent<'_>, slot: usize, out: &mut String) -> bool {
-        let Some(value) = self.names.get(slot).and_then(|name| event.get(name)) else {
-            return false;
-        };
-        let text = value.as_text();
-        match sanitize_value(&text, self.max_value_length) {
-            Some(v) => {
-                out.push_str(&v);
-                true
+    /// Appends the sanitized value of every property slot the event has to `values`, and sets
+    /// `spans[slot]` to where it lies (`None`: absent, or nothing left after sanitizing). One
+    /// pass over the event; a name given twice counts once, its last value (as
+    /// [`IncomingEvent::get`]).
+    fn write_values(
+        &self,
+        event: &IncomingEvent<'_>,
+        values: &mut String,
+        spans: &mut Vec<Option<(u32, u32)>>,
+    ) {
+        // Decided but absent, so an earlier duplicate of the name cannot take the slot.
+        const ABSENT: Option<(u32, u32)> = Some((u32::MAX, u32::MAX));
+        spans.clear();
+        spans.resize(self.names.len(), None);
+        for (name, value) in event.properties().rev() {
+            let Some(span) = self.slot_by_name.get(name).and_then(|&slot| spans.get_mut(slot)) else {
+                continue;
+            };
+            if span.is_some() {
+                continue;
             }
-            None => false,
+            let from = values.len();
+            *span = match sanitize_value(&value.as_text(), self.max_value_length) {
+                Some(v) => {
+                    values.push_str(&v);
+                    Some((from as u32, values.len() as u32))
+                }
+                None => ABSENT,
+            };
+        }
+        for span in spans.iter_mut().filter(|s| **s == ABSENT) {
+            *span = None;
         }
     }
 }
@@ -266,3 +289,38 @@ impl OpGenerator {
 /// its ids are remembered.
 #[derive(Debug, Clone, Default)]
 pub struct ClaimDays(Vec<(i64, i64, bool)>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::KeyOps;
+
+    /// The `add:geo` fields one event writes.
+    fn geo_fields(json: &str) -> Vec<String> {
+        let mut config = TraqqConfig::default();
+        config.mapping.add = vec!["geo".into()];
+        let generator = OpGenerator::new(&config, "t").unwrap();
+        let event = IncomingEvent::parse_str(json).unwrap();
+        let batch = generator.event_batch(&event, 1_764_288_000).unwrap();
+        let mut fields: Vec<String> = batch
+            .iter()
+            .filter_map(|(_, entry)| match &entry.ops {
+                KeyOps::Hash(h) => Some(h.keys().cloned().collect::<Vec<_>>()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        fields.sort();
+        fields
+    }
+
+    #[test]
+    fn a_repeated_property_counts_once_with_its_last_value() {
+        assert_eq!(geo_fields(r#"{"event":"e","geo":"US","geo":"DE"}"#), ["DE"]);
+        assert_eq!(geo_fields(r#"{"event":"e","geo":"  ","geo":" DE "}"#), ["DE"]);
+        // The last value sanitizes to nothing: the property is absent, not the earlier value.
+        assert!(geo_fields(r#"{"event":"e","geo":"US","geo":" :~ "}"#).is_empty());
+        assert_eq!(geo_fields(r#"{"event":"e","geo":7}"#), ["7"]);
+        assert_eq!(geo_fields(r#"{"event":"e","other":"x","geo":"a:b"}"#), ["a_b"]);
+    }
+}
