@@ -227,11 +227,13 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
 /// admits new labels in the order it meets them: see `traqq_core::labels`; a distribution's
 /// fields `LABEL:BIN` by their label first), as they come otherwise.
 fn labelled<'a, T>(items: impl Iterator<Item = (&'a String, T)>, cap: usize) -> Vec<(&'a String, T)> {
-    let mut items: Vec<(&'a String, T)> = items.collect();
-    if cap > 0 {
-        items.sort_unstable_by(|a, b| (label_of(a.0), a.0).cmp(&(label_of(b.0), b.0)));
+    if cap == 0 {
+        return items.collect();
     }
-    items
+    // Each label found once, not twice per comparison (that was an eighth of the client's CPU).
+    let mut keyed: Vec<(&'a str, &'a String, T)> = items.map(|(f, t)| (label_of(f), f, t)).collect();
+    keyed.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    keyed.into_iter().map(|(_, f, t)| (f, t)).collect()
 }
 
 /// `x` as integer text when it is a whole number (scores mostly are: shorter, exact).
