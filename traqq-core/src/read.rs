@@ -80,13 +80,14 @@ impl FieldSums {
 }
 
 /// Sorts leaderboard entries the contract's way: score descending, then member ascending.
-pub fn sort_ranked(entries: &mut [(String, f64)]) {
+pub fn sort_ranked<S: AsRef<str>>(entries: &mut [(S, f64)]) {
     entries.sort_by(rank_order);
 }
 
 /// Keeps the `limit` best entries of a leaderboard, sorted the contract's way. Selects before
-/// sorting, so cutting 2,000 members to 10 does not sort all 2,000.
-pub fn top_ranked(entries: &mut Vec<(String, f64)>, limit: usize) {
+/// sorting, so cutting 2,000 members to 10 does not sort all 2,000. Members may be borrowed, so
+/// a store can rank before it copies the few it returns.
+pub fn top_ranked<S: AsRef<str>>(entries: &mut Vec<(S, f64)>, limit: usize) {
     if limit == 0 {
         entries.clear();
         return;
@@ -98,6 +99,6 @@ pub fn top_ranked(entries: &mut Vec<(String, f64)>, limit: usize) {
     sort_ranked(entries);
 }
 
-fn rank_order(a: &(String, f64), b: &(String, f64)) -> std::cmp::Ordering {
-    b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+fn rank_order<S: AsRef<str>>(a: &(S, f64), b: &(S, f64)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then_with(|| a.0.as_ref().cmp(b.0.as_ref()))
 }
