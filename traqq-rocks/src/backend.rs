@@ -56,6 +56,16 @@ fn backend_error(e: rocksdb::Error) -> Error {
     Error::backend(BACKEND, e)
 }
 
+/// Calls `f` with each field of the packed map `value` of `key` (borrowed from `value`).
+fn each_entry<'v>(key: &str, value: &'v [u8], mut f: impl FnMut(&'v str, Entry) -> Result<()>) -> Result<()> {
+    for item in codec::entries(value).map_err(|m| corrupt(key, m))? {
+        let (field, entry) = item.map_err(|m| corrupt(key, m.message()))?;
+        let field = std::str::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
+        f(field, entry)?;
+    }
+    Ok(())
+}
+
 fn corrupt(key: &str, message: impl Into<String>) -> Error {
     Error::Corrupt {
         backend: BACKEND,
@@ -223,21 +233,53 @@ impl RocksStorage {
         &self,
         snapshot: &SnapshotWithThreadMode<'_, DB>,
         key: &str,
-        mut f: impl FnMut(&str, Entry) -> Result<()>,
+        f: impl FnMut(&str, Entry) -> Result<()>,
     ) -> Result<()> {
         let value = self
             .db
             .get_pinned_opt(key.as_bytes(), &self.read_options(snapshot))
             .map_err(backend_error)?;
-        let Some(value) = value else {
-            return Ok(());
-        };
-        for item in codec::entries(&value).map_err(|m| corrupt(key, m))? {
-            let (field, entry) = item.map_err(|m| corrupt(key, m.message()))?;
-            let field = std::str::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
-            f(field, entry)?;
+        match value {
+            Some(value) => each_entry(key, &value, f),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// The union of the leaderboards `keys`, cut to `limit`. Every key's (folded) value stays
+    /// pinned while members are summed and ranked borrowed from them; only the `limit`
+    /// returned are copied (a day of another zone merges 24 hours of up to thousands each).
+    fn top(
+        &self,
+        snapshot: &SnapshotWithThreadMode<'_, DB>,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<ReadResult> {
+        let options = self.read_options(snapshot);
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(value) = self
+                .db
+                .get_pinned_opt(key.as_bytes(), &options)
+                .map_err(backend_error)?
+            {
+                values.push((key, value));
+            }
+        }
+        let mut scores: HashMap<&str, f64> = HashMap::new();
+        for (key, value) in &values {
+            each_entry(key, value, |member, entry| match entry {
+                Entry::Number(n) => {
+                    *scores.entry(member).or_insert(0.0) += n.as_f64();
+                    Ok(())
+                }
+                Entry::Member => Err(corrupt(key, format!("member {member:?} has no score"))),
+            })?;
+        }
+        let mut members: Vec<(&str, f64)> = scores.into_iter().collect();
+        top_ranked(&mut members, limit);
+        Ok(ReadResult::Top(
+            members.into_iter().map(|(m, s)| (m.to_owned(), s)).collect(),
+        ))
     }
 
     fn read_one(&self, snapshot: &SnapshotWithThreadMode<'_, DB>, read: &Read) -> Result<ReadResult> {
@@ -280,24 +322,10 @@ impl RocksStorage {
                 }
                 ReadResult::Count(union.count())
             }
-            Read::Top { keys, limit } => {
-                // Leaderboards are read whole and cut to the top `limit` by partial selection
-                // (per bucket they hold at most a few thousand members; a score index would
-                // need a read-modify-write per increment). Several keys add up per member.
-                let mut scores: HashMap<String, f64> = HashMap::new();
-                for key in keys {
-                    self.entries(snapshot, key, |member, entry| match entry {
-                        Entry::Number(n) => {
-                            *scores.entry_ref(member).or_insert(0.0) += n.as_f64();
-                            Ok(())
-                        }
-                        Entry::Member => Err(corrupt(key, format!("member {member:?} has no score"))),
-                    })?;
-                }
-                let mut members: Vec<(String, f64)> = scores.into_iter().collect();
-                top_ranked(&mut members, *limit);
-                ReadResult::Top(members)
-            }
+            // Leaderboards are read whole and cut to the top `limit` by partial selection (per
+            // bucket they hold at most a few thousand members; a score index would need a
+            // read-modify-write per increment). Several keys add up per member.
+            Read::Top { keys, limit } => self.top(snapshot, keys, *limit)?,
             Read::Members(key) => {
                 let mut members = Vec::new();
                 self.entries(snapshot, key, |member, entry| match entry {
