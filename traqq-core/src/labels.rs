@@ -34,9 +34,14 @@ pub fn label_of(field: &str) -> &str {
     field.split_once(':').map_or(field, |(label, _)| label)
 }
 
+/// The label of each of `fields` ([`label_of`]), [`OTHER`] left out; repeats kept.
+pub fn field_labels<'a>(fields: impl IntoIterator<Item = &'a str>) -> impl Iterator<Item = &'a str> {
+    fields.into_iter().map(label_of).filter(|l| *l != OTHER)
+}
+
 /// The distinct labels of `fields` ([`label_of`]), [`OTHER`] left out.
 pub fn labels_in<'a>(fields: impl IntoIterator<Item = &'a str>) -> hashbrown::HashSet<&'a str> {
-    fields.into_iter().map(label_of).filter(|l| *l != OTHER).collect()
+    field_labels(fields).collect()
 }
 
 /// Applies the cap `max_labels` (`0`: none) to `ops`, bound for a key that holds `held_count`

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::{HashMap, HashSet};
 use parking_lot::Mutex;
 use traqq_core::batch::{Batch, KeyEntry, KeyOps};
-use traqq_core::labels::{cap_labels, label_of, labels_in, OTHER};
+use traqq_core::labels::{cap_labels, field_labels, labels_in};
 use traqq_core::read::{Read, ReadResult};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -76,9 +76,7 @@ impl LabelIndex {
             let labels = &mut known.labels;
             // A distribution's key has several fields per label (`LABEL:BIN`): count labels.
             // One hash per field, straight into the new ones (no set of label texts between).
-            let fresh: HashSet<u64> = labels_of(&entry.ops)
-                .map(label_of)
-                .filter(|l| *l != OTHER)
+            let fresh: HashSet<u64> = field_labels(labels_of(&entry.ops))
                 .map(|l| xxh3_64(l.as_bytes()))
                 .filter(|h| !labels.contains(h))
                 .collect();

@@ -161,14 +161,14 @@ impl MemoryStorage {
     /// borrowed and only the `limit` returned are copied: a day of another zone merges 24 hours
     /// of up to thousands of members each.
     fn top(&self, keys: &[String], limit: usize) -> Result<ReadResult> {
-        let mut shards: Vec<usize> = keys.iter().map(|k| self.shard_of(k)).collect();
+        let shard_of_key: Vec<usize> = keys.iter().map(|k| self.shard_of(k)).collect();
+        let mut shards = shard_of_key.clone();
         shards.sort_unstable();
         shards.dedup();
         let guards: Vec<(usize, MutexGuard<'_, Shard>)> =
             shards.into_iter().map(|i| (i, self.shards[i].lock())).collect();
         let mut scores: HashMap<&str, f64> = HashMap::new();
-        for key in keys {
-            let shard = self.shard_of(key);
+        for (key, &shard) in keys.iter().zip(&shard_of_key) {
             let held = guards
                 .iter()
                 .find(|(i, _)| *i == shard)
