@@ -38,6 +38,11 @@ pub(crate) enum Command {
     /// Register the buckets of data written by traqq 0.2 or trk2 (key sets without the bucket
     /// registry), so retention covers them; for a single Redis node.
     Migrate(PruneArgs),
+    /// Write a store's metrics as a dump (NDJSON: counters, sums, leaderboards, sketches) to
+    /// stdout or --output, for backups and moves between backends.
+    Export(ExportArgs),
+    /// Restore a dump written by `traqq export` into an empty store (any backend).
+    Restore(RestoreArgs),
     /// Print a shell completion script: `traqq completions bash > /etc/bash_completion.d/traqq`.
     Completions {
         /// The shell.
@@ -58,6 +63,34 @@ pub(crate) enum LogFormat {
 
 #[derive(Debug, Args)]
 pub(crate) struct PruneArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// First day exported: YYYY-MM-DD (in time.timezone), RFC 3339 or unix seconds (default:
+    /// the oldest).
+    #[arg(long, value_name = "DATE")]
+    pub(crate) from: Option<String>,
+    /// Last day exported (default: the newest).
+    #[arg(long, value_name = "DATE")]
+    pub(crate) to: Option<String>,
+    /// Write the dump to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The dump, or - for stdin.
+    pub(crate) file: String,
+    /// Restore everything but the unique-count sketches when the dump's are of another family
+    /// (Redis HyperLogLogs into an embedded store, or the reverse), which cannot be converted.
+    #[arg(long)]
+    pub(crate) skip_sketches: bool,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 }

@@ -22,7 +22,9 @@ use crate::UsageError;
 /// Entries shown per metric in a table.
 const TABLE_ENTRIES: usize = 10;
 
-fn parse_time(calendar: &Calendar, text: &str, end_of_day: bool) -> Result<i64, UsageError> {
+/// A `--from`/`--to` value as unix seconds: the start (or end) of a date in `calendar`'s zone,
+/// RFC 3339, or unix seconds.
+pub(crate) fn parse_time(calendar: &Calendar, text: &str, end_of_day: bool) -> Result<i64, UsageError> {
     let text = text.trim();
     if let Ok(n) = text.parse::<i64>() {
         return Ok(n);

@@ -1,47 +1,20 @@
 //! The built `traqq` binary, run as a user would.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use traqq_redis::testing::OwnServer;
 use traqq_server::client::http_request;
 
-const BIN: &str = env!("CARGO_BIN_EXE_traqq");
+mod common;
+
+use common::{query_json, redis_url, text, traqq, traqq_stdin, unique_prefix, BIN};
+
 const TS: i64 = 1_700_000_000; // 2023-11-14
-
-fn traqq(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("TRAQQ_CONFIG")
-        // scripts/test exports it for the Redis tests; each test names its own store.
-        .env_remove("TRAQQ_REDIS_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn traqq_stdin(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("TRAQQ_CONFIG")
-        // scripts/test exports it for the Redis tests; each test names its own store.
-        .env_remove("TRAQQ_REDIS_URL")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// A `traqq serve` child on free ports; killed (SIGKILL) if a test fails before stopping it.
 struct Serve {
@@ -118,12 +91,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn query_json(args: &[&str]) -> Value {
-    let out = traqq(args);
-    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
 }
 
 #[test]
@@ -684,18 +651,6 @@ fn query_and_find_in_another_time_zone() {
     );
 }
 
-/// The Redis server `scripts/test` starts; `None` skips locally, CI fails without it.
-fn redis_url() -> Option<String> {
-    match std::env::var("TRAQQ_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("TRAQQ_REDIS_URL is not set under CI"),
-        _ => {
-            eprintln!("TRAQQ_REDIS_URL is not set: skipping");
-            None
-        }
-    }
-}
-
 /// `traqq migrate` on traqq 0.2 data in Redis (key sets, no bucket registry): before it,
 /// `prune` cannot see the old buckets; after it, it deletes them.
 #[test]
@@ -822,15 +777,6 @@ fn redis_config_file(dir: &Path, name: &str, prefix: &str, extra: &str) -> Strin
     )
     .unwrap();
     path.to_str().unwrap().to_owned()
-}
-
-/// `tag` plus this process and the clock: a prefix no earlier run against the same Redis used.
-fn unique_prefix(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}{}x{nanos}", std::process::id())
 }
 
 /// `traqq find PATH --merge` since 2023-11-14, read straight from Redis by this process (the

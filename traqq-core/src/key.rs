@@ -269,6 +269,20 @@ pub fn key_set_key(prefix: &str, bucket: BucketKind, timestamp: i64) -> String {
     format!("{prefix}:k:{bucket}:{timestamp}")
 }
 
+/// Adds each bucket's key set to the prefix's bucket registry ([`bucket_registry_key`], read
+/// by retention). The newest bucket goes first, so the registry entry carries the newest
+/// bucket (a backend that expires keys by bucket keeps it longest).
+pub fn register_buckets(batch: &mut crate::batch::Batch, prefix: &str, mut buckets: Vec<(i64, BucketKind)>) {
+    if buckets.is_empty() {
+        return;
+    }
+    buckets.sort_by_key(|b| std::cmp::Reverse(b.0));
+    let registry = bucket_registry_key(prefix);
+    for (start, kind) in buckets {
+        batch.sadd(&registry, (kind, start), &key_set_key(prefix, kind, start));
+    }
+}
+
 /// The key of the set of key-set keys (one per bucket ever written) under `prefix`:
 /// `prefix:k:buckets`. Retention reads it to find old buckets without scanning the store.
 pub fn bucket_registry_key(prefix: &str) -> String {

@@ -108,6 +108,56 @@ impl CountError {
     }
 }
 
+/// Which HyperLogLog a store keeps: the hash of the values and the encoding of the registers.
+/// Sketches of one family move between stores byte for byte (`traqq export` / `traqq
+/// restore`); between families they cannot be converted, since the registers come from
+/// different hashes of values that are not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SketchFamily {
+    /// [`Sketch`]: xxh3 under a fixed seed into `hyperloglogplus`, stored as
+    /// [`Sketch::to_bytes`] (memory, RocksDB and sled stores).
+    Traqq,
+    /// Redis's own HyperLogLog string (`PFADD`: MurmurHash64A, Redis's sparse/dense encoding).
+    Redis,
+}
+
+impl SketchFamily {
+    /// The name used in dumps and messages: `traqq` or `redis`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SketchFamily::Traqq => "traqq",
+            SketchFamily::Redis => "redis",
+        }
+    }
+}
+
+impl std::fmt::Display for SketchFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One key's sketch as its store holds it, for export and restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSketch {
+    /// Whose encoding `bytes` are.
+    pub family: SketchFamily,
+    /// The stored bytes (for [`SketchFamily::Traqq`], those of [`Sketch::to_bytes`]).
+    pub bytes: Vec<u8>,
+}
+
+/// A sketch to store under a key of a bucket (restore).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySketch {
+    /// The traqq key (`prefix:bmp:...`).
+    pub key: String,
+    /// The bucket the key belongs to (for expiry and retention).
+    pub bucket: (crate::bucket::BucketKind, i64),
+    /// What the key holds.
+    pub sketch: RawSketch,
+}
+
 /// A mergeable, serializable distinct-count sketch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sketch {
@@ -156,6 +206,14 @@ impl Sketch {
     pub fn to_bytes(&mut self) -> Vec<u8> {
         self.inner.count();
         postcard::to_allocvec(&self.inner).unwrap_or_default()
+    }
+
+    /// The sketch as export moves it: [`SketchFamily::Traqq`], [`Sketch::to_bytes`].
+    pub fn to_raw(&mut self) -> RawSketch {
+        RawSketch {
+            family: SketchFamily::Traqq,
+            bytes: self.to_bytes(),
+        }
     }
 
     /// Reads a sketch written by [`Sketch::to_bytes`]. Bytes that decode but do not form a

@@ -90,6 +90,7 @@
 
 mod backend;
 pub mod config;
+mod hll;
 pub mod keys;
 mod script;
 #[cfg(feature = "testing")]

@@ -15,9 +15,11 @@ use rocksdb::{
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::claim::{id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
-use traqq_core::sketch::Sketch;
+use traqq_core::sketch::{KeySketch, RawSketch, Sketch, SketchFamily};
 use traqq_storage::packed::{self, Entry, MapWriter};
-use traqq_storage::{Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage};
+use traqq_storage::{
+    decode_sketch, Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage,
+};
 
 use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR};
 use crate::config::RocksConfig;
@@ -384,7 +386,7 @@ fn write_batch(batch: &Batch) -> WriteBatch {
 
 impl Storage for RocksStorage {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true)
+        Capabilities::new(true, true).with_sketches(SketchFamily::Traqq)
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
@@ -425,6 +427,42 @@ impl Storage for RocksStorage {
 
     fn labels_overflowed(&self) -> u64 {
         self.labels.overflowed()
+    }
+
+    fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+        let snapshot = self.db.snapshot();
+        let options = self.read_options(&snapshot);
+        keys.iter()
+            .map(|key| {
+                let Some(value) = self
+                    .db
+                    .get_pinned_opt(key.as_bytes(), &options)
+                    .map_err(backend_error)?
+                else {
+                    return Ok(None);
+                };
+                let mut sketch = codec::decode_sketch(&value).map_err(|m| corrupt(key, m))?;
+                Ok(Some(sketch.to_raw()))
+            })
+            .collect()
+    }
+
+    fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
+        for entry in sketches {
+            decode_sketch(BACKEND, entry)?;
+        }
+        // Exclusive: the type check and the write see the same value.
+        let _exclusive = self.writers.write();
+        let mut wb = WriteBatch::default();
+        for entry in sketches {
+            if let Some(held) = self.db.get_pinned(entry.key.as_bytes()).map_err(backend_error)? {
+                codec::decode_sketch(&held).map_err(|m| {
+                    Error::backend(BACKEND, format!("key {:?} cannot take a sketch: {m}", entry.key))
+                })?;
+            }
+            wb.put(entry.key.as_bytes(), codec::encode_sketch(&entry.sketch.bytes));
+        }
+        self.db.write_opt(wb, &self.write).map_err(backend_error)
     }
 
     fn delete(&self, keys: &[String]) -> Result<()> {

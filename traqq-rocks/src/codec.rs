@@ -58,6 +58,14 @@ pub(crate) fn encode_hashes<'a>(values: impl ExactSizeIterator<Item = &'a String
     out
 }
 
+/// The stored value of a sketch serialized by [`Sketch::to_bytes`].
+pub(crate) fn encode_sketch(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + body.len());
+    out.push(SKETCH);
+    out.extend_from_slice(body);
+    out
+}
+
 /// Decodes a stored HyperLogLog value.
 pub(crate) fn decode_sketch(bytes: &[u8]) -> Result<Sketch, String> {
     let mut acc = Acc::Empty;
@@ -170,13 +178,7 @@ impl<'a> Acc<'a> {
                 }
                 out
             }
-            Acc::Sketch(mut s) => {
-                let body = s.to_bytes();
-                let mut out = Vec::with_capacity(1 + body.len());
-                out.push(SKETCH);
-                out.extend_from_slice(&body);
-                out
-            }
+            Acc::Sketch(mut s) => encode_sketch(&s.to_bytes()),
             Acc::Hashes(h) => {
                 let mut out = Vec::with_capacity(1 + h.len() * 8);
                 out.push(HASHES);

@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use traqq_core::batch::Batch;
 use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{Read, ReadResult};
+use traqq_core::sketch::{KeySketch, RawSketch};
 use traqq_storage::{BufferStats, Capabilities, Storage};
 
 use crate::protocol::{Command, Status};
@@ -410,6 +411,16 @@ impl Storage for Instrumented {
 
     fn read(&self, reads: &[Read]) -> traqq_storage::Result<Vec<ReadResult>> {
         self.metrics.store_call("read", || self.inner.read(reads))
+    }
+
+    fn read_sketches(&self, keys: &[String]) -> traqq_storage::Result<Vec<Option<RawSketch>>> {
+        self.metrics
+            .store_call("read_sketches", || self.inner.read_sketches(keys))
+    }
+
+    fn write_sketches(&self, sketches: &[KeySketch]) -> traqq_storage::Result<()> {
+        self.metrics
+            .store_call("write_sketches", || self.inner.write_sketches(sketches))
     }
 
     fn delete(&self, keys: &[String]) -> traqq_storage::Result<()> {

@@ -10,9 +10,11 @@ use parking_lot::RwLock;
 use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::claim::{id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
-use traqq_core::sketch::Sketch;
+use traqq_core::sketch::{KeySketch, RawSketch, Sketch, SketchFamily};
 use traqq_storage::packed::{self, entries, Entry};
-use traqq_storage::{Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage};
+use traqq_storage::{
+    decode_sketch, Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage,
+};
 
 use crate::codec::{fold_map, FORMAT, FORMAT_KEY};
 use crate::config::SledConfig;
@@ -411,7 +413,7 @@ fn replay(db: &sled::Db) -> std::result::Result<Pending, String> {
 
 impl Storage for SledStorage {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true)
+        Capabilities::new(true, true).with_sketches(SketchFamily::Traqq)
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
@@ -429,6 +431,50 @@ impl Storage for SledStorage {
 
     fn labels_overflowed(&self) -> u64 {
         self.labels.overflowed()
+    }
+
+    fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+        let pending = self.pending.read();
+        keys.iter()
+            .map(|key| {
+                let stored = self.read_sketch(key)?;
+                let logged = match pending.overlay.get(key) {
+                    Some(KeyOps::Hll(values)) => Some(values),
+                    _ => None,
+                };
+                if stored.is_none() && logged.is_none() {
+                    return Ok(None);
+                }
+                let mut sketch = stored.unwrap_or_default();
+                logged.into_iter().flatten().for_each(|v| sketch.insert(v));
+                Ok(Some(sketch.to_raw()))
+            })
+            .collect()
+    }
+
+    fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
+        for entry in sketches {
+            decode_sketch(BACKEND, entry)?;
+        }
+        {
+            let mut pending = self.pending.write();
+            // Fold first: no logged insert may land on a replaced sketch at replay.
+            self.fold_locked(&mut pending)?;
+            let mut out = sled::Batch::default();
+            for entry in sketches {
+                if let Some(held) = self.db.get(entry.key.as_bytes()).map_err(backend_error)? {
+                    Sketch::from_bytes(&held).map_err(|_| {
+                        Error::backend(
+                            BACKEND,
+                            format!("key {:?} cannot take a sketch: it holds another type", entry.key),
+                        )
+                    })?;
+                }
+                out.insert(entry.key.as_bytes(), entry.sketch.bytes.as_slice());
+            }
+            self.db.apply_batch(out).map_err(backend_error)?;
+        }
+        self.durable()
     }
 
     fn delete(&self, keys: &[String]) -> Result<()> {

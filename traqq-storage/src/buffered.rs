@@ -22,6 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use traqq_core::batch::Batch;
 use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{Read, ReadResult};
+use traqq_core::sketch::{KeySketch, RawSketch};
 
 use crate::{Capabilities, Error, Result, Storage};
 
@@ -393,6 +394,16 @@ impl<S: Storage> Storage for BufferedStorage<S> {
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         self.shared.take_failure_then_write()?;
         self.shared.store.read(reads)
+    }
+
+    fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+        self.shared.take_failure_then_write()?;
+        self.shared.store.read_sketches(keys)
+    }
+
+    fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
+        self.shared.take_failure_then_write()?;
+        self.shared.store.write_sketches(sketches)
     }
 
     fn delete(&self, keys: &[String]) -> Result<()> {

@@ -23,6 +23,7 @@ use crate::storage::{Storage, StorageExt};
 
 pub mod claims;
 pub mod distributions;
+pub mod dumps;
 pub mod faulty;
 pub mod hashes;
 pub mod labels;
@@ -52,6 +53,7 @@ pub fn run_all(storage: &dyn Storage) {
     claims::run_all(storage);
     labels::run_all(storage);
     distributions::run_all(storage);
+    dumps::run_all(storage);
 }
 
 /// A prefix no other check (or earlier run against the same server) uses.

@@ -51,6 +51,10 @@ pub enum Error {
         /// What was asked, naming the setting that asks for it.
         what: &'static str,
     },
+    /// A dump (`traqq export` / `traqq restore`) that cannot be written, read or restored here;
+    /// the message names the dump's line where one is at fault.
+    #[error("{0}")]
+    Dump(String),
     /// Any other backend failure.
     #[error("{backend} storage failed: {source}")]
     Backend {

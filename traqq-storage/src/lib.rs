@@ -45,6 +45,7 @@ pub mod claim_index;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod dump;
 pub mod durability;
 pub mod engine;
 mod error;
@@ -66,7 +67,7 @@ pub use labels::LabelIndex;
 pub use memory::MemoryStorage;
 pub use outcome::{BatchOutcome, BatchReport, Recorded, Rejected, RejectedEvent};
 pub use retention::{AutoPruneStatus, PruneReport};
-pub use storage::{Capabilities, Storage, StorageExt};
+pub use storage::{decode_sketch, Capabilities, Storage, StorageExt};
 pub use traqq_core;
 
 /// Everything a typical user needs: the engine, the memory store, and core's types.

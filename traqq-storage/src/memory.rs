@@ -13,9 +13,9 @@ use traqq_core::batch::{Batch, KeyEntry, KeyOps, Number};
 use traqq_core::claim::{Claims, Seen};
 use traqq_core::labels::{cap_labels, labels_in, OTHER};
 use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
-use traqq_core::sketch::Sketch;
+use traqq_core::sketch::{KeySketch, RawSketch, Sketch, SketchFamily};
 
-use crate::storage::{Capabilities, Storage};
+use crate::storage::{decode_sketch, Capabilities, Storage};
 use crate::{Error, Result};
 
 const SHARDS: usize = 64;
@@ -161,19 +161,10 @@ impl MemoryStorage {
     /// borrowed and only the `limit` returned are copied: a day of another zone merges 24 hours
     /// of up to thousands of members each.
     fn top(&self, keys: &[String], limit: usize) -> Result<ReadResult> {
-        let shard_of_key: Vec<usize> = keys.iter().map(|k| self.shard_of(k)).collect();
-        let mut shards = shard_of_key.clone();
-        shards.sort_unstable();
-        shards.dedup();
-        let guards: Vec<(usize, MutexGuard<'_, Shard>)> =
-            shards.into_iter().map(|i| (i, self.shards[i].lock())).collect();
+        let (guards, guard_of_key) = self.lock_keys(keys);
         let mut scores: HashMap<&str, f64> = HashMap::new();
-        for (key, &shard) in keys.iter().zip(&shard_of_key) {
-            let held = guards
-                .iter()
-                .find(|(i, _)| *i == shard)
-                .and_then(|(_, guard)| guard.get(key.as_str()));
-            match held {
+        for (key, &g) in keys.iter().zip(&guard_of_key) {
+            match guards[g].get(key.as_str()) {
                 None => {}
                 Some(Value::Scores(z)) => {
                     for (m, s) in z {
@@ -188,6 +179,25 @@ impl MemoryStorage {
         Ok(ReadResult::Top(
             list.into_iter().map(|(m, s)| (m.to_owned(), s)).collect(),
         ))
+    }
+}
+
+impl MemoryStorage {
+    /// Locks the shards holding `keys` together, in index order (as [`Storage::apply`] does, so
+    /// no deadlock): the guards, and for each key the position of its shard's guard.
+    fn lock_keys<K: AsRef<str>>(&self, keys: &[K]) -> (Vec<MutexGuard<'_, Shard>>, Vec<usize>) {
+        let shard_of_key: Vec<usize> = keys.iter().map(|k| self.shard_of(k.as_ref())).collect();
+        let mut shards = shard_of_key.clone();
+        shards.sort_unstable();
+        shards.dedup();
+        let guard_of_key = shard_of_key
+            .iter()
+            .map(|s| shards.binary_search(s).unwrap_or_default())
+            .collect();
+        (
+            shards.into_iter().map(|i| self.shards[i].lock()).collect(),
+            guard_of_key,
+        )
     }
 }
 
@@ -210,7 +220,7 @@ fn wrong_type(key: &str, held: &Value) -> Error {
 
 impl Storage for MemoryStorage {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, false)
+        Capabilities::new(true, false).with_sketches(SketchFamily::Traqq)
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
@@ -365,6 +375,37 @@ impl Storage for MemoryStorage {
                 })
             })
             .collect()
+    }
+
+    fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+        keys.iter()
+            .map(
+                |key| match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
+                    None => Ok(None),
+                    Some(Value::Hll(s)) => Ok(Some(s.clone().to_raw())),
+                    Some(other) => Err(wrong_type(key, other)),
+                },
+            )
+            .collect()
+    }
+
+    fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
+        let decoded = sketches
+            .iter()
+            .map(|s| decode_sketch("memory", s))
+            .collect::<Result<Vec<Sketch>>>()?;
+        let keys: Vec<&str> = sketches.iter().map(|s| s.key.as_str()).collect();
+        let (mut guards, guard_of_key) = self.lock_keys(&keys);
+        for (key, &g) in keys.iter().zip(&guard_of_key) {
+            match guards[g].get(*key) {
+                None | Some(Value::Hll(_)) => {}
+                Some(other) => return Err(wrong_type(key, other)),
+            }
+        }
+        for ((key, &g), sketch) in keys.iter().zip(&guard_of_key).zip(decoded) {
+            guards[g].insert((*key).to_owned(), Value::Hll(sketch));
+        }
+        Ok(())
     }
 
     fn delete(&self, keys: &[String]) -> Result<()> {

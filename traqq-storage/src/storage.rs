@@ -6,6 +6,7 @@ use std::sync::Arc;
 use traqq_core::batch::Batch;
 use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{Read, ReadResult};
+use traqq_core::sketch::{KeySketch, RawSketch, SketchFamily};
 
 use crate::Result;
 
@@ -17,6 +18,9 @@ pub struct Capabilities {
     pub atomic_batches: bool,
     /// Data survives a restart of the process.
     pub persistent: bool,
+    /// The sketches [`Storage::read_sketches`] and [`Storage::write_sketches`] move (`None`:
+    /// the store cannot export or restore its unique counts).
+    pub sketches: Option<SketchFamily>,
 }
 
 impl Capabilities {
@@ -25,7 +29,14 @@ impl Capabilities {
         Capabilities {
             atomic_batches,
             persistent,
+            sketches: None,
         }
+    }
+
+    /// These capabilities, with sketches of `family` read and written whole.
+    pub const fn with_sketches(mut self, family: SketchFamily) -> Self {
+        self.sketches = Some(family);
+        self
     }
 }
 
@@ -49,6 +60,9 @@ impl Capabilities {
 /// - [`Storage::apply_claimed`] applies a batch only if none of the event ids it claims was
 ///   claimed before, atomically with the check (see [`traqq_core::claim`]).
 /// - [`Storage::delete`] removes whole keys (used for retention), id sets included.
+/// - [`Storage::read_sketches`] returns each HyperLogLog key's sketch as stored, in the family
+///   [`Capabilities::sketches`] names, and [`Storage::write_sketches`] stores such sketches so
+///   that reading them back gives the same bytes and counts (export and restore).
 /// - [`Storage::flush`] returns once everything applied so far is as durable as the backend's
 ///   durability mode promises.
 ///
@@ -115,6 +129,27 @@ pub trait Storage: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// The stored sketches of the HyperLogLog keys `keys`, in order (`None`: no such key), in
+    /// the family [`Capabilities::sketches`] names: what `traqq export` writes. The default,
+    /// for a store without [`Capabilities::sketches`], refuses.
+    fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+        let _ = keys;
+        Err(crate::Error::Unsupported {
+            what: "reading stored unique-count sketches (traqq export)",
+        })
+    }
+
+    /// Stores sketches read by [`Storage::read_sketches`] from a store of the same family, each
+    /// replacing what its key held: what `traqq restore` writes. A sketch of another family, or
+    /// bytes that are not one, is an error naming the key, and nothing of the call is written.
+    /// The default refuses.
+    fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
+        let _ = sketches;
+        Err(crate::Error::Unsupported {
+            what: "writing stored unique-count sketches (traqq restore)",
+        })
+    }
+
     /// Answers reads, in order.
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>>;
 
@@ -178,6 +213,12 @@ macro_rules! forward_storage {
             fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
                 (**self).read(reads)
             }
+            fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+                (**self).read_sketches(keys)
+            }
+            fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
+                (**self).write_sketches(sketches)
+            }
             fn delete(&self, keys: &[String]) -> Result<()> {
                 (**self).delete(keys)
             }
@@ -192,6 +233,30 @@ macro_rules! forward_storage {
 }
 
 forward_storage!(&S, Box<S>, Arc<S>);
+
+/// The [`Sketch`](traqq_core::sketch::Sketch) a [`KeySketch`] of [`SketchFamily::Traqq`] holds,
+/// for the stores that keep that family ([`Storage::write_sketches`]): another family or bytes
+/// that do not decode are an error naming the key.
+pub fn decode_sketch(backend: &'static str, entry: &KeySketch) -> Result<traqq_core::sketch::Sketch> {
+    if entry.sketch.family != SketchFamily::Traqq {
+        return Err(crate::Error::backend(
+            backend,
+            format!(
+                "key {:?}: a {} sketch cannot be stored here ({backend} keeps {} sketches; the two \
+                 hash values differently, so one cannot become the other)",
+                entry.key,
+                entry.sketch.family,
+                SketchFamily::Traqq
+            ),
+        ));
+    }
+    traqq_core::sketch::Sketch::from_bytes(&entry.sketch.bytes).map_err(|e| {
+        crate::Error::backend(
+            backend,
+            format!("key {:?}: the sketch to store does not decode: {e}", entry.key),
+        )
+    })
+}
 
 /// One-read conveniences over any [`Storage`].
 pub trait StorageExt: Storage {

@@ -1,6 +1,7 @@
 //! One module per subcommand; [`run`] picks the one the command line names.
 
 mod config_file;
+mod dump;
 mod find;
 mod import;
 mod prune;
@@ -57,6 +58,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => {
             let config = config::load(file, &args.store)?;
             prune::migrate(&config)
+        }
+        Command::Export(args) => {
+            let config = config::load(file, &args.store)?;
+            dump::export_store(&config, &args)
+        }
+        Command::Restore(args) => {
+            let config = config::load(file, &args.store)?;
+            dump::restore_store(&config, &args)
         }
         Command::Config(ConfigCommand::Check { file }) => config_file::check(&file),
         Command::Config(ConfigCommand::Example) => config_file::example(),

@@ -8,7 +8,7 @@ use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::BucketKind;
 use crate::distribution::{Bin, FIELD_SEPARATOR, SUM_SUFFIX};
 use crate::event::{IncomingEvent, Scalar};
-use crate::key::{bucket_registry_key, key_set_key, AdvPart, KeyRef, MetricType};
+use crate::key::{key_set_key, register_buckets, AdvPart, KeyRef, MetricType};
 use crate::{Error, Result};
 
 /// Accumulates events into one coalesced [`Batch`].
@@ -380,17 +380,4 @@ impl BatchBuilder<'_> {
 fn span_text(values: &str, span: Option<(u32, u32)>) -> &str {
     span.and_then(|(from, to)| values.get(from as usize..to as usize))
         .unwrap_or("")
-}
-
-/// Adds each bucket's key set to the registry. The newest bucket goes first, so the registry
-/// entry carries the newest bucket (a backend that expires keys by bucket keeps it longest).
-fn register_buckets(batch: &mut Batch, prefix: &str, mut buckets: Vec<(i64, BucketKind)>) {
-    if buckets.is_empty() {
-        return;
-    }
-    buckets.sort_by_key(|b| std::cmp::Reverse(b.0));
-    let registry = bucket_registry_key(prefix);
-    for (start, kind) in buckets {
-        batch.sadd(&registry, (kind, start), &key_set_key(prefix, kind, start));
-    }
 }

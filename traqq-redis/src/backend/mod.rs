@@ -6,6 +6,7 @@ mod connect;
 mod error;
 mod read;
 mod replicas;
+mod sketches;
 
 pub(crate) use error::map_err;
 use error::{classified, passing, redirected};
@@ -26,6 +27,7 @@ use redis::{ClientTlsConfig, Cmd, Pipeline, RedisError, TlsCertificates, Value};
 use traqq_core::batch::{Batch, KeyEntry};
 use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{sort_ranked, top_ranked, Read, ReadResult};
+use traqq_core::sketch::{KeySketch, RawSketch, SketchFamily};
 use traqq_storage::{Capabilities, Error, Result, Storage};
 
 use crate::config::{redact, RedisConfig};
@@ -469,7 +471,7 @@ fn seen_id(claims: &Claims, parts: &[Part<'_>], part: usize, item: usize) -> Opt
 impl Storage for RedisStorage {
     fn capabilities(&self) -> Capabilities {
         // One node: the whole batch in one script call. Cluster: one script call per slot.
-        Capabilities::new(self.layout == KeyLayout::Plain, true)
+        Capabilities::new(self.layout == KeyLayout::Plain, true).with_sketches(SketchFamily::Redis)
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
@@ -531,6 +533,14 @@ impl Storage for RedisStorage {
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
         self.read_all(reads)
+    }
+
+    fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+        self.get_sketches(keys)
+    }
+
+    fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
+        self.set_sketches(sketches)
     }
 
     fn delete(&self, keys: &[String]) -> Result<()> {

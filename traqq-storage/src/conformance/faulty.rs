@@ -8,6 +8,7 @@ use std::time::Duration;
 use traqq_core::batch::Batch;
 use traqq_core::claim::{Claims, Seen};
 use traqq_core::read::{Read, ReadResult};
+use traqq_core::sketch::{KeySketch, RawSketch};
 
 use crate::{Capabilities, Error, MemoryStorage, Result, Storage};
 
@@ -135,6 +136,16 @@ impl<S: Storage> Storage for Faulty<S> {
         }
         pause(&self.read_delay_ms);
         self.inner.read(reads)
+    }
+
+    fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+        self.check(&self.down)?;
+        self.inner.read_sketches(keys)
+    }
+
+    fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
+        self.check(&self.down)?;
+        self.inner.write_sketches(sketches)
     }
 
     fn delete(&self, keys: &[String]) -> Result<()> {

@@ -1,0 +1,81 @@
+//! `traqq export`: a store's metrics as a dump (NDJSON, see `traqq_storage::dump`);
+//! `traqq restore`: a dump into an empty store, of the same or another backend.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use traqq_core::bucket::Calendar;
+use traqq_storage::dump::{export, restore, ExportRange, RestoreOptions};
+
+use crate::args::{ExportArgs, RestoreArgs};
+use crate::config::FileConfig;
+use crate::report::parse_time;
+use crate::UsageError;
+
+pub(super) fn export_store(config: &FileConfig, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let calendar = Calendar::new(config.time.zone().map_err(|e| UsageError(e.to_string()))?);
+    let range = ExportRange {
+        from: args
+            .from
+            .as_deref()
+            .map(|t| parse_time(&calendar, t, false))
+            .transpose()?,
+        to: args
+            .to
+            .as_deref()
+            .map(|t| parse_time(&calendar, t, true))
+            .transpose()?,
+    };
+    let storage = config.open_store()?;
+    let mut out: Box<dyn Write> = match &args.output {
+        None => Box::new(std::io::stdout().lock()),
+        Some(path) => Box::new(
+            File::create(path).with_context(|| format!("cannot create the dump file {}", path.display()))?,
+        ),
+    };
+    let mut out = BufWriter::with_capacity(1 << 16, &mut out);
+    let summary = export(storage.as_ref(), &config.prefix, range, &mut out)?;
+    drop(out);
+    eprintln!(
+        "exported {} keys ({} unique-count sketches) of {} buckets under prefix {:?} from {}",
+        summary.keys,
+        summary.sketches,
+        summary.buckets,
+        config.prefix,
+        crate::store::describe(&config.storage)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn restore_store(config: &FileConfig, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    let mut input: Box<dyn std::io::BufRead> = if args.file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = File::open(&args.file)
+            .map_err(|e| UsageError(format!("cannot open the dump {}: {e}", args.file)))?;
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    };
+    let storage = config.open_store()?;
+    let options = RestoreOptions {
+        skip_sketches: args.skip_sketches,
+    };
+    let summary = restore(storage.as_ref(), &config.prefix, &mut input, options)?;
+    storage.flush()?;
+    println!(
+        "restored {} keys ({} unique-count sketches) of {} buckets under prefix {:?} into {}",
+        summary.keys,
+        summary.sketches,
+        summary.buckets,
+        config.prefix,
+        crate::store::describe(&config.storage)
+    );
+    if summary.skipped_sketches > 0 {
+        println!(
+            "left out {} unique-count sketches of another family (--skip-sketches): their bmp metrics read 0 here",
+            summary.skipped_sketches
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,295 @@
+//! `traqq export` and `traqq restore` as a user runs them: a round trip through every pair of
+//! persistent backends (RocksDB, sled, Redis, Redis Cluster), and what cannot cross between
+//! sketch families.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{query_json, redis_url, text, traqq, unique_prefix};
+use traqq_storage::conformance::dumps::{same_lines, without_sketches};
+
+const DAY: i64 = 1_699_920_000; // 2023-11-14 00:00 UTC
+
+/// 900 events over three days: counters, sums (whole quarters, so every backend adds them
+/// exactly), a distribution, a leaderboard and unique ips.
+fn events_file(dir: &Path) -> String {
+    let lines: String = (0..900)
+        .map(|i| {
+            let ts = DAY + (i % 3) * 86_400 + (i * 97) % 86_400;
+            let event = ["view", "view", "click", "buy"][i as usize % 4];
+            let geo = ["US", "DE", "FR", "BR", "JP"][(i as usize / 3) % 5];
+            let amount = (i % 40) as f64 * 1.25;
+            format!(
+                "{{\"event\":\"{event}\",\"ip\":\"10.0.{}.{}\",\"geo\":\"{geo}\",\"amount\":{amount},\"ts\":{ts}}}\n",
+                i % 50,
+                i % 7
+            )
+        })
+        .collect();
+    let path = dir.join("events.ndjson");
+    std::fs::write(&path, lines).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// A config file for `store` (the `[storage]` lines) under `prefix`.
+fn config(dir: &Path, name: &str, prefix: &str, store: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "prefix = \"{prefix}\"\n[time]\nstore_hourly = true\n[mapping]\nbitmap = [\"ip\"]\n\
+             add = [\"event\", \"event~geo\"]\nadd_value = [{{ key = \"event\", add_key = \"amount\" }}]\n\
+             top = [\"geo\"]\ndistribution = [{{ key = \"event\", value_key = \"amount\" }}]\n[storage]\n{store}"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn embedded(dir: &Path, backend: &str, name: &str) -> String {
+    let data = dir.join(name);
+    config(
+        dir,
+        &format!("{name}.toml"),
+        "traqq",
+        &format!("backend = \"{backend}\"\npath = \"{}\"\n", data.display()),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = traqq(args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn export(config: &str) -> String {
+    ok(&["export", "--config", config])
+}
+
+fn restore(config: &str, dump: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["restore", dump, "--config", config];
+    args.extend_from_slice(extra);
+    traqq(&args)
+}
+
+fn save(dir: &Path, name: &str, dump: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, dump).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// `traqq import` into the store of `config` (`backend`: the local store, not a server).
+fn import(events: &str, config: &str, backend: &str) {
+    ok(&["import", events, "--config", config, "--storage", backend]);
+}
+
+fn unique_ips(config: &str, backend: &str) -> Value {
+    query_json(&[
+        "find",
+        "bmp/ip",
+        "--config",
+        config,
+        "--storage",
+        backend,
+        "--from",
+        "2023-11-14",
+        "--to",
+        "2023-11-16",
+        "--merge",
+    ])[0]["result"]
+        .clone()
+}
+
+use serde_json::Value;
+
+#[test]
+fn dumps_round_trip_through_rocksdb_and_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events_file(dir.path());
+    let (a, b, c) = (
+        embedded(dir.path(), "rocksdb", "a"),
+        embedded(dir.path(), "sled", "b"),
+        embedded(dir.path(), "rocksdb", "c"),
+    );
+    import(&events, &a, "rocksdb");
+    let out = traqq(&["export", "--config", &a]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dump = text(&out.stdout);
+    let said = text(&out.stderr);
+    assert!(
+        said.starts_with("exported ") && said.contains("rocksdb at"),
+        "{said}"
+    );
+    assert!(
+        dump.lines().count() > 100 && dump.contains("\"sketch\":"),
+        "{dump:.300}"
+    );
+
+    // RocksDB -> sled -> RocksDB: each store exports the very same dump.
+    let out = restore(&b, &save(dir.path(), "a.dump", &dump), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.starts_with("restored ") && said.contains("sled at"),
+        "{said}"
+    );
+    let from_b = export(&b);
+    assert_eq!(from_b, dump, "sled holds what RocksDB held");
+    let out = restore(&c, &save(dir.path(), "b.dump", &from_b), &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(export(&c), dump, "and back in RocksDB");
+    assert_eq!(
+        unique_ips(&c, "rocksdb"),
+        unique_ips(&a, "rocksdb"),
+        "unique counts read the same"
+    );
+    let counted = unique_ips(&a, "rocksdb")["Count"].as_u64().unwrap();
+    assert!((340..=360).contains(&counted), "350 distinct ips: {counted}");
+
+    // A store that holds data is not restored into (counters would double).
+    let out = restore(&c, &save(dir.path(), "again.dump", &dump), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("already holds"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --output, and a range of days.
+    let file = dir.path().join("day.dump");
+    ok(&[
+        "export",
+        "--config",
+        &a,
+        "--from",
+        "2023-11-15",
+        "--to",
+        "2023-11-15",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let day = std::fs::read_to_string(&file).unwrap();
+    assert!(day.lines().count() > 10);
+    for line in day.lines().skip(1) {
+        let start = serde_json::from_str::<Value>(line).unwrap()["start"]
+            .as_i64()
+            .unwrap();
+        assert!((DAY + 86_400..DAY + 2 * 86_400).contains(&start), "{line}");
+    }
+
+    // A damaged dump names its line; a missing file names the file.
+    let broken = dump.replacen("\"hash\":{", "\"hash\":[", 1);
+    let line = dump.lines().position(|l| l.contains("\"hash\":{")).unwrap() + 1;
+    let d = embedded(dir.path(), "sled", "d");
+    let out = restore(&d, &save(dir.path(), "broken.dump", &broken), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("dump line {line}:")),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = restore(&d, "/nonexistent/x.dump", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/x.dump"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn dumps_round_trip_through_redis_and_redis_cluster_and_cross_to_embedded_stores_without_sketches() {
+    let Some(url) = redis_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let events = events_file(dir.path());
+    let single = |tag: &str| {
+        let prefix = unique_prefix(tag);
+        let file = config(
+            dir.path(),
+            &format!("{prefix}.toml"),
+            &prefix,
+            &format!("backend = \"redis\"\nurl = \"{url}\"\n"),
+        );
+        (prefix, file)
+    };
+    let (p1, r1) = single("dumpa");
+    import(&events, &r1, "redis");
+    let dump = export(&r1);
+    assert!(dump.contains("\"sketches\":\"redis\""), "{:.200}", dump);
+
+    // Redis -> Redis Cluster -> Redis, each under its own prefix: the same dump each time.
+    let mut hops = Vec::new();
+    if let Ok(urls) = std::env::var("TRAQQ_REDIS_CLUSTER_URLS") {
+        let prefix = unique_prefix("dumpcluster");
+        let list: Vec<String> = urls.split(',').map(|u| format!("\"{}\"", u.trim())).collect();
+        let store = format!("backend = \"redis\"\ncluster_urls = [{}]\n", list.join(", "));
+        hops.push((
+            prefix.clone(),
+            config(dir.path(), "cluster.toml", &prefix, &store),
+        ));
+    }
+    hops.push(single("dumpb"));
+    let mut previous = (p1.clone(), dump.clone());
+    for (prefix, file) in &hops {
+        let out = restore(
+            file,
+            &save(dir.path(), &format!("{prefix}.dump"), &previous.1),
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let got = export(file);
+        assert_eq!(
+            got,
+            dump.replace(&p1, prefix),
+            "{prefix} holds what the first Redis held"
+        );
+        previous = (prefix.clone(), got);
+    }
+
+    // Into an embedded store: refused (sketches cannot be converted), nothing written; with
+    // --skip-sketches everything else arrives.
+    let sled = embedded(dir.path(), "sled", "from-redis");
+    let redis_dump = save(dir.path(), "redis.dump", &dump);
+    let out = restore(&sled, &redis_dump, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--skip-sketches"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(export(&sled).lines().count(), 1, "nothing restored");
+    let out = restore(&sled, &redis_dump, &["--skip-sketches"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("left out"), "{}", text(&out.stdout));
+    let in_sled = export(&sled).replace("traqq:", &format!("{p1}:"));
+    same_lines(
+        &without_sketches(&in_sled),
+        &without_sketches(&dump),
+        "Redis -> sled",
+    );
+
+    // The same events imported into RocksDB store the same numbers as in Redis; its dump goes
+    // into Redis without its sketches.
+    let rocks = embedded(dir.path(), "rocksdb", "to-redis");
+    import(&events, &rocks, "rocksdb");
+    let rocks_dump = export(&rocks);
+    same_lines(
+        &without_sketches(&rocks_dump.replace("traqq:", &format!("{p1}:"))),
+        &without_sketches(&dump),
+        "RocksDB and Redis",
+    );
+    let (p4, r4) = single("dumpc");
+    let out = restore(
+        &r4,
+        &save(dir.path(), "rocks.dump", &rocks_dump),
+        &["--skip-sketches"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    same_lines(
+        &without_sketches(&export(&r4)),
+        &without_sketches(&rocks_dump.replace("traqq:", &format!("{p4}:"))),
+        "RocksDB -> Redis",
+    );
+}
