@@ -478,14 +478,30 @@ impl Restorer<'_> {
                 ))
             }
         };
-        MetricKey::decode(self.to, &key).map_err(|e| format!("key {:?}: {e}", line.key))?;
-        let kinds = usize::from(line.hash.is_some())
-            + usize::from(line.top.is_some())
-            + usize::from(line.sketch.is_some());
-        if kinds != 1 {
+        let metric = MetricKey::decode(self.to, &key).map_err(|e| format!("key {:?}: {e}", line.key))?;
+        if (metric.bucket, metric.timestamp) != bucket {
             return Err(format!(
-                "key {:?} needs exactly one of hash, top or sketch",
-                line.key
+                "key {:?} is not of bucket {}:{} (the line's bucket and start)",
+                line.key, line.bucket, line.start
+            ));
+        }
+        let want = match metric.metric {
+            MetricType::Bmp => "sketch",
+            MetricType::Top => "top",
+            MetricType::Add | MetricType::Adv | MetricType::Dst => "hash",
+        };
+        let given: Vec<&str> = [
+            ("hash", line.hash.is_some()),
+            ("top", line.top.is_some()),
+            ("sketch", line.sketch.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect();
+        if given != [want] {
+            return Err(format!(
+                "key {:?} is a {} metric: its line holds \"{want}\" (and nothing else of hash, top, sketch)",
+                line.key, metric.metric
             ));
         }
         if let Some(fields) = &line.hash {
@@ -562,5 +578,109 @@ fn number(raw: &RawValue) -> Option<Number> {
         "\"nan\"" => Some(Number::Float(f64::NAN)),
         _ if text.contains(['.', 'e', 'E']) => text.parse().ok().map(Number::Float),
         _ => text.parse().ok().map(Number::Int),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MemoryStorage, StorageExt};
+
+    const HEADER: &str = r#"{"traqq_dump":1,"prefix":"a","sketches":"traqq"}"#;
+
+    fn restore_text(store: &MemoryStorage, text: &str) -> Result<DumpSummary> {
+        restore(store, "b", &mut text.as_bytes(), RestoreOptions::default())
+    }
+
+    #[test]
+    fn restores_numbers_exactly_under_the_new_prefix() {
+        let store = MemoryStorage::new();
+        let text = format!(
+            "{HEADER}\n\n{}\n{}\n",
+            r#"{"bucket":"d","start":86400,"key":"a:adv:d:86400:amount:event","hash":{"x":0.1,"y":3.0,"z":"-inf","n":7}}"#,
+            r#"{"bucket":"h","start":90000,"key":"a:top:h:90000:geo","top":{"US":2.5,"DE":1}}"#
+        );
+        let summary = restore_text(&store, &text).unwrap();
+        assert_eq!((summary.buckets, summary.keys, summary.sketches), (2, 2, 0));
+        let mut h = store.read_hash("b:adv:d:86400:amount:event").unwrap();
+        h.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            h,
+            vec![
+                ("n".to_owned(), Number::Int(7)),
+                ("x".to_owned(), Number::Float(0.1)),
+                ("y".to_owned(), Number::Float(3.0)),
+                ("z".to_owned(), Number::Float(f64::NEG_INFINITY)),
+            ]
+        );
+        assert_eq!(
+            store.top("b:top:h:90000:geo", 10).unwrap(),
+            vec![("US".to_owned(), 2.5), ("DE".to_owned(), 1.0)]
+        );
+        let mut out = Vec::new();
+        export(&store, "b", ExportRange::default(), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(r#""hash":{"n":7,"x":0.1,"y":3.0,"z":"-inf"}"#),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_line_that_does_not_fit_its_key_is_refused_naming_the_line() {
+        let bad = [
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:add:d:86400:geo","top":{"US":1.0}}"#,
+                "holds \"hash\"",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:top:d:86400:geo","hash":{"US":1}}"#,
+                "holds \"top\"",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:add:d:86400:geo","hash":{"US":1},"top":{}}"#,
+                "nothing else",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:add:d:16:geo","hash":{"US":1}}"#,
+                "not of bucket",
+            ),
+            (
+                r#"{"bucket":"h","start":86400,"key":"a:add:d:86400:geo","hash":{"US":1}}"#,
+                "not of bucket",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"x:add:d:86400:geo","hash":{"US":1}}"#,
+                "prefix",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:add:d:86400:geo","hash":{"US":"1"}}"#,
+                "not a number",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:bmp:d:86400:ip","sketch":"%%%"}"#,
+                "base64",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:add:d:86400:geo","hash":{"US":1},"extra":1}"#,
+                "extra",
+            ),
+        ];
+        for (line, says) in bad {
+            let store = MemoryStorage::new();
+            let e = restore_text(&store, &format!("{HEADER}\n{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("dump line 2:") && e.contains(says), "{line}: {e}");
+        }
+        let store = MemoryStorage::new();
+        for (text, says) in [
+            ("", "empty"),
+            ("{\"traqq_dump\":2,\"prefix\":\"a\",\"sketches\":null}\n", "newer"),
+            ("{\"prefix\":\"a\"}\n", "not a traqq dump header"),
+        ] {
+            let e = restore_text(&store, text).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }
