@@ -76,7 +76,7 @@ pub(crate) struct ExportArgs {
     /// Last day exported (default: the newest).
     #[arg(long, value_name = "DATE")]
     pub(crate) to: Option<String>,
-    /// Write the dump to FILE instead of stdout.
+    /// Write the dump to FILE instead of stdout (`-`: stdout).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
     #[command(flatten)]

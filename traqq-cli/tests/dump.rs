@@ -179,6 +179,16 @@ fn dumps_round_trip_through_rocksdb_and_sled() {
         assert!((DAY + 86_400..DAY + 2 * 86_400).contains(&start), "{line}");
     }
 
+    // `-o -` is stdout; a dump that cannot be written all the way (a full disk) is a failure,
+    // not a short backup reported as done.
+    assert_eq!(ok(&["export", "--config", &a, "-o", "-"]), dump);
+    assert!(!Path::new("-").exists(), "export -o - wrote a file named -");
+    if Path::new("/dev/full").exists() {
+        let out = traqq(&["export", "--config", &a, "-o", "/dev/full"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("dump"), "{}", text(&out.stderr));
+    }
+
     // A damaged dump names its line; a missing file names the file.
     let broken = dump.replacen("\"hash\":{", "\"hash\":[", 1);
     let line = dump.lines().position(|l| l.contains("\"hash\":{")).unwrap() + 1;

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -29,15 +30,25 @@ pub(super) fn export_store(config: &FileConfig, args: &ExportArgs) -> anyhow::Re
             .transpose()?,
     };
     let storage = config.open_store()?;
-    let mut out: Box<dyn Write> = match &args.output {
-        None => Box::new(std::io::stdout().lock()),
-        Some(path) => Box::new(
-            File::create(path).with_context(|| format!("cannot create the dump file {}", path.display()))?,
-        ),
+    let write = |out: &mut dyn Write| -> anyhow::Result<_> {
+        let mut out = BufWriter::with_capacity(1 << 16, out);
+        let summary = export(storage.as_ref(), &config.prefix, range, &mut out)?;
+        // Flushed here, not on drop, which would swallow a full disk's error.
+        out.flush().context("cannot write the dump")?;
+        Ok(summary)
     };
-    let mut out = BufWriter::with_capacity(1 << 16, &mut out);
-    let summary = export(storage.as_ref(), &config.prefix, range, &mut out)?;
-    drop(out);
+    let summary = match args.output.as_deref().filter(|&p| p != Path::new("-")) {
+        None => write(&mut std::io::stdout().lock())?,
+        Some(path) => {
+            let mut file = File::create(path)
+                .with_context(|| format!("cannot create the dump file {}", path.display()))?;
+            let summary = write(&mut file)?;
+            // A backup is only one once it is on disk.
+            file.sync_all()
+                .with_context(|| format!("cannot write the dump file {}", path.display()))?;
+            summary
+        }
+    };
     eprintln!(
         "exported {} keys ({} unique-count sketches) of {} buckets under prefix {:?} from {}",
         summary.keys,
