@@ -303,3 +303,96 @@ fn dumps_round_trip_through_redis_and_redis_cluster_and_cross_to_embedded_stores
         "RocksDB -> Redis",
     );
 }
+
+/// 300 events of the last minute, each with its own `id`: what exactly-once ingest claims.
+fn recent_events_with_ids(dir: &Path) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let lines: String = (0..300)
+        .map(|i| {
+            format!(
+                "{{\"id\":\"order-{i}\",\"event\":\"buy\",\"ip\":\"10.1.0.{}\",\"geo\":\"US\",\"amount\":1.5,\"ts\":{}}}\n",
+                i % 200,
+                now - 60
+            )
+        })
+        .collect();
+    let path = dir.join("recent.ndjson");
+    std::fs::write(&path, lines).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Sets `[event] id_field = "id"` in the config file `config`.
+fn with_ids(config: &str) -> &str {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str("[event]\nid_field = \"id\"\n");
+    std::fs::write(config, text).unwrap();
+    config
+}
+
+/// Exports the source (its events imported with ids), restores into the target, and checks
+/// that the target takes the same file again as duplicates only; a target without
+/// `id_field` is told the ids were left out.
+fn ids_move(dir: &Path, events: &str, from: (&str, &str), to: (&str, &str), plain: &str) {
+    ok(&["import", events, "--config", from.0, "--storage", from.1]);
+    let out = traqq(&["export", "--config", from.0]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exported 300 event ids of 1 days"),
+        "{}",
+        text(&out.stderr)
+    );
+    let dump = save(dir, &format!("ids-{}.dump", to.1), &text(&out.stdout));
+    let said = ok(&["restore", &dump, "--config", to.0]);
+    assert!(said.contains("claimed 300 event ids of 1 days"), "{said}");
+    let again = ok(&["import", events, "--config", to.0, "--storage", to.1]);
+    assert!(
+        again.contains("imported 0 events") && again.contains("skipped 300 duplicates"),
+        "{again}"
+    );
+    let said = ok(&["restore", &dump, "--config", plain]);
+    assert!(said.contains("left out 1 days of event ids"), "{said}");
+}
+
+#[test]
+fn event_ids_move_with_the_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = recent_events_with_ids(dir.path());
+    let rocks = embedded(dir.path(), "rocksdb", "ids-rocks");
+    let sled = embedded(dir.path(), "sled", "ids-sled");
+    let plain = embedded(dir.path(), "sled", "ids-plain");
+    ids_move(
+        dir.path(),
+        &events,
+        (with_ids(&rocks), "rocksdb"),
+        (with_ids(&sled), "sled"),
+        &plain,
+    );
+
+    let Some(url) = redis_url() else { return };
+    let redis = |tag: &str, store: String| {
+        let prefix = unique_prefix(tag);
+        config(dir.path(), &format!("{prefix}.toml"), &prefix, &store)
+    };
+    let single = redis("idsa", format!("backend = \"redis\"\nurl = \"{url}\"\n"));
+    let target = match std::env::var("TRAQQ_REDIS_CLUSTER_URLS") {
+        Ok(urls) => {
+            let list: Vec<String> = urls.split(',').map(|u| format!("\"{}\"", u.trim())).collect();
+            redis(
+                "idscluster",
+                format!("backend = \"redis\"\ncluster_urls = [{}]\n", list.join(", ")),
+            )
+        }
+        Err(_) => redis("idsb", format!("backend = \"redis\"\nurl = \"{url}\"\n")),
+    };
+    let plain = redis("idsplain", format!("backend = \"redis\"\nurl = \"{url}\"\n"));
+    ids_move(
+        dir.path(),
+        &events,
+        (with_ids(&single), "redis"),
+        (with_ids(&target), "redis"),
+        &plain,
+    );
+}

@@ -16,6 +16,7 @@ use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::claim::{id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
 use traqq_core::sketch::{KeySketch, RawSketch, Sketch, SketchFamily};
+use traqq_storage::claim_index::decode_chunks;
 use traqq_storage::packed::{self, Entry, MapWriter};
 use traqq_storage::{
     decode_sketch, Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage,
@@ -444,6 +445,13 @@ impl Storage for RocksStorage {
                 let mut sketch = codec::decode_sketch(&value).map_err(|m| corrupt(key, m))?;
                 Ok(Some(sketch.to_raw()))
             })
+            .collect()
+    }
+
+    fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+        set_keys
+            .iter()
+            .map(|key| decode_chunks(key, &self.id_chunks(key)?))
             .collect()
     }
 

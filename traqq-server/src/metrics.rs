@@ -423,6 +423,11 @@ impl Storage for Instrumented {
             .store_call("write_sketches", || self.inner.write_sketches(sketches))
     }
 
+    fn read_ids(&self, set_keys: &[String]) -> traqq_storage::Result<Vec<Vec<u128>>> {
+        self.metrics
+            .store_call("read_ids", || self.inner.read_ids(set_keys))
+    }
+
     fn delete(&self, keys: &[String]) -> traqq_storage::Result<()> {
         self.metrics.store_call("delete", || self.inner.delete(keys))
     }

@@ -11,6 +11,7 @@ use traqq_core::batch::{Batch, KeyOps, Number};
 use traqq_core::claim::{id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
 use traqq_core::sketch::{KeySketch, RawSketch, Sketch, SketchFamily};
+use traqq_storage::claim_index::decode_chunks;
 use traqq_storage::packed::{self, entries, Entry};
 use traqq_storage::{
     decode_sketch, Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage,
@@ -449,6 +450,13 @@ impl Storage for SledStorage {
                 logged.into_iter().flatten().for_each(|v| sketch.insert(v));
                 Ok(Some(sketch.to_raw()))
             })
+            .collect()
+    }
+
+    fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+        set_keys
+            .iter()
+            .map(|key| decode_chunks(key, &self.id_chunks(key)?))
             .collect()
     }
 

@@ -406,6 +406,11 @@ impl<S: Storage> Storage for BufferedStorage<S> {
         self.shared.store.write_sketches(sketches)
     }
 
+    fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+        self.shared.take_failure_then_write()?;
+        self.shared.store.read_ids(set_keys)
+    }
+
     fn delete(&self, keys: &[String]) -> Result<()> {
         self.shared.take_failure_then_write()?;
         self.shared.store.delete(keys)

@@ -64,6 +64,23 @@ impl ClaimIndex {
     }
 }
 
+/// The ids of the id set `set_key` held by its stored chunks (their values); an error names
+/// the set when a chunk is not whole ids. What the index loads, and what `traqq export` reads.
+pub fn decode_chunks(set_key: &str, chunks: &[Vec<u8>]) -> Result<Vec<u128>> {
+    let mut ids = Vec::new();
+    for chunk in chunks {
+        let decoded = decode_ids(chunk).ok_or_else(|| {
+            Error::corrupt(
+                "claims",
+                set_key.to_owned(),
+                format!("an id chunk of {} bytes (not a multiple of 16)", chunk.len()),
+            )
+        })?;
+        ids.extend(decoded);
+    }
+    Ok(ids)
+}
+
 /// The index, held by one claimed batch.
 #[derive(Debug)]
 pub struct ClaimGuard<'a> {
@@ -82,18 +99,8 @@ impl ClaimGuard<'_> {
         let mut seen = Vec::new();
         for (set, claim) in claims.sets().iter().enumerate() {
             if !self.sets.contains_key(claim.key.as_str()) {
-                let mut ids = HashSet::new();
-                for chunk in load(&claim.key)? {
-                    let decoded = decode_ids(&chunk).ok_or_else(|| {
-                        Error::corrupt(
-                            "claims",
-                            claim.key.clone(),
-                            format!("an id chunk of {} bytes (not a multiple of 16)", chunk.len()),
-                        )
-                    })?;
-                    ids.extend(decoded);
-                }
-                self.sets.insert(claim.key.clone(), ids);
+                let ids = decode_chunks(&claim.key, &load(&claim.key)?)?;
+                self.sets.insert(claim.key.clone(), ids.into_iter().collect());
             }
             if let Some(held) = self.sets.get(claim.key.as_str()) {
                 seen.extend(

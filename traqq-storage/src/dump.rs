@@ -7,10 +7,13 @@
 //! {"bucket":"d","start":1764201600,"key":"myapp:adv:d:1764201600:amount:event","hash":{"buy":19.5}}
 //! {"bucket":"d","start":1764201600,"key":"myapp:top:d:1764201600:geo","top":{"US":5.0,"DE":4.0}}
 //! {"bucket":"d","start":1764201600,"key":"myapp:bmp:d:1764201600:ip","sketch":"AQ4..."}
+//! {"bucket":"d","start":1764201600,"key":"myapp:ids:d:1764201600","ids":"3q2+7..."}
 //! ```
 //!
 //! The first line names the dump format, the prefix and the family of the unique-count
-//! sketches ([`SketchFamily`]); then one line per stored key, buckets oldest first. Counters
+//! sketches ([`SketchFamily`]); then one line per stored key, buckets oldest first, then the
+//! id sets of exactly-once ingest (`[event] id_field`, [`traqq_core::claim`]), oldest first,
+//! their ids as 16 big-endian bytes each, in order, in base64. Counters
 //! are JSON integers and sums JSON numbers with a fraction or exponent (`5.0`), written and
 //! read back exactly (shortest round-trip form; infinities as `"inf"`/`"-inf"`); leaderboards
 //! list members best first; sketches are the stored bytes in base64. Exporting a store and
@@ -28,9 +31,11 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use traqq_core::batch::{Batch, Number};
-use traqq_core::bucket::BucketKind;
+use traqq_core::bucket::{BucketKind, Calendar};
+use traqq_core::claim::{decode_ids, encode_ids, Claim, Claims, IdPolicy};
 use traqq_core::key::{
-    bucket_registry_key, decode_key_set_key, key_set_key, register_buckets, MetricKey, MetricType,
+    bucket_registry_key, decode_id_set_key, decode_key_set_key, id_registry_key, key_set_key,
+    register_buckets, MetricKey, MetricType,
 };
 use traqq_core::read::{Read, ReadResult};
 use traqq_core::sketch::{KeySketch, RawSketch, SketchFamily};
@@ -58,6 +63,12 @@ pub struct DumpSummary {
     pub sketches: usize,
     /// Sketches a restore left out ([`RestoreOptions::skip_sketches`]).
     pub skipped_sketches: usize,
+    /// Id sets of exactly-once ingest (one per day).
+    pub id_sets: usize,
+    /// The ids in them.
+    pub ids: usize,
+    /// Id sets a restore left out (no [`RestoreOptions::ids`]: the target does not dedupe).
+    pub skipped_id_sets: usize,
 }
 
 /// Which buckets [`export`] writes: those starting within `from..=to` (unix seconds; `None`:
@@ -76,13 +87,17 @@ impl ExportRange {
     }
 }
 
-/// How [`restore`] treats what it cannot restore exactly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How [`restore`] treats what it cannot restore exactly, and how it claims event ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
     /// Restore everything but the unique-count sketches when the dump's sketches are of
     /// another family than the store's (otherwise that is an error before anything is
     /// written).
     pub skip_sketches: bool,
+    /// The target's `[event] id_field` policy and its calendar: the dump's id sets are claimed
+    /// under them (kept, and on Redis expiring, as `dedup_days` says). `None` (no `id_field`):
+    /// they are left out and counted in [`DumpSummary::skipped_id_sets`].
+    pub ids: Option<(IdPolicy, Calendar)>,
 }
 
 fn dump_error(message: impl Into<String>) -> Error {
@@ -142,6 +157,8 @@ struct KeyLineOut<'a> {
     top: Option<Fields<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sketch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ids: Option<String>,
 }
 
 impl<'a> KeyLineOut<'a> {
@@ -153,6 +170,7 @@ impl<'a> KeyLineOut<'a> {
             hash: None,
             top: None,
             sketch: None,
+            ids: None,
         }
     }
 }
@@ -171,6 +189,8 @@ struct KeyLineIn<'a> {
     top: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
     #[serde(default, borrow)]
     sketch: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    ids: Option<Cow<'a, str>>,
 }
 
 /// Writes the metrics of `prefix` in `storage`, buckets within `range`, to `out` as a dump
@@ -207,8 +227,46 @@ pub fn export(
         }
         summary.buckets += usize::from(exported);
     }
+    export_id_sets(storage, prefix, range, out, &mut summary)?;
     out.flush().map_err(write_error)?;
     Ok(summary)
+}
+
+/// Exports the id sets of `prefix` whose days are within `range` (listed in the id registry;
+/// a set gone, e.g. expired on Redis, is left out). Ids are sorted so that every store writes
+/// the same text.
+fn export_id_sets(
+    storage: &dyn Storage,
+    prefix: &str,
+    range: ExportRange,
+    out: &mut dyn Write,
+    summary: &mut DumpSummary,
+) -> Result<()> {
+    let mut sets: Vec<(i64, String)> = members(storage, &id_registry_key(prefix))?
+        .into_iter()
+        .filter_map(|set| decode_id_set_key(prefix, &set).map(|day| (day, set)))
+        .filter(|(day, _)| range.holds(*day))
+        .collect();
+    sets.sort();
+    for chunk in sets.chunks(READ_CHUNK) {
+        let keys: Vec<String> = chunk.iter().map(|(_, key)| key.clone()).collect();
+        for ((day, key), mut ids) in chunk.iter().zip(storage.read_ids(&keys)?) {
+            if ids.is_empty() {
+                continue;
+            }
+            ids.sort_unstable();
+            write_line(
+                out,
+                &KeyLineOut {
+                    ids: Some(data_encoding::BASE64.encode(&encode_ids(&ids))),
+                    ..KeyLineOut::new(BucketKind::Day, *day, key)
+                },
+            )?;
+            summary.id_sets += 1;
+            summary.ids += ids.len();
+        }
+    }
+    Ok(())
 }
 
 /// Exports one bucket's `keys` (those still held; a key listed but gone is left out).
@@ -342,6 +400,13 @@ pub fn restore(
             held.len()
         )));
     }
+    let held = members(storage, &id_registry_key(prefix))?;
+    if !held.is_empty() {
+        return Err(dump_error(format!(
+            "the store already holds {} id sets under prefix {prefix:?}: restore into an empty store or another prefix",
+            held.len()
+        )));
+    }
     let mut lines = DumpLines {
         input,
         text: String::new(),
@@ -372,6 +437,9 @@ pub fn restore(
         from,
         to: prefix,
         keep_sketches,
+        ids: options.ids,
+        claims: Claims::new(),
+        id_days: hashbrown::HashSet::new(),
         batch: Batch::new(),
         sketches: Vec::new(),
         buckets: hashbrown::HashSet::new(),
@@ -450,6 +518,12 @@ struct Restorer<'s> {
     from: String,
     to: &'s str,
     keep_sketches: bool,
+    /// [`RestoreOptions::ids`].
+    ids: Option<(IdPolicy, Calendar)>,
+    /// Ids waiting to be claimed with the batch.
+    claims: Claims,
+    /// The days whose id sets were read (a dump holds each once).
+    id_days: hashbrown::HashSet<i64>,
     batch: Batch,
     sketches: Vec<KeySketch>,
     buckets: hashbrown::HashSet<(BucketKind, i64)>,
@@ -478,6 +552,9 @@ impl Restorer<'_> {
                 ))
             }
         };
+        if let Some(day) = decode_id_set_key(self.to, &key) {
+            return self.id_line(&line, &key, day);
+        }
         let metric = MetricKey::decode(self.to, &key).map_err(|e| format!("key {:?}: {e}", line.key))?;
         if (metric.bucket, metric.timestamp) != bucket {
             return Err(format!(
@@ -494,13 +571,14 @@ impl Restorer<'_> {
             ("hash", line.hash.is_some()),
             ("top", line.top.is_some()),
             ("sketch", line.sketch.is_some()),
+            ("ids", line.ids.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, present)| present.then_some(name))
         .collect();
         if given != [want] {
             return Err(format!(
-                "key {:?} is a {} metric: its line holds \"{want}\" (and nothing else of hash, top, sketch)",
+                "key {:?} is a {} metric: its line holds \"{want}\" (and nothing else of hash, top, sketch, ids)",
                 line.key, metric.metric
             ));
         }
@@ -545,8 +623,52 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// Adds the line of the id set `key` (of the day starting at `day`) to the claims waiting.
+    fn id_line(&mut self, line: &KeyLineIn<'_>, key: &str, day: i64) -> std::result::Result<(), String> {
+        if (line.bucket.as_ref(), line.start) != ("d", day) {
+            return Err(format!(
+                "id set {:?} is of day {day}: its line's bucket and start are \"d\" and {day}",
+                line.key
+            ));
+        }
+        let text = match (&line.ids, &line.hash, &line.top, &line.sketch) {
+            (Some(text), None, None, None) => text,
+            _ => {
+                return Err(format!(
+                    "key {:?} is an id set: its line holds \"ids\" (and nothing else of hash, top, sketch)",
+                    line.key
+                ))
+            }
+        };
+        if !self.id_days.insert(day) {
+            return Err(format!("id set {:?} is in the dump twice", line.key));
+        }
+        let Some((policy, calendar)) = &self.ids else {
+            self.summary.skipped_id_sets += 1;
+            return Ok(());
+        };
+        let bytes = data_encoding::BASE64
+            .decode(text.as_bytes())
+            .map_err(|e| format!("id set {:?}: the ids are not base64: {e}", line.key))?;
+        let ids = decode_ids(&bytes)
+            .ok_or_else(|| format!("id set {:?}: {} bytes of ids (16 each)", line.key, bytes.len()))?;
+        let mut count = 0;
+        for id in ids {
+            policy.add(&mut self.claims, self.to, calendar, Claim { day, id });
+            count += 1;
+        }
+        self.batch
+            .sadd(&id_registry_key(self.to), (BucketKind::Day, day), key);
+        self.summary.id_sets += 1;
+        self.summary.ids += count;
+        Ok(())
+    }
+
     fn write_if_full(&mut self) -> Result<()> {
-        if self.batch.op_count() >= RESTORE_OPS || self.sketches.len() >= RESTORE_SKETCHES {
+        if self.batch.op_count() >= RESTORE_OPS
+            || self.sketches.len() >= RESTORE_SKETCHES
+            || self.claims.len() >= RESTORE_OPS
+        {
             self.write()?;
         }
         Ok(())
@@ -560,8 +682,20 @@ impl Restorer<'_> {
             self.sketches.clear();
         }
         register_buckets(&mut self.batch, self.to, std::mem::take(&mut self.new_buckets));
-        if !self.batch.is_empty() {
-            self.storage.apply(&std::mem::take(&mut self.batch))?;
+        let batch = std::mem::take(&mut self.batch);
+        let claims = std::mem::take(&mut self.claims);
+        if !claims.is_empty() {
+            // The store was empty and each set is read once: nothing can have been seen,
+            // unless another writer claims ids under this prefix meanwhile.
+            if let Some(seen) = self.storage.apply_claimed(&batch, &claims)?.first() {
+                return Err(dump_error(format!(
+                    "id {:032x} of set {:?} was claimed in the store during the restore (restore before writers start)",
+                    seen.id,
+                    claims.sets()[seen.set].key
+                )));
+            }
+        } else if !batch.is_empty() {
+            self.storage.apply(&batch)?;
         }
         Ok(())
     }
@@ -665,6 +799,18 @@ mod tests {
                 r#"{"bucket":"d","start":86400,"key":"a:add:d:86400:geo","hash":{"US":1},"extra":1}"#,
                 "extra",
             ),
+            (
+                r#"{"bucket":"h","start":86400,"key":"a:ids:d:86400","ids":""}"#,
+                "is of day",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:ids:d:86400","hash":{"x":1}}"#,
+                "is an id set",
+            ),
+            (
+                r#"{"bucket":"d","start":86400,"key":"a:add:d:86400:geo","ids":"AAAA"}"#,
+                "holds \"hash\"",
+            ),
         ];
         for (line, says) in bad {
             let store = MemoryStorage::new();
@@ -672,6 +818,38 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("dump line 2:") && e.contains(says), "{line}: {e}");
+        }
+        let with_ids = RestoreOptions {
+            ids: Some((
+                IdPolicy::new(&traqq_core::config::TraqqConfig {
+                    event: traqq_core::config::EventConfig {
+                        id_field: Some("id".into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                })
+                .unwrap(),
+                Calendar::new(chrono_tz::UTC),
+            )),
+            ..RestoreOptions::default()
+        };
+        let id_line =
+            |ids: &str| format!(r#"{{"bucket":"d","start":86400,"key":"a:ids:d:86400","ids":"{ids}"}}"#);
+        for (text, says) in [
+            (id_line("AAAA"), "3 bytes of ids (16 each)"),
+            (id_line("%"), "not base64"),
+            (format!("{}\n{}", id_line(""), id_line("")), "in the dump twice"),
+        ] {
+            let store = MemoryStorage::new();
+            let e = restore(
+                &store,
+                "b",
+                &mut format!("{HEADER}\n{text}\n").as_bytes(),
+                with_ids.clone(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(says), "{text}: {e}");
         }
         let store = MemoryStorage::new();
         for (text, says) in [

@@ -389,6 +389,19 @@ impl Storage for MemoryStorage {
             .collect()
     }
 
+    fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+        set_keys
+            .iter()
+            .map(
+                |key| match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
+                    None => Ok(Vec::new()),
+                    Some(Value::Ids(ids)) => Ok(ids.iter().copied().collect()),
+                    Some(other) => Err(wrong_type(key, other)),
+                },
+            )
+            .collect()
+    }
+
     fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
         let decoded = sketches
             .iter()

@@ -139,6 +139,17 @@ pub trait Storage: Send + Sync + Debug {
         })
     }
 
+    /// The ids held by each of the id sets `set_keys` (`prefix:ids:d:day`, see
+    /// [`traqq_core::claim`]), in order (empty: no such set), in no particular order within a
+    /// set: what `traqq export` writes of exactly-once ingest. They are written back with
+    /// [`Storage::apply_claimed`]. The default refuses.
+    fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+        let _ = set_keys;
+        Err(crate::Error::Unsupported {
+            what: "reading stored event ids (traqq export)",
+        })
+    }
+
     /// Stores sketches read by [`Storage::read_sketches`] from a store of the same family, each
     /// replacing what its key held: what `traqq restore` writes. A sketch of another family, or
     /// bytes that are not one, is an error naming the key, and nothing of the call is written.
@@ -218,6 +229,9 @@ macro_rules! forward_storage {
             }
             fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
                 (**self).write_sketches(sketches)
+            }
+            fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+                (**self).read_ids(set_keys)
             }
             fn delete(&self, keys: &[String]) -> Result<()> {
                 (**self).delete(keys)

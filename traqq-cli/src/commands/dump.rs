@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use traqq_core::bucket::Calendar;
+use traqq_core::claim::IdPolicy;
 use traqq_storage::dump::{export, restore, ExportRange, RestoreOptions};
 
 use crate::args::{ExportArgs, RestoreArgs};
@@ -57,6 +58,12 @@ pub(super) fn export_store(config: &FileConfig, args: &ExportArgs) -> anyhow::Re
         config.prefix,
         crate::store::describe(&config.storage)
     );
+    if summary.id_sets > 0 {
+        eprintln!(
+            "exported {} event ids of {} days ([event] id_field)",
+            summary.ids, summary.id_sets
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -69,8 +76,11 @@ pub(super) fn restore_store(config: &FileConfig, args: &RestoreArgs) -> anyhow::
         Box::new(BufReader::with_capacity(1 << 16, file))
     };
     let storage = config.open_store()?;
+    let traqq = config.traqq();
+    let calendar = Calendar::new(traqq.time.zone().map_err(|e| UsageError(e.to_string()))?);
     let options = RestoreOptions {
         skip_sketches: args.skip_sketches,
+        ids: IdPolicy::new(&traqq).map(|policy| (policy, calendar)),
     };
     let summary = restore(storage.as_ref(), &config.prefix, &mut input, options)?;
     storage.flush()?;
@@ -82,6 +92,18 @@ pub(super) fn restore_store(config: &FileConfig, args: &RestoreArgs) -> anyhow::
         config.prefix,
         crate::store::describe(&config.storage)
     );
+    if summary.id_sets > 0 {
+        println!(
+            "claimed {} event ids of {} days ([event] id_field: a retry of an event sent before the move is still a duplicate)",
+            summary.ids, summary.id_sets
+        );
+    }
+    if summary.skipped_id_sets > 0 {
+        println!(
+            "left out {} days of event ids: this config sets no [event] id_field",
+            summary.skipped_id_sets
+        );
+    }
     if summary.skipped_sketches > 0 {
         println!(
             "left out {} unique-count sketches of another family (--skip-sketches): their bmp metrics read 0 here",

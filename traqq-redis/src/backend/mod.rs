@@ -3,10 +3,10 @@
 //! traqq errors in `error`; writes (one script call per slot group) are here.
 
 mod connect;
+mod dump;
 mod error;
 mod read;
 mod replicas;
-mod sketches;
 
 pub(crate) use error::map_err;
 use error::{classified, passing, redirected};
@@ -126,6 +126,18 @@ impl RedisStorage {
         F: Future<Output = std::result::Result<T, RedisError>> + Send + 'static,
     {
         run_on(&self.handle, self.op_timeout, &self.target, fut)
+    }
+
+    /// `command KEY` for each of `keys` (by its physical name), for [`RedisStorage::exec`].
+    fn per_key(&self, command: &str, keys: &[String]) -> Vec<(u16, Cmd, String)> {
+        keys.iter()
+            .map(|k| {
+                let physical = self.layout.physical(k);
+                let mut c = redis::cmd(command);
+                c.arg(physical.as_ref());
+                (self.slot_of(&physical), c, k.clone())
+            })
+            .collect()
     }
 
     /// Runs commands, one pipeline per slot (all in one on a single node), and answers them in
@@ -543,19 +555,15 @@ impl Storage for RedisStorage {
         self.set_sketches(sketches)
     }
 
+    fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+        self.id_members(set_keys)
+    }
+
     fn delete(&self, keys: &[String]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        let cmds = keys
-            .iter()
-            .map(|k| {
-                let physical = self.layout.physical(k);
-                let mut c = redis::cmd("DEL");
-                c.arg(physical.as_ref());
-                (self.slot_of(&physical), c, k.clone())
-            })
-            .collect();
+        let cmds = self.per_key("DEL", keys);
         self.exec(false, cmds).map(|_| ())
     }
 

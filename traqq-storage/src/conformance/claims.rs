@@ -19,19 +19,19 @@ pub fn run_all(storage: &dyn Storage) {
     deleting_an_id_set_forgets_its_ids(storage);
 }
 
-fn policy() -> IdPolicy {
+pub(super) fn policy() -> IdPolicy {
     let mut config = TraqqConfig::default();
     config.event.id_field = Some("id".into());
     IdPolicy::new(&config).unwrap()
 }
 
-fn utc() -> Calendar {
+pub(super) fn utc() -> Calendar {
     Calendar::new(TraqqConfig::default().time.zone().unwrap())
 }
 
 /// The start of today (UTC): claims of past days may expire at once in a store that expires
 /// id sets (`ClaimSet::expire_at`), so the checks claim on recent days.
-fn today() -> i64 {
+pub(super) fn today() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -39,7 +39,7 @@ fn today() -> i64 {
 }
 
 /// Claims of `ids` on `day` under `prefix`.
-fn claims(prefix: &str, day: i64, ids: &[u128]) -> Claims {
+pub(super) fn claims(prefix: &str, day: i64, ids: &[u128]) -> Claims {
     let (policy, calendar) = (policy(), utc());
     let mut claims = Claims::new();
     for &id in ids {

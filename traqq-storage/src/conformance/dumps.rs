@@ -9,6 +9,7 @@ use traqq_core::config::{DistributionConfig, TimeConfig, TraqqConfig};
 use traqq_core::ops::OpGenerator;
 use traqq_core::sketch::{KeySketch, RawSketch, SketchFamily};
 
+use super::claims::{claims, policy, today, utc};
 use super::{fresh_prefix, key, sample_config, sample_events, DAY, SAMPLE_NOW};
 use crate::dump::{export, restore, ExportRange, RestoreOptions};
 use crate::storage::{Storage, StorageExt};
@@ -18,6 +19,7 @@ pub fn run_all(storage: &dyn Storage) {
     raw_sketches_move_whole(storage);
     export_and_restore_round_trip(storage);
     dumps_move_to_and_from_the_memory_store(storage);
+    id_sets_move_with_the_dump(storage);
 }
 
 /// A sketch read whole and written under another key reads back as the same bytes and
@@ -221,7 +223,10 @@ pub fn dumps_move_to_and_from_the_memory_store(storage: &dyn Storage) {
             1,
             "nothing was written"
         );
-        let options = RestoreOptions { skip_sketches: true };
+        let options = RestoreOptions {
+            skip_sketches: true,
+            ..RestoreOptions::default()
+        };
         let summary = restore(target, prefix, &mut dump.as_bytes(), options).unwrap();
         assert!(
             summary.skipped_sketches > 0 && summary.sketches == 0,
@@ -312,4 +317,74 @@ pub fn export_and_restore_round_trip(storage: &dyn Storage) {
         .unwrap_err()
         .to_string();
     assert!(e.contains("dump line 3"), "{e}");
+}
+
+/// The id sets of exactly-once ingest move with a dump: restored with the target's id policy,
+/// the target refuses the ids the source had claimed (and exports the same id lines);
+/// restored without one, they are left out and counted.
+pub fn id_sets_move_with_the_dump(storage: &dyn Storage) {
+    let (p1, p2, p3) = (
+        fresh_prefix("ids_from"),
+        fresh_prefix("ids_to"),
+        fresh_prefix("ids_none"),
+    );
+    let (today, yesterday) = (today(), today() - 86_400);
+    let registered = |prefix: &str, days: &[i64]| {
+        let mut batch = Batch::new();
+        let registry = traqq_core::key::id_registry_key(prefix);
+        for &day in days {
+            let set = traqq_core::key::id_set_key(prefix, day);
+            batch.sadd(&registry, (traqq_core::bucket::BucketKind::Day, day), &set);
+        }
+        batch
+    };
+    let many: Vec<u128> = (1..=2_000).map(|i| i * 0x9e37_79b9_7f4a_7c15).collect();
+    for (day, ids) in [(today, &many[..]), (yesterday, &[5, u128::MAX][..])] {
+        let seen = storage
+            .apply_claimed(&registered(&p1, &[day]), &claims(&p1, day, ids))
+            .unwrap();
+        assert!(seen.is_empty());
+    }
+
+    let mut dump = Vec::new();
+    let exported = export(storage, &p1, ExportRange::default(), &mut dump).unwrap();
+    assert_eq!((exported.id_sets, exported.ids), (2, 2_002), "{exported:?}");
+    let text = String::from_utf8(dump).unwrap();
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains(&format!("\"start\":{yesterday}")) && lines[0].contains("\"ids\""),
+        "oldest day first: {}",
+        lines[0]
+    );
+
+    let options = RestoreOptions {
+        ids: Some((policy(), utc())),
+        ..RestoreOptions::default()
+    };
+    let restored = restore(storage, &p2, &mut text.as_bytes(), options).unwrap();
+    assert_eq!((restored.id_sets, restored.ids), (2, 2_002), "{restored:?}");
+    assert_eq!(export_text(storage, &p2), text.replace(&p1, &p2));
+    let (batch, k) = (Batch::new(), key(&p2, "add", "event"));
+    let seen = storage
+        .apply_claimed(&batch, &claims(&p2, today, &[many[1_999], 1]))
+        .unwrap();
+    assert_eq!(
+        seen.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [many[1_999]],
+        "the restored store knows the source's ids, and only those"
+    );
+    assert!(storage.read_hash(&k).unwrap().is_empty());
+    let seen = storage
+        .apply_claimed(&Batch::new(), &claims(&p2, yesterday, &[u128::MAX]))
+        .unwrap();
+    assert_eq!(seen.len(), 1, "yesterday's set came too");
+
+    let skipped = restore(storage, &p3, &mut text.as_bytes(), RestoreOptions::default()).unwrap();
+    assert_eq!((skipped.id_sets, skipped.skipped_id_sets), (0, 2), "{skipped:?}");
+    assert_eq!(export_text(storage, &p3).lines().count(), 1);
+    assert!(storage
+        .apply_claimed(&Batch::new(), &claims(&p3, today, &[many[0]]))
+        .unwrap()
+        .is_empty());
 }

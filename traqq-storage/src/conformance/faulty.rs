@@ -148,6 +148,11 @@ impl<S: Storage> Storage for Faulty<S> {
         self.inner.write_sketches(sketches)
     }
 
+    fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+        self.check(&self.down)?;
+        self.inner.read_ids(set_keys)
+    }
+
     fn delete(&self, keys: &[String]) -> Result<()> {
         self.check(&self.down)?;
         self.check(&self.deletes_down)?;

@@ -1,4 +1,5 @@
-//! Raw sketches for export and restore: a key's HyperLogLog string as Redis stores it.
+//! What export and restore move as stored: a key's HyperLogLog string as Redis keeps it, and
+//! the members of an id set (16 bytes each).
 
 use super::*;
 
@@ -17,15 +18,7 @@ return 1
 impl RedisStorage {
     /// `GET` of each key: Redis's HyperLogLog string, as stored.
     pub(super) fn get_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
-        let cmds = keys
-            .iter()
-            .map(|k| {
-                let physical = self.layout.physical(k);
-                let mut c = redis::cmd("GET");
-                c.arg(physical.as_ref());
-                (self.slot_of(&physical), c, k.clone())
-            })
-            .collect();
+        let cmds = self.per_key("GET", keys);
         let answers = self.exec(true, cmds)?;
         keys.iter()
             .zip(answers)
@@ -40,6 +33,47 @@ impl RedisStorage {
                     key.clone(),
                     format!("GET answered {other:?}"),
                 )),
+            })
+            .collect()
+    }
+
+    /// `SMEMBERS` of each id set: its ids, 16 big-endian bytes each.
+    pub(super) fn id_members(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
+        let cmds = self.per_key("SMEMBERS", set_keys);
+        let answers = self.exec(true, cmds)?;
+        set_keys
+            .iter()
+            .zip(answers)
+            .map(|(key, answer)| {
+                let members = match answer {
+                    Value::Array(m) | Value::Set(m) => m,
+                    other => {
+                        return Err(Error::corrupt(
+                            BACKEND,
+                            key.clone(),
+                            format!("SMEMBERS answered {other:?}"),
+                        ))
+                    }
+                };
+                members
+                    .into_iter()
+                    .map(|member| match member {
+                        Value::BulkString(bytes) => <[u8; 16]>::try_from(bytes.as_slice())
+                            .map(u128::from_be_bytes)
+                            .map_err(|_| {
+                                Error::corrupt(
+                                    BACKEND,
+                                    key.clone(),
+                                    format!("an id of {} bytes (ids are 16)", bytes.len()),
+                                )
+                            }),
+                        other => Err(Error::corrupt(
+                            BACKEND,
+                            key.clone(),
+                            format!("an id set member {other:?}"),
+                        )),
+                    })
+                    .collect()
             })
             .collect()
     }
