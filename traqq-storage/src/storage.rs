@@ -97,7 +97,7 @@ pub trait Storage: Send + Sync + Debug {
     /// Where [`Capabilities::atomic_batches`] is set, the ids and the batch survive a crash
     /// together or not at all.
     ///
-    /// The default refuses ([`Error::Unsupported`]): a store must implement it to be used with
+    /// The default refuses ([`Error::Unsupported`](crate::Error::Unsupported)): a store must implement it to be used with
     /// `[event] id_field`.
     fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
         let _ = (batch, claims);

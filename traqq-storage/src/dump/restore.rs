@@ -1,179 +1,24 @@
-//! Dumps: a store's metrics as NDJSON, written by [`export`] and read back by [`restore`]
-//! (`traqq export` / `traqq restore`), to back a store up or move it to another backend.
-//!
-//! ```text
-//! {"traqq_dump":1,"prefix":"myapp","sketches":"traqq"}
-//! {"bucket":"d","start":1764201600,"key":"myapp:add:d:1764201600:event","hash":{"buy":2,"view":9}}
-//! {"bucket":"d","start":1764201600,"key":"myapp:adv:d:1764201600:amount:event","hash":{"buy":19.5}}
-//! {"bucket":"d","start":1764201600,"key":"myapp:top:d:1764201600:geo","top":{"US":5.0,"DE":4.0}}
-//! {"bucket":"d","start":1764201600,"key":"myapp:bmp:d:1764201600:ip","sketch":"AQ4..."}
-//! {"bucket":"d","start":1764201600,"key":"myapp:ids:d:1764201600","ids":"3q2+7..."}
-//! ```
-//!
-//! The first line names the dump format, the prefix and the family of the unique-count
-//! sketches ([`SketchFamily`]); then one line per stored key, buckets oldest first, then the
-//! id sets of exactly-once ingest (`[event] id_field`, [`traqq_core::claim`]), oldest first,
-//! their ids as 16 big-endian bytes each, in order, in base64. Counters
-//! are JSON integers and sums JSON numbers with a fraction or exponent (`5.0`), written and
-//! read back exactly (shortest round-trip form; infinities as `"inf"`/`"-inf"`); leaderboards
-//! list members best first; sketches are the stored bytes in base64. Exporting a store and
-//! restoring the dump into an empty one gives a store whose own export is the same text.
-//!
-//! Sketches move only between stores of the same family: Redis's HyperLogLogs and traqq's
-//! hash values differently, and the values themselves are not kept. [`RestoreOptions`] can
-//! leave them out to move everything else.
+//! [`restore`]: dump lines back into a store, under its prefix.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use traqq_core::batch::{Batch, Number};
 use traqq_core::bucket::{BucketKind, Calendar};
-use traqq_core::claim::{decode_ids, encode_ids, Claim, Claims, IdPolicy};
+use traqq_core::claim::{decode_ids, Claim, Claims, IdPolicy};
 use traqq_core::key::{
-    bucket_registry_key, decode_id_set_key, decode_key_set_key, id_registry_key, key_set_key,
-    register_buckets, MetricKey, MetricType,
+    bucket_registry_key, decode_id_set_key, id_registry_key, key_set_key, register_buckets, MetricKey,
+    MetricType,
 };
-use traqq_core::read::{Read, ReadResult};
 use traqq_core::sketch::{KeySketch, RawSketch, SketchFamily};
 
-use crate::{Error, Result, Storage};
-
-/// The dump format this version writes and reads.
-pub const DUMP_FORMAT: u32 = 1;
-
-/// Keys read from the store in one call while exporting.
-const READ_CHUNK: usize = 256;
-/// Operations restored in one batch.
-const RESTORE_OPS: usize = 20_000;
-/// Sketches restored in one call.
-const RESTORE_SKETCHES: usize = 256;
-
-/// What an export or a restore moved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DumpSummary {
-    /// Buckets (days, hours, quarter hours).
-    pub buckets: usize,
-    /// Keys, sketches included.
-    pub keys: usize,
-    /// Of those, unique-count sketches.
-    pub sketches: usize,
-    /// Sketches a restore left out ([`RestoreOptions::skip_sketches`]).
-    pub skipped_sketches: usize,
-    /// Id sets of exactly-once ingest (one per day).
-    pub id_sets: usize,
-    /// The ids in them.
-    pub ids: usize,
-    /// Id sets a restore left out (no [`RestoreOptions::ids`]: the target does not dedupe).
-    pub skipped_id_sets: usize,
-}
-
-/// Which buckets [`export`] writes: those starting within `from..=to` (unix seconds; `None`:
-/// unbounded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExportRange {
-    /// Earliest bucket start.
-    pub from: Option<i64>,
-    /// Latest bucket start.
-    pub to: Option<i64>,
-}
-
-impl ExportRange {
-    fn holds(self, start: i64) -> bool {
-        self.from.is_none_or(|f| start >= f) && self.to.is_none_or(|t| start <= t)
-    }
-}
-
-/// How [`restore`] treats what it cannot restore exactly, and how it claims event ids.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestoreOptions {
-    /// Restore everything but the unique-count sketches when the dump's sketches are of
-    /// another family than the store's (otherwise that is an error before anything is
-    /// written).
-    pub skip_sketches: bool,
-    /// The target's `[event] id_field` policy and its calendar: the dump's id sets are claimed
-    /// under them (kept, and on Redis expiring, as `dedup_days` says). `None` (no `id_field`):
-    /// they are left out and counted in [`DumpSummary::skipped_id_sets`].
-    pub ids: Option<(IdPolicy, Calendar)>,
-}
-
-fn dump_error(message: impl Into<String>) -> Error {
-    Error::Dump(message.into())
-}
-
-fn write_error(e: std::io::Error) -> Error {
-    dump_error(format!("writing the dump: {e}"))
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Header<'a> {
-    traqq_dump: u32,
-    #[serde(borrow)]
-    prefix: Cow<'a, str>,
-    sketches: Option<SketchFamily>,
-}
-
-/// A counter or sum as the dump writes it: integers as integers, floats with a fraction or
-/// exponent, non-finite floats as strings (JSON has no number for them).
-struct DumpNumber(Number);
-
-impl Serialize for DumpNumber {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self.0 {
-            Number::Int(n) => s.serialize_i64(n),
-            Number::Float(x) if x.is_finite() => s.serialize_f64(x),
-            Number::Float(x) if x.is_nan() => s.serialize_str("nan"),
-            Number::Float(x) if x > 0.0 => s.serialize_str("inf"),
-            Number::Float(_) => s.serialize_str("-inf"),
-        }
-    }
-}
-
-/// Fields and their numbers, written in the given order.
-struct Fields<'a>(&'a [(String, Number)]);
-
-impl Serialize for Fields<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (field, n) in self.0 {
-            map.serialize_entry(field, &DumpNumber(*n))?;
-        }
-        map.end()
-    }
-}
-
-#[derive(Serialize)]
-struct KeyLineOut<'a> {
-    bucket: &'a str,
-    start: i64,
-    key: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hash: Option<Fields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top: Option<Fields<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sketch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ids: Option<String>,
-}
-
-impl<'a> KeyLineOut<'a> {
-    fn new(kind: BucketKind, start: i64, key: &'a str) -> Self {
-        KeyLineOut {
-            bucket: kind.as_str(),
-            start,
-            key,
-            hash: None,
-            top: None,
-            sketch: None,
-            ids: None,
-        }
-    }
-}
+use super::{
+    dump_error, members, DumpSummary, Header, RestoreOptions, DUMP_FORMAT, RESTORE_OPS, RESTORE_SKETCHES,
+};
+use crate::{Result, Storage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,196 +38,7 @@ struct KeyLineIn<'a> {
     ids: Option<Cow<'a, str>>,
 }
 
-/// Writes the metrics of `prefix` in `storage`, buckets within `range`, to `out` as a dump
-/// (see the module docs). Reads through the bucket registry, as retention does: data of traqq
-/// 0.2 or trk2 is included once `traqq migrate` has registered its buckets.
-pub fn export(
-    storage: &dyn Storage,
-    prefix: &str,
-    range: ExportRange,
-    out: &mut dyn Write,
-) -> Result<DumpSummary> {
-    traqq_core::key::validate_prefix(prefix)?;
-    let family = storage.capabilities().sketches;
-    let header = Header {
-        traqq_dump: DUMP_FORMAT,
-        prefix: Cow::Borrowed(prefix),
-        sketches: family,
-    };
-    write_line(out, &header)?;
-    let mut buckets: Vec<(i64, BucketKind, String)> = members(storage, &bucket_registry_key(prefix))?
-        .into_iter()
-        .filter_map(|set| decode_key_set_key(prefix, &set).map(|(kind, start)| (start, kind, set)))
-        .filter(|(start, _, _)| range.holds(*start))
-        .collect();
-    buckets.sort();
-    let mut summary = DumpSummary::default();
-    for (start, kind, set) in &buckets {
-        let mut keys = members(storage, set)?;
-        keys.sort();
-        let mut exported = false;
-        for chunk in keys.chunks(READ_CHUNK) {
-            let n = export_keys(storage, prefix, (*kind, *start), chunk, family, out, &mut summary)?;
-            exported |= n > 0;
-        }
-        summary.buckets += usize::from(exported);
-    }
-    export_id_sets(storage, prefix, range, out, &mut summary)?;
-    out.flush().map_err(write_error)?;
-    Ok(summary)
-}
-
-/// Exports the id sets of `prefix` whose days are within `range` (listed in the id registry;
-/// a set gone, e.g. expired on Redis, is left out). Ids are sorted so that every store writes
-/// the same text.
-fn export_id_sets(
-    storage: &dyn Storage,
-    prefix: &str,
-    range: ExportRange,
-    out: &mut dyn Write,
-    summary: &mut DumpSummary,
-) -> Result<()> {
-    let mut sets: Vec<(i64, String)> = members(storage, &id_registry_key(prefix))?
-        .into_iter()
-        .filter_map(|set| decode_id_set_key(prefix, &set).map(|day| (day, set)))
-        .filter(|(day, _)| range.holds(*day))
-        .collect();
-    sets.sort();
-    for chunk in sets.chunks(READ_CHUNK) {
-        let keys: Vec<String> = chunk.iter().map(|(_, key)| key.clone()).collect();
-        for ((day, key), mut ids) in chunk.iter().zip(storage.read_ids(&keys)?) {
-            if ids.is_empty() {
-                continue;
-            }
-            ids.sort_unstable();
-            write_line(
-                out,
-                &KeyLineOut {
-                    ids: Some(data_encoding::BASE64.encode(&encode_ids(&ids))),
-                    ..KeyLineOut::new(BucketKind::Day, *day, key)
-                },
-            )?;
-            summary.id_sets += 1;
-            summary.ids += ids.len();
-        }
-    }
-    Ok(())
-}
-
-/// Exports one bucket's `keys` (those still held; a key listed but gone is left out).
-fn export_keys(
-    storage: &dyn Storage,
-    prefix: &str,
-    (kind, start): (BucketKind, i64),
-    keys: &[String],
-    family: Option<SketchFamily>,
-    out: &mut dyn Write,
-    summary: &mut DumpSummary,
-) -> Result<usize> {
-    let mut reads = Vec::new();
-    let mut sketch_keys = Vec::new();
-    for key in keys {
-        let metric = MetricKey::decode(prefix, key)
-            .map_err(|e| {
-                dump_error(format!(
-                    "key {key:?} of bucket {kind}:{start} is not a metric key: {e}"
-                ))
-            })?
-            .metric;
-        match metric {
-            MetricType::Bmp => sketch_keys.push(key.clone()),
-            MetricType::Top => reads.push(Read::Top {
-                keys: vec![key.clone()],
-                limit: usize::MAX,
-            }),
-            MetricType::Add | MetricType::Adv | MetricType::Dst => reads.push(Read::Hash(key.clone())),
-        }
-    }
-    let answers = storage.read(&reads)?;
-    let sketches = if sketch_keys.is_empty() {
-        Vec::new()
-    } else if family.is_none() {
-        return Err(dump_error(format!(
-            "key {:?}: this store cannot export its unique-count sketches",
-            sketch_keys[0]
-        )));
-    } else {
-        storage.read_sketches(&sketch_keys)?
-    };
-    let mut written = 0;
-    let line = |key| KeyLineOut::new(kind, start, key);
-    for (read, answer) in reads.iter().zip(answers) {
-        match (read, answer) {
-            (Read::Hash(key), ReadResult::Hash(mut fields)) => {
-                if fields.is_empty() {
-                    continue;
-                }
-                fields.sort_by(|a, b| a.0.cmp(&b.0));
-                write_line(
-                    out,
-                    &KeyLineOut {
-                        hash: Some(Fields(&fields)),
-                        ..line(key)
-                    },
-                )?;
-            }
-            (Read::Top { keys, .. }, ReadResult::Top(members)) => {
-                let Some(key) = keys.first().filter(|_| !members.is_empty()) else {
-                    continue;
-                };
-                let fields: Vec<(String, Number)> =
-                    members.into_iter().map(|(m, s)| (m, Number::Float(s))).collect();
-                write_line(
-                    out,
-                    &KeyLineOut {
-                        top: Some(Fields(&fields)),
-                        ..line(key)
-                    },
-                )?;
-            }
-            (_, other) => {
-                return Err(dump_error(format!(
-                    "the store answered a read of {:?} with a {} answer",
-                    read,
-                    other.kind()
-                )))
-            }
-        }
-        written += 1;
-    }
-    for (key, sketch) in sketch_keys.iter().zip(sketches) {
-        let Some(sketch) = sketch else { continue };
-        let text = data_encoding::BASE64.encode(&sketch.bytes);
-        write_line(
-            out,
-            &KeyLineOut {
-                sketch: Some(text),
-                ..line(key)
-            },
-        )?;
-        summary.sketches += 1;
-        written += 1;
-    }
-    summary.keys += written;
-    Ok(written)
-}
-
-fn write_line(out: &mut dyn Write, value: &impl Serialize) -> Result<()> {
-    serde_json::to_writer(&mut *out, value).map_err(|e| dump_error(format!("writing the dump: {e}")))?;
-    out.write_all(b"\n").map_err(write_error)
-}
-
-fn members(storage: &dyn Storage, key: &str) -> Result<Vec<String>> {
-    match storage.read(&[Read::Members(key.to_owned())])?.pop() {
-        Some(ReadResult::Members(m)) => Ok(m),
-        other => Err(dump_error(format!(
-            "the store answered the set {key:?} with a {} answer",
-            other.as_ref().map_or("missing", ReadResult::kind)
-        ))),
-    }
-}
-
-/// Restores a dump written by [`export`] into `storage` under `prefix` (the dump's keys move
+/// Restores a dump written by [`export`](super::export) into `storage` under `prefix` (the dump's keys move
 /// from its prefix to this one). The store must hold nothing under `prefix` yet: counters add,
 /// so restoring into data would count twice. Errors name the dump's line.
 pub fn restore(
@@ -718,6 +374,7 @@ fn number(raw: &RawValue) -> Option<Number> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dump::{export, ExportRange};
     use crate::{MemoryStorage, StorageExt};
 
     const HEADER: &str = r#"{"traqq_dump":1,"prefix":"a","sketches":"traqq"}"#;
