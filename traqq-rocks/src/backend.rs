@@ -319,8 +319,7 @@ impl RocksStorage {
                         .get_pinned_opt(key.as_bytes(), &self.read_options(snapshot))
                         .map_err(backend_error)?;
                     if let Some(bytes) = value {
-                        let sketch = codec::decode_sketch(&bytes).map_err(|m| corrupt(key, m))?;
-                        union.merge(&sketch);
+                        codec::merge_sketch_into(&mut union, &bytes).map_err(|m| corrupt(key, m))?;
                     }
                 }
                 ReadResult::Count(union.count())

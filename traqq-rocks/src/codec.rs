@@ -67,6 +67,15 @@ pub(crate) fn encode_sketch(body: &[u8]) -> Vec<u8> {
 }
 
 /// Decodes a stored HyperLogLog value.
+/// Unions the stored HyperLogLog value `bytes` into `union` (a sketch, or hashes still to
+/// insert): a read of several keys decodes each sketch once.
+pub(crate) fn merge_sketch_into(union: &mut Sketch, bytes: &[u8]) -> Result<(), String> {
+    match bytes.split_first() {
+        Some((&SKETCH, sketch)) => union.merge_bytes(sketch).map_err(|e| e.to_string()),
+        _ => decode_sketch(bytes).map(|s| union.merge(&s)),
+    }
+}
+
 pub(crate) fn decode_sketch(bytes: &[u8]) -> Result<Sketch, String> {
     let mut acc = Acc::Empty;
     acc.fold(bytes).map_err(str::to_owned)?;
@@ -136,6 +145,8 @@ impl<'a> Acc<'a> {
                 }
             }
             SKETCH => {
+                // Decoded whole before merging (not `Sketch::merge_bytes`): a malformed operand
+                // is dropped without touching what was accumulated.
                 let other = Sketch::from_bytes(&bytes[1..]).map_err(|_| "malformed sketch")?;
                 match self {
                     Acc::Empty => *self = Acc::Sketch(other),

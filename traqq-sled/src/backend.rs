@@ -309,8 +309,10 @@ impl SledStorage {
             Read::Count(keys) => {
                 let mut union = Sketch::new();
                 for key in keys {
-                    if let Some(s) = self.read_sketch(key)? {
-                        union.merge(&s);
+                    if let Some(bytes) = self.db.get(key.as_bytes()).map_err(backend_error)? {
+                        union
+                            .merge_bytes(&bytes)
+                            .map_err(|e| corrupt(key, e.to_string()))?;
                     }
                     if let Some(KeyOps::Hll(values)) = pending(key) {
                         values.iter().for_each(|v| union.insert(v));
