@@ -60,13 +60,10 @@ fn backend_error(e: rocksdb::Error) -> Error {
 }
 
 /// Calls `f` with each field of the packed map `value` of `key` (borrowed from `value`).
-fn each_entry<'v>(key: &str, value: &'v [u8], mut f: impl FnMut(&'v str, Entry) -> Result<()>) -> Result<()> {
-    for item in codec::entries(value).map_err(|m| corrupt(key, m))? {
-        let (field, entry) = item.map_err(|m| corrupt(key, m.message()))?;
-        let field = std::str::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
-        f(field, entry)?;
-    }
-    Ok(())
+fn each_entry<'v>(key: &str, value: &'v [u8], f: impl FnMut(&'v str, Entry) -> Result<()>) -> Result<()> {
+    // A sketch is named as one (rather than "not a packed map").
+    codec::entries(value).map_err(|m| corrupt(key, m))?;
+    packed::each_field(value, f, |m| corrupt(key, m))
 }
 
 fn corrupt(key: &str, message: impl Into<String>) -> Error {

@@ -12,7 +12,7 @@ use traqq_core::claim::{id_range, is_id_set_key, Claims, Seen};
 use traqq_core::read::{top_ranked, FieldSums, Read, ReadResult};
 use traqq_core::sketch::{KeySketch, RawSketch, Sketch, SketchFamily};
 use traqq_storage::claim_index::decode_chunks;
-use traqq_storage::packed::{self, entries, Entry};
+use traqq_storage::packed::{self, Entry};
 use traqq_storage::{
     decode_sketch, Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage,
 };
@@ -78,6 +78,11 @@ fn backend_error(e: sled::Error) -> Error {
         sled::Error::Io(io) => Error::unavailable(BACKEND, io),
         other => Error::backend(BACKEND, other),
     }
+}
+
+/// Calls `f` with each field of the packed map `value` of `key` (borrowed from `value`).
+fn each_entry<'v>(key: &str, value: &'v [u8], f: impl FnMut(&'v str, Entry) -> Result<()>) -> Result<()> {
+    packed::each_field(value, f, |m| corrupt(key, m))
 }
 
 fn corrupt(key: &str, message: impl Into<String>) -> Error {
@@ -265,16 +270,11 @@ impl SledStorage {
     }
 
     /// Calls `f(field, entry)` for every folded entry of the map at `key`, in byte order.
-    fn entries(&self, key: &str, mut f: impl FnMut(&str, Entry) -> Result<()>) -> Result<()> {
-        let Some(value) = self.db.get(key.as_bytes()).map_err(backend_error)? else {
-            return Ok(());
-        };
-        for item in entries(&value).map_err(|m| corrupt(key, m.message()))? {
-            let (field, entry) = item.map_err(|m| corrupt(key, m.message()))?;
-            let field = std::str::from_utf8(field).map_err(|_| corrupt(key, "a field name is not UTF-8"))?;
-            f(field, entry)?;
+    fn entries(&self, key: &str, f: impl FnMut(&str, Entry) -> Result<()>) -> Result<()> {
+        match self.db.get(key.as_bytes()).map_err(backend_error)? {
+            Some(value) => each_entry(key, &value, f),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn read_sketch(&self, key: &str) -> Result<Option<Sketch>> {
@@ -322,25 +322,35 @@ impl SledStorage {
             }
             Read::Top { keys, limit } => {
                 // Leaderboards are read whole and cut to the top `limit` by partial selection
-                // (per bucket they hold at most a few thousand members). Keys add up per member.
-                let mut scores: HashMap<String, f64> = HashMap::new();
+                // (per bucket they hold at most a few thousand members). Keys add up per member,
+                // borrowed from the values read (kept until the end) and the log's overlay: only
+                // the `limit` returned are copied.
+                let mut values = Vec::with_capacity(keys.len());
                 for key in keys {
-                    self.entries(key, |member, entry| match entry {
+                    if let Some(value) = self.db.get(key.as_bytes()).map_err(backend_error)? {
+                        values.push((key, value));
+                    }
+                }
+                let mut scores: HashMap<&str, f64> = HashMap::new();
+                for (key, value) in &values {
+                    each_entry(key, value, |member, entry| match entry {
                         Entry::Number(n) => {
-                            *scores.entry_ref(member).or_insert(0.0) += n.as_f64();
+                            *scores.entry(member).or_insert(0.0) += n.as_f64();
                             Ok(())
                         }
                         Entry::Member => Err(corrupt(key, format!("member {member:?} has no score"))),
                     })?;
+                }
+                for key in keys {
                     if let Some(KeyOps::Scores(more)) = pending(key) {
                         for (member, by) in more {
-                            *scores.entry_ref(member.as_str()).or_insert(0.0) += by;
+                            *scores.entry(member.as_str()).or_insert(0.0) += by;
                         }
                     }
                 }
-                let mut members: Vec<(String, f64)> = scores.into_iter().collect();
+                let mut members: Vec<(&str, f64)> = scores.into_iter().collect();
                 top_ranked(&mut members, *limit);
-                ReadResult::Top(members)
+                ReadResult::Top(members.into_iter().map(|(m, s)| (m.to_owned(), s)).collect())
             }
             Read::Members(key) => {
                 let mut members: HashSet<String> = HashSet::new();

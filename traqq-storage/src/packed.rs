@@ -145,6 +145,22 @@ pub fn entries(value: &[u8]) -> Result<Entries<'_>, DecodeError> {
     }
 }
 
+/// Calls `f` with each entry of the packed map `value`, its field as text borrowed from
+/// `value`. A value that is not a map, a malformed entry or a field that is not UTF-8 stops it
+/// with `corrupt(message)`.
+pub fn each_field<'v, E>(
+    value: &'v [u8],
+    mut f: impl FnMut(&'v str, Entry) -> Result<(), E>,
+    corrupt: impl Fn(&'static str) -> E,
+) -> Result<(), E> {
+    for item in entries(value).map_err(|e| corrupt(e.message()))? {
+        let (field, entry) = item.map_err(|e| corrupt(e.message()))?;
+        let field = std::str::from_utf8(field).map_err(|_| corrupt("a field name is not UTF-8"))?;
+        f(field, entry)?;
+    }
+    Ok(())
+}
+
 /// `value` without the entries named in `fields` (order kept), or `None` when none is left.
 /// For removing set members by read-modify-write.
 pub fn without_fields(value: &[u8], fields: &[String]) -> Result<Option<Vec<u8>>, DecodeError> {
