@@ -48,6 +48,16 @@ fn config(dir: &Path, name: &str, prefix: &str, store: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// The `[storage]` lines of the local Redis Cluster (`TRAQQ_REDIS_CLUSTER_URLS`), if there is one.
+fn cluster_store() -> Option<String> {
+    let urls = std::env::var("TRAQQ_REDIS_CLUSTER_URLS").ok()?;
+    let list: Vec<String> = urls.split(',').map(|u| format!("\"{}\"", u.trim())).collect();
+    Some(format!(
+        "backend = \"redis\"\ncluster_urls = [{}]\n",
+        list.join(", ")
+    ))
+}
+
 fn embedded(dir: &Path, backend: &str, name: &str) -> String {
     let data = dir.join(name);
     config(
@@ -231,10 +241,8 @@ fn dumps_round_trip_through_redis_and_redis_cluster_and_cross_to_embedded_stores
 
     // Redis -> Redis Cluster -> Redis, each under its own prefix: the same dump each time.
     let mut hops = Vec::new();
-    if let Ok(urls) = std::env::var("TRAQQ_REDIS_CLUSTER_URLS") {
+    if let Some(store) = cluster_store() {
         let prefix = unique_prefix("dumpcluster");
-        let list: Vec<String> = urls.split(',').map(|u| format!("\"{}\"", u.trim())).collect();
-        let store = format!("backend = \"redis\"\ncluster_urls = [{}]\n", list.join(", "));
         hops.push((
             prefix.clone(),
             config(dir.path(), "cluster.toml", &prefix, &store),
@@ -377,15 +385,9 @@ fn event_ids_move_with_the_dump() {
         config(dir.path(), &format!("{prefix}.toml"), &prefix, &store)
     };
     let single = redis("idsa", format!("backend = \"redis\"\nurl = \"{url}\"\n"));
-    let target = match std::env::var("TRAQQ_REDIS_CLUSTER_URLS") {
-        Ok(urls) => {
-            let list: Vec<String> = urls.split(',').map(|u| format!("\"{}\"", u.trim())).collect();
-            redis(
-                "idscluster",
-                format!("backend = \"redis\"\ncluster_urls = [{}]\n", list.join(", ")),
-            )
-        }
-        Err(_) => redis("idsb", format!("backend = \"redis\"\nurl = \"{url}\"\n")),
+    let target = match cluster_store() {
+        Some(store) => redis("idscluster", store),
+        None => redis("idsb", format!("backend = \"redis\"\nurl = \"{url}\"\n")),
     };
     let plain = redis("idsplain", format!("backend = \"redis\"\nurl = \"{url}\"\n"));
     ids_move(
