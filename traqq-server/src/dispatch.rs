@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use traqq_storage::Traqq;
 
-use crate::cmd::{self, Ctx, Failure};
+use crate::cmd::{self, Ctx, Failure, Grouped};
 use crate::metrics::Metrics;
 use crate::protocol::{
-    error_reply, unauthorized, BadRequest, Command, Reply, Request, RequestLimits, Session, Status,
+    error_reply, success, unauthorized, BadRequest, Command, Reply, Request, RequestLimits, Session, Status,
 };
 use crate::wire::{parse_line, peek_auth};
 
@@ -146,12 +146,20 @@ impl Dispatcher {
         Pending { started, parsed }
     }
 
-    /// True when `pending` is a valid, authorized `record` that may share a storage batch with
-    /// its neighbours ([`Dispatcher::answer_records`]).
-    pub fn is_plain_record(&self, pending: &Pending<'_>, session: &Session) -> bool {
+    /// The events of `pending` when it is an authorized `record` of a valid event or
+    /// `record_batch`, which may share a storage batch with its neighbours
+    /// ([`Dispatcher::answer_group`]); `None` for anything else.
+    pub fn groupable_events(&self, pending: &Pending<'_>, session: &Session) -> Option<usize> {
         match &pending.parsed {
-            Parse::Request(Request::Record(Ok(_)), token) => self.authorized(session, token.as_deref()),
-            _ => false,
+            Parse::Request(Request::Record(Ok(_)), token) if self.authorized(session, token.as_deref()) => {
+                Some(1)
+            }
+            Parse::Request(Request::RecordBatch(events), token)
+                if self.authorized(session, token.as_deref()) =>
+            {
+                Some(events.len())
+            }
+            _ => None,
         }
     }
 
@@ -175,21 +183,22 @@ impl Dispatcher {
         reply
     }
 
-    /// Answers consecutive pipelined `record` requests (each passed
-    /// [`Dispatcher::is_plain_record`]) with one storage batch: a group commit. Each request
-    /// still gets its own reply, in order, appended to `out` with its newline; none is
-    /// acknowledged before the batch is applied, and if the store fails, every request of the
-    /// group gets the error.
-    pub fn answer_records(&self, group: Vec<Pending<'_>>, out: &mut Vec<u8>) {
-        let events = group
+    /// Answers consecutive pipelined `record` and `record_batch` requests (each passed
+    /// [`Dispatcher::groupable_events`]) with one storage batch: a group commit. Each request
+    /// still gets its own reply, in order, appended to `out` with its newline, the same as if
+    /// it had been recorded alone; none is acknowledged before the batch is applied, and if the
+    /// store fails, every request of the group gets the error.
+    pub fn answer_group(&self, group: Vec<Pending<'_>>, out: &mut Vec<u8>) {
+        let requests = group
             .into_iter()
             .filter_map(|p| match p.parsed {
-                Parse::Request(Request::Record(Ok(event)), _) => Some((p.started, event)),
+                Parse::Request(Request::Record(Ok(event)), _) => Some((p.started, Grouped::Record(event))),
+                Parse::Request(Request::RecordBatch(events), _) => Some((p.started, Grouped::Batch(events))),
                 _ => None,
             })
             .collect();
-        cmd::record_group(self.ctx(), events, out, |e| {
-            self.storage_failure(Command::Record, e)
+        cmd::record_group(self.ctx(), requests, out, |command, e| {
+            self.storage_failure(command, e)
         });
     }
 
@@ -242,21 +251,5 @@ impl Dispatcher {
         };
         tracing::warn!(command = command.as_str(), error = %e, "storage error");
         error_reply(command, status, &e.to_string())
-    }
-}
-
-/// `{"success":true}`, with `"data":...` when there is some.
-fn success(command: Command, data: Option<Vec<u8>>) -> Reply {
-    let mut body = Vec::with_capacity(32 + data.as_ref().map_or(0, Vec::len));
-    body.extend_from_slice(br#"{"success":true"#);
-    if let Some(data) = data {
-        body.extend_from_slice(br#","data":"#);
-        body.extend_from_slice(&data);
-    }
-    body.push(b'}');
-    Reply {
-        command,
-        status: Status::Ok,
-        body,
     }
 }

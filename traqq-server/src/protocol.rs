@@ -238,6 +238,22 @@ pub struct BadRequest {
     pub message: String,
 }
 
+/// `{"success":true}`, with `"data":...` when there is some.
+pub(crate) fn success(command: Command, data: Option<Vec<u8>>) -> Reply {
+    let mut body = Vec::with_capacity(32 + data.as_ref().map_or(0, Vec::len));
+    body.extend_from_slice(br#"{"success":true"#);
+    if let Some(data) = data {
+        body.extend_from_slice(br#","data":"#);
+        body.extend_from_slice(&data);
+    }
+    body.push(b'}');
+    Reply {
+        command,
+        status: Status::Ok,
+        body,
+    }
+}
+
 /// `{"success":false,"error":message}`.
 pub fn error_reply(command: Command, status: Status, message: &str) -> Reply {
     #[derive(Serialize)]

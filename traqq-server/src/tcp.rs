@@ -25,6 +25,10 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_READ_CHUNK: usize = 1 << 20;
 /// Replies held before they are written (pipelined requests are answered in rounds).
 const MAX_PENDING_REPLY: usize = 1 << 20;
+/// Most events of one group commit: pipelined `record_batch`es of 1,000 events are recorded
+/// ten at a time (the engine merges a bigger batch's operations better: ~1.3x the events per
+/// CPU-second of batches of 1,000), and a group's replies wait at most for this many.
+const GROUP_EVENTS: usize = 10_000;
 
 /// Limits of the TCP side.
 #[derive(Debug, Clone, Copy)]
@@ -285,13 +289,15 @@ async fn connection(
                 let round_started = std::time::Instant::now();
                 out.clear();
                 let mut i = next;
-                // Consecutive plain `record` lines share one storage batch (group commit).
+                // Consecutive `record` and `record_batch` lines share one storage batch (group
+                // commit), of up to GROUP_EVENTS events.
                 let mut group = Vec::new();
+                let mut group_events = 0;
                 let flush = |group: &mut Vec<crate::dispatch::Pending<'_>>, out: &mut Vec<u8>| {
                     if group.is_empty() {
                         return;
                     }
-                    d.answer_records(std::mem::take(group), out);
+                    d.answer_group(std::mem::take(group), out);
                 };
                 while i < work_items.len() && out.len() < MAX_PENDING_REPLY {
                     let reply = match work_items[i] {
@@ -302,16 +308,23 @@ async fn connection(
                                 continue;
                             }
                             let pending = d.parse_at(line, &session, round_started);
-                            if d.is_plain_record(&pending, &session) {
+                            if let Some(events) = d.groupable_events(&pending, &session) {
+                                if group_events + events > GROUP_EVENTS {
+                                    flush(&mut group, &mut out);
+                                    group_events = 0;
+                                }
+                                group_events += events;
                                 group.push(pending);
                                 continue;
                             }
                             flush(&mut group, &mut out);
+                            group_events = 0;
                             d.answer(pending, &mut session)
                         }
                         Item::TooLong => {
                             i += 1;
                             flush(&mut group, &mut out);
+                            group_events = 0;
                             let reply = error_reply(
                                 Command::Invalid,
                                 Status::BadRequest,

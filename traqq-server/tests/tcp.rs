@@ -644,3 +644,78 @@ fn a_client_that_reads_no_replies_is_closed_after_the_idle_limit() {
     client.ping().unwrap();
     server.stop().unwrap();
 }
+
+/// Pipelined `record_batch`es (and `record`s between them) are recorded as group commits, and
+/// every reply is the one the request gets when sent alone: per-batch counts, rejected indexes
+/// relative to the batch, duplicates of ids seen in an earlier batch of the same group.
+#[test]
+fn pipelined_batches_share_a_group_and_answer_as_if_sent_alone() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut config = mapping();
+    config.event.id_field = Some("id".into());
+    let batches = 40;
+    let mut requests = Vec::new();
+    for b in 0..batches {
+        if b % 7 == 3 {
+            requests
+                .push(json!({"cmd": "record", "event": {"event": "r", "id": format!("e{b}"), "ts": now}}));
+            // Not a valid event: answered alone, between two groups.
+            requests.push(json!({"cmd": "record", "event": {"ip": "no name"}}));
+        }
+        let events: Vec<Value> = (0..500)
+            .map(|j| match j {
+                // Rejected by the engine (event time) and by the parser (no name).
+                3 => json!({"event": "b", "ts": "not a time"}),
+                5 => json!({"ip": "no name"}),
+                // Ids repeat every 6,000 events: later batches hold duplicates of earlier ones.
+                _ => json!({"event": "b", "id": format!("e{}", (b * 500 + j) % 6_000), "ts": now}),
+            })
+            .collect();
+        requests.push(json!({"cmd": "record_batch", "events": events}));
+    }
+
+    let alone_server = start_with(loopback(), config.clone(), Arc::new(MemoryStorage::new()));
+    let mut alone_client = Client::connect(alone_server.tcp_addr().unwrap()).unwrap();
+    let alone: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            alone_client.send_json(r).unwrap();
+            alone_client.receive().unwrap()
+        })
+        .collect();
+    alone_server.stop().unwrap();
+
+    let store = Arc::new(Flaky::default());
+    store.apply_delay_ms.store(20, Ordering::SeqCst);
+    let server = start_with(loopback(), config, store.clone());
+    let mut client = Client::connect(server.tcp_addr().unwrap()).unwrap();
+    for r in &requests {
+        client.send_json(r).unwrap();
+    }
+    let together: Vec<Value> = requests.iter().map(|_| client.receive().unwrap()).collect();
+    for (i, (t, a)) in together.iter().zip(&alone).enumerate() {
+        assert_eq!(t, a, "request {i}");
+    }
+    let duplicates: u64 = alone
+        .iter()
+        .filter_map(|r| r["data"]["duplicates"].as_u64())
+        .sum();
+    let recorded: u64 = alone.iter().filter_map(|r| r["data"]["recorded"].as_u64()).sum();
+    assert!(duplicates > 5_000, "the test holds duplicates: {duplicates}");
+    assert_eq!(alone[2]["data"]["rejected"][1]["index"], json!(5), "{}", alone[2]);
+    let records = alone.iter().filter(|r| **r == json!({"success": true})).count() as u64;
+    assert_eq!(
+        server.metrics().events_recorded(),
+        recorded + records,
+        "batches and records"
+    );
+    assert!(
+        store.applies.load(Ordering::SeqCst) < batches as usize,
+        "batches were grouped: {} store writes for {batches} batches",
+        store.applies.load(Ordering::SeqCst)
+    );
+    server.stop().unwrap();
+}

@@ -37,6 +37,34 @@ pub struct BatchOutcome {
 }
 
 impl BatchOutcome {
+    /// The outcomes of consecutive parts of the batch, `lens` events each (they should add up
+    /// to the batch; events past them are dropped): indexes become relative to their part, and
+    /// a part's recorded events are those neither rejected nor duplicates. For a server that
+    /// records several requests' events in one call.
+    pub fn split(self, lens: &[usize]) -> Vec<BatchOutcome> {
+        let mut rejected = self.rejected.into_iter().peekable();
+        let mut duplicates = self.duplicates.into_iter().peekable();
+        let mut start = 0;
+        lens.iter()
+            .map(|&len| {
+                let end = start + len;
+                let mut part = BatchOutcome::default();
+                while let Some(r) = rejected.next_if(|r| r.index < end) {
+                    part.rejected.push(Rejected {
+                        index: r.index - start,
+                        error: r.error,
+                    });
+                }
+                while let Some(d) = duplicates.next_if(|&d| d < end) {
+                    part.duplicates.push(d - start);
+                }
+                part.recorded = len - part.rejected.len() - part.duplicates.len();
+                start = end;
+                part
+            })
+            .collect()
+    }
+
     /// The outcome as data (errors as their messages).
     pub fn report(&self) -> BatchReport {
         BatchReport {
@@ -78,4 +106,48 @@ pub struct RejectedEvent {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_gives_each_part_its_own_indexes_and_counts() {
+        let outcome = BatchOutcome {
+            recorded: 3,
+            duplicates: vec![1, 6],
+            rejected: [0, 4, 7]
+                .map(|index| Rejected {
+                    index,
+                    error: Error::Dump(format!("event {index}")),
+                })
+                .into(),
+        };
+        let parts = outcome.split(&[2, 1, 4, 1]);
+        let got: Vec<(usize, Vec<usize>, Vec<usize>)> = parts
+            .iter()
+            .map(|p| {
+                (
+                    p.recorded,
+                    p.duplicates.clone(),
+                    p.rejected.iter().map(|r| r.index).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, vec![1], vec![0]),
+                (1, vec![], vec![]),
+                (2, vec![3], vec![1]),
+                (0, vec![], vec![0]),
+            ]
+        );
+        assert_eq!(
+            parts[2].rejected[0].error.to_string(),
+            Error::Dump("event 4".into()).to_string()
+        );
+        assert_eq!(parts.iter().map(|p| p.recorded).sum::<usize>(), 3);
+    }
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod find;
+mod group;
 mod health;
 mod ping;
 mod query;
@@ -10,7 +11,7 @@ mod record;
 mod record_batch;
 
 pub(crate) use auth::token_matches;
-pub(crate) use record::record_group;
+pub(crate) use group::{record_group, Grouped};
 
 use std::borrow::Cow;
 
