@@ -14,7 +14,9 @@ use traqq_core::key::{
 use traqq_core::read::{Read, ReadResult};
 use traqq_core::sketch::SketchFamily;
 
-use super::{dump_error, members, write_error, DumpSummary, ExportRange, Header, DUMP_FORMAT, READ_CHUNK};
+use super::{
+    dump_error, members, write_error, DumpSummary, ExportRange, Header, DUMP_FORMAT, IDS_PER_LINE, READ_CHUNK,
+};
 use crate::{Result, Storage};
 
 /// A counter or sum as the dump writes it: integers as integers, floats with a fraction or
@@ -130,23 +132,27 @@ fn export_id_sets(
         .filter(|(day, _)| range.holds(*day))
         .collect();
     sets.sort();
-    for chunk in sets.chunks(READ_CHUNK) {
-        let keys: Vec<String> = chunk.iter().map(|(_, key)| key.clone()).collect();
-        for ((day, key), mut ids) in chunk.iter().zip(storage.read_ids(&keys)?) {
-            if ids.is_empty() {
-                continue;
-            }
-            ids.sort_unstable();
+    // One set at a time: a busy day's set holds millions of ids.
+    for (day, key) in &sets {
+        let mut ids = storage
+            .read_ids(std::slice::from_ref(key))?
+            .pop()
+            .unwrap_or_default();
+        if ids.is_empty() {
+            continue;
+        }
+        ids.sort_unstable();
+        for part in ids.chunks(IDS_PER_LINE) {
             write_line(
                 out,
                 &KeyLineOut {
-                    ids: Some(data_encoding::BASE64.encode(&encode_ids(&ids))),
+                    ids: Some(data_encoding::BASE64.encode(&encode_ids(part))),
                     ..KeyLineOut::new(BucketKind::Day, *day, key)
                 },
             )?;
-            summary.id_sets += 1;
-            summary.ids += ids.len();
         }
+        summary.id_sets += 1;
+        summary.ids += ids.len();
     }
     Ok(())
 }

@@ -44,6 +44,9 @@ pub const DUMP_FORMAT: u32 = 1;
 
 /// Keys read from the store in one call while exporting.
 const READ_CHUNK: usize = 256;
+/// Ids of one id set per dump line (2.8 MB of base64): a busy day's set spans several lines,
+/// so no line has to be held whole in memory at gigabyte size.
+const IDS_PER_LINE: usize = 131_072;
 /// Operations restored in one batch.
 const RESTORE_OPS: usize = 20_000;
 /// Sketches restored in one call.

@@ -95,7 +95,7 @@ pub fn restore(
         keep_sketches,
         ids: options.ids,
         claims: Claims::new(),
-        id_days: hashbrown::HashSet::new(),
+        id_days: hashbrown::HashMap::new(),
         batch: Batch::new(),
         sketches: Vec::new(),
         buckets: hashbrown::HashSet::new(),
@@ -178,8 +178,8 @@ struct Restorer<'s> {
     ids: Option<(IdPolicy, Calendar)>,
     /// Ids waiting to be claimed with the batch.
     claims: Claims,
-    /// The days whose id sets were read (a dump holds each once).
-    id_days: hashbrown::HashSet<i64>,
+    /// The days whose id sets were read, and the last id read of each.
+    id_days: hashbrown::HashMap<i64, Option<u128>>,
     batch: Batch,
     sketches: Vec<KeySketch>,
     buckets: hashbrown::HashSet<(BucketKind, i64)>,
@@ -296,11 +296,12 @@ impl Restorer<'_> {
                 ))
             }
         };
-        if !self.id_days.insert(day) {
-            return Err(format!("id set {:?} is in the dump twice", line.key));
-        }
+        // A set may span several lines (export writes at most IDS_PER_LINE ids a line), its
+        // ids sorted and distinct throughout.
+        let new_set = !self.id_days.contains_key(&day);
+        let last = self.id_days.entry(day).or_insert(None);
         let Some((policy, calendar)) = &self.ids else {
-            self.summary.skipped_id_sets += 1;
+            self.summary.skipped_id_sets += usize::from(new_set);
             return Ok(());
         };
         let bytes = data_encoding::BASE64
@@ -310,12 +311,21 @@ impl Restorer<'_> {
             .ok_or_else(|| format!("id set {:?}: {} bytes of ids (16 each)", line.key, bytes.len()))?;
         let mut count = 0;
         for id in ids {
+            if last.is_some_and(|l| id <= l) {
+                return Err(format!(
+                    "id set {:?}: its ids are not sorted and distinct (as traqq export writes them)",
+                    line.key
+                ));
+            }
+            *last = Some(id);
             policy.add(&mut self.claims, self.to, calendar, Claim { day, id });
             count += 1;
         }
-        self.batch
-            .sadd(&id_registry_key(self.to), (BucketKind::Day, day), key);
-        self.summary.id_sets += 1;
+        if new_set {
+            self.batch
+                .sadd(&id_registry_key(self.to), (BucketKind::Day, day), key);
+            self.summary.id_sets += 1;
+        }
         self.summary.ids += count;
         Ok(())
     }
@@ -490,12 +500,16 @@ mod tests {
             )),
             ..RestoreOptions::default()
         };
+        let one = data_encoding::BASE64.encode(&7u128.to_be_bytes());
         let id_line =
             |ids: &str| format!(r#"{{"bucket":"d","start":86400,"key":"a:ids:d:86400","ids":"{ids}"}}"#);
         for (text, says) in [
             (id_line("AAAA"), "3 bytes of ids (16 each)"),
             (id_line("%"), "not base64"),
-            (format!("{}\n{}", id_line(""), id_line("")), "in the dump twice"),
+            (
+                format!("{}\n{}", id_line(&one), id_line(&one)),
+                "not sorted and distinct",
+            ),
         ] {
             let store = MemoryStorage::new();
             let e = restore(
@@ -517,5 +531,47 @@ mod tests {
             let e = restore_text(&store, text).unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");
         }
+    }
+
+    /// A day with more ids than one line holds is written as several lines and restored as
+    /// one set.
+    #[test]
+    fn a_big_id_set_spans_lines_and_comes_back_whole() {
+        let mut config = traqq_core::config::TraqqConfig::default();
+        config.event.id_field = Some("id".into());
+        let policy = IdPolicy::new(&config).unwrap();
+        let calendar = Calendar::new(chrono_tz::UTC);
+        let day = 86_400;
+        let store = MemoryStorage::new();
+        let mut claims = Claims::new();
+        let n = super::super::IDS_PER_LINE + 10;
+        for i in 0..n as u128 {
+            policy.add(&mut claims, "a", &calendar, Claim { day, id: i * 7919 });
+        }
+        let mut registry = Batch::new();
+        registry.sadd(
+            &id_registry_key("a"),
+            (BucketKind::Day, day),
+            &traqq_core::key::id_set_key("a", day),
+        );
+        assert!(store.apply_claimed(&registry, &claims).unwrap().is_empty());
+        let mut dump = Vec::new();
+        let exported = export(&store, "a", ExportRange::default(), &mut dump).unwrap();
+        assert_eq!((exported.id_sets, exported.ids), (1, n));
+        let text = String::from_utf8(dump).unwrap();
+        assert_eq!(text.lines().filter(|l| l.contains("\"ids\"")).count(), 2);
+        let options = RestoreOptions {
+            ids: Some((policy, calendar)),
+            ..RestoreOptions::default()
+        };
+        let restored = restore(&store, "b", &mut text.as_bytes(), options).unwrap();
+        assert_eq!((restored.id_sets, restored.ids), (1, n));
+        let mut again = Vec::new();
+        export(&store, "b", ExportRange::default(), &mut again).unwrap();
+        assert_eq!(
+            String::from_utf8(again).unwrap(),
+            text.replace("\"a:", "\"b:")
+                .replacen("\"prefix\":\"a\"", "\"prefix\":\"b\"", 1)
+        );
     }
 }
