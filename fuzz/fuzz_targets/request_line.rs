@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
         if !group.is_empty() {
             let n = group.len();
             let before = out.len();
-            dispatcher.answer_records(std::mem::take(group), out);
+            dispatcher.answer_group(std::mem::take(group), out);
             let replies: Vec<&[u8]> = out[before..]
                 .split(|&b| b == b'\n')
                 .filter(|l| !l.is_empty())
@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(
                 replies.len(),
                 n,
-                "a group of {n} records got {} replies",
+                "a group of {n} requests got {} replies",
                 replies.len()
             );
             replies.iter().for_each(|r| check_reply(r));
@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
     };
     for line in &lines {
         let pending = dispatcher.parse(line, &session);
-        if dispatcher.is_plain_record(&pending, &session) {
+        if dispatcher.groupable_events(&pending, &session).is_some() {
             group.push(pending);
             continue;
         }
