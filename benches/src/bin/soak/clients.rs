@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use traqq_bench::mapping::{ADD_VALUE, DISTRIBUTION};
 
 use super::wire::*;
 use super::*;
