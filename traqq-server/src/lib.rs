@@ -12,7 +12,8 @@
 //!   request limits, the per-connection session.
 //! - [`wire`]: TCP request lines and HTTP event bodies, parsed in one pass (serde seeds).
 //! - `cmd/`: one file per command (`record`, `record_batch`, `query`, `find`, `ping`, `auth`,
-//!   `health`): its fields, its run on the engine, its answer.
+//!   `health`): its fields, its run on the engine, its answer; `cmd/group`: the group commit of
+//!   pipelined `record` and `record_batch` lines.
 //! - [`dispatch`]: the one token check, panics and store failures turned into replies, metrics.
 //! - `tcp`, `http/` (router, handlers; `http/conn`: capped, timed connections), `slots`
 //!   (connection caps and the request-bytes budget), `server` (binding, running, shutdown).
