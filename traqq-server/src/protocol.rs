@@ -226,7 +226,7 @@ impl Request<'_> {
     }
 }
 
-/// A query range: explicit or the last `days` days (the engine's [`QueryRange`]).
+/// A query range: explicit or the last `days` days (the engine's [`QueryRange`](traqq_storage::prelude::QueryRange)).
 pub use traqq_core::plan::QueryRange as Range;
 
 /// A request that could not be parsed: the command (if known) and a message for the client.

@@ -269,7 +269,7 @@ impl BatchBuilder<'_> {
 
     /// Writes each slot under its storage key, adds every key to its bucket's key set,
     /// registers each bucket's key set in the prefix's bucket registry
-    /// ([`bucket_registry_key`], read by retention), and returns the batch.
+    /// ([`bucket_registry_key`](crate::key::bucket_registry_key), read by retention), and returns the batch.
     pub fn finish(self) -> Batch {
         let g = self.generator;
         let mut batch = Batch::new();
