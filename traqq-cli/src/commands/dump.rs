@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use traqq_core::bucket::Calendar;
 use traqq_core::claim::IdPolicy;
-use traqq_storage::dump::{export, restore, ExportRange, RestoreOptions};
+use traqq_storage::dump::{export, restore, DumpSummary, ExportRange, RestoreOptions};
 
 use crate::args::{ExportArgs, RestoreArgs};
 use crate::config::FileConfig;
@@ -50,14 +50,7 @@ pub(super) fn export_store(config: &FileConfig, args: &ExportArgs) -> anyhow::Re
             summary
         }
     };
-    eprintln!(
-        "exported {} keys ({} unique-count sketches) of {} buckets under prefix {:?} from {}",
-        summary.keys,
-        summary.sketches,
-        summary.buckets,
-        config.prefix,
-        crate::store::describe(&config.storage)
-    );
+    eprintln!("{}", moved("exported", "from", &summary, config));
     if summary.id_sets > 0 {
         eprintln!(
             "exported {} event ids of {} days ([event] id_field)",
@@ -84,14 +77,7 @@ pub(super) fn restore_store(config: &FileConfig, args: &RestoreArgs) -> anyhow::
     };
     let summary = restore(storage.as_ref(), &config.prefix, &mut input, options)?;
     storage.flush()?;
-    println!(
-        "restored {} keys ({} unique-count sketches) of {} buckets under prefix {:?} into {}",
-        summary.keys,
-        summary.sketches,
-        summary.buckets,
-        config.prefix,
-        crate::store::describe(&config.storage)
-    );
+    println!("{}", moved("restored", "into", &summary, config));
     if summary.id_sets > 0 {
         println!(
             "claimed {} event ids of {} days ([event] id_field: a retry of an event sent before the move is still a duplicate)",
@@ -111,4 +97,17 @@ pub(super) fn restore_store(config: &FileConfig, args: &RestoreArgs) -> anyhow::
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "exported 2450 keys (175 unique-count sketches) of 175 buckets under prefix "traqq" from
+/// rocksdb at DIR": what a dump moved, and where.
+fn moved(done: &str, direction: &str, summary: &DumpSummary, config: &FileConfig) -> String {
+    format!(
+        "{done} {} keys ({} unique-count sketches) of {} buckets under prefix {:?} {direction} {}",
+        summary.keys,
+        summary.sketches,
+        summary.buckets,
+        config.prefix,
+        crate::store::describe(&config.storage)
+    )
 }
