@@ -9,6 +9,7 @@ use traqq_core::event::IncomingEvent;
 use traqq_storage::BatchOutcome;
 
 use super::record::DUPLICATE_DATA;
+use super::record_batch::report_data;
 use super::Ctx;
 use crate::protocol::{error_reply, success, Command, EventResult, Reply, Status};
 
@@ -86,11 +87,7 @@ pub(crate) fn record_group(
 /// What one request of the group is answered, as if it had been recorded alone.
 fn reply_of(command: Command, part: &BatchOutcome) -> Reply {
     match command {
-        Command::RecordBatch => success(
-            command,
-            // Our own type: serializing cannot fail (string keys, no floats).
-            Some(serde_json::to_vec(&part.report()).unwrap_or_else(|_| b"null".to_vec())),
-        ),
+        Command::RecordBatch => success(command, Some(report_data(part))),
         _ => match part.rejected.first() {
             Some(r) => error_reply(command, Status::BadRequest, &r.error.to_string()),
             None if !part.duplicates.is_empty() => success(command, Some(DUPLICATE_DATA.to_vec())),

@@ -10,8 +10,11 @@ pub(super) fn run(ctx: Ctx<'_>, events: Vec<EventResult<'_>>) -> Answer {
         .record_results(events.into_iter().map(|e| e.map_err(traqq_storage::Error::from)))?;
     ctx.metrics
         .events(outcome.recorded, outcome.rejected.len(), outcome.duplicates.len());
+    Ok(Some(report_data(&outcome)))
+}
+
+/// The `data` of a `record_batch` reply: the batch's report.
+pub(super) fn report_data(outcome: &traqq_storage::BatchOutcome) -> Vec<u8> {
     // Our own type: serializing cannot fail (string keys, no floats).
-    Ok(Some(
-        serde_json::to_vec(&outcome.report()).unwrap_or_else(|_| b"null".to_vec()),
-    ))
+    serde_json::to_vec(&outcome.report()).unwrap_or_else(|_| b"null".to_vec())
 }

@@ -38,6 +38,26 @@ struct KeyLineIn<'a> {
     ids: Option<Cow<'a, str>>,
 }
 
+impl KeyLineIn<'_> {
+    /// Ok when the line holds `want` (`hash`, `top`, `sketch` or `ids`) and nothing else of
+    /// them; the error names the key as `what`.
+    fn holds_only(&self, want: &str, what: &str) -> std::result::Result<(), String> {
+        let held = [
+            ("hash", self.hash.is_some()),
+            ("top", self.top.is_some()),
+            ("sketch", self.sketch.is_some()),
+            ("ids", self.ids.is_some()),
+        ];
+        if held.iter().all(|&(name, present)| present == (name == want)) {
+            return Ok(());
+        }
+        Err(format!(
+            "key {:?} is {what}: its line holds \"{want}\" (and nothing else of hash, top, sketch, ids)",
+            self.key
+        ))
+    }
+}
+
 /// Restores a dump written by [`export`](super::export) into `storage` under `prefix` (the dump's keys move
 /// from its prefix to this one). The store must hold nothing under `prefix` yet: counters add,
 /// so restoring into data would count twice. Errors name the dump's line.
@@ -74,7 +94,8 @@ pub fn restore(
     let header = parse_header(first, number)?;
     let (from, family) = (header.prefix.into_owned(), header.sketches);
     let target_family = storage.capabilities().sketches;
-    let keep_sketches = match family {
+    // The family the sketches are written as; `None`: they are left out.
+    let sketch_family = match family {
         Some(family) if Some(family) != target_family => {
             if !options.skip_sketches {
                 return Err(dump_error(format!(
@@ -84,15 +105,15 @@ pub fn restore(
                     target_family.map_or("none", SketchFamily::as_str)
                 )));
             }
-            false
+            None
         }
-        _ => true,
+        _ => target_family.or(family),
     };
     let mut restorer = Restorer {
         storage,
         from,
         to: prefix,
-        keep_sketches,
+        sketch_family,
         ids: options.ids,
         claims: Claims::new(),
         id_days: hashbrown::HashMap::new(),
@@ -173,7 +194,8 @@ struct Restorer<'s> {
     storage: &'s dyn Storage,
     from: String,
     to: &'s str,
-    keep_sketches: bool,
+    /// The family restored sketches are stored as; `None`: left out (`skip_sketches`).
+    sketch_family: Option<SketchFamily>,
     /// [`RestoreOptions::ids`].
     ids: Option<(IdPolicy, Calendar)>,
     /// Ids waiting to be claimed with the batch.
@@ -223,21 +245,7 @@ impl Restorer<'_> {
             MetricType::Top => "top",
             MetricType::Add | MetricType::Adv | MetricType::Dst => "hash",
         };
-        let given: Vec<&str> = [
-            ("hash", line.hash.is_some()),
-            ("top", line.top.is_some()),
-            ("sketch", line.sketch.is_some()),
-            ("ids", line.ids.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, present)| present.then_some(name))
-        .collect();
-        if given != [want] {
-            return Err(format!(
-                "key {:?} is a {} metric: its line holds \"{want}\" (and nothing else of hash, top, sketch, ids)",
-                line.key, metric.metric
-            ));
-        }
+        line.holds_only(want, &format!("a {} metric", metric.metric))?;
         if let Some(fields) = &line.hash {
             for (field, raw) in fields {
                 let n =
@@ -251,18 +259,13 @@ impl Restorer<'_> {
                 self.batch.zincr(&key, bucket, member, score.as_f64());
             }
         } else if let Some(text) = &line.sketch {
-            if !self.keep_sketches {
+            let Some(family) = self.sketch_family else {
                 self.summary.skipped_sketches += 1;
                 return Ok(());
-            }
+            };
             let bytes = data_encoding::BASE64
                 .decode(text.as_bytes())
                 .map_err(|e| format!("key {:?}: the sketch is not base64: {e}", line.key))?;
-            let family = self
-                .storage
-                .capabilities()
-                .sketches
-                .unwrap_or(SketchFamily::Traqq);
             self.sketches.push(KeySketch {
                 key: key.clone(),
                 bucket,
@@ -287,15 +290,8 @@ impl Restorer<'_> {
                 line.key
             ));
         }
-        let text = match (&line.ids, &line.hash, &line.top, &line.sketch) {
-            (Some(text), None, None, None) => text,
-            _ => {
-                return Err(format!(
-                    "key {:?} is an id set: its line holds \"ids\" (and nothing else of hash, top, sketch)",
-                    line.key
-                ))
-            }
-        };
+        line.holds_only("ids", "an id set")?;
+        let text = line.ids.as_deref().unwrap_or_default();
         // A set may span several lines (export writes at most IDS_PER_LINE ids a line), its
         // ids sorted and distinct throughout.
         let new_set = !self.id_days.contains_key(&day);
