@@ -3,9 +3,7 @@
 //!
 //! A failed invariant panics, which libFuzzer reports as a crash like any other panic.
 
-use std::cell::RefCell;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Once, OnceLock};
+use std::sync::OnceLock;
 
 use arbitrary::{Result, Unstructured};
 use traqq_core::batch::{Batch, KeyOps, Number};
@@ -21,49 +19,6 @@ use traqq_core::ops::OpGenerator;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../traqq-rocks/src/codec.rs"]
 mod rocks_codec;
-
-thread_local! {
-    /// The message of the last panic raised inside `hyperloglogplus`.
-    static SKETCH_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// `Sketch::from_bytes` checks a decoded sketch by merging and counting it under
-/// `catch_unwind` (`hyperloglogplus` panics on inconsistent fields): such a panic is expected
-/// and becomes a decode error. libFuzzer's panic hook aborts on every panic, caught or not, so
-/// this hook lets panics raised in `hyperloglogplus` source unwind quietly (their message is
-/// kept for [`run_checked`]); every other panic still goes to libFuzzer's hook and aborts.
-pub fn tolerate_sketch_probe_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info
-                .location()
-                .is_some_and(|l| l.file().contains("hyperloglogplus"))
-            {
-                // With RUST_BACKTRACE=1, where it was raised (to tell which call escaped).
-                let trace = std::backtrace::Backtrace::capture();
-                SKETCH_PANIC.with(|m| *m.borrow_mut() = Some(format!("{info}\n{trace}")));
-                return;
-            }
-            previous(info);
-        }));
-    });
-}
-
-/// Runs `body` with [`tolerate_sketch_probe_panics`]; a `hyperloglogplus` panic that escapes
-/// it (one no `catch_unwind` of the library caught: a real crash) is printed, then aborts.
-pub fn run_checked(body: impl FnOnce()) {
-    tolerate_sketch_probe_panics();
-    if std::panic::catch_unwind(AssertUnwindSafe(body)).is_err() {
-        let message = SKETCH_PANIC.with(|m| m.borrow_mut().take());
-        eprintln!(
-            "uncaught panic: {}",
-            message.unwrap_or_else(|| "(reported above)".into())
-        );
-        std::process::abort();
-    }
-}
 
 /// The key prefix of the fuzz generators.
 pub const PREFIX: &str = "f";

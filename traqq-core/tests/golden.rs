@@ -1,11 +1,13 @@
-//! Golden bytes of the stored HyperLogLog format: sketches written by this version (sparse and
-//! dense), committed under `tests/golden/`, must keep decoding to the same counts, and the same
-//! values must keep encoding to the same bytes. A dependency update that changes either fails
-//! here instead of silently breaking every stored sketch. (`hyperloglogplus` is pinned exactly
-//! in the workspace for the same reason.)
+//! Golden bytes of the stored HyperLogLog formats (the `traqq_core::sketch` docs describe
+//! them): sketches written by this version (format 1, sparse and dense) must keep decoding to
+//! the same counts, and the same values must keep encoding to the same bytes; sketches written
+//! before traqq owned its format (format 0, `hyperloglogplus` 0.4.1's serialized struct) must
+//! keep reading as the registers their values set. A change to either fails here instead of
+//! silently breaking every stored sketch.
 //!
-//! The files were written with `TRAQQ_WRITE_GOLDEN=1 cargo test -p traqq-core --test golden`;
-//! without that variable a missing file is a failure, never a rewrite.
+//! Format-1 files were written with `TRAQQ_WRITE_GOLDEN=1 cargo test -p traqq-core --test
+//! golden`; without that variable a missing file is a failure, never a rewrite. Format-0 files
+//! were written by traqq before 0.3's own format and are never rewritten.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -38,27 +40,42 @@ fn sketch_of(n: u32) -> Sketch {
 #[test]
 fn stored_sketches_decode_to_the_same_counts_and_encode_to_the_same_bytes() {
     // (file, values inserted, the count this version reads from it)
-    for (name, n, want) in [("sketch_sparse.bin", 10, 10), ("sketch_dense.bin", 100_000, 0)] {
-        let mut fresh = sketch_of(n);
+    for (name, n, want) in [
+        ("sketch_sparse.bin", 10, 10),
+        ("sketch_dense.bin", 100_000, 99_600),
+    ] {
+        let fresh = sketch_of(n);
         let bytes = fresh.to_bytes();
         let stored = golden(name, &bytes);
         assert_eq!(
             bytes, stored,
             "{name}: this version encodes the same values differently"
         );
-        let mut decoded = Sketch::from_bytes(&stored).unwrap();
-        let count = decoded.count();
-        if want > 0 {
-            assert_eq!(count, want, "{name}");
-        } else {
-            assert_eq!(count, fresh.count(), "{name}");
-            let error = (count as f64 - f64::from(n)).abs() / f64::from(n);
-            assert!(error < 0.02, "{name}: {count}");
-        }
+        let decoded = Sketch::from_bytes(&stored).unwrap();
+        assert_eq!(decoded, fresh, "{name}");
+        assert_eq!(decoded.count(), want, "{name}: the estimate changed");
+        let error = (want as f64 - f64::from(n)).abs() / f64::from(n);
+        assert!(error < 0.02, "{name}: {want}");
         // Stored sketches keep merging as they did.
         let mut merged = Sketch::from_bytes(&stored).unwrap();
         merged.merge(&sketch_of(5));
-        assert!(merged.count() >= count);
+        assert!(merged.count() >= want);
+    }
+}
+
+#[test]
+fn sketches_stored_before_traqq_owned_the_format_read_as_their_values() {
+    for (name, n) in [
+        ("sketch_format0_sparse.bin", 10),
+        ("sketch_format0_dense.bin", 100_000),
+    ] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        let stored = std::fs::read(&path).unwrap();
+        assert_eq!(stored[0], 14, "{name}: format 0 starts with its precision");
+        // The same registers as the same values inserted today: old and new sketches union.
+        assert_eq!(Sketch::from_bytes(&stored).unwrap(), sketch_of(n), "{name}");
     }
 }
 

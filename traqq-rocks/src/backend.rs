@@ -22,7 +22,7 @@ use traqq_storage::{
     decode_sketch, Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage,
 };
 
-use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR};
+use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR, UPGRADES_IN_PLACE};
 use crate::config::RocksConfig;
 
 const BACKEND: &str = "rocksdb";
@@ -94,15 +94,23 @@ fn guarded_merge(existing: Option<&[u8]>, operands: &MergeOperands, full: bool) 
     .or_else(|| Some(existing.map(<[u8]>::to_vec).unwrap_or_default()))
 }
 
-/// Refuses a store written with another layout; marks a new (empty) store with this one.
+/// Refuses a store written with another layout; marks a new (empty) store, or one of a layout
+/// this version reads as its own ([`UPGRADES_IN_PLACE`]), with this one.
 fn check_format(db: &DB, path: &Path) -> Result<()> {
     let refuse = |message: String| Error::Open {
         backend: BACKEND,
         path: path.display().to_string(),
         source: message.into(),
     };
+    let mark = || {
+        let mut write = WriteOptions::default();
+        write.set_sync(true);
+        db.put_opt(FORMAT_KEY, FORMAT, &write)
+            .map_err(|e| refuse(e.into_string()))
+    };
     match db.get(FORMAT_KEY).map_err(|e| refuse(e.into_string()))? {
         Some(v) if v == FORMAT => Ok(()),
+        Some(v) if v == UPGRADES_IN_PLACE => mark(),
         Some(v) => Err(refuse(traqq_storage::format::other_format_message(
             "traqq-rocks",
             &v,
@@ -114,15 +122,12 @@ fn check_format(db: &DB, path: &Path) -> Result<()> {
             if it.valid() {
                 return Err(refuse(
                     "written with traqq-rocks store format 1 (one key per field); this version reads \
-                     format 2 only: record the data again into a new store"
+                     formats 2 and 3 only: record the data again into a new store"
                         .into(),
                 ));
             }
             it.status().map_err(|e| refuse(e.into_string()))?;
-            let mut write = WriteOptions::default();
-            write.set_sync(true);
-            db.put_opt(FORMAT_KEY, FORMAT, &write)
-                .map_err(|e| refuse(e.into_string()))
+            mark()
         }
     }
 }
@@ -438,7 +443,7 @@ impl Storage for RocksStorage {
                 else {
                     return Ok(None);
                 };
-                let mut sketch = codec::decode_sketch(&value).map_err(|m| corrupt(key, m))?;
+                let sketch = codec::decode_sketch(&value).map_err(|m| corrupt(key, m))?;
                 Ok(Some(sketch.to_raw()))
             })
             .collect()

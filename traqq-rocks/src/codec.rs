@@ -1,6 +1,6 @@
 //! Value encodings and the merge operator.
 //!
-//! Storage layout (format 2) in the default column family, one RocksDB key per traqq key:
+//! Storage layout (format 3) in the default column family, one RocksDB key per traqq key:
 //!
 //! | traqq value | RocksDB value |
 //! |---|---|
@@ -31,8 +31,12 @@ pub(crate) const MERGE_OPERATOR: &str = "traqq.merge.v1";
 
 /// The reserved key holding the layout version.
 pub(crate) const FORMAT_KEY: &[u8] = b"\0traqq\0format";
-/// The layout this version writes and reads.
-pub(crate) const FORMAT: &[u8] = b"2";
+/// The layout this version writes and reads: format 2's keys and values, with sketches in
+/// traqq's own encoding (`traqq_core::sketch`).
+pub(crate) const FORMAT: &[u8] = b"3";
+/// A layout this version opens and marks as [`FORMAT`]: the same keys and values, its sketches
+/// (the encoding `hyperloglogplus` serialized) still read and union with new ones.
+pub(crate) const UPGRADES_IN_PLACE: &[u8] = b"2";
 
 const SKETCH: u8 = b'S';
 const HASHES: u8 = b'H';
@@ -189,7 +193,7 @@ impl<'a> Acc<'a> {
                 }
                 out
             }
-            Acc::Sketch(mut s) => encode_sketch(&s.to_bytes()),
+            Acc::Sketch(s) => encode_sketch(&s.to_bytes()),
             Acc::Hashes(h) => {
                 let mut out = Vec::with_capacity(1 + h.len() * 8);
                 out.push(HASHES);
@@ -352,7 +356,7 @@ mod tests {
     /// a store written by one version must open and read the same in the next.
     #[test]
     fn committed_values_decode_to_the_same_data() {
-        assert_eq!((FORMAT_KEY, FORMAT), (&b"\0traqq\0format"[..], &b"2"[..]));
+        assert_eq!((FORMAT_KEY, FORMAT), (&b"\0traqq\0format"[..], &b"3"[..]));
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
         let write = std::env::var("TRAQQ_WRITE_GOLDEN").as_deref() == Ok("1");
         let golden = |name: &str, bytes: &[u8]| {
@@ -366,10 +370,16 @@ mod tests {
             .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
             .collect();
         let operand = encode_hashes(values.iter());
-        let stored = golden("hll_value.bin", &merge(None, std::iter::once(&operand[..]), true));
-        let mut sketch = decode_sketch(&stored).unwrap();
+        let written = merge(None, std::iter::once(&operand[..]), true);
+        let stored = golden("hll_value.bin", &written);
+        assert_eq!(written, stored, "this version stores the same sketch differently");
+        let sketch = decode_sketch(&stored).unwrap();
         let count = sketch.count();
         assert!((count as f64 - 5_000.0).abs() < 100.0, "{count}");
+        // The same key as a format-2 store holds it (the sketch encoding before traqq's own):
+        // the same registers.
+        let format2 = std::fs::read(dir.join("hll_value_format2.bin")).unwrap();
+        assert_eq!(decode_sketch(&format2).unwrap(), sketch);
         // A hash key: integer and float fields in the packed map layout.
         let mut w = MapWriter::default();
         w.start();

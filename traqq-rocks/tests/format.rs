@@ -1,4 +1,4 @@
-//! The on-disk layout guard (format 2: one packed map per traqq key) against real files.
+//! The on-disk layout guard (format 3: one packed map per traqq key) against real files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use traqq_rocks::{RocksConfig, RocksStorage};
@@ -31,7 +31,7 @@ fn a_new_store_is_marked_and_reopens() {
     drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
     {
         let db = rocksdb::DB::open_default(&path).unwrap();
-        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"3"[..]));
     }
     drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
 }
@@ -66,12 +66,46 @@ fn a_store_of_a_newer_format_is_refused_naming_both_versions() {
     drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
     {
         let db = rocksdb::DB::open_default(&path).unwrap();
-        db.put(b"\0traqq\0format", b"3").unwrap();
+        db.put(b"\0traqq\0format", b"4").unwrap();
     }
     let err = RocksStorage::open(&path, RocksConfig::default()).unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("format 3 was written by a newer traqq") && text.contains("reads format 2"),
+        text.contains("format 4 was written by a newer traqq") && text.contains("reads format 3"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_format_2_store_opens_counts_its_old_sketches_and_is_re_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
+    // Ten values ("value-0".."value-9") in the encoding format 2 stored (format-0 sketch bytes).
+    let old = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../traqq-core/tests/golden/sketch_format0_sparse.bin"
+    ))
+    .unwrap();
+    let key = "app:bmp:d:1700000000:ip";
+    {
+        let db = rocksdb::DB::open_default(&path).unwrap();
+        db.put(b"\0traqq\0format", b"2").unwrap();
+        db.put(key.as_bytes(), [&b"S"[..], &old].concat()).unwrap();
+    }
+    let store = RocksStorage::open(&path, RocksConfig::default()).unwrap();
+    let count = |store: &RocksStorage| match store.read(&[Read::Count(vec![key.into()])]).unwrap().remove(0) {
+        traqq_storage::traqq_core::read::ReadResult::Count(n) => n,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(count(&store), 10);
+    drop(store);
+    {
+        let db = rocksdb::DB::open_default(&path).unwrap();
+        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"3"[..]));
+    }
+    assert_eq!(
+        count(&RocksStorage::open(&path, RocksConfig::default()).unwrap()),
+        10
     );
 }

@@ -17,7 +17,7 @@ use traqq_storage::{
     decode_sketch, Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage,
 };
 
-use crate::codec::{fold_map, FORMAT, FORMAT_KEY};
+use crate::codec::{fold_map, FORMAT, FORMAT_KEY, UPGRADES_IN_PLACE};
 use crate::config::SledConfig;
 use crate::flush::GroupFlush;
 use crate::log::{self, log_key, parse_log_key, LOG};
@@ -370,10 +370,12 @@ impl SledStorage {
     }
 }
 
-/// Refuses a store written with another layout; marks a new (empty) store with this one.
+/// Refuses a store written with another layout; marks a new (empty) store, or one of a layout
+/// this version reads as its own ([`UPGRADES_IN_PLACE`]), with this one.
 fn check_format(db: &sled::Db) -> std::result::Result<(), String> {
     match db.get(FORMAT_KEY).map_err(|e| e.to_string())? {
         Some(v) if v == FORMAT => Ok(()),
+        Some(v) if v == UPGRADES_IN_PLACE => mark(db),
         Some(v) => Err(traqq_storage::format::other_format_message(
             "traqq-sled",
             &v,
@@ -381,14 +383,16 @@ fn check_format(db: &sled::Db) -> std::result::Result<(), String> {
         )),
         None if db.first().map_err(|e| e.to_string())?.is_some() => Err(
             "written with traqq-sled store format 1 (one key per field); this version reads \
-             format 2 only: record the data again into a new store"
+             formats 2 and 3 only: record the data again into a new store"
                 .into(),
         ),
-        None => {
-            db.insert(FORMAT_KEY, FORMAT).map_err(|e| e.to_string())?;
-            db.flush().map(drop).map_err(|e| e.to_string())
-        }
+        None => mark(db),
     }
+}
+
+fn mark(db: &sled::Db) -> std::result::Result<(), String> {
+    db.insert(FORMAT_KEY, FORMAT).map_err(|e| e.to_string())?;
+    db.flush().map(drop).map_err(|e| e.to_string())
 }
 
 /// Reads the log records left by the last run into a fresh overlay.

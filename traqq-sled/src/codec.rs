@@ -1,6 +1,6 @@
 //! Value encodings.
 //!
-//! Store format 2: one sled tree, one sled key per traqq key.
+//! Store format 3: one sled tree, one sled key per traqq key.
 //!
 //! | traqq value | sled value |
 //! |---|---|
@@ -21,8 +21,12 @@ use traqq_storage::packed::{entries, push_entry, DecodeError, Entry, MAP};
 
 /// The reserved key holding the layout version.
 pub(crate) const FORMAT_KEY: &[u8] = b"\0traqq\0format";
-/// The layout this version writes and reads.
-pub(crate) const FORMAT: &[u8] = b"2";
+/// The layout this version writes and reads: format 2's keys and values, with sketches in
+/// traqq's own encoding (`traqq_core::sketch`).
+pub(crate) const FORMAT: &[u8] = b"3";
+/// A layout this version opens and marks as [`FORMAT`]: the same keys and values, its sketches
+/// (the encoding `hyperloglogplus` serialized) still read and union with new ones.
+pub(crate) const UPGRADES_IN_PLACE: &[u8] = b"2";
 
 /// The stored map `existing` (absent: empty) with `updates` added, as a new stored value.
 /// `updates` are sorted here; equal fields add up. An update that does not fit its entry (a
