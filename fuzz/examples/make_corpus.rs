@@ -13,7 +13,7 @@ use std::path::Path;
 use traqq_core::batch::{Batch, Number};
 use traqq_core::bucket::BucketKind;
 use traqq_core::event::IncomingEvent;
-use traqq_core::sketch::Sketch;
+use traqq_core::sketch::{Sketch, SketchFamily};
 use traqq_storage::packed::MapWriter;
 
 fn write(target: &str, name: &str, bytes: impl AsRef<[u8]>) {
@@ -223,19 +223,25 @@ fn configs() {
     );
 }
 
-fn sketch_of(n: usize) -> Vec<u8> {
-    let mut s = Sketch::new();
+fn sketch_of(n: usize, family: SketchFamily) -> Sketch {
+    let mut s = Sketch::new_in(family);
     for i in 0..n {
         s.insert(&format!("value-{i}"));
     }
-    s.to_bytes()
+    s
 }
 
+/// Format-1 sketches of both families and Redis's strings. (`format0_sketch_*`, sketches in the
+/// encoding before traqq's own, were written by an earlier version of this program and are
+/// kept as they are.)
 fn sketches() -> Vec<(String, Vec<u8>)> {
-    let out: Vec<(String, Vec<u8>)> = [0, 1, 50, 700, 3000]
-        .into_iter()
-        .map(|n| (format!("sketch_{n}"), sketch_of(n)))
-        .collect();
+    let mut out = Vec::new();
+    for n in [0, 1, 50, 700, 3000, 6000] {
+        out.push((format!("sketch_{n}"), sketch_of(n, SketchFamily::Traqq).to_bytes()));
+        let redis = sketch_of(n, SketchFamily::Redis);
+        out.push((format!("redis_sketch_{n}"), redis.to_bytes()));
+        write("sketch", &format!("redis_string_{n}"), redis.to_raw().bytes);
+    }
     for (name, bytes) in &out {
         write("sketch", name, bytes);
     }
@@ -272,7 +278,7 @@ fn maps() {
     write("packed", "empty_map", b"M");
     write("packed", "malformed", b"M\x05ab");
 
-    let sketch = sketch_of(20);
+    let sketch = sketch_of(20, SketchFamily::Traqq).to_bytes();
     let mut stored_sketch = vec![b'S'];
     stored_sketch.extend_from_slice(&sketch);
     let mut hashes = vec![b'H'];

@@ -63,6 +63,8 @@ fn check(data: &[u8]) {
         .iter()
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .collect();
-    let hashes = rocks_encode_hashes(&values);
-    let _ = rocks_merge(Some(&merged), &[&hashes], full);
+    for redis in [false, true] {
+        let hashes = rocks_encode_hashes(&values, redis);
+        let _ = rocks_merge(Some(&merged), &[&hashes], full);
+    }
 }

@@ -355,9 +355,15 @@ pub fn rocks_entries(
     Ok(out)
 }
 
-/// RocksDB's HLL operand of `values` (`encode_hashes`).
-pub fn rocks_encode_hashes(values: &[String]) -> Vec<u8> {
-    rocks_codec::encode_hashes(values.iter())
+/// RocksDB's HLL operand of `values` (`encode_hashes`), for a sketch of Redis's family
+/// (`redis`) or traqq's first one.
+pub fn rocks_encode_hashes(values: &[String], redis: bool) -> Vec<u8> {
+    let family = if redis {
+        traqq_core::sketch::SketchFamily::Redis
+    } else {
+        traqq_core::sketch::SketchFamily::Traqq
+    };
+    rocks_codec::encode_hashes(family, values.iter())
 }
 
 /// An engine over a fresh memory store with the fuzz mapping, its clock at [`NOW`]: what the

@@ -1,6 +1,5 @@
 //! `traqq export` and `traqq restore` as a user runs them: a round trip through every pair of
-//! persistent backends (RocksDB, sled, Redis, Redis Cluster), and what cannot cross between
-//! sketch families.
+//! persistent backends (RocksDB, sled, Redis, Redis Cluster), sketches included.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -8,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{query_json, redis_url, text, traqq, unique_prefix};
-use traqq_storage::conformance::dumps::{same_lines, without_sketches};
+use traqq_storage::conformance::dumps::same_dumps;
 
 const DAY: i64 = 1_699_920_000; // 2023-11-14 00:00 UTC
 
@@ -220,7 +219,7 @@ fn dumps_round_trip_through_rocksdb_and_sled() {
 }
 
 #[test]
-fn dumps_round_trip_through_redis_and_redis_cluster_and_cross_to_embedded_stores_without_sketches() {
+fn dumps_round_trip_through_redis_and_redis_cluster_and_to_and_from_embedded_stores() {
     let Some(url) = redis_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let events = events_file(dir.path());
@@ -266,49 +265,47 @@ fn dumps_round_trip_through_redis_and_redis_cluster_and_cross_to_embedded_stores
         previous = (prefix.clone(), got);
     }
 
-    // Into an embedded store: refused (sketches cannot be converted), nothing written; with
-    // --skip-sketches everything else arrives.
+    // Into an embedded store (a new one keeps Redis's sketch family): everything arrives,
+    // sketches register for register, and the unique counts are Redis's exactly.
     let sled = embedded(dir.path(), "sled", "from-redis");
-    let redis_dump = save(dir.path(), "redis.dump", &dump);
-    let out = restore(&sled, &redis_dump, &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("--skip-sketches"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(export(&sled).lines().count(), 1, "nothing restored");
-    let out = restore(&sled, &redis_dump, &["--skip-sketches"]);
+    let out = restore(&sled, &save(dir.path(), "redis.dump", &dump), &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("left out"), "{}", text(&out.stdout));
     let in_sled = export(&sled).replace("traqq:", &format!("{p1}:"));
-    same_lines(
-        &without_sketches(&in_sled),
-        &without_sketches(&dump),
-        "Redis -> sled",
+    same_dumps(&in_sled, &dump, "Redis -> sled");
+    assert_eq!(
+        unique_ips(&sled, "sled"),
+        unique_ips(&r1, "redis"),
+        "Redis -> sled"
     );
 
-    // The same events imported into RocksDB store the same numbers as in Redis; its dump goes
-    // into Redis without its sketches.
+    // The same events imported into RocksDB store the same numbers and the same sketches as
+    // in Redis (the same hash puts each value in the same register); its dump goes into Redis
+    // whole.
     let rocks = embedded(dir.path(), "rocksdb", "to-redis");
     import(&events, &rocks, "rocksdb");
     let rocks_dump = export(&rocks);
-    same_lines(
-        &without_sketches(&rocks_dump.replace("traqq:", &format!("{p1}:"))),
-        &without_sketches(&dump),
+    same_dumps(
+        &rocks_dump.replace("traqq:", &format!("{p1}:")),
+        &dump,
         "RocksDB and Redis",
     );
-    let (p4, r4) = single("dumpc");
-    let out = restore(
-        &r4,
-        &save(dir.path(), "rocks.dump", &rocks_dump),
-        &["--skip-sketches"],
+    assert_eq!(
+        unique_ips(&rocks, "rocksdb"),
+        unique_ips(&r1, "redis"),
+        "RocksDB and Redis"
     );
+    let (p4, r4) = single("dumpc");
+    let out = restore(&r4, &save(dir.path(), "rocks.dump", &rocks_dump), &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    same_lines(
-        &without_sketches(&export(&r4)),
-        &without_sketches(&rocks_dump.replace("traqq:", &format!("{p4}:"))),
+    same_dumps(
+        &export(&r4),
+        &rocks_dump.replace("traqq:", &format!("{p4}:")),
         "RocksDB -> Redis",
+    );
+    assert_eq!(
+        unique_ips(&r4, "redis"),
+        unique_ips(&rocks, "rocksdb"),
+        "RocksDB -> Redis"
     );
 }
 

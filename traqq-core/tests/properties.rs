@@ -9,7 +9,7 @@ use traqq_core::distribution::DistSketch;
 use traqq_core::key::{AdvPart, MetricKey, MetricType};
 use traqq_core::result::MetricData;
 use traqq_core::sanitize::sanitize_value;
-use traqq_core::sketch::Sketch;
+use traqq_core::sketch::{Sketch, SketchFamily};
 
 fn pattern() -> impl Strategy<Value = String> {
     prop::collection::btree_set("[a-z][a-z0-9_.]{0,6}", 1..4)
@@ -166,20 +166,31 @@ proptest! {
     }
 
     #[test]
-    fn sketch_union_is_order_independent(sets in prop::collection::vec(prop::collection::vec(0u32..5_000, 0..300), 2..5)) {
+    fn sketch_union_is_order_independent(
+        sets in prop::collection::vec(prop::collection::vec(0u32..20_000, 0..3_000), 2..5),
+        redis in any::<bool>(),
+    ) {
+        // Both families; unions that cross from sparse to dense (past 4,096 codes) too.
+        let family = if redis { SketchFamily::Redis } else { SketchFamily::Traqq };
         let sketches: Vec<Sketch> = sets.iter().map(|s| {
-            let mut sk = Sketch::new();
+            let mut sk = Sketch::new_in(family);
             s.iter().for_each(|v| sk.insert(&v.to_string()));
             sk
         }).collect();
-        let mut fwd = Sketch::new();
-        sketches.iter().for_each(|s| fwd.merge(s));
-        let mut back = Sketch::new();
-        sketches.iter().rev().for_each(|s| back.merge(s));
-        prop_assert_eq!(fwd.count(), back.count());
+        let mut fwd = Sketch::new_in(family);
+        sketches.iter().for_each(|s| fwd.merge(s).unwrap());
+        let mut back = Sketch::new_in(family);
+        sketches.iter().rev().for_each(|s| back.merge_bytes(&s.to_bytes()).unwrap());
+        prop_assert_eq!(&fwd, &back);
+        prop_assert_eq!(fwd.to_bytes(), back.to_bytes());
+        let mut all = Sketch::new_in(family);
+        sets.iter().flatten().for_each(|v| all.insert(&v.to_string()));
+        prop_assert_eq!(&all, &fwd);
         let distinct: std::collections::BTreeSet<u32> = sets.iter().flatten().copied().collect();
         let truth = distinct.len() as f64;
-        prop_assert!((fwd.count() as f64 - truth).abs() <= (truth * 0.02).max(1.0), "{} vs {}", fwd.count(), truth);
+        // Unions of 1,000-9,000 values count within ~0.6% (one standard error; 0.81% at most,
+        // 1.04 / sqrt(16,384)): 3.25% is over five of them, where 2% failed a run in ~20.
+        prop_assert!((fwd.count() as f64 - truth).abs() <= (truth * 0.0325).max(2.0), "{} vs {}", fwd.count(), truth);
     }
 }
 

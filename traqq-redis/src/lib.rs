@@ -90,7 +90,6 @@
 
 mod backend;
 pub mod config;
-mod hll;
 pub mod keys;
 mod script;
 #[cfg(feature = "testing")]

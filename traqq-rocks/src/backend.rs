@@ -24,6 +24,7 @@ use traqq_storage::{
 
 use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR, UPGRADES_IN_PLACE};
 use crate::config::RocksConfig;
+use traqq_storage::format::{sketch_family, NEW_STORE_SKETCHES, SKETCH_FAMILY_KEY};
 
 const BACKEND: &str = "rocksdb";
 
@@ -43,6 +44,8 @@ pub struct RocksStorage {
     claims: ClaimIndex,
     /// The labels of the capped keys written (`[limits] max_labels`).
     labels: LabelIndex,
+    /// The sketch family the store keeps (its marker).
+    sketches: SketchFamily,
 }
 
 impl std::fmt::Debug for RocksStorage {
@@ -95,8 +98,28 @@ fn guarded_merge(existing: Option<&[u8]>, operands: &MergeOperands, full: bool) 
 }
 
 /// Refuses a store written with another layout; marks a new (empty) store, or one of a layout
-/// this version reads as its own ([`UPGRADES_IN_PLACE`]), with this one.
-fn check_format(db: &DB, path: &Path) -> Result<()> {
+/// this version reads as its own ([`UPGRADES_IN_PLACE`]), with this one. Then the sketch family
+/// the store keeps: its marker's, or for a new store [`NEW_STORE_SKETCHES`] (marked).
+fn check_format(db: &DB, path: &Path) -> Result<SketchFamily> {
+    let created = check_layout(db, path)?;
+    let refuse = |message: String| Error::Open {
+        backend: BACKEND,
+        path: path.display().to_string(),
+        source: message.into(),
+    };
+    let marker = db.get(SKETCH_FAMILY_KEY).map_err(|e| refuse(e.into_string()))?;
+    if marker.is_none() && created {
+        let mut write = WriteOptions::default();
+        write.set_sync(true);
+        db.put_opt(SKETCH_FAMILY_KEY, NEW_STORE_SKETCHES.as_str(), &write)
+            .map_err(|e| refuse(e.into_string()))?;
+        return Ok(NEW_STORE_SKETCHES);
+    }
+    sketch_family(marker.as_deref()).map_err(refuse)
+}
+
+/// The layout half of [`check_format`]; whether the store was created by this open.
+fn check_layout(db: &DB, path: &Path) -> Result<bool> {
     let refuse = |message: String| Error::Open {
         backend: BACKEND,
         path: path.display().to_string(),
@@ -109,8 +132,8 @@ fn check_format(db: &DB, path: &Path) -> Result<()> {
             .map_err(|e| refuse(e.into_string()))
     };
     match db.get(FORMAT_KEY).map_err(|e| refuse(e.into_string()))? {
-        Some(v) if v == FORMAT => Ok(()),
-        Some(v) if v == UPGRADES_IN_PLACE => mark(),
+        Some(v) if v == FORMAT => Ok(false),
+        Some(v) if v == UPGRADES_IN_PLACE => mark().map(|()| false),
         Some(v) => Err(refuse(traqq_storage::format::other_format_message(
             "traqq-rocks",
             &v,
@@ -127,7 +150,7 @@ fn check_format(db: &DB, path: &Path) -> Result<()> {
                 ));
             }
             it.status().map_err(|e| refuse(e.into_string()))?;
-            mark()
+            mark().map(|()| true)
         }
     }
 }
@@ -161,7 +184,7 @@ impl RocksStorage {
         // fill reads folded values (a 30-day query after 200,000 events: 48 ms -> 16 ms).
         opts.set_max_successive_merges(MAX_SUCCESSIVE_MERGES);
         let db = DB::open(&opts, &path).map_err(|e| Error::open(BACKEND, path.display().to_string(), e))?;
-        check_format(&db, &path)?;
+        let sketches = check_format(&db, &path)?;
         let db = Arc::new(db);
         let mut write = WriteOptions::default();
         // `always`: RocksDB's write group shares one WAL fsync among concurrent writers.
@@ -188,6 +211,7 @@ impl RocksStorage {
             writers: RwLock::new(()),
             claims: ClaimIndex::new(),
             labels: LabelIndex::new(),
+            sketches,
         })
     }
 
@@ -314,7 +338,7 @@ impl RocksStorage {
                 sums.into_result()
             }
             Read::Count(keys) => {
-                let mut union = Sketch::new();
+                let mut union = Sketch::new_in(self.sketches);
                 for key in keys {
                     let value = self
                         .db
@@ -346,7 +370,7 @@ impl RocksStorage {
 }
 
 /// The write batch of `batch`: one merge operand per key.
-fn write_batch(batch: &Batch) -> WriteBatch {
+fn write_batch(batch: &Batch, sketches: SketchFamily) -> WriteBatch {
     let mut wb = WriteBatch::default();
     let mut op = MapWriter::default();
     // One merge operand per key: a packed map of all its increments (or members) in this
@@ -376,7 +400,7 @@ fn write_batch(batch: &Batch) -> WriteBatch {
             }
             KeyOps::Hll(values) => {
                 if !values.is_empty() {
-                    wb.merge(key.as_bytes(), codec::encode_hashes(values.iter()));
+                    wb.merge(key.as_bytes(), codec::encode_hashes(sketches, values.iter()));
                 }
                 continue;
             }
@@ -388,12 +412,12 @@ fn write_batch(batch: &Batch) -> WriteBatch {
 
 impl Storage for RocksStorage {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true).with_sketches(SketchFamily::Traqq)
+        Capabilities::new(true, true).with_sketches(self.sketches)
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
         let batch = self.labels.apply_caps(batch, |reads| self.read(reads))?;
-        let wb = write_batch(&batch);
+        let wb = write_batch(&batch, self.sketches);
         // One WriteBatch: the whole batch is in the WAL record or none of it is.
         let _shared = self.writers.read();
         self.db.write_opt(wb, &self.write).map_err(backend_error)
@@ -409,7 +433,7 @@ impl Storage for RocksStorage {
         if !seen.is_empty() {
             return Ok(seen);
         }
-        let mut wb = write_batch(&batch);
+        let mut wb = write_batch(&batch, self.sketches);
         for (key, value) in index.chunks(claims) {
             wb.put(key, value);
         }
@@ -457,19 +481,20 @@ impl Storage for RocksStorage {
     }
 
     fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
-        for entry in sketches {
-            decode_sketch(BACKEND, entry)?;
-        }
+        let decoded = sketches
+            .iter()
+            .map(|entry| decode_sketch(BACKEND, self.sketches, entry))
+            .collect::<Result<Vec<Sketch>>>()?;
         // Exclusive: the type check and the write see the same value.
         let _exclusive = self.writers.write();
         let mut wb = WriteBatch::default();
-        for entry in sketches {
+        for (entry, sketch) in sketches.iter().zip(decoded) {
             if let Some(held) = self.db.get_pinned(entry.key.as_bytes()).map_err(backend_error)? {
                 codec::decode_sketch(&held).map_err(|m| {
                     Error::backend(BACKEND, format!("key {:?} cannot take a sketch: {m}", entry.key))
                 })?;
             }
-            wb.put(entry.key.as_bytes(), codec::encode_sketch(&entry.sketch.bytes));
+            wb.put(entry.key.as_bytes(), codec::encode_sketch(&sketch.to_bytes()));
         }
         self.db.write_opt(wb, &self.write).map_err(backend_error)
     }

@@ -12,8 +12,8 @@
 //! the merge operator.
 //!
 //! Writes never read: a `Storage` batch writes **one merge operand per key**, a packed map of
-//! all the increments (or set members) the batch has for that key, or `H` + the 64-bit hashes
-//! of the values a batch inserts into a HyperLogLog. The merge operator folds operands into the
+//! all the increments (or set members) the batch has for that key, or `H` (`R` in a store of
+//! Redis's sketch family) + the 64-bit hashes of the values a batch inserts into a HyperLogLog. The merge operator folds operands into the
 //! map (numbers add, integers stay integers, a float makes the sum a float; set members union)
 //! or into the sketch.
 //!
@@ -22,7 +22,7 @@
 //! being misread.
 
 use hashbrown::HashMap;
-use traqq_core::sketch::Sketch;
+use traqq_core::sketch::{Sketch, SketchFamily};
 use traqq_storage::packed::{self, push_entry, DecodeError, Entries, Entry, MAP};
 
 /// Name of the merge operator. RocksDB refuses to read merge operands without an operator
@@ -39,7 +39,17 @@ pub(crate) const FORMAT: &[u8] = b"3";
 pub(crate) const UPGRADES_IN_PLACE: &[u8] = b"2";
 
 const SKETCH: u8 = b'S';
+/// Value hashes to insert into a sketch of [`SketchFamily::Traqq`] ...
 const HASHES: u8 = b'H';
+/// ... and of [`SketchFamily::Redis`].
+const REDIS_HASHES: u8 = b'R';
+
+fn hashes_tag(family: SketchFamily) -> u8 {
+    match family {
+        SketchFamily::Traqq => HASHES,
+        SketchFamily::Redis => REDIS_HASHES,
+    }
+}
 
 /// Past this many pending hashes, a partial merge folds them into a sketch.
 const MAX_PENDING_HASHES: usize = 4_096;
@@ -47,17 +57,20 @@ const MAX_PENDING_HASHES: usize = 4_096;
 /// Reads a stored packed map, or says why it is not one.
 pub(crate) fn entries(value: &[u8]) -> Result<Entries<'_>, &'static str> {
     match value.first() {
-        Some(&SKETCH | &HASHES) => Err("holds a HyperLogLog sketch, not a map"),
+        Some(&SKETCH | &HASHES | &REDIS_HASHES) => Err("holds a HyperLogLog sketch, not a map"),
         _ => packed::entries(value).map_err(DecodeError::message),
     }
 }
 
-/// Encodes the value hashes of one batch as an HLL operand.
-pub(crate) fn encode_hashes<'a>(values: impl ExactSizeIterator<Item = &'a String>) -> Vec<u8> {
+/// Encodes the value hashes of one batch as an HLL operand, for a sketch of `family`.
+pub(crate) fn encode_hashes<'a>(
+    family: SketchFamily,
+    values: impl ExactSizeIterator<Item = &'a String>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + values.len() * 8);
-    out.push(HASHES);
+    out.push(hashes_tag(family));
     for v in values {
-        out.extend_from_slice(&traqq_core::sketch::hash_value(v).to_le_bytes());
+        out.extend_from_slice(&family.hash(v).to_le_bytes());
     }
     out
 }
@@ -76,7 +89,7 @@ pub(crate) fn encode_sketch(body: &[u8]) -> Vec<u8> {
 pub(crate) fn merge_sketch_into(union: &mut Sketch, bytes: &[u8]) -> Result<(), String> {
     match bytes.split_first() {
         Some((&SKETCH, sketch)) => union.merge_bytes(sketch).map_err(|e| e.to_string()),
-        _ => decode_sketch(bytes).map(|s| union.merge(&s)),
+        _ => decode_sketch(bytes).and_then(|s| union.merge(&s).map_err(|e| e.to_string())),
     }
 }
 
@@ -86,11 +99,10 @@ pub(crate) fn decode_sketch(bytes: &[u8]) -> Result<Sketch, String> {
     match acc {
         Acc::Empty => Ok(Sketch::new()),
         Acc::Sketch(s) => Ok(s),
-        Acc::Hashes(h) => {
-            let mut s = Sketch::new();
-            h.into_iter().for_each(|x| s.insert_hash(x));
-            Ok(s)
-        }
+        hashes @ Acc::Hashes(..) => match hashes.into_sketch() {
+            Acc::Sketch(s) => Ok(s),
+            _ => Err("pending hashes did not make a sketch".into()),
+        },
         Acc::Map(_) => Err("holds a map, not a HyperLogLog sketch".into()),
     }
 }
@@ -100,7 +112,7 @@ enum Acc<'a> {
     Empty,
     Map(HashMap<&'a [u8], Entry>),
     Sketch(Sketch),
-    Hashes(Vec<u64>),
+    Hashes(SketchFamily, Vec<u64>),
 }
 
 impl<'a> Acc<'a> {
@@ -133,7 +145,12 @@ impl<'a> Acc<'a> {
                     }
                 }
             }
-            HASHES => {
+            HASHES | REDIS_HASHES => {
+                let family = if tag == HASHES {
+                    SketchFamily::Traqq
+                } else {
+                    SketchFamily::Redis
+                };
                 let raw = &bytes[1..];
                 if raw.len() % 8 != 0 {
                     return Err("malformed hash list");
@@ -142,9 +159,10 @@ impl<'a> Acc<'a> {
                     .chunks_exact(8)
                     .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()));
                 match self {
-                    Acc::Empty => *self = Acc::Hashes(hashes.collect()),
-                    Acc::Hashes(h) => h.extend(hashes),
-                    Acc::Sketch(s) => hashes.for_each(|x| s.insert_hash(x)),
+                    Acc::Empty => *self = Acc::Hashes(family, hashes.collect()),
+                    Acc::Hashes(held, h) if *held == family => h.extend(hashes),
+                    Acc::Sketch(s) if s.family() == family => hashes.for_each(|x| s.insert_hash(x)),
+                    Acc::Hashes(..) | Acc::Sketch(_) => return Err("hashes of another sketch family"),
                     Acc::Map(_) => return Err("sketch merged into a map"),
                 }
             }
@@ -154,12 +172,13 @@ impl<'a> Acc<'a> {
                 let other = Sketch::from_bytes(&bytes[1..]).map_err(|_| "malformed sketch")?;
                 match self {
                     Acc::Empty => *self = Acc::Sketch(other),
-                    Acc::Sketch(s) => s.merge(&other),
-                    Acc::Hashes(h) => {
+                    Acc::Sketch(s) => s.merge(&other).map_err(|_| "a sketch of another family")?,
+                    Acc::Hashes(family, h) if *family == other.family() => {
                         let mut s = other;
                         h.iter().for_each(|x| s.insert_hash(*x));
                         *self = Acc::Sketch(s);
                     }
+                    Acc::Hashes(..) => return Err("a sketch of another family"),
                     Acc::Map(_) => return Err("sketch merged into a map"),
                 }
             }
@@ -170,8 +189,8 @@ impl<'a> Acc<'a> {
 
     fn into_sketch(self) -> Acc<'a> {
         match self {
-            Acc::Hashes(h) => {
-                let mut s = Sketch::new();
+            Acc::Hashes(family, h) => {
+                let mut s = Sketch::new_in(family);
                 h.into_iter().for_each(|x| s.insert_hash(x));
                 Acc::Sketch(s)
             }
@@ -194,9 +213,9 @@ impl<'a> Acc<'a> {
                 out
             }
             Acc::Sketch(s) => encode_sketch(&s.to_bytes()),
-            Acc::Hashes(h) => {
+            Acc::Hashes(family, h) => {
                 let mut out = Vec::with_capacity(1 + h.len() * 8);
-                out.push(HASHES);
+                out.push(hashes_tag(family));
                 h.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
                 out
             }
@@ -226,7 +245,7 @@ pub(crate) fn merge<'a>(
         let _ = acc.fold(op);
     }
     let acc = match acc {
-        Acc::Hashes(h) if !full && h.len() <= MAX_PENDING_HASHES => Acc::Hashes(h),
+        Acc::Hashes(family, h) if !full && h.len() <= MAX_PENDING_HASHES => Acc::Hashes(family, h),
         other => other.into_sketch(),
     };
     acc.encode()
@@ -301,9 +320,20 @@ mod tests {
     #[test]
     fn hashes_become_sketches_and_misfits_are_dropped() {
         let vals: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
-        let op = encode_hashes(vals.iter());
+        let op = encode_hashes(SketchFamily::Traqq, vals.iter());
         let partial = merge(None, [&op[..], &op[..]].into_iter(), false);
         assert_eq!(partial[0], HASHES);
+        // Hashes of the other family are a misfit: dropped, not inserted.
+        let other = encode_hashes(SketchFamily::Redis, vals.iter());
+        assert_eq!(other[0], REDIS_HASHES);
+        assert_eq!(
+            merge(None, [&op[..], &op[..], &other[..]].into_iter(), false),
+            partial
+        );
+        let redis = merge(None, [&other[..]].into_iter(), true);
+        let redis = decode_sketch(&redis).unwrap();
+        assert_eq!(redis.family(), SketchFamily::Redis);
+        assert_eq!(redis.count(), 100);
         let mut w = MapWriter::default();
         w.start();
         w.number("n", Number::Int(1));
@@ -369,7 +399,7 @@ mod tests {
         let values: Vec<String> = (0..5_000)
             .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
             .collect();
-        let operand = encode_hashes(values.iter());
+        let operand = encode_hashes(SketchFamily::Traqq, values.iter());
         let written = merge(None, std::iter::once(&operand[..]), true);
         let stored = golden("hll_value.bin", &written);
         assert_eq!(written, stored, "this version stores the same sketch differently");
@@ -380,6 +410,18 @@ mod tests {
         // the same registers.
         let format2 = std::fs::read(dir.join("hll_value_format2.bin")).unwrap();
         assert_eq!(decode_sketch(&format2).unwrap(), sketch);
+        // The same values in a store of Redis's family (what new stores keep).
+        let operand = encode_hashes(SketchFamily::Redis, values.iter());
+        let written = merge(None, std::iter::once(&operand[..]), true);
+        let stored = golden("hll_value_redis.bin", &written);
+        assert_eq!(written, stored, "this version stores the same sketch differently");
+        let sketch = decode_sketch(&stored).unwrap();
+        assert_eq!(sketch.family(), SketchFamily::Redis);
+        assert!(
+            (sketch.count() as f64 - 5_000.0).abs() < 100.0,
+            "{}",
+            sketch.count()
+        );
         // A hash key: integer and float fields in the packed map layout.
         let mut w = MapWriter::default();
         w.start();

@@ -32,6 +32,11 @@ fn a_new_store_is_marked_and_reopens() {
     {
         let db = rocksdb::DB::open_default(&path).unwrap();
         assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"3"[..]));
+        // A new store keeps Redis's sketch family, and says so.
+        assert_eq!(
+            db.get(b"\0traqq\0sketches").unwrap().as_deref(),
+            Some(&b"redis"[..])
+        );
     }
     drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
 }
@@ -91,6 +96,8 @@ fn a_format_2_store_opens_counts_its_old_sketches_and_is_re_marked() {
     {
         let db = rocksdb::DB::open_default(&path).unwrap();
         db.put(b"\0traqq\0format", b"2").unwrap();
+        // Format 2 stores recorded no sketch family: they keep traqq's first one.
+        db.delete(b"\0traqq\0sketches").unwrap();
         db.put(key.as_bytes(), [&b"S"[..], &old].concat()).unwrap();
     }
     let store = RocksStorage::open(&path, RocksConfig::default()).unwrap();
@@ -103,6 +110,11 @@ fn a_format_2_store_opens_counts_its_old_sketches_and_is_re_marked() {
     {
         let db = rocksdb::DB::open_default(&path).unwrap();
         assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(
+            db.get(b"\0traqq\0sketches").unwrap().as_deref(),
+            None,
+            "an old store keeps its family"
+        );
     }
     assert_eq!(
         count(&RocksStorage::open(&path, RocksConfig::default()).unwrap()),

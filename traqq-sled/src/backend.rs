@@ -22,6 +22,7 @@ use crate::config::SledConfig;
 use crate::flush::GroupFlush;
 use crate::log::{self, log_key, parse_log_key, LOG};
 use crate::overlay::Overlay;
+use traqq_storage::format::{sketch_family, NEW_STORE_SKETCHES, SKETCH_FAMILY_KEY};
 
 const BACKEND: &str = "sled";
 /// How long `open` waits for the lock of a store that is being closed.
@@ -61,6 +62,8 @@ pub struct SledStorage {
     labels: LabelIndex,
     /// The claimed event ids of the sets this process touched (`apply_claimed`).
     claims: ClaimIndex,
+    /// The sketch family the store keeps (its marker).
+    sketches: SketchFamily,
 }
 
 impl std::fmt::Debug for SledStorage {
@@ -133,7 +136,7 @@ impl SledStorage {
                 Ok(Err(e)) => return Err(open_error(e.to_string())),
             }
         };
-        check_format(&db).map_err(open_error)?;
+        let sketches = check_format(&db).map_err(open_error)?;
         let pending = replay(&db).map_err(open_error)?;
         Ok(SledStorage {
             db,
@@ -143,6 +146,7 @@ impl SledStorage {
             group: GroupFlush::default(),
             labels: LabelIndex::new(),
             claims: ClaimIndex::new(),
+            sketches,
         })
     }
 
@@ -248,7 +252,9 @@ impl SledStorage {
                     .collect(),
                 KeyOps::Members(members) => members.iter().map(|m| (m.as_bytes(), Entry::Member)).collect(),
                 KeyOps::Hll(values) => {
-                    let mut sketch = self.read_sketch(key)?.unwrap_or_default();
+                    let mut sketch = self
+                        .read_sketch(key)?
+                        .unwrap_or_else(|| Sketch::new_in(self.sketches));
                     values.iter().for_each(|v| sketch.insert(v));
                     out.insert(key.as_bytes(), sketch.to_bytes());
                     continue;
@@ -307,7 +313,7 @@ impl SledStorage {
                 sums.into_result()
             }
             Read::Count(keys) => {
-                let mut union = Sketch::new();
+                let mut union = Sketch::new_in(self.sketches);
                 for key in keys {
                     if let Some(bytes) = self.db.get(key.as_bytes()).map_err(backend_error)? {
                         union
@@ -371,11 +377,25 @@ impl SledStorage {
 }
 
 /// Refuses a store written with another layout; marks a new (empty) store, or one of a layout
-/// this version reads as its own ([`UPGRADES_IN_PLACE`]), with this one.
-fn check_format(db: &sled::Db) -> std::result::Result<(), String> {
+/// this version reads as its own ([`UPGRADES_IN_PLACE`]), with this one. Then the sketch family
+/// the store keeps: its marker's, or for a new store [`NEW_STORE_SKETCHES`] (marked).
+fn check_format(db: &sled::Db) -> std::result::Result<SketchFamily, String> {
+    let created = check_layout(db)?;
+    let marker = db.get(SKETCH_FAMILY_KEY).map_err(|e| e.to_string())?;
+    if marker.is_none() && created {
+        db.insert(SKETCH_FAMILY_KEY, NEW_STORE_SKETCHES.as_str())
+            .map_err(|e| e.to_string())?;
+        db.flush().map_err(|e| e.to_string())?;
+        return Ok(NEW_STORE_SKETCHES);
+    }
+    sketch_family(marker.as_deref())
+}
+
+/// The layout half of [`check_format`]; whether the store was created by this open.
+fn check_layout(db: &sled::Db) -> std::result::Result<bool, String> {
     match db.get(FORMAT_KEY).map_err(|e| e.to_string())? {
-        Some(v) if v == FORMAT => Ok(()),
-        Some(v) if v == UPGRADES_IN_PLACE => mark(db),
+        Some(v) if v == FORMAT => Ok(false),
+        Some(v) if v == UPGRADES_IN_PLACE => mark(db).map(|()| false),
         Some(v) => Err(traqq_storage::format::other_format_message(
             "traqq-sled",
             &v,
@@ -386,7 +406,7 @@ fn check_format(db: &sled::Db) -> std::result::Result<(), String> {
              formats 2 and 3 only: record the data again into a new store"
                 .into(),
         ),
-        None => mark(db),
+        None => mark(db).map(|()| true),
     }
 }
 
@@ -430,7 +450,7 @@ fn replay(db: &sled::Db) -> std::result::Result<Pending, String> {
 
 impl Storage for SledStorage {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true).with_sketches(SketchFamily::Traqq)
+        Capabilities::new(true, true).with_sketches(self.sketches)
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
@@ -462,7 +482,7 @@ impl Storage for SledStorage {
                 if stored.is_none() && logged.is_none() {
                     return Ok(None);
                 }
-                let mut sketch = stored.unwrap_or_default();
+                let mut sketch = stored.unwrap_or_else(|| Sketch::new_in(self.sketches));
                 logged.into_iter().flatten().for_each(|v| sketch.insert(v));
                 Ok(Some(sketch.to_raw()))
             })
@@ -477,15 +497,16 @@ impl Storage for SledStorage {
     }
 
     fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
-        for entry in sketches {
-            decode_sketch(BACKEND, entry)?;
-        }
+        let decoded = sketches
+            .iter()
+            .map(|entry| decode_sketch(BACKEND, self.sketches, entry).map(|s| s.to_bytes()))
+            .collect::<Result<Vec<Vec<u8>>>>()?;
         {
             let mut pending = self.pending.write();
             // Fold first: no logged insert may land on a replaced sketch at replay.
             self.fold_locked(&mut pending)?;
             let mut out = sled::Batch::default();
-            for entry in sketches {
+            for (entry, bytes) in sketches.iter().zip(decoded) {
                 if let Some(held) = self.db.get(entry.key.as_bytes()).map_err(backend_error)? {
                     Sketch::from_bytes(&held).map_err(|_| {
                         Error::backend(
@@ -494,7 +515,7 @@ impl Storage for SledStorage {
                         )
                     })?;
                 }
-                out.insert(entry.key.as_bytes(), entry.sketch.bytes.as_slice());
+                out.insert(entry.key.as_bytes(), bytes);
             }
             self.db.apply_batch(out).map_err(backend_error)?;
         }

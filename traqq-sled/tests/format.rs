@@ -33,6 +33,11 @@ fn a_new_store_is_marked_and_reopens() {
     {
         let db = sled::open(&path).unwrap();
         assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"3"[..]));
+        // A new store keeps Redis's sketch family, and says so.
+        assert_eq!(
+            db.get(b"\0traqq\0sketches").unwrap().as_deref(),
+            Some(&b"redis"[..])
+        );
     }
     drop(SledStorage::open(&path, SledConfig::default()).unwrap());
 }
@@ -94,6 +99,8 @@ fn a_format_2_store_opens_counts_its_old_sketches_and_is_re_marked() {
     {
         let db = sled::open(&path).unwrap();
         db.insert(b"\0traqq\0format", &b"2"[..]).unwrap();
+        // Format 2 stores recorded no sketch family: they keep traqq's first one.
+        db.remove(b"\0traqq\0sketches").unwrap();
         db.insert(key.as_bytes(), old).unwrap();
         db.flush().unwrap();
     }
@@ -107,6 +114,11 @@ fn a_format_2_store_opens_counts_its_old_sketches_and_is_re_marked() {
     {
         let db = sled::open(&path).unwrap();
         assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(
+            db.get(b"\0traqq\0sketches").unwrap().as_deref(),
+            None,
+            "an old store keeps its family"
+        );
     }
     assert_eq!(
         count(&SledStorage::open(&path, SledConfig::default()).unwrap()),

@@ -1,5 +1,32 @@
 //! Store format markers: what a persistent store (RocksDB, sled) says when its marker names a
-//! format this version cannot read.
+//! format this version cannot read, and the sketch family it keeps.
+
+use traqq_core::sketch::SketchFamily;
+
+/// The key of the marker naming the sketch family a persistent store keeps (a leading NUL
+/// byte, which traqq keys never contain).
+pub const SKETCH_FAMILY_KEY: &[u8] = b"\0traqq\0sketches";
+
+/// The family a store created by this version keeps: Redis's, so its unique counts agree with
+/// a Redis store's and its sketches move to and from Redis (`traqq export` / `traqq restore`).
+pub const NEW_STORE_SKETCHES: SketchFamily = SketchFamily::Redis;
+
+/// The family a store keeps, from its marker: none means a store created before traqq
+/// recorded it, which keeps [`SketchFamily::Traqq`]; a marker naming no family is an error.
+pub fn sketch_family(marker: Option<&[u8]>) -> Result<SketchFamily, String> {
+    match marker {
+        None => Ok(SketchFamily::Traqq),
+        Some(name) => std::str::from_utf8(name)
+            .ok()
+            .and_then(SketchFamily::from_name)
+            .ok_or_else(|| {
+                format!(
+                    "sketch family marker {:?} names no family this version knows (traqq, redis)",
+                    String::from_utf8_lossy(name)
+                )
+            }),
+    }
+}
 
 /// The refusal for a store marked `found` by a binary that reads format `known` only: a newer
 /// format asks for a newer traqq, an older one says how to move the data, both name the two
@@ -27,6 +54,14 @@ pub fn other_format_message(backend: &str, found: &[u8], known: &[u8]) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sketch_family_markers() {
+        assert_eq!(sketch_family(None), Ok(SketchFamily::Traqq));
+        assert_eq!(sketch_family(Some(b"redis")), Ok(SketchFamily::Redis));
+        assert_eq!(sketch_family(Some(b"traqq")), Ok(SketchFamily::Traqq));
+        assert!(sketch_family(Some(b"mur")).unwrap_err().contains("\"mur\""));
+    }
 
     #[test]
     fn newer_older_and_unknown_formats_name_both_versions() {

@@ -41,10 +41,10 @@ impl Value {
         }
     }
 
-    fn empty_for(ops: &KeyOps) -> Value {
+    fn empty_for(ops: &KeyOps, sketches: SketchFamily) -> Value {
         match ops {
             KeyOps::Hash(_) => Value::Hash(HashMap::new()),
-            KeyOps::Hll(_) => Value::Hll(Sketch::new()),
+            KeyOps::Hll(_) => Value::Hll(Sketch::new_in(sketches)),
             KeyOps::Scores(_) => Value::Scores(HashMap::new()),
             KeyOps::Members(_) => Value::Members(HashSet::new()),
         }
@@ -129,6 +129,8 @@ pub struct MemoryStorage {
     hasher: hashbrown::DefaultHashBuilder,
     /// New labels counted under `(other)` ([`Storage::labels_overflowed`]).
     overflowed: AtomicU64,
+    /// The sketch family of its unique counts.
+    sketches: SketchFamily,
 }
 
 impl Default for MemoryStorage {
@@ -138,12 +140,20 @@ impl Default for MemoryStorage {
 }
 
 impl MemoryStorage {
-    /// An empty store.
+    /// An empty store, counting uniques with the sketch family new stores keep
+    /// ([`crate::format::NEW_STORE_SKETCHES`]: Redis's, so counts agree with a Redis store's).
     pub fn new() -> Self {
+        Self::with_sketches(crate::format::NEW_STORE_SKETCHES)
+    }
+
+    /// An empty store counting uniques with sketches of `family` (to take a dump of a store
+    /// of that family, sketches included).
+    pub fn with_sketches(family: SketchFamily) -> Self {
         MemoryStorage {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             overflowed: AtomicU64::new(0),
+            sketches: family,
         }
     }
 
@@ -220,7 +230,7 @@ fn wrong_type(key: &str, held: &Value) -> Error {
 
 impl Storage for MemoryStorage {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, false).with_sketches(SketchFamily::Traqq)
+        Capabilities::new(true, false).with_sketches(self.sketches)
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
@@ -250,7 +260,7 @@ impl Storage for MemoryStorage {
             for (key, entry) in ops.iter() {
                 let value = shard
                     .entry_ref(*key)
-                    .or_insert_with(|| Value::empty_for(&entry.ops));
+                    .or_insert_with(|| Value::empty_for(&entry.ops, self.sketches));
                 match value.capped(entry) {
                     None => value.apply(&entry.ops),
                     Some((ops, n)) => {
@@ -353,11 +363,13 @@ impl Storage for MemoryStorage {
                         sums.into_result()
                     }
                     Read::Count(keys) => {
-                        let mut union = Sketch::new();
+                        let mut union = Sketch::new_in(self.sketches);
                         for key in keys {
                             match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
                                 None => {}
-                                Some(Value::Hll(s)) => union.merge(s),
+                                Some(Value::Hll(s)) => union
+                                    .merge(s)
+                                    .map_err(|e| Error::backend("memory", format!("key {key:?}: {e}")))?,
                                 Some(other) => return Err(wrong_type(key, other)),
                             }
                         }
@@ -382,7 +394,7 @@ impl Storage for MemoryStorage {
             .map(
                 |key| match self.shards[self.shard_of(key)].lock().get(key.as_str()) {
                     None => Ok(None),
-                    Some(Value::Hll(s)) => Ok(Some(s.clone().to_raw())),
+                    Some(Value::Hll(s)) => Ok(Some(s.to_raw())),
                     Some(other) => Err(wrong_type(key, other)),
                 },
             )
@@ -405,7 +417,7 @@ impl Storage for MemoryStorage {
     fn write_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
         let decoded = sketches
             .iter()
-            .map(|s| decode_sketch("memory", s))
+            .map(|s| decode_sketch("memory", self.sketches, s))
             .collect::<Result<Vec<Sketch>>>()?;
         let keys: Vec<&str> = sketches.iter().map(|s| s.key.as_str()).collect();
         let (mut guards, guard_of_key) = self.lock_keys(&keys);

@@ -248,23 +248,25 @@ macro_rules! forward_storage {
 
 forward_storage!(&S, Box<S>, Arc<S>);
 
-/// The [`Sketch`](traqq_core::sketch::Sketch) a [`KeySketch`] of [`SketchFamily::Traqq`] holds,
-/// for the stores that keep that family ([`Storage::write_sketches`]): another family or bytes
-/// that do not decode are an error naming the key.
-pub fn decode_sketch(backend: &'static str, entry: &KeySketch) -> Result<traqq_core::sketch::Sketch> {
-    if entry.sketch.family != SketchFamily::Traqq {
+/// The [`Sketch`](traqq_core::sketch::Sketch) a [`KeySketch`] holds, for a store that keeps
+/// `family` ([`Storage::write_sketches`]): another family, or bytes that do not decode, are an
+/// error naming the key.
+pub fn decode_sketch(
+    backend: &'static str,
+    family: SketchFamily,
+    entry: &KeySketch,
+) -> Result<traqq_core::sketch::Sketch> {
+    if entry.sketch.family != family {
         return Err(crate::Error::backend(
             backend,
             format!(
-                "key {:?}: a {} sketch cannot be stored here ({backend} keeps {} sketches; the two \
+                "key {:?}: a {} sketch cannot be stored here ({backend} keeps {family} sketches; the two \
                  hash values differently, so one cannot become the other)",
-                entry.key,
-                entry.sketch.family,
-                SketchFamily::Traqq
+                entry.key, entry.sketch.family,
             ),
         ));
     }
-    traqq_core::sketch::Sketch::from_bytes(&entry.sketch.bytes).map_err(|e| {
+    traqq_core::sketch::Sketch::from_raw(&entry.sketch).map_err(|e| {
         crate::Error::backend(
             backend,
             format!("key {:?}: the sketch to store does not decode: {e}", entry.key),

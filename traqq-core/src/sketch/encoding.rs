@@ -5,7 +5,7 @@
 //! | bytes | sparse | dense |
 //! |---|---|---|
 //! | 0 | `1` (format) | `1` |
-//! | 1 | `0` (sparse) | `1` (dense) |
+//! | 1 | `0` (sparse) or `2` (sparse, [`SketchFamily::Redis`]) | `1` (dense) or `3` (dense, [`SketchFamily::Redis`]) |
 //! | 2.. | LEB128 count n, then n LEB128 deltas of the strictly increasing sparse codes (the first from 0) | 12,288 bytes: the 16,384 six-bit registers, four per three bytes, little-endian (`r0 \| r1 << 6 \| r2 << 12 \| r3 << 18`) |
 //!
 //! A sketch is sparse while it holds at most [`SPARSE_MAX`] codes, so equal sketches have
@@ -16,7 +16,7 @@
 use serde::Deserialize;
 
 use super::registers::{register_of_code, MAX_RANK, REGISTERS};
-use super::{Repr, PRECISION};
+use super::{Repr, SketchFamily, PRECISION};
 use crate::{Error, Result};
 
 /// The format this version writes.
@@ -28,6 +28,24 @@ pub(super) const SPARSE_MAX: usize = 4_096;
 
 const SPARSE: u8 = 0;
 const DENSE: u8 = 1;
+/// Added to the representation byte by a sketch of [`SketchFamily::Redis`].
+const REDIS_FAMILY: u8 = 2;
+
+/// The family of stored bytes (format 0 is [`SketchFamily::Traqq`]; bytes of no known format
+/// are reported by [`parse`]).
+pub(super) fn family_of(bytes: &[u8]) -> SketchFamily {
+    match bytes {
+        [FORMAT, kind, ..] if kind & REDIS_FAMILY != 0 => SketchFamily::Redis,
+        _ => SketchFamily::Traqq,
+    }
+}
+
+fn kind(family: SketchFamily, representation: u8) -> u8 {
+    match family {
+        SketchFamily::Traqq => representation,
+        SketchFamily::Redis => representation | REDIS_FAMILY,
+    }
+}
 
 /// Bytes of the packed registers.
 const PACKED: usize = REGISTERS / 4 * 3;
@@ -45,7 +63,7 @@ pub(super) enum Stored<'a> {
 /// Tells what `bytes` hold without decoding the codes or registers.
 pub(super) fn parse(bytes: &[u8]) -> Result<Stored<'_>> {
     match bytes {
-        [FORMAT, SPARSE, rest @ ..] => {
+        [FORMAT, kind @ (0..=3), rest @ ..] if kind & DENSE == SPARSE => {
             let (count, used) = read_varint(rest).ok_or_else(|| bad("sparse count cut short"))?;
             let count = usize::try_from(count).map_err(|_| bad("sparse count too large"))?;
             if count > SPARSE_MAX {
@@ -56,8 +74,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Stored<'_>> {
                 deltas: &rest[used..],
             })
         }
-        [FORMAT, DENSE, rest @ ..] if rest.len() == PACKED => Ok(Stored::Dense(rest)),
-        [FORMAT, DENSE, rest @ ..] => Err(bad(format!(
+        [FORMAT, 0..=3, rest @ ..] if rest.len() == PACKED => Ok(Stored::Dense(rest)),
+        [FORMAT, 0..=3, rest @ ..] => Err(bad(format!(
             "dense registers are {} bytes, not {PACKED}",
             rest.len()
         ))),
@@ -109,8 +127,8 @@ pub(super) fn each_register(packed: &[u8], mut f: impl FnMut(usize, u8)) -> Resu
 }
 
 /// Writes sorted, distinct `codes` as format 1.
-pub(super) fn write_sparse(codes: &[u32], out: &mut Vec<u8>) {
-    out.extend_from_slice(&[FORMAT, SPARSE]);
+pub(super) fn write_sparse(family: SketchFamily, codes: &[u32], out: &mut Vec<u8>) {
+    out.extend_from_slice(&[FORMAT, kind(family, SPARSE)]);
     write_varint(codes.len() as u64, out);
     let mut last = 0;
     for &code in codes {
@@ -120,9 +138,9 @@ pub(super) fn write_sparse(codes: &[u32], out: &mut Vec<u8>) {
 }
 
 /// Writes dense `registers` as format 1.
-pub(super) fn write_dense(registers: &[u8], out: &mut Vec<u8>) {
+pub(super) fn write_dense(family: SketchFamily, registers: &[u8], out: &mut Vec<u8>) {
     out.reserve(2 + PACKED);
-    out.extend_from_slice(&[FORMAT, DENSE]);
+    out.extend_from_slice(&[FORMAT, kind(family, DENSE)]);
     for four in registers.chunks_exact(4) {
         let word = u32::from(four[0])
             | u32::from(four[1]) << 6

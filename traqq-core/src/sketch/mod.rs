@@ -10,6 +10,7 @@
 //! reading and union with new ones: the register layout is the same.
 
 mod encoding;
+mod redis;
 mod registers;
 
 use serde::{Deserialize, Serialize};
@@ -84,26 +85,47 @@ impl CountError {
     }
 }
 
-/// Which HyperLogLog a store keeps: the hash of the values and the encoding of the registers.
-/// Sketches of one family move between stores byte for byte (`traqq export` / `traqq
-/// restore`); between families they cannot be converted, since the registers come from
-/// different hashes of values that are not kept.
+/// Which HyperLogLog a store keeps: the hash that puts a value in a register, and so which
+/// sketches can union. Sketches of one family move between any stores that keep it (`traqq
+/// export` / `traqq restore`); between families they cannot be converted, since the registers
+/// come from different hashes of values that are not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SketchFamily {
-    /// [`Sketch`]: xxh3 under a fixed seed into `hyperloglogplus`, stored as
-    /// [`Sketch::to_bytes`] (memory, RocksDB and sled stores).
+    /// traqq's first family: xxh3 under a fixed seed, counted as HyperLogLog++ (linear counting
+    /// over 2^25 while sparse). What memory, RocksDB and sled stores created before traqq 0.3's
+    /// Redis-compatible sketches keep; moved as [`Sketch::to_bytes`].
     Traqq,
-    /// Redis's own HyperLogLog string (`PFADD`: MurmurHash64A, Redis's sparse/dense encoding).
+    /// Redis's HyperLogLog: MurmurHash64A (seed `0xadc83b19`), the same registers and the same
+    /// estimator as `PFADD`/`PFCOUNT`, so counts agree with Redis exactly. Redis stores keep its
+    /// string; memory, RocksDB and sled stores created since keep a [`Sketch`] of this family
+    /// (its registers in another order); dumps move Redis's string.
     Redis,
 }
 
 impl SketchFamily {
-    /// The name used in dumps and messages: `traqq` or `redis`.
+    /// The name used in dumps, markers and messages: `traqq` or `redis`.
     pub fn as_str(self) -> &'static str {
         match self {
             SketchFamily::Traqq => "traqq",
             SketchFamily::Redis => "redis",
+        }
+    }
+
+    /// The family named `name` (`traqq` or `redis`).
+    pub fn from_name(name: &str) -> Option<SketchFamily> {
+        match name {
+            "traqq" => Some(SketchFamily::Traqq),
+            "redis" => Some(SketchFamily::Redis),
+            _ => None,
+        }
+    }
+
+    /// The 64-bit hash a sketch of this family takes for `value` ([`Sketch::insert_hash`]).
+    pub fn hash(self, value: &str) -> u64 {
+        match self {
+            SketchFamily::Traqq => hash_value(value),
+            SketchFamily::Redis => redis::hash(value),
         }
     }
 }
@@ -114,12 +136,13 @@ impl std::fmt::Display for SketchFamily {
     }
 }
 
-/// One key's sketch as its store holds it, for export and restore.
+/// One key's sketch as export moves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawSketch {
-    /// Whose encoding `bytes` are.
+    /// Its family.
     pub family: SketchFamily,
-    /// The stored bytes (for [`SketchFamily::Traqq`], those of [`Sketch::to_bytes`]).
+    /// For [`SketchFamily::Traqq`], the bytes of [`Sketch::to_bytes`]; for
+    /// [`SketchFamily::Redis`], Redis's HyperLogLog string (what `GET` returns).
     pub bytes: Vec<u8>,
 }
 
@@ -153,6 +176,7 @@ pub struct KeySketch {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sketch {
+    family: SketchFamily,
     repr: Repr,
 }
 
@@ -251,19 +275,30 @@ impl Default for Sketch {
 }
 
 impl Sketch {
-    /// An empty sketch.
+    /// An empty sketch of [`SketchFamily::Traqq`].
     pub fn new() -> Self {
+        Sketch::new_in(SketchFamily::Traqq)
+    }
+
+    /// An empty sketch of `family`.
+    pub fn new_in(family: SketchFamily) -> Self {
         Sketch {
+            family,
             repr: Repr::Sparse(Vec::new()),
         }
     }
 
-    /// Adds a value.
-    pub fn insert(&mut self, value: &str) {
-        self.insert_hash(hash_value(value));
+    /// Its family.
+    pub fn family(&self) -> SketchFamily {
+        self.family
     }
 
-    /// Adds a value already hashed with [`hash_value`].
+    /// Adds a value.
+    pub fn insert(&mut self, value: &str) {
+        self.insert_hash(self.family.hash(value));
+    }
+
+    /// Adds a value already hashed with its family's [`SketchFamily::hash`].
     pub fn insert_hash(&mut self, hash: u64) {
         match &mut self.repr {
             Repr::Sparse(codes) => {
@@ -280,43 +315,91 @@ impl Sketch {
         }
     }
 
-    /// Estimated number of distinct values, rounded.
+    /// Estimated number of distinct values, rounded. [`SketchFamily::Redis`] counts as
+    /// `PFCOUNT` does (Ertl's estimator over the registers, sparse or dense), so a count agrees
+    /// with Redis's for the same values; [`SketchFamily::Traqq`] counts a sparse sketch by
+    /// linear counting over its 2^25 sparse registers.
     pub fn count(&self) -> u64 {
-        let estimate = match &self.repr {
-            Repr::Sparse(codes) => registers::sparse_estimate(codes.len()),
-            Repr::Dense(dense) => registers::dense_estimate(dense),
+        let estimate = match (&self.repr, self.family) {
+            (Repr::Sparse(codes), SketchFamily::Traqq) => registers::sparse_estimate(codes.len()),
+            (Repr::Sparse(_), SketchFamily::Redis) => registers::dense_estimate(&self.registers()),
+            (Repr::Dense(dense), _) => registers::dense_estimate(dense),
         };
         estimate.round().max(0.0) as u64
     }
 
-    /// Unions `other` into `self`.
-    pub fn merge(&mut self, other: &Sketch) {
+    /// The dense registers.
+    fn registers(&self) -> Vec<u8> {
+        match &self.repr {
+            Repr::Dense(dense) => dense.to_vec(),
+            sparse => {
+                let mut copy = sparse.clone();
+                copy.dense_mut().to_vec()
+            }
+        }
+    }
+
+    /// Unions `other` into `self`; a sketch of another family is an error (its registers come
+    /// from another hash).
+    pub fn merge(&mut self, other: &Sketch) -> Result<()> {
+        self.same_family(other.family)?;
         self.repr.merge(&other.repr);
+        Ok(())
+    }
+
+    fn same_family(&self, other: SketchFamily) -> Result<()> {
+        if other == self.family {
+            Ok(())
+        } else {
+            Err(crate::Error::Sketch(format!(
+                "a sketch of the {other} family cannot join one of the {} family",
+                self.family
+            )))
+        }
     }
 
     /// The stored bytes (format 1, see the `encoding` module). Equal sketches give equal bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match &self.repr {
-            Repr::Sparse(codes) => encoding::write_sparse(codes, &mut out),
-            Repr::Dense(dense) => encoding::write_dense(dense, &mut out),
+            Repr::Sparse(codes) => encoding::write_sparse(self.family, codes, &mut out),
+            Repr::Dense(dense) => encoding::write_dense(self.family, dense, &mut out),
         }
         out
     }
 
-    /// The sketch as export moves it: [`SketchFamily::Traqq`], [`Sketch::to_bytes`].
+    /// The sketch as export moves it: [`Sketch::to_bytes`] for [`SketchFamily::Traqq`],
+    /// Redis's string for [`SketchFamily::Redis`].
     pub fn to_raw(&self) -> RawSketch {
+        let bytes = match self.family {
+            SketchFamily::Traqq => self.to_bytes(),
+            SketchFamily::Redis => redis::encode(&self.registers()),
+        };
         RawSketch {
-            family: SketchFamily::Traqq,
-            bytes: self.to_bytes(),
+            family: self.family,
+            bytes,
+        }
+    }
+
+    /// The sketch a [`RawSketch`] holds, of its family; an error naming what is wrong.
+    pub fn from_raw(raw: &RawSketch) -> Result<Sketch> {
+        match raw.family {
+            SketchFamily::Traqq => {
+                let sketch = Sketch::from_bytes(&raw.bytes)?;
+                sketch.same_family(SketchFamily::Traqq).map(|()| sketch)
+            }
+            SketchFamily::Redis => Ok(Sketch {
+                family: SketchFamily::Redis,
+                repr: Repr::Dense(redis::decode(&raw.bytes)?.into_boxed_slice()),
+            }),
         }
     }
 
     /// Reads a sketch written by [`Sketch::to_bytes`] (format 1) or by traqq before it owned
-    /// the format (format 0). Bytes that do not form a sketch a hash could produce are an error
-    /// naming what is wrong.
+    /// the format (format 0, [`SketchFamily::Traqq`]). Bytes that do not form a sketch a hash
+    /// could produce are an error naming what is wrong.
     pub fn from_bytes(bytes: &[u8]) -> Result<Sketch> {
-        let mut fresh = Sketch::new();
+        let mut fresh = Sketch::new_in(encoding::family_of(bytes));
         fresh.merge_bytes(bytes)?;
         Ok(fresh)
     }
@@ -326,6 +409,7 @@ impl Sketch {
     /// sketches, e.g. another zone's day from 24 hours, reads each once). On an error `self`
     /// may hold part of the union: discard it.
     pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.same_family(encoding::family_of(bytes))?;
         match encoding::parse(bytes)? {
             Stored::Sparse { count, deltas } => {
                 let mut codes = Vec::with_capacity(count);
@@ -361,7 +445,7 @@ mod tests {
         let ca = a.count() as f64;
         assert!((ca - 30_000.0).abs() / 30_000.0 < 0.02, "{ca}");
         let mut u = a.clone();
-        u.merge(&b);
+        u.merge(&b).unwrap();
         let cu = u.count() as f64;
         assert!((cu - 50_000.0).abs() / 50_000.0 < 0.02, "{cu}");
         let bytes = u.to_bytes();
@@ -383,7 +467,7 @@ mod tests {
                 s.insert_hash(0x1234_5678_9abc_def0);
                 let mut other = Sketch::new();
                 other.insert("b");
-                s.merge(&other);
+                s.merge(&other).unwrap();
                 assert!(s.count() <= 3, "{bytes:?}");
                 let again = s.to_bytes();
                 assert_eq!(Sketch::from_bytes(&again).unwrap().to_bytes(), again);
@@ -405,7 +489,7 @@ mod tests {
         let (mut decoded, mut direct) = (Sketch::new(), Sketch::new());
         for part in &mut parts {
             let bytes = part.to_bytes();
-            decoded.merge(&Sketch::from_bytes(&bytes).unwrap());
+            decoded.merge(&Sketch::from_bytes(&bytes).unwrap()).unwrap();
             direct.merge_bytes(&bytes).unwrap();
         }
         assert_eq!(direct.to_bytes(), decoded.to_bytes());

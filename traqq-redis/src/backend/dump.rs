@@ -78,22 +78,11 @@ impl RedisStorage {
             .collect()
     }
 
-    /// Checks every sketch, then stores each with [`SET_SKETCH`].
+    /// Checks every sketch is a Redis HyperLogLog, then stores each with [`SET_SKETCH`].
     pub(super) fn set_sketches(&self, sketches: &[KeySketch]) -> Result<()> {
         for entry in sketches {
-            let refused = |why: &str| {
-                Error::backend(
-                    BACKEND,
-                    format!("key {:?}: {why}; it cannot be stored in Redis", entry.key),
-                )
-            };
-            if entry.sketch.family != SketchFamily::Redis {
-                return Err(refused(&format!(
-                    "a {} sketch, not a Redis HyperLogLog (the two hash values differently, so one cannot become the other)",
-                    entry.sketch.family
-                )));
-            }
-            crate::hll::check(&entry.sketch.bytes).map_err(refused)?;
+            // The family, and Redis's encoding (Redis itself only checks at the next PFCOUNT).
+            traqq_storage::decode_sketch(BACKEND, SketchFamily::Redis, entry)?;
         }
         let cmds = sketches
             .iter()

@@ -172,71 +172,130 @@ pub fn without_sketches(dump: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Dumps move between this store and the memory store, both ways. Within one sketch family
-/// everything comes back (the target's export is the source's); across families a restore is
+/// Dumps move between this store and memory stores of both sketch families, both ways. Within
+/// one family everything comes back: the target's export is the source's, sketches register
+/// for register (a Redis store may hold Redis's sparse string where another store writes the
+/// dense one), and every unique count is the source's exactly. Across families a restore is
 /// refused before anything is written, and with `skip_sketches` all but the sketches come back.
 pub fn dumps_move_to_and_from_the_memory_store(storage: &dyn Storage) {
     let family = storage.capabilities().sketches;
-    let p = fresh_prefix("moved");
-    let memory = crate::MemoryStorage::new();
-    fill(&memory, &p);
-    let from_memory = export_text(&memory, &p);
-    let other = fresh_prefix("filled");
-    fill(storage, &other);
-    let from_store = export_text(storage, &other);
-    let from_memory_here = from_memory.replace(&p, &other);
-    same_lines(
-        &without_sketches(&from_store),
-        &without_sketches(&from_memory_here),
-        "the same events store the same counters, sums and leaderboards",
-    );
-    let back_in_memory = crate::MemoryStorage::new();
-    if family == Some(SketchFamily::Traqq) {
-        restore(
-            storage,
-            &p,
-            &mut from_memory.as_bytes(),
-            RestoreOptions::default(),
-        )
-        .unwrap();
-        assert_eq!(export_text(storage, &p), from_memory);
-        restore(
-            &back_in_memory,
-            &other,
-            &mut from_store.as_bytes(),
-            RestoreOptions::default(),
-        )
-        .unwrap();
-        assert_eq!(export_text(&back_in_memory, &other), from_store);
-        return;
-    }
-    for (target, dump, prefix) in [
-        (storage, &from_memory, &p),
-        (&back_in_memory as &dyn Storage, &from_store, &other),
-    ] {
-        let e = restore(target, prefix, &mut dump.as_bytes(), RestoreOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--skip-sketches"), "{e}");
-        assert_eq!(
-            export_text(target, prefix).lines().count(),
-            1,
-            "nothing was written"
-        );
-        let options = RestoreOptions {
-            skip_sketches: true,
-            ..RestoreOptions::default()
-        };
-        let summary = restore(target, prefix, &mut dump.as_bytes(), options).unwrap();
-        assert!(
-            summary.skipped_sketches > 0 && summary.sketches == 0,
-            "{summary:?}"
-        );
+    for memory_family in [SketchFamily::Traqq, SketchFamily::Redis] {
+        let memory = crate::MemoryStorage::with_sketches(memory_family);
+        let p = fresh_prefix("moved");
+        fill(&memory, &p);
+        let from_memory = export_text(&memory, &p);
+        let other = fresh_prefix("filled");
+        fill(storage, &other);
+        let from_store = export_text(storage, &other);
+        let from_memory_here = from_memory.replace(&p, &other);
         same_lines(
-            &without_sketches(&export_text(target, prefix)),
-            &without_sketches(dump),
-            "all but the sketches restored",
+            &without_sketches(&from_store),
+            &without_sketches(&from_memory_here),
+            "the same events store the same counters, sums and leaderboards",
         );
+        let back_in_memory = crate::MemoryStorage::with_sketches(memory_family);
+        if family == Some(memory_family) {
+            restore(
+                storage,
+                &p,
+                &mut from_memory.as_bytes(),
+                RestoreOptions::default(),
+            )
+            .unwrap();
+            same_dumps(&export_text(storage, &p), &from_memory, "memory -> this store");
+            same_counts(storage, &memory, &from_memory, "memory -> this store");
+            restore(
+                &back_in_memory,
+                &other,
+                &mut from_store.as_bytes(),
+                RestoreOptions::default(),
+            )
+            .unwrap();
+            same_dumps(
+                &export_text(&back_in_memory, &other),
+                &from_store,
+                "this store -> memory",
+            );
+            same_counts(&back_in_memory, storage, &from_store, "this store -> memory");
+            continue;
+        }
+        for (target, dump, prefix) in [
+            (storage, &from_memory, &p),
+            (&back_in_memory as &dyn Storage, &from_store, &other),
+        ] {
+            let e = restore(target, prefix, &mut dump.as_bytes(), RestoreOptions::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--skip-sketches"), "{e}");
+            assert_eq!(
+                export_text(target, prefix).lines().count(),
+                1,
+                "nothing was written"
+            );
+            let options = RestoreOptions {
+                skip_sketches: true,
+                ..RestoreOptions::default()
+            };
+            let summary = restore(target, prefix, &mut dump.as_bytes(), options).unwrap();
+            assert!(
+                summary.skipped_sketches > 0 && summary.sketches == 0,
+                "{summary:?}"
+            );
+            same_lines(
+                &without_sketches(&export_text(target, prefix)),
+                &without_sketches(dump),
+                "all but the sketches restored",
+            );
+        }
+    }
+}
+
+/// The sketches of a dump: (key line without its sketch, the sketch decoded).
+fn sketches_of(dump: &str) -> Vec<(serde_json::Value, traqq_core::sketch::Sketch)> {
+    let header: serde_json::Value = serde_json::from_str(dump.lines().next().unwrap()).unwrap();
+    let family = SketchFamily::from_name(header["sketches"].as_str().unwrap()).unwrap();
+    dump.lines()
+        .skip(1)
+        .filter(|l| l.contains("\"sketch\":"))
+        .map(|line| {
+            let mut value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = value["sketch"].take();
+            let bytes = data_encoding::BASE64
+                .decode(text.as_str().unwrap().as_bytes())
+                .unwrap();
+            let sketch = traqq_core::sketch::Sketch::from_raw(&RawSketch { family, bytes }).unwrap();
+            (value, sketch)
+        })
+        .collect()
+}
+
+/// Asserts two dumps hold the same lines, sketches compared by their registers.
+pub fn same_dumps(got: &str, want: &str, what: &str) {
+    // Headers: the same version and sketch family (the prefix is the source's own).
+    let header = |dump: &str| {
+        let mut h: serde_json::Value = serde_json::from_str(dump.lines().next().unwrap()).unwrap();
+        h["prefix"].take();
+        h
+    };
+    assert_eq!(header(got), header(want), "{what}: headers");
+    same_lines(&without_sketches(got), &without_sketches(want), what);
+    let (got, want) = (sketches_of(got), sketches_of(want));
+    assert!(!want.is_empty(), "{what}: the dump holds sketches");
+    assert_eq!(got.len(), want.len(), "{what}: sketch lines");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.0, w.0, "{what}: sketch keys");
+        assert_eq!(g.1, w.1, "{what}: the sketch of {}", w.0["key"]);
+    }
+}
+
+/// Asserts every sketch key of `dump` counts the same in `target` (restored from it) as in
+/// `source`.
+fn same_counts(target: &dyn Storage, source: &dyn Storage, dump: &str, what: &str) {
+    for (line, _) in sketches_of(dump) {
+        let key = line["key"].as_str().unwrap();
+        let (got, want) = (target.count(&[key]).unwrap(), source.count(&[key]).unwrap());
+        assert!(want > 0);
+        assert_eq!(got, want, "{what}: the count of {key}");
     }
 }
 

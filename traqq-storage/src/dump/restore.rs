@@ -385,13 +385,18 @@ mod tests {
 
     const HEADER: &str = r#"{"traqq_dump":1,"prefix":"a","sketches":"traqq"}"#;
 
+    /// A store of the family the dumps here name.
+    fn store() -> MemoryStorage {
+        MemoryStorage::with_sketches(SketchFamily::Traqq)
+    }
+
     fn restore_text(store: &MemoryStorage, text: &str) -> Result<DumpSummary> {
         restore(store, "b", &mut text.as_bytes(), RestoreOptions::default())
     }
 
     #[test]
     fn restores_numbers_exactly_under_the_new_prefix() {
-        let store = MemoryStorage::new();
+        let store = store();
         let text = format!(
             "{HEADER}\n\n{}\n{}\n",
             r#"{"bucket":"d","start":86400,"key":"a:adv:d:86400:amount:event","hash":{"x":0.1,"y":3.0,"z":"-inf","n":7}}"#,
@@ -476,7 +481,7 @@ mod tests {
             ),
         ];
         for (line, says) in bad {
-            let store = MemoryStorage::new();
+            let store = store();
             let e = restore_text(&store, &format!("{HEADER}\n{line}\n"))
                 .unwrap_err()
                 .to_string();
@@ -507,7 +512,7 @@ mod tests {
                 "not sorted and distinct",
             ),
         ] {
-            let store = MemoryStorage::new();
+            let store = store();
             let e = restore(
                 &store,
                 "b",
@@ -518,7 +523,7 @@ mod tests {
             .to_string();
             assert!(e.contains(says), "{text}: {e}");
         }
-        let store = MemoryStorage::new();
+        let store = store();
         for (text, says) in [
             ("", "empty"),
             ("{\"traqq_dump\":2,\"prefix\":\"a\",\"sketches\":null}\n", "newer"),
@@ -538,7 +543,7 @@ mod tests {
         let policy = IdPolicy::new(&config).unwrap();
         let calendar = Calendar::new(chrono_tz::UTC);
         let day = 86_400;
-        let store = MemoryStorage::new();
+        let store = store();
         let mut claims = Claims::new();
         let n = super::super::IDS_PER_LINE + 10;
         for i in 0..n as u128 {
