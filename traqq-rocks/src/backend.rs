@@ -133,7 +133,7 @@ fn check_layout(db: &DB, path: &Path) -> Result<bool> {
     };
     match db.get(FORMAT_KEY).map_err(|e| refuse(e.into_string()))? {
         Some(v) if v == FORMAT => Ok(false),
-        Some(v) if v == UPGRADES_IN_PLACE => mark().map(|()| false),
+        Some(v) if UPGRADES_IN_PLACE.contains(&&*v) => mark().map(|()| false),
         Some(v) => Err(refuse(traqq_storage::format::other_format_message(
             "traqq-rocks",
             &v,
@@ -145,7 +145,7 @@ fn check_layout(db: &DB, path: &Path) -> Result<bool> {
             if it.valid() {
                 return Err(refuse(
                     "written with traqq-rocks store format 1 (one key per field); this version reads \
-                     formats 2 and 3 only: record the data again into a new store"
+                     formats 2 to 4 only: record the data again into a new store"
                         .into(),
                 ));
             }

@@ -1,6 +1,6 @@
 //! Value encodings and the merge operator.
 //!
-//! Storage layout (format 3) in the default column family, one RocksDB key per traqq key:
+//! Storage layout (format 4) in the default column family, one RocksDB key per traqq key:
 //!
 //! | traqq value | RocksDB value |
 //! |---|---|
@@ -32,11 +32,14 @@ pub(crate) const MERGE_OPERATOR: &str = "traqq.merge.v1";
 /// The reserved key holding the layout version.
 pub(crate) const FORMAT_KEY: &[u8] = b"\0traqq\0format";
 /// The layout this version writes and reads: format 2's keys and values, with sketches in
-/// traqq's own encoding (`traqq_core::sketch`).
-pub(crate) const FORMAT: &[u8] = b"3";
+/// traqq's own encoding (`traqq_core::sketch`) and the family they keep marked (a format-4
+/// store of Redis's family holds values a format-3 build would drop, so it must refuse it).
+pub(crate) const FORMAT: &[u8] = b"4";
 /// A layout this version opens and marks as [`FORMAT`]: the same keys and values, its sketches
 /// (the encoding `hyperloglogplus` serialized) still read and union with new ones.
-pub(crate) const UPGRADES_IN_PLACE: &[u8] = b"2";
+/// Format 3 wrote the same, before the sketch family marker (`traqq_storage::format`): a store
+/// without one keeps traqq's first family.
+pub(crate) const UPGRADES_IN_PLACE: [&[u8]; 2] = [b"2", b"3"];
 
 const SKETCH: u8 = b'S';
 /// Value hashes to insert into a sketch of [`SketchFamily::Traqq`] ...
@@ -386,7 +389,7 @@ mod tests {
     /// a store written by one version must open and read the same in the next.
     #[test]
     fn committed_values_decode_to_the_same_data() {
-        assert_eq!((FORMAT_KEY, FORMAT), (&b"\0traqq\0format"[..], &b"3"[..]));
+        assert_eq!((FORMAT_KEY, FORMAT), (&b"\0traqq\0format"[..], &b"4"[..]));
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
         let write = std::env::var("TRAQQ_WRITE_GOLDEN").as_deref() == Ok("1");
         let golden = |name: &str, bytes: &[u8]| {

@@ -40,9 +40,10 @@
 //!   integers stay integers; members union). A batch's HyperLogLog inserts are one operand per
 //!   key holding the values' 64-bit hashes, folded into the sketch on merge. So a batch of
 //!   1,000 events costs ~120 memtable inserts (its keys), not several thousand (its fields).
-//! - The store records its layout (format 3) under a reserved key. A format-2 store (the same
-//!   layout, sketches in the encoding `hyperloglogplus` serialized, which still reads) is marked
-//!   format 3 when opened; a store written by the one-key-per-field layout of earlier
+//! - The store records its layout (format 4) and the sketch family it keeps under reserved
+//!   keys. A format-2 or format-3 store (the same layout; sketches in the encoding
+//!   `hyperloglogplus` serialized, which still reads, or in traqq's own) is marked format 4 when
+//!   opened and keeps traqq's first sketch family; a store written by the one-key-per-field layout of earlier
 //!   development builds (format 1) is refused on open with [`traqq_storage::Error::Open`]
 //!   naming the path, never misread.
 //! - A `Storage` batch is one `WriteBatch`: after a crash it is there entirely or not at all.

@@ -1,4 +1,4 @@
-//! The on-disk layout guard (format 3: one packed map per traqq key) against real files.
+//! The on-disk layout guard (format 4: one packed map per traqq key) against real files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use traqq_rocks::{RocksConfig, RocksStorage};
@@ -31,7 +31,7 @@ fn a_new_store_is_marked_and_reopens() {
     drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
     {
         let db = rocksdb::DB::open_default(&path).unwrap();
-        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"4"[..]));
         // A new store keeps Redis's sketch family, and says so.
         assert_eq!(
             db.get(b"\0traqq\0sketches").unwrap().as_deref(),
@@ -71,12 +71,12 @@ fn a_store_of_a_newer_format_is_refused_naming_both_versions() {
     drop(RocksStorage::open(&path, RocksConfig::default()).unwrap());
     {
         let db = rocksdb::DB::open_default(&path).unwrap();
-        db.put(b"\0traqq\0format", b"4").unwrap();
+        db.put(b"\0traqq\0format", b"5").unwrap();
     }
     let err = RocksStorage::open(&path, RocksConfig::default()).unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("format 4 was written by a newer traqq") && text.contains("reads format 3"),
+        text.contains("format 5 was written by a newer traqq") && text.contains("reads format 4"),
         "{text}"
     );
 }
@@ -109,7 +109,7 @@ fn a_format_2_store_opens_counts_its_old_sketches_and_is_re_marked() {
     drop(store);
     {
         let db = rocksdb::DB::open_default(&path).unwrap();
-        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"3"[..]));
+        assert_eq!(db.get(b"\0traqq\0format").unwrap().as_deref(), Some(&b"4"[..]));
         assert_eq!(
             db.get(b"\0traqq\0sketches").unwrap().as_deref(),
             None,

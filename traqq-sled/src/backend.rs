@@ -395,7 +395,7 @@ fn check_format(db: &sled::Db) -> std::result::Result<SketchFamily, String> {
 fn check_layout(db: &sled::Db) -> std::result::Result<bool, String> {
     match db.get(FORMAT_KEY).map_err(|e| e.to_string())? {
         Some(v) if v == FORMAT => Ok(false),
-        Some(v) if v == UPGRADES_IN_PLACE => mark(db).map(|()| false),
+        Some(v) if UPGRADES_IN_PLACE.contains(&&*v) => mark(db).map(|()| false),
         Some(v) => Err(traqq_storage::format::other_format_message(
             "traqq-sled",
             &v,
@@ -403,7 +403,7 @@ fn check_layout(db: &sled::Db) -> std::result::Result<bool, String> {
         )),
         None if db.first().map_err(|e| e.to_string())?.is_some() => Err(
             "written with traqq-sled store format 1 (one key per field); this version reads \
-             formats 2 and 3 only: record the data again into a new store"
+             formats 2 to 4 only: record the data again into a new store"
                 .into(),
         ),
         None => mark(db).map(|()| true),

@@ -1,6 +1,6 @@
 //! Value encodings.
 //!
-//! Store format 3: one sled tree, one sled key per traqq key.
+//! Store format 4: one sled tree, one sled key per traqq key.
 //!
 //! | traqq value | sled value |
 //! |---|---|
@@ -22,11 +22,14 @@ use traqq_storage::packed::{entries, push_entry, DecodeError, Entry, MAP};
 /// The reserved key holding the layout version.
 pub(crate) const FORMAT_KEY: &[u8] = b"\0traqq\0format";
 /// The layout this version writes and reads: format 2's keys and values, with sketches in
-/// traqq's own encoding (`traqq_core::sketch`).
-pub(crate) const FORMAT: &[u8] = b"3";
+/// traqq's own encoding (`traqq_core::sketch`) and the family they keep marked (a format-4
+/// store of Redis's family holds values a format-3 build would drop, so it must refuse it).
+pub(crate) const FORMAT: &[u8] = b"4";
 /// A layout this version opens and marks as [`FORMAT`]: the same keys and values, its sketches
 /// (the encoding `hyperloglogplus` serialized) still read and union with new ones.
-pub(crate) const UPGRADES_IN_PLACE: &[u8] = b"2";
+/// Format 3 wrote the same, before the sketch family marker (`traqq_storage::format`): a store
+/// without one keeps traqq's first family.
+pub(crate) const UPGRADES_IN_PLACE: [&[u8]; 2] = [b"2", b"3"];
 
 /// The stored map `existing` (absent: empty) with `updates` added, as a new stored value.
 /// `updates` are sorted here; equal fields add up. An update that does not fit its entry (a

@@ -32,7 +32,7 @@
 //!
 //! ## How it stores
 //!
-//! - One sled key per traqq key (store format 3; format 2 opens and is re-marked): a hash, leaderboard or key set is one packed
+//! - One sled key per traqq key (store format 4; formats 2 and 3 open and are re-marked): a hash, leaderboard or key set is one packed
 //!   map (field, then an integer, a float or nothing for a set member), sorted by field; a
 //!   HyperLogLog is a serialized sketch. A read is one `get` per key.
 //! - sled's merge operators cannot be part of an atomic batch (sled issue #1175), and a
