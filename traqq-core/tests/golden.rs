@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use traqq_core::sketch::{hash_value, Sketch};
+use traqq_core::sketch::{hash_value, RawSketch, Sketch, SketchFamily};
 
 fn golden(name: &str, bytes: &[u8]) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +30,11 @@ fn golden(name: &str, bytes: &[u8]) -> Vec<u8> {
 }
 
 fn sketch_of(n: u32) -> Sketch {
-    let mut s = Sketch::new();
+    sketch_in(SketchFamily::Traqq, n)
+}
+
+fn sketch_in(family: SketchFamily, n: u32) -> Sketch {
+    let mut s = Sketch::new_in(family);
     for i in 0..n {
         s.insert(&format!("value-{i}"));
     }
@@ -39,12 +43,14 @@ fn sketch_of(n: u32) -> Sketch {
 
 #[test]
 fn stored_sketches_decode_to_the_same_counts_and_encode_to_the_same_bytes() {
-    // (file, values inserted, the count this version reads from it)
-    for (name, n, want) in [
-        ("sketch_sparse.bin", 10, 10),
-        ("sketch_dense.bin", 100_000, 99_600),
+    // (file, family, values inserted, the count this version reads from it)
+    for (name, family, n, want) in [
+        ("sketch_sparse.bin", SketchFamily::Traqq, 10, 10),
+        ("sketch_dense.bin", SketchFamily::Traqq, 100_000, 99_600),
+        ("sketch_redis_sparse.bin", SketchFamily::Redis, 10, 10),
+        ("sketch_redis_dense.bin", SketchFamily::Redis, 100_000, 99_860),
     ] {
-        let fresh = sketch_of(n);
+        let fresh = sketch_in(family, n);
         let bytes = fresh.to_bytes();
         let stored = golden(name, &bytes);
         assert_eq!(
@@ -58,7 +64,7 @@ fn stored_sketches_decode_to_the_same_counts_and_encode_to_the_same_bytes() {
         assert!(error < 0.02, "{name}: {want}");
         // Stored sketches keep merging as they did.
         let mut merged = Sketch::from_bytes(&stored).unwrap();
-        merged.merge(&sketch_of(5)).unwrap();
+        merged.merge(&sketch_in(family, 5)).unwrap();
         assert!(merged.count() >= want);
     }
 }
@@ -97,4 +103,25 @@ fn the_value_hash_is_pinned() {
     .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
     .collect();
     assert_eq!(pinned, stored);
+}
+
+#[test]
+fn redis_strings_of_a_sketch_are_pinned() {
+    // What a dump of Redis's family moves: Redis's dense string of traqq's registers.
+    let fresh = sketch_in(SketchFamily::Redis, 100_000);
+    let raw = fresh.to_raw();
+    assert_eq!(raw.family, SketchFamily::Redis);
+    let stored = golden("sketch_redis_string.bin", &raw.bytes);
+    assert_eq!(
+        raw.bytes, stored,
+        "this version writes Redis's string differently"
+    );
+    assert_eq!(&stored[..4], b"HYLL");
+    let read = Sketch::from_raw(&RawSketch {
+        family: SketchFamily::Redis,
+        bytes: stored,
+    })
+    .unwrap();
+    assert_eq!(read.count(), fresh.count());
+    assert_eq!(read.to_raw(), raw);
 }
