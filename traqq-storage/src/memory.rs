@@ -172,16 +172,21 @@ impl MemoryStorage {
     /// of up to thousands of members each.
     fn top(&self, keys: &[String], limit: usize) -> Result<ReadResult> {
         let (guards, guard_of_key) = self.lock_keys(keys);
-        let mut scores: HashMap<&str, f64> = HashMap::new();
+        let mut boards = Vec::with_capacity(keys.len());
         for (key, &g) in keys.iter().zip(&guard_of_key) {
             match guards[g].get(key.as_str()) {
                 None => {}
-                Some(Value::Scores(z)) => {
-                    for (m, s) in z {
-                        *scores.entry(m.as_str()).or_insert(0.0) += s;
-                    }
-                }
+                Some(Value::Scores(z)) => boards.push(z),
                 Some(other) => return Err(wrong_type(key, other)),
+            }
+        }
+        // Sized for the union up front: growing rehashes every member added so far, and
+        // hashing members is most of a union's time.
+        let largest = boards.iter().map(|z| z.len()).max().unwrap_or(0);
+        let mut scores: HashMap<&str, f64> = HashMap::with_capacity(largest * 2);
+        for z in boards {
+            for (m, s) in z {
+                *scores.entry(m.as_str()).or_insert(0.0) += s;
             }
         }
         let mut list: Vec<(&str, f64)> = scores.into_iter().collect();
