@@ -34,7 +34,7 @@ fn check(data: &[u8]) {
         .map_or((None, &[][..]), |(e, ops)| ((!e.is_empty()).then_some(*e), ops));
     for part in &parts {
         let _ = rocks_entries(part);
-        if let Ok(mut sketch) = rocks_decode_sketch(part) {
+        if let Ok(sketch) = rocks_decode_sketch(part) {
             let _ = sketch.count();
         }
     }
