@@ -35,7 +35,7 @@ const REDIS_FAMILY: u8 = 2;
 /// are reported by [`parse`]).
 pub(super) fn family_of(bytes: &[u8]) -> SketchFamily {
     match bytes {
-        [FORMAT, kind, ..] if kind & REDIS_FAMILY != 0 => SketchFamily::Redis,
+        [FORMAT, kind @ 0..=3, ..] if kind & REDIS_FAMILY != 0 => SketchFamily::Redis,
         _ => SketchFamily::Traqq,
     }
 }

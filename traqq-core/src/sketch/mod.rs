@@ -409,8 +409,9 @@ impl Sketch {
     /// sketches, e.g. another zone's day from 24 hours, reads each once). On an error `self`
     /// may hold part of the union: discard it.
     pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let stored = encoding::parse(bytes)?;
         self.same_family(encoding::family_of(bytes))?;
-        match encoding::parse(bytes)? {
+        match stored {
             Stored::Sparse { count, deltas } => {
                 let mut codes = Vec::with_capacity(count);
                 encoding::each_code(count, deltas, |code| codes.push(code))?;
@@ -587,6 +588,13 @@ mod tests {
             let err = Sketch::from_bytes(bytes).unwrap_err().to_string();
             assert!(err.contains(want), "{bytes:?}: {err}");
         }
+        // An unknown representation is named as such, whatever sketch it would join.
+        let mut redis = Sketch::new_in(SketchFamily::Redis);
+        assert!(redis
+            .merge_bytes(&[1, 6, 0])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown representation 6"));
         assert!(Sketch::from_bytes(&sparse[..sparse.len() - 1])
             .unwrap_err()
             .to_string()
