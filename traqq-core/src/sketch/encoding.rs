@@ -111,7 +111,8 @@ pub(super) fn each_code(count: usize, deltas: &[u8], mut f: impl FnMut(u32)) -> 
     Ok(())
 }
 
-/// Calls `f` with each register (index, rank) of stored dense registers, checking the ranks.
+/// Calls `f` with each register (index, rank) of packed registers (see [`pack`]), checking
+/// the ranks.
 pub(super) fn each_register(packed: &[u8], mut f: impl FnMut(usize, u8)) -> Result<()> {
     for (group, three) in packed.chunks_exact(3).enumerate() {
         let word = u32::from(three[0]) | u32::from(three[1]) << 8 | u32::from(three[2]) << 16;
@@ -141,12 +142,20 @@ pub(super) fn write_sparse(family: SketchFamily, codes: &[u32], out: &mut Vec<u8
 pub(super) fn write_dense(family: SketchFamily, registers: &[u8], out: &mut Vec<u8>) {
     out.reserve(2 + PACKED);
     out.extend_from_slice(&[FORMAT, kind(family, DENSE)]);
-    for four in registers.chunks_exact(4) {
-        let word = u32::from(four[0])
-            | u32::from(four[1]) << 6
-            | u32::from(four[2]) << 12
-            | u32::from(four[3]) << 18;
-        out.extend_from_slice(&word.to_le_bytes()[..3]);
+    pack(registers.iter().copied(), out);
+}
+
+/// Packs six-bit registers four per three bytes, least significant bits first (the layout of
+/// format 1 and of Redis's dense string).
+pub(super) fn pack(registers: impl Iterator<Item = u8>, out: &mut Vec<u8>) {
+    let (mut word, mut held) = (0u32, 0);
+    for rank in registers {
+        word |= u32::from(rank) << (6 * held);
+        held += 1;
+        if held == 4 {
+            out.extend_from_slice(&word.to_le_bytes()[..3]);
+            (word, held) = (0, 0);
+        }
     }
 }
 

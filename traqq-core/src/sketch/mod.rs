@@ -208,13 +208,7 @@ impl Repr {
     /// The dense registers, turning a sparse sketch dense first.
     fn dense_mut(&mut self) -> &mut [u8] {
         if let Repr::Sparse(codes) = self {
-            let mut dense = vec![0u8; REGISTERS].into_boxed_slice();
-            for &code in codes.iter() {
-                if let Some((index, rank)) = register_of_code(code) {
-                    dense[index] = dense[index].max(rank);
-                }
-            }
-            *self = Repr::Dense(dense);
+            *self = Repr::Dense(dense_of(codes));
         }
         match self {
             Repr::Dense(dense) => dense,
@@ -230,13 +224,7 @@ impl Repr {
                 *codes = union(codes, more);
                 self.settle();
             }
-            Repr::Dense(dense) => {
-                for &code in more {
-                    if let Some((index, rank)) = register_of_code(code) {
-                        dense[index] = dense[index].max(rank);
-                    }
-                }
-            }
+            Repr::Dense(dense) => raise(dense, more),
         }
     }
 
@@ -249,6 +237,22 @@ impl Repr {
                     *mine = (*mine).max(*theirs);
                 }
             }
+        }
+    }
+}
+
+/// The dense registers of sparse `codes`.
+fn dense_of(codes: &[u32]) -> Box<[u8]> {
+    let mut dense = vec![0u8; REGISTERS].into_boxed_slice();
+    raise(&mut dense, codes);
+    dense
+}
+
+/// Raises dense registers to the ranks of `codes`.
+fn raise(dense: &mut [u8], codes: &[u32]) {
+    for &code in codes {
+        if let Some((index, rank)) = register_of_code(code) {
+            dense[index] = dense[index].max(rank);
         }
     }
 }
@@ -329,13 +333,10 @@ impl Sketch {
     }
 
     /// The dense registers.
-    fn registers(&self) -> Vec<u8> {
+    fn registers(&self) -> std::borrow::Cow<'_, [u8]> {
         match &self.repr {
-            Repr::Dense(dense) => dense.to_vec(),
-            sparse => {
-                let mut copy = sparse.clone();
-                copy.dense_mut().to_vec()
-            }
+            Repr::Dense(dense) => std::borrow::Cow::Borrowed(dense),
+            Repr::Sparse(codes) => std::borrow::Cow::Owned(dense_of(codes).into_vec()),
         }
     }
 
@@ -531,8 +532,7 @@ mod tests {
 
     /// The dense registers of any sketch.
     fn registers(s: &Sketch) -> Vec<u8> {
-        let mut copy = s.repr.clone();
-        copy.dense_mut().to_vec()
+        s.registers().into_owned()
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! cardinality whose top bit marks it stale), then the registers, dense (16,384 six-bit
 //! registers, least significant bits first: 12,288 bytes) or sparse (run-length opcodes).
 
+use super::encoding;
 use super::registers::{MAX_RANK, REGISTERS};
 use crate::{Error, Result};
 
@@ -64,14 +65,7 @@ pub(super) fn encode(registers: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + REGISTERS * 6 / 8);
     out.extend_from_slice(b"HYLL");
     out.extend_from_slice(&[DENSE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
-    let mut acc = 0u32;
-    for i in 0..REGISTERS {
-        acc |= u32::from(registers[position(i)]) << (6 * (i % 4));
-        if i % 4 == 3 {
-            out.extend_from_slice(&acc.to_le_bytes()[..3]);
-            acc = 0;
-        }
-    }
+    encoding::pack((0..REGISTERS).map(|i| registers[position(i)]), &mut out);
     out
 }
 
@@ -92,12 +86,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Vec<u8>> {
     };
     match bytes[4] {
         DENSE if body.len() == REGISTERS * 6 / 8 => {
-            for (group, three) in body.chunks_exact(3).enumerate() {
-                let word = u32::from(three[0]) | u32::from(three[1]) << 8 | u32::from(three[2]) << 16;
-                for k in 0..4 {
-                    set(group * 4 + k, ((word >> (6 * k)) & 0x3f) as u8)?;
-                }
-            }
+            encoding::each_register(body, |i, rank| registers[position(i)] = rank)?;
         }
         DENSE => return Err(bad("dense registers of the wrong length")),
         SPARSE => {
