@@ -92,9 +92,7 @@ impl KeyOps {
     /// Inserts a HyperLogLog value or set member (ignored for hashes and sorted sets).
     pub fn insert(&mut self, value: &str) {
         if let KeyOps::Hll(s) | KeyOps::Members(s) = self {
-            if !s.contains(value) {
-                s.insert(value.to_owned());
-            }
+            s.get_or_insert_with(value, str::to_owned);
         }
     }
 

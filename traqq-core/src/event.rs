@@ -106,7 +106,7 @@ impl Default for EventLimits {
 ///
 /// Build it with [`IncomingEvent::parse_str`], [`IncomingEvent::parse_slice`] (both borrow
 /// from the input) or [`IncomingEvent::from_json`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct IncomingEvent<'a> {
     properties: Vec<(Cow<'a, str>, Scalar<'a>)>,
 }
@@ -125,6 +125,23 @@ impl<'a> IncomingEvent<'a> {
             .map_err(|e| Error::Json(e.to_string()))?;
         de.end().map_err(|e| Error::Json(e.to_string()))?;
         event.validated()
+    }
+
+    /// [`IncomingEvent::parse_str_with`] into this event, reusing its storage: a loop over
+    /// many lines parses each into one event and allocates nothing per line for the
+    /// properties. On error the event is left empty.
+    pub fn reparse_str_with(&mut self, json: &'a str, limits: EventLimits) -> Result<()> {
+        let mut out = std::mem::take(&mut self.properties);
+        out.clear();
+        let mut de = serde_json::Deserializer::from_str(json);
+        let parsed = limits
+            .deserialize_into(&mut de, out)
+            .map_err(|e| Error::Json(e.to_string()))
+            .and_then(|event| de.end().map(|()| event).map_err(|e| Error::Json(e.to_string())));
+        let event = parsed?;
+        event.check_name()?;
+        *self = event;
+        Ok(())
     }
 
     /// Parses one JSON object from bytes (which must be UTF-8), borrowing its strings
@@ -236,10 +253,15 @@ impl<'a> IncomingEvent<'a> {
     }
 
     fn validated(self) -> Result<Self> {
+        self.check_name().map(|()| self)
+    }
+
+    /// Whether the `event` property is a non-blank string, else an error naming what it is.
+    fn check_name(&self) -> Result<()> {
         match self.get("event") {
             None => Err(Error::EventName("is missing")),
             Some(Scalar::Str(s)) if s.trim().is_empty() => Err(Error::EventName("is empty")),
-            Some(Scalar::Str(_)) => Ok(self),
+            Some(Scalar::Str(_)) => Ok(()),
             Some(_) => Err(Error::EventName("must be a string")),
         }
     }
@@ -382,8 +404,20 @@ impl<'de> DeserializeSeed<'de> for EventLimits {
     ) -> std::result::Result<Self::Value, D::Error> {
         // No pre-allocation: an event holds what it carries, so a batch of tiny events costs
         // memory in proportion to its text.
+        self.deserialize_into(deserializer, Vec::new())
+    }
+}
+
+impl EventLimits {
+    /// Parses one event within these limits, its properties pushed onto `out` (empty, perhaps
+    /// with room left by an earlier event).
+    fn deserialize_into<'de, D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+        out: Vec<(Cow<'de, str>, Scalar<'de>)>,
+    ) -> std::result::Result<IncomingEvent<'de>, D::Error> {
         let mut sink = Sink {
-            out: Vec::new(),
+            out,
             leaves: 0,
             limits: self,
         };
@@ -712,5 +746,43 @@ mod tests {
         assert_eq!(Scalar::Str("inf".into()).as_number(), None);
         assert_eq!(Scalar::Int(3).as_number(), Some(3.0));
         assert_eq!(Scalar::Bool(true).as_number(), None);
+    }
+
+    /// One event parsed into line after line (as `record_json_lines` does) holds exactly what
+    /// a fresh parse of each line gives, and fails with the same error: nothing of an earlier
+    /// line (a longer one, a failed one) is left in it.
+    #[test]
+    fn reparsing_into_one_event_equals_parsing_each_line() {
+        let limits = EventLimits {
+            max_properties: 6,
+            max_name_length: 8,
+        };
+        let lines = [
+            r#"{"event":"a","geo":"US","n":1,"x":{"y":true,"z":"\u0041"},"f":1.5}"#,
+            r#"{"event":"b"}"#,
+            r#"{"event":"a","geo":"US","n":1,"x":{"y":true,"z":"s"},"f":1.5,"g":2}"#,
+            r#"{"event":"c","geo":"DE"}"#,
+            r#"{"event":"c","geo":"DE""#,
+            r#"{"geo":"DE"}"#,
+            r#"{"event":"  "}"#,
+            r#"{"event":7}"#,
+            r#"[1,2]"#,
+            r#"{"event":"d","longname1":1,"geo":"FR","geo":"IT"}"#,
+            r#"{"event":"e"} trailing"#,
+            r#"{"event":"f","ts":"2026-12-03T10:00:00Z"}"#,
+        ];
+        let mut event = IncomingEvent::default();
+        for line in lines {
+            let fresh = IncomingEvent::parse_str_with(line, limits);
+            let again = event.reparse_str_with(line, limits);
+            match (fresh, again) {
+                (Ok(fresh), Ok(())) => assert_eq!(event, fresh, "{line}"),
+                (Err(fresh), Err(again)) => {
+                    assert_eq!(fresh.to_string(), again.to_string(), "{line}");
+                    assert_eq!(event.properties().count(), 0, "{line}");
+                }
+                (fresh, again) => panic!("{line}: parse gave {fresh:?}, reparse {again:?}"),
+            }
+        }
     }
 }

@@ -37,6 +37,14 @@ pub struct BatchOutcome {
 }
 
 impl BatchOutcome {
+    /// Counts event `index` as recorded, or as rejected with its error.
+    pub(crate) fn count(&mut self, index: usize, added: crate::Result<()>) {
+        match added {
+            Ok(()) => self.recorded += 1,
+            Err(error) => self.rejected.push(Rejected { index, error }),
+        }
+    }
+
     /// The outcomes of consecutive parts of the batch, `lens` events each (they should add up
     /// to the batch; events past them are dropped): indexes become relative to their part, and
     /// a part's recorded events are those neither rejected nor duplicates. For a server that

@@ -194,6 +194,13 @@ impl BatchBuilder<'_> {
                     self.value.push_str(span_text(&self.values, self.spans[slot]));
                 }
             }
+            // Once per event and distribution, and only for distributions: left inside the
+            // loop below, the logarithm was computed for every metric.
+            let bin = if m.metric == MetricType::Dst {
+                Bin::of(amount)
+            } else {
+                None
+            };
             for number in std::iter::once(day).chain(hour).chain(quarter) {
                 let Some(slot) = self.slots.get_mut(number * per_bucket + index) else {
                     continue;
@@ -213,7 +220,7 @@ impl BatchBuilder<'_> {
                     (MetricType::Dst, Some(field)) => {
                         slot.summary.add(amount);
                         slot.sums.entry(field).or_default().add(amount);
-                        if let Some(bin) = Bin::of(amount) {
+                        if let Some(bin) = bin {
                             *slot.bins.entry((field, bin)).or_insert(0) += 1;
                         }
                     }
@@ -223,7 +230,7 @@ impl BatchBuilder<'_> {
                         self.value.push(FIELD_SEPARATOR);
                         self.value.push_str(SUM_SUFFIX);
                         slot.ops.incr(&self.value, Number::Float(amount));
-                        if let Some(bin) = Bin::of(amount) {
+                        if let Some(bin) = bin {
                             self.value.truncate(label + 1);
                             bin.write_suffix(&mut self.value);
                             slot.ops.incr(&self.value, Number::Int(1));

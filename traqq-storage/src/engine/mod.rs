@@ -10,12 +10,12 @@ use std::sync::Arc;
 use traqq_core::bucket::{BucketKind, Calendar};
 use traqq_core::config::TraqqConfig;
 use traqq_core::event::IncomingEvent;
-use traqq_core::ops::OpGenerator;
+use traqq_core::ops::{BatchBuilder, OpGenerator};
 use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
 use traqq_core::result::QueryResult;
 
 use crate::clock::{Clock, SystemClock};
-use crate::outcome::{BatchOutcome, Recorded, Rejected};
+use crate::outcome::{BatchOutcome, Recorded};
 use crate::retention::{AutoPrune, AutoPruneStatus, PruneReport};
 use crate::storage::Storage;
 use crate::{Error, Result};
@@ -151,11 +151,26 @@ impl Traqq {
     where
         I: IntoIterator<Item = &'a str>,
     {
-        self.record_results(
-            lines
-                .into_iter()
-                .map(|l| IncomingEvent::parse_str_with(l, self.event_limits()).map_err(Error::from)),
-        )
+        let limits = self.event_limits();
+        if self.generator.claims_ids() {
+            return self.record_results(
+                lines
+                    .into_iter()
+                    .map(|l| IncomingEvent::parse_str_with(l, limits).map_err(Error::from)),
+            );
+        }
+        // One event parsed into over and over: its property list is allocated once per call.
+        let now = self.now();
+        let mut event = IncomingEvent::default();
+        let mut builder = self.generator.batch();
+        let mut outcome = BatchOutcome::default();
+        for (index, line) in lines.into_iter().enumerate() {
+            let added = event
+                .reparse_str_with(line, limits)
+                .and_then(|()| builder.add(&event, now));
+            outcome.count(index, added.map_err(Error::from));
+        }
+        self.apply_built(builder, outcome, now)
     }
 
     /// Records pre-parsed events, some of which may already have failed to parse.
@@ -170,11 +185,21 @@ impl Traqq {
         let mut builder = self.generator.batch();
         let mut outcome = BatchOutcome::default();
         for (index, event) in events.into_iter().enumerate() {
-            match event.and_then(|e| builder.add(&e, now).map_err(Error::from)) {
-                Ok(()) => outcome.recorded += 1,
-                Err(error) => outcome.rejected.push(Rejected { index, error }),
-            }
+            outcome.count(
+                index,
+                event.and_then(|e| builder.add(&e, now).map_err(Error::from)),
+            );
         }
+        self.apply_built(builder, outcome, now)
+    }
+
+    /// Applies a built batch, unless every event of it was rejected.
+    fn apply_built(
+        &self,
+        builder: BatchBuilder<'_>,
+        outcome: BatchOutcome,
+        now: i64,
+    ) -> Result<BatchOutcome> {
         if outcome.recorded > 0 {
             self.prune_if_due(now);
             self.storage.apply(&builder.finish())?;
