@@ -131,17 +131,39 @@ impl<'a> IncomingEvent<'a> {
     /// many lines parses each into one event and allocates nothing per line for the
     /// properties. On error the event is left empty.
     pub fn reparse_str_with(&mut self, json: &'a str, limits: EventLimits) -> Result<()> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let parsed = self
+            .deserialize_reusing(&mut de, limits)
+            .and_then(|()| de.end())
+            .map_err(|e| Error::Json(e.to_string()))
+            .and_then(|()| self.check_name());
+        if parsed.is_err() {
+            self.properties.clear();
+        }
+        parsed
+    }
+
+    /// Deserializes one event within `limits` into this one, reusing its storage (not
+    /// checking its name, as the `DeserializeSeed` of [`EventLimits`]). On error the event is
+    /// left empty.
+    pub fn deserialize_reusing<D: Deserializer<'a>>(
+        &mut self,
+        deserializer: D,
+        limits: EventLimits,
+    ) -> std::result::Result<(), D::Error> {
         let mut out = std::mem::take(&mut self.properties);
         out.clear();
-        let mut de = serde_json::Deserializer::from_str(json);
-        let parsed = limits
-            .deserialize_into(&mut de, out)
-            .map_err(|e| Error::Json(e.to_string()))
-            .and_then(|event| de.end().map(|()| event).map_err(|e| Error::Json(e.to_string())));
-        let event = parsed?;
-        event.check_name()?;
-        *self = event;
+        *self = limits.deserialize_into(deserializer, out)?;
         Ok(())
+    }
+
+    /// Moves the properties into a new event holding exactly them (one allocation of their
+    /// size), leaving this one empty with its room: events parsed with
+    /// [`IncomingEvent::deserialize_reusing`] and kept take no more memory than they need.
+    pub fn take_exact(&mut self) -> IncomingEvent<'a> {
+        IncomingEvent {
+            properties: self.properties.drain(..).collect(),
+        }
     }
 
     /// Parses one JSON object from bytes (which must be UTF-8), borrowing its strings

@@ -12,7 +12,12 @@ fn is_edge(c: char) -> bool {
 /// True when `v` holds `:` or `~` (both ASCII: their bytes never occur inside another
 /// character's UTF-8 encoding).
 fn has_separator(v: &str) -> bool {
-    memchr::memchr2(b':', b'~', v.as_bytes()).is_some()
+    // Most values are a few bytes long, where memchr's set-up costs more than a plain scan.
+    if v.len() < 32 {
+        v.bytes().any(|b| b == b':' || b == b'~')
+    } else {
+        memchr::memchr2(b':', b'~', v.as_bytes()).is_some()
+    }
 }
 
 /// True when the first and last bytes are ASCII characters that trimming keeps.
