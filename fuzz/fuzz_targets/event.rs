@@ -18,12 +18,23 @@ fuzz_target!(|data: &[u8]| {
     if let (Ok(a), Ok(b)) = (&parsed, &plain) {
         assert_eq!(a, b);
     }
-    // Text and bytes parse alike.
+    // Text and bytes parse alike; so does reparsing into an event that held another one
+    // (`record_json_lines`), which is left empty on error.
     if let Ok(text) = std::str::from_utf8(data) {
         match (IncomingEvent::parse_str(text), &parsed) {
             (Ok(a), Ok(b)) => assert_eq!(&a, b, "parse_str and parse_slice disagree"),
             (Err(_), Err(_)) => {}
             (a, b) => panic!("parse_str: {a:?}, parse_slice: {b:?}"),
+        }
+        let mut reused = IncomingEvent::default();
+        let earlier = r#"{"event":"earlier","a":1,"b":"x","c":{"d":true},"e":2.5,"f":"y"}"#;
+        reused.reparse_str_with(earlier, limits).unwrap();
+        match (reused.reparse_str_with(text, limits), &parsed) {
+            (Ok(()), Ok(b)) => assert_eq!(&reused, b, "reparse and parse_slice disagree"),
+            (Err(_), Err(_)) => {
+                assert_eq!(reused.properties().count(), 0, "a failed reparse left properties")
+            }
+            (a, b) => panic!("reparse: {a:?}, parse_slice: {b:?}"),
         }
     }
     // Tight limits: the caps hold whatever the input.

@@ -111,6 +111,15 @@ impl KeyOps {
         }
     }
 
+    /// Makes room for `more` new fields, members or values at once.
+    pub fn reserve(&mut self, more: usize) {
+        match self {
+            KeyOps::Hash(m) => m.reserve(more),
+            KeyOps::Hll(s) | KeyOps::Members(s) => s.reserve(more),
+            KeyOps::Scores(m) => m.reserve(more),
+        }
+    }
+
     /// Number of (field/member/value) operations.
     pub fn len(&self) -> usize {
         match self {

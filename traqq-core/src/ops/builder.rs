@@ -307,6 +307,17 @@ impl BatchBuilder<'_> {
                     field.push_str(interners.get(part).map_or("", |t| t.text(id)));
                 }
             };
+            // Every packed field becomes a text field here: room for all of them at once, not
+            // a rehash of the fields so far at each doubling.
+            let dst_bins = if m.metric == MetricType::Dst {
+                slot.bins.len()
+            } else {
+                0
+            };
+            slot.ops.reserve(slot.counts.len() + slot.sums.len() + dst_bins);
+            if m.metric == MetricType::Adv {
+                slot.label_counts.reserve(slot.sums.len());
+            }
             for (packed, events) in slot.counts.drain() {
                 field_text(packed, &mut field);
                 match m.metric {
