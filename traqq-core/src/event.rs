@@ -119,12 +119,9 @@ impl<'a> IncomingEvent<'a> {
 
     /// Parses one JSON object from text within `limits`, borrowing its strings.
     pub fn parse_str_with(json: &'a str, limits: EventLimits) -> Result<Self> {
-        let mut de = serde_json::Deserializer::from_str(json);
-        let event = limits
-            .deserialize(&mut de)
-            .map_err(|e| Error::Json(e.to_string()))?;
-        de.end().map_err(|e| Error::Json(e.to_string()))?;
-        event.validated()
+        let mut event = IncomingEvent::default();
+        event.reparse_str_with(json, limits)?;
+        Ok(event)
     }
 
     /// [`IncomingEvent::parse_str_with`] into this event, reusing its storage: a loop over
