@@ -1,6 +1,6 @@
 //! Packed maps, the stored hash/leaderboard/set values of traqq-rocks and traqq-sled
-//! (traqq-storage `packed::entries`, `packed::without_fields`), and traqq-sled's fold of
-//! sorted increments into a stored map (`codec::fold_map`, through its fuzzing hook).
+//! (traqq-storage `packed::entries`, `packed::without_fields`), and the fold of sorted
+//! increments into a stored map both backends use (`packed::fold_sorted`).
 //!
 //! Input: `stored value` up to the first `0xFE 0xFF` pair, then the updates to fold in.
 #![no_main]
@@ -8,7 +8,7 @@
 use arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use traqq_core::batch::Number;
-use traqq_storage::packed::{entries, push_entry, without_fields, DecodeError, Entry, MAP};
+use traqq_storage::packed::{entries, fold_sorted, push_entry, without_fields, DecodeError, Entry, MAP};
 
 /// The entries of `value`, or the error that ends them (entries before it are counted).
 fn read(value: &[u8]) -> (Vec<(&[u8], Entry)>, Option<DecodeError>) {
@@ -88,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => assert_eq!(Some(e), error, "without_fields failed differently"),
     }
 
-    // The sled fold: stored map (or none) plus arbitrary updates.
+    // The fold: stored map (or none) plus arbitrary updates.
     let owned: Vec<(Vec<u8>, Entry)> = (0..u.int_in_range(0..=16u8).unwrap_or(0))
         .map_while(|_| {
             let field: Vec<u8> = u.arbitrary().ok()?;
@@ -102,22 +102,22 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     let mut updates: Vec<(&[u8], Entry)> = owned.iter().map(|(f, e)| (f.as_slice(), *e)).collect();
     let existing = (!stored.is_empty()).then_some(stored);
-    match traqq_sled::fuzzing::fold_map(existing, &mut updates) {
+    match fold_sorted(existing, &mut updates) {
         Ok(folded) => {
             let (out, e) = read(&folded);
-            assert!(e.is_none(), "fold_map wrote a malformed map");
+            assert!(e.is_none(), "fold_sorted wrote a malformed map");
             let sorted_unique = |v: &[(&[u8], Entry)]| v.windows(2).all(|w| w[0].0 < w[1].0);
             if existing.is_none() || (error.is_none() && sorted_unique(&items)) {
-                assert!(sorted_unique(&out), "fold_map of a sorted map is not sorted");
+                assert!(sorted_unique(&out), "fold_sorted of a sorted map is not sorted");
                 // Every stored and every updated field is in the result.
                 for (f, _) in items.iter().chain(updates.iter()) {
-                    assert!(out.iter().any(|(g, _)| g == f), "fold_map lost field {f:?}");
+                    assert!(out.iter().any(|(g, _)| g == f), "fold_sorted lost field {f:?}");
                 }
             }
         }
         Err(e) => assert!(
             existing.is_some() && error == Some(e),
-            "fold_map failed on a readable map"
+            "fold_sorted failed on a readable map"
         ),
     }
 });

@@ -272,27 +272,26 @@ fn fold_one_at_a_time(existing: Option<&[u8]>, operands: &[&[u8]], full: bool) -
 
 /// The merge of maps whose first one is sorted by field (every stored value and combined
 /// operand is: [`Acc::encode`] writes them so): the later maps' entries are added up by field,
-/// only those are sorted, and one pass adds them into the first. A read of a key with pending
-/// operands used to hash and then sort every field of its stored value (thousands, for an
-/// hour of a leaderboard) to add a few hundred.
+/// and [`packed::fold_sorted`] sorts only those and merges them into the first in one pass. A
+/// read of a key with pending operands used to hash and then sort every field of its stored
+/// value (thousands, for an hour of a leaderboard) to add a few hundred.
 ///
 /// `None` for anything else, which [`merge`] then folds one input at a time: a first input
-/// that is not a map or not sorted, a malformed entry, a field holding both a number and a set
-/// member (the first one seen must stay, as there). Otherwise the result is the one-at-a-time
-/// fold's, except that the later maps' floats are added up before they are added to the
-/// first's (as RocksDB's partial merges of operands do).
+/// that is not a map or not sorted, a malformed entry, operands holding both a number and a set
+/// member for one field (the first one seen must stay, as there). Otherwise the result is the
+/// one-at-a-time fold's, except that the later maps' floats are added up before they are
+/// added to the first's (as RocksDB's partial merges of operands do).
 fn merge_into_sorted_map<'a>(first: &'a [u8], rest: &[&'a [u8]]) -> Option<Vec<u8>> {
-    use std::cmp::Ordering;
     if first.first() != Some(&MAP) {
         return None;
     }
-    let mut sorted: Vec<(&[u8], Entry)> = Vec::new();
+    let mut last: Option<&[u8]> = None;
     for item in entries(first).ok()? {
-        let (field, entry) = item.ok()?;
-        if sorted.last().is_some_and(|&(last, _)| last >= field) {
+        let (field, _) = item.ok()?;
+        if last.is_some_and(|last| last >= field) {
             return None;
         }
-        sorted.push((field, entry));
+        last = Some(field);
     }
     let mut later: HashMap<&[u8], Entry> = HashMap::new();
     for bytes in rest {
@@ -307,28 +306,7 @@ fn merge_into_sorted_map<'a>(first: &'a [u8], rest: &[&'a [u8]]) -> Option<Vec<u
         }
     }
     let mut later: Vec<(&[u8], Entry)> = later.into_iter().collect();
-    later.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let size: usize = sorted.iter().chain(&later).map(|(f, _)| f.len() + 11).sum();
-    let mut out = Vec::with_capacity(1 + size);
-    out.push(MAP);
-    let (mut sorted, mut later) = (sorted.into_iter().peekable(), later.into_iter().peekable());
-    loop {
-        let (field, entry) = match (sorted.peek(), later.peek()) {
-            (Some(a), Some(b)) => match a.0.cmp(b.0) {
-                Ordering::Less => sorted.next()?,
-                Ordering::Greater => later.next()?,
-                Ordering::Equal => {
-                    let ((field, a), (_, b)) = (sorted.next()?, later.next()?);
-                    (field, a.plus(b)?)
-                }
-            },
-            (Some(_), None) => sorted.next()?,
-            (None, Some(_)) => later.next()?,
-            (None, None) => break,
-        };
-        push_entry(&mut out, field, entry);
-    }
-    Some(out)
+    packed::fold_sorted(Some(first), &mut later).ok()
 }
 
 #[cfg(test)]
@@ -540,11 +518,15 @@ mod tests {
                 ("e".into(), Entry::Member),
             ]
         );
-        // The general fold instead: a first map out of order, a member where the stored value
-        // has a number, a sketch, a stored value cut short.
-        assert!(merge_into_sorted_map(&op, &[&stored[..]]).is_none());
+        // A member where the stored value has a number is dropped, as folding one at a time
+        // drops it; members and numbers for one field among the operands take that fold.
         let misfit = packed(&[("b".into(), 2, 0)]);
-        assert!(merge_into_sorted_map(&stored, &[&misfit[..]]).is_none());
+        let kept = merge_into_sorted_map(&stored, &[&misfit[..]]).unwrap();
+        assert_eq!(kept, stored);
+        assert_eq!(kept, fold_one_at_a_time(Some(&stored), &[&misfit[..]], true));
+        assert!(merge_into_sorted_map(&stored, &[&misfit[..], &op[..]]).is_none());
+        // So do a first map out of order, a sketch, a stored value cut short.
+        assert!(merge_into_sorted_map(&op, &[&stored[..]]).is_none());
         let hashes = encode_hashes(SketchFamily::Traqq, [String::from("x")].iter());
         assert!(merge_into_sorted_map(&hashes, &[&op[..]]).is_none());
         let cut = &stored[..stored.len() - 3];

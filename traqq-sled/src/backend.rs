@@ -17,7 +17,7 @@ use traqq_storage::{
     decode_sketch, Capabilities, ClaimIndex, Durability, Error, LabelIndex, Result, Storage,
 };
 
-use crate::codec::{fold_map, FORMAT, FORMAT_KEY, UPGRADES_IN_PLACE};
+use crate::codec::{FORMAT, FORMAT_KEY, UPGRADES_IN_PLACE};
 use crate::config::SledConfig;
 use crate::flush::GroupFlush;
 use crate::log::{self, log_key, parse_log_key, LOG};
@@ -261,7 +261,8 @@ impl SledStorage {
                 }
             };
             let stored = self.db.get(key.as_bytes()).map_err(backend_error)?;
-            let folded = fold_map(stored.as_deref(), &mut updates).map_err(|m| corrupt(key, m.message()))?;
+            let folded = packed::fold_sorted(stored.as_deref(), &mut updates)
+                .map_err(|m| corrupt(key, m.message()))?;
             out.insert(key.as_bytes(), folded);
         }
         for (seq, chunks) in &pending.logged {

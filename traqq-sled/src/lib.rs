@@ -79,7 +79,6 @@ pub mod fuzzing {
     #[cfg(fuzzing)]
     mod hooks {
         use traqq_core::batch::{Batch, KeyOps};
-        use traqq_storage::packed::{DecodeError, Entry};
 
         /// Replays one logged batch (its chunks concatenated) as reopening does: the coalesced
         /// operations per key, or `None` where replay refuses the record.
@@ -97,14 +96,6 @@ pub mod fuzzing {
         /// The log chunks of `batch`.
         pub fn encode_log(batch: &Batch) -> Vec<Vec<u8>> {
             crate::log::encode(batch)
-        }
-
-        /// Folds `updates` into the stored packed map `existing`, as the log fold does.
-        pub fn fold_map(
-            existing: Option<&[u8]>,
-            updates: &mut [(&[u8], Entry)],
-        ) -> Result<Vec<u8>, DecodeError> {
-            crate::codec::fold_map(existing, updates)
         }
     }
 }

@@ -174,6 +174,58 @@ pub fn without_fields(value: &[u8], fields: &[String]) -> Result<Option<Vec<u8>>
     Ok((out.len() > 1).then_some(out))
 }
 
+/// The stored map `existing` (absent: empty; its entries sorted by field, as stored values
+/// are) with `updates` added, as a new stored value: `updates` are sorted here, equal fields
+/// add up, and one pass merges them into the stored entries. An update that does not fit its
+/// entry (a number added to a set member, or the reverse) is dropped. Errors on a damaged
+/// `existing`. How sled folds its log into the data and RocksDB pending operands into a value.
+pub fn fold_sorted(existing: Option<&[u8]>, updates: &mut [(&[u8], Entry)]) -> Result<Vec<u8>, DecodeError> {
+    updates.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::with_capacity(existing.map_or(0, <[u8]>::len) + updates.len() * 24 + 1);
+    out.push(MAP);
+    let mut old = match existing {
+        Some(v) => Some(entries(v)?),
+        None => None,
+    };
+    let mut next_old = || old.as_mut().and_then(Iterator::next).transpose();
+    let mut cur = next_old()?;
+    let mut new = updates.iter().copied().peekable();
+    loop {
+        // Updates to one field, coalesced (a misfit is dropped, as in the RocksDB backend).
+        let upd = match new.next() {
+            Some((field, mut entry)) => {
+                while let Some(&(f, e)) = new.peek() {
+                    if f != field {
+                        break;
+                    }
+                    entry = entry.plus(e).unwrap_or(entry);
+                    new.next();
+                }
+                Some((field, entry))
+            }
+            None => None,
+        };
+        // Stored entries before the update's field are copied as they are.
+        while let Some((field, entry)) = cur {
+            if upd.is_some_and(|(f, _)| field >= f) {
+                break;
+            }
+            push_entry(&mut out, field, entry);
+            cur = next_old()?;
+        }
+        let Some((field, entry)) = upd else {
+            return Ok(out);
+        };
+        match cur {
+            Some((f, stored)) if f == field => {
+                push_entry(&mut out, field, stored.plus(entry).unwrap_or(stored));
+                cur = next_old()?;
+            }
+            _ => push_entry(&mut out, field, entry),
+        }
+    }
+}
+
 /// The entries of a packed map as `(field bytes, entry)`, in stored order; made by
 /// [`entries`]. A malformed entry is an error and ends the iteration.
 #[derive(Debug, Clone)]
@@ -351,5 +403,93 @@ mod tests {
         }
         assert_eq!(DecodeError::NotAMap.to_string(), "is not a packed map");
         assert_eq!(DecodeError::Malformed.to_string(), "malformed map entry");
+    }
+
+    fn text_map(v: &[u8]) -> Vec<(String, Entry)> {
+        map(v)
+            .into_iter()
+            .map(|(f, e)| (String::from_utf8(f).unwrap(), e))
+            .collect()
+    }
+
+    fn int(i: i64) -> Entry {
+        Entry::Number(Number::Int(i))
+    }
+
+    #[test]
+    fn folds_merge_sorted_and_add_up() {
+        let long = "x".repeat(300);
+        let mut ups = vec![
+            (&b"b"[..], int(2)),
+            (&b"a"[..], int(3)),
+            (&b"b"[..], Entry::Number(Number::Float(0.5))),
+        ];
+        let one = fold_sorted(None, &mut ups).unwrap();
+        assert_eq!(
+            text_map(&one),
+            vec![
+                ("a".into(), int(3)),
+                ("b".into(), Entry::Number(Number::Float(2.5)))
+            ]
+        );
+        let mut more = vec![
+            (long.as_bytes(), int(1)),
+            (&b"0"[..], int(1)),
+            (&b"a"[..], int(1)),
+        ];
+        let two = fold_sorted(Some(&one), &mut more).unwrap();
+        assert_eq!(
+            text_map(&two),
+            vec![
+                ("0".into(), int(1)),
+                ("a".into(), int(4)),
+                ("b".into(), Entry::Number(Number::Float(2.5))),
+                (long, int(1)),
+            ]
+        );
+        assert_eq!(fold_sorted(Some(&two), &mut []).unwrap(), two);
+        let mut members = vec![(&b"k"[..], Entry::Member), (&b"k"[..], Entry::Member)];
+        assert_eq!(
+            text_map(&fold_sorted(None, &mut members).unwrap()),
+            vec![("k".into(), Entry::Member)]
+        );
+    }
+
+    #[test]
+    fn damaged_values_and_misfits_are_errors_not_panics() {
+        for bad in [
+            &b"M\x05ab"[..],
+            b"M\x01ai",
+            b"M\x01az",
+            b"M\xff\xff\xff\xff\xff\x01",
+            b"X",
+        ] {
+            assert!(
+                fold_sorted(Some(bad), &mut [(&b"a"[..], int(1))]).is_err(),
+                "{bad:?}"
+            );
+        }
+        let stored = fold_sorted(None, &mut [(&b"a"[..], Entry::Member)]).unwrap();
+        assert_eq!(
+            fold_sorted(Some(&stored), &mut [(&b"a"[..], int(1))]).unwrap(),
+            stored
+        );
+    }
+
+    #[test]
+    fn folded_maps_are_stored_byte_for_byte() {
+        // The stored value: entries sorted by field, in the layout `traqq_storage::packed` pins.
+        let long = "x".repeat(200);
+        let mut want = vec![MAP];
+        push_entry(&mut want, b"a", Entry::Number(Number::Float(0.5)));
+        push_entry(&mut want, b"b", int(3));
+        push_entry(&mut want, long.as_bytes(), int(-1));
+        let mut ups = vec![
+            (long.as_bytes(), int(-1)),
+            (&b"b"[..], int(1)),
+            (&b"a"[..], Entry::Number(Number::Float(0.5))),
+        ];
+        let one = fold_sorted(None, &mut ups).unwrap();
+        assert_eq!(fold_sorted(Some(&one), &mut [(&b"b"[..], int(2))]).unwrap(), want);
     }
 }
