@@ -28,16 +28,21 @@ pub struct ZoneTimes {
 }
 
 /// Records `events` events of the standard workload ending at `now` into `store` (hourly
-/// buckets on) and times the queries, `runs` times each.
+/// buckets on; with `stored_zone`, `zone` in `time.extra_zones` too) and times the queries,
+/// `runs` times each.
 pub fn measure(
     store: Box<dyn Storage>,
     events: usize,
     now: i64,
     zone: Tz,
+    stored_zone: bool,
     runs: usize,
 ) -> traqq_storage::Result<ZoneTimes> {
     let mut config = standard_config();
     config.time.store_hourly = true;
+    if stored_zone {
+        config.time.extra_zones = vec![zone.name().to_owned()];
+    }
     let traqq = Traqq::new(config, store, "bench")?.with_clock(ManualClock::new(now));
     fill(&traqq, events, now)?;
     traqq.flush()?;
@@ -81,22 +86,28 @@ pub fn measure(
 
 /// What storing finer buckets costs: `events` events of the standard workload recorded into
 /// RocksDB (compacted afterwards) and into the memory store, with daily buckets only, with hours,
-/// and with hours and quarter hours. Per option: bytes on disk and keys held.
+/// with hours and quarter hours, and with hours and the days of `zone` (`time.extra_zones`).
+/// Per option: bytes on disk and keys held.
 pub fn storage_cost(
     dir: &std::path::Path,
     events: usize,
     now: i64,
+    zone: Tz,
 ) -> traqq_storage::Result<Vec<(&'static str, u64, usize)>> {
     let options = [
-        ("days", false, false),
-        ("days + hours", true, false),
-        ("days + hours + quarters", true, true),
+        ("days", false, false, false),
+        ("days + hours", true, false, false),
+        ("days + hours + quarters", true, true, false),
+        ("days + hours + the other zone's days", true, false, true),
     ];
     let mut out = Vec::new();
-    for (i, (name, hourly, quarters)) in options.into_iter().enumerate() {
+    for (i, (name, hourly, quarters, stored_zone)) in options.into_iter().enumerate() {
         let mut config = standard_config();
         config.time.store_hourly = hourly;
         config.time.store_quarter_hours = quarters;
+        if stored_zone {
+            config.time.extra_zones = vec![zone.name().to_owned()];
+        }
         let path = dir.join(format!("cost{i}"));
         let rocks = std::sync::Arc::new(traqq_rocks::RocksStorage::open(
             &path,

@@ -39,7 +39,14 @@ pub struct TimeConfig {
     /// (Asia/Kolkata, Asia/Kathmandu, America/St_Johns, Australia/Adelaide) are assembled from
     /// at query time. Costs a third bucket per metric and event (see the README).
     pub store_quarter_hours: bool,
+    /// Other IANA zones whose calendar days are also stored, each under its own key prefix
+    /// (`prefix@Asia/Tokyo`): a query in one of them reads its days directly instead of
+    /// assembling them from hours. Costs one more day bucket per metric and event per zone.
+    pub extra_zones: Vec<String>,
 }
+
+/// Zones `time.extra_zones` may list: each adds a bucket per metric to every event.
+pub const MAX_EXTRA_ZONES: usize = 8;
 
 impl Default for TimeConfig {
     fn default() -> Self {
@@ -47,6 +54,7 @@ impl Default for TimeConfig {
             store_hourly: false,
             timezone: "UTC".into(),
             store_quarter_hours: false,
+            extra_zones: Vec::new(),
         }
     }
 }
@@ -201,6 +209,7 @@ impl TraqqConfig {
     /// Checks the whole configuration; the error names the first offending field or pattern.
     pub fn validate(&self) -> Result<()> {
         self.time.zone()?;
+        self.time.extra_zones()?;
         let limits = &self.limits;
         if limits.max_value_length == 0 {
             return Err(Error::config("limits.max_value_length", "must be at least 1"));
@@ -324,16 +333,45 @@ impl TraqqConfig {
 impl TimeConfig {
     /// The configured time zone, or an error naming `time.timezone`.
     pub fn zone(&self) -> Result<chrono_tz::Tz> {
-        self.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
-            Error::config(
-                "time.timezone",
-                format!(
-                    "unknown time zone {:?} (expected an IANA name such as \"Europe/Berlin\")",
-                    self.timezone
-                ),
-            )
-        })
+        parse_zone("time.timezone", &self.timezone)
     }
+
+    /// The zones of `time.extra_zones`, or an error naming the entry at fault: unknown, the
+    /// store's own zone, listed twice, or more than [`MAX_EXTRA_ZONES`].
+    pub fn extra_zones(&self) -> Result<Vec<chrono_tz::Tz>> {
+        if self.extra_zones.len() > MAX_EXTRA_ZONES {
+            return Err(Error::config(
+                "time.extra_zones",
+                format!(
+                    "{} zones, more than the {MAX_EXTRA_ZONES} allowed",
+                    self.extra_zones.len()
+                ),
+            ));
+        }
+        let own = self.zone()?;
+        let mut zones = Vec::with_capacity(self.extra_zones.len());
+        for (i, name) in self.extra_zones.iter().enumerate() {
+            let field = format!("time.extra_zones[{i}]");
+            let zone = parse_zone(&field, name)?;
+            if zone == own {
+                return Err(Error::config(&field, format!("{name:?} is time.timezone itself")));
+            }
+            if zones.contains(&zone) {
+                return Err(Error::config(&field, format!("{name:?} is listed twice")));
+            }
+            zones.push(zone);
+        }
+        Ok(zones)
+    }
+}
+
+fn parse_zone(field: &str, name: &str) -> Result<chrono_tz::Tz> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        Error::config(
+            field,
+            format!("unknown time zone {name:?} (expected an IANA name such as \"Europe/Berlin\")"),
+        )
+    })
 }
 
 fn check_parts(field: &str, pattern: &Pattern, limits: &LimitsConfig) -> Result<()> {

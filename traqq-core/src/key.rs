@@ -269,6 +269,20 @@ pub fn key_set_key(prefix: &str, bucket: BucketKind, timestamp: i64) -> String {
     format!("{prefix}:k:{bucket}:{timestamp}")
 }
 
+/// The prefix the days of extra zone `zone` (`time.extra_zones`) are stored under:
+/// `prefix@Asia/Tokyo`, so `myapp@Asia/Tokyo:add:d:1764255600:event` is the Tokyo day of
+/// `myapp:add:…:event`. Zone names hold no `:`, `~` or whitespace, so this is a valid prefix
+/// that cannot be confused with the store's own keys.
+pub fn extra_zone_prefix(prefix: &str, zone: chrono_tz::Tz) -> String {
+    format!("{prefix}@{}", zone.name())
+}
+
+/// The key of the set that says since when each extra zone's days are complete:
+/// `prefix:k:zones`, members `Asia/Tokyo=1764255600` (see the storage engine).
+pub fn extra_zones_key(prefix: &str) -> String {
+    format!("{prefix}:k:zones")
+}
+
 /// Adds each bucket's key set to the prefix's bucket registry ([`bucket_registry_key`], read
 /// by retention). The newest bucket goes first, so the registry entry carries the newest
 /// bucket (a backend that expires keys by bucket keeps it longest).

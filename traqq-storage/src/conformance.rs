@@ -28,6 +28,7 @@ pub mod faulty;
 pub mod hashes;
 pub mod labels;
 pub mod persistent;
+pub mod zones;
 
 pub use faulty::Faulty;
 use hashes::hash_map;
@@ -54,6 +55,7 @@ pub fn run_all(storage: &dyn Storage) {
     labels::run_all(storage);
     distributions::run_all(storage);
     dumps::run_all(storage);
+    zones::run_all(storage);
 }
 
 /// A prefix no other check (or earlier run against the same server) uses.

@@ -179,9 +179,11 @@ fn concurrent_writers_prune_once_per_day() {
         .unwrap()
         .with_clock(Arc::clone(&clock));
     record(&traqq, &[DAY0 + 60]);
+    // The engine's first write also reads which extra zones' days are complete (and, listing
+    // none, would remove any mark): one more set read, once per engine.
     assert_eq!(
         store.member_reads.load(Ordering::SeqCst),
-        1,
+        1 + 1,
         "the first write prunes"
     );
     assert_eq!(store.deletes.load(Ordering::SeqCst), 0, "nothing expired yet");
@@ -201,7 +203,7 @@ fn concurrent_writers_prune_once_per_day() {
     // One prune: one read of the registry and one of the expired entries' key lists (a second
     // prune would read the registry again), one delete of the expired keys (their entries
     // leave the registry through `remove_members`).
-    assert_eq!(store.member_reads.load(Ordering::SeqCst), 1 + 2);
+    assert_eq!(store.member_reads.load(Ordering::SeqCst), 2 + 2);
     assert_eq!(store.deletes.load(Ordering::SeqCst), 1);
     let report = traqq.last_auto_prune().unwrap();
     assert_eq!(

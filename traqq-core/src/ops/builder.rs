@@ -2,7 +2,7 @@
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 
-use super::caches::{BucketCache, Interner, NO_ID};
+use super::caches::{BucketCache, BucketId, Interner, NO_ID};
 use super::{CompiledMetric, OpGenerator, MAX_AMOUNT};
 use crate::batch::{Batch, KeyEntry, KeyOps, Number};
 use crate::bucket::BucketKind;
@@ -22,7 +22,7 @@ use crate::{Error, Result};
 pub struct BatchBuilder<'g> {
     generator: &'g OpGenerator,
     /// The batch's buckets, numbered in order of arrival.
-    buckets: Vec<(BucketKind, i64)>,
+    buckets: Vec<BucketId>,
     /// Slot `bucket number * metrics + metric index`: direct indexing, no hashing per op.
     slots: Vec<Option<Slot>>,
     /// Compound-value buffer for fields that are not packed and for `bmp` values.
@@ -44,6 +44,10 @@ pub struct BatchBuilder<'g> {
     days: BucketCache,
     hours: BucketCache,
     quarters: BucketCache,
+    /// Per extra zone (`time.extra_zones`), its recent days ...
+    zone_days: Vec<BucketCache>,
+    /// ... and the current event's day in each.
+    zone_numbers: Vec<usize>,
     events: usize,
 }
 
@@ -117,6 +121,12 @@ impl<'g> BatchBuilder<'g> {
             days: BucketCache::default(),
             hours: BucketCache::default(),
             quarters: BucketCache::default(),
+            zone_days: generator
+                .extra_zones
+                .iter()
+                .map(|_| BucketCache::default())
+                .collect(),
+            zone_numbers: Vec::with_capacity(generator.extra_zones.len()),
             events: 0,
         }
     }
@@ -131,7 +141,7 @@ impl BatchBuilder<'_> {
         self.values.clear();
         g.write_values(event, &mut self.values, &mut self.spans);
         self.applies.clear();
-        let buckets = 1 + usize::from(g.hourly) + usize::from(g.quarterly);
+        let buckets = 1 + usize::from(g.hourly) + usize::from(g.quarterly) + g.extra_zones.len();
         let mut count = 0;
         for m in &g.metrics {
             let amount = match &m.add_key {
@@ -158,17 +168,21 @@ impl BatchBuilder<'_> {
             });
         }
 
-        let day = self
-            .days
-            .number(&g.calendar, BucketKind::Day, ts, &mut self.buckets);
-        let hour = g.hourly.then(|| {
-            self.hours
-                .number(&g.calendar, BucketKind::Hour, ts, &mut self.buckets)
-        });
+        let own = (0, &g.calendar);
+        let day = self.days.number(own, BucketKind::Day, ts, &mut self.buckets);
+        let hour = g
+            .hourly
+            .then(|| self.hours.number(own, BucketKind::Hour, ts, &mut self.buckets));
         let quarter = g.quarterly.then(|| {
             self.quarters
-                .number(&g.calendar, BucketKind::Quarter, ts, &mut self.buckets)
+                .number(own, BucketKind::Quarter, ts, &mut self.buckets)
         });
+        self.zone_numbers.clear();
+        for (i, ((calendar, _), cache)) in g.extra_zones.iter().zip(&mut self.zone_days).enumerate() {
+            let index = u8::try_from(i + 1).unwrap_or(u8::MAX);
+            let number = cache.number((index, calendar), BucketKind::Day, ts, &mut self.buckets);
+            self.zone_numbers.push(number);
+        }
         let per_bucket = g.metrics.len();
         let needed = self.buckets.len() * per_bucket;
         if self.slots.len() < needed {
@@ -201,7 +215,8 @@ impl BatchBuilder<'_> {
             } else {
                 None
             };
-            for number in std::iter::once(day).chain(hour).chain(quarter) {
+            let zone_days = self.zone_numbers.iter().copied();
+            for number in std::iter::once(day).chain(hour).chain(quarter).chain(zone_days) {
                 let Some(slot) = self.slots.get_mut(number * per_bucket + index) else {
                     continue;
                 };
@@ -282,18 +297,23 @@ impl BatchBuilder<'_> {
         let mut batch = Batch::new();
         let mut key = String::with_capacity(96);
         let mut field = String::with_capacity(96);
-        let mut buckets: Vec<(i64, BucketKind)> = Vec::new();
+        // Per calendar (the store's own, then each extra zone): the buckets to register.
+        let mut buckets: Vec<Vec<(i64, BucketKind)>> = vec![Vec::new(); 1 + g.extra_zones.len()];
         // Slots come bucket by bucket: the bucket's key-set key is formatted once per bucket.
         let mut set = (usize::MAX, String::new());
         let per_bucket = g.metrics.len().max(1);
         for (n, slot) in self.slots.into_iter().enumerate() {
             let Some(mut slot) = slot else { continue };
             let (index, number) = (n % per_bucket, n / per_bucket);
-            let (Some(m), Some(&(bucket, start))) = (g.metrics.get(index), self.buckets.get(number)) else {
+            let (Some(m), Some(&(bucket, start, zone))) = (g.metrics.get(index), self.buckets.get(number))
+            else {
                 continue;
             };
-            if !buckets.contains(&(start, bucket)) {
-                buckets.push((start, bucket));
+            let prefix = g.prefix_of(zone);
+            if let Some(list) = buckets.get_mut(usize::from(zone)) {
+                if !list.contains(&(start, bucket)) {
+                    list.push((start, bucket));
+                }
             }
             let interners = &self.interners;
             let field_text = |packed: u64, field: &mut String| {
@@ -352,9 +372,9 @@ impl BatchBuilder<'_> {
                 add_key: m.add_key.as_deref(),
                 part: AdvPart::Sums,
             };
-            key_ref.write_to(&g.prefix, &mut key);
+            key_ref.write_to(prefix, &mut key);
             if set.0 != number {
-                set = (number, key_set_key(&g.prefix, bucket, start));
+                set = (number, key_set_key(prefix, bucket, start));
             }
             let set = set.1.as_str();
             batch.sadd(set, b, &key);
@@ -369,14 +389,14 @@ impl BatchBuilder<'_> {
             );
             if m.metric.has_value_key() {
                 key_ref.part = AdvPart::Summary;
-                key_ref.write_to(&g.prefix, &mut key);
+                key_ref.write_to(prefix, &mut key);
                 batch.sadd(set, b, &key);
                 batch.incr(&key, b, "sum", Number::Float(slot.summary.sum));
                 batch.incr(&key, b, "count", Number::Int(slot.summary.events));
             }
             if m.metric == MetricType::Adv {
                 key_ref.part = AdvPart::Counts;
-                key_ref.write_to(&g.prefix, &mut key);
+                key_ref.write_to(prefix, &mut key);
                 batch.sadd(set, b, &key);
                 batch.put(
                     &key,
@@ -389,7 +409,10 @@ impl BatchBuilder<'_> {
                 );
             }
         }
-        register_buckets(&mut batch, &g.prefix, buckets);
+        for (zone, list) in buckets.into_iter().enumerate() {
+            let zone = u8::try_from(zone).unwrap_or(u8::MAX);
+            register_buckets(&mut batch, g.prefix_of(zone), list);
+        }
         batch
     }
 }

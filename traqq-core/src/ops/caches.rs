@@ -36,6 +36,10 @@ impl Interner {
     }
 }
 
+/// A bucket of a batch: its size, its start, and which calendar it belongs to (0: the
+/// store's own zone, `i`: extra zone `i - 1`, whose keys have their own prefix).
+pub(super) type BucketId = (BucketKind, i64, u8);
+
 /// The last few buckets looked up, so most events skip the time-zone arithmetic.
 #[derive(Debug, Default)]
 pub(super) struct BucketCache {
@@ -45,22 +49,23 @@ pub(super) struct BucketCache {
 }
 
 impl BucketCache {
-    /// The batch-local number of the `kind` bucket holding `ts`, adding it to `buckets` when new.
+    /// The batch-local number of the `kind` bucket of calendar number `index` holding `ts`,
+    /// adding it to `buckets` when new.
     pub(super) fn number(
         &mut self,
-        calendar: &Calendar,
+        (index, calendar): (u8, &Calendar),
         kind: BucketKind,
         ts: i64,
-        buckets: &mut Vec<(BucketKind, i64)>,
+        buckets: &mut Vec<BucketId>,
     ) -> usize {
         if let Some(&(_, _, number)) = self.entries.iter().find(|(s, e, _)| *s <= ts && ts < *e) {
             return number;
         }
         let start = calendar.bucket_start(kind, ts);
-        let number = match buckets.iter().position(|&b| b == (kind, start)) {
+        let number = match buckets.iter().position(|&b| b == (kind, start, index)) {
             Some(n) => n,
             None => {
-                buckets.push((kind, start));
+                buckets.push((kind, start, index));
                 buckets.len() - 1
             }
         };

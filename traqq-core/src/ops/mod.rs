@@ -9,7 +9,7 @@ use crate::bucket::{BucketKind, Calendar};
 use crate::claim::{Claim, IdPolicy};
 use crate::config::TraqqConfig;
 use crate::event::IncomingEvent;
-use crate::key::{validate_prefix, MetricType};
+use crate::key::{extra_zone_prefix, validate_prefix, MetricType};
 use crate::pattern::Pattern;
 use crate::sanitize::sanitize_value;
 use crate::{Error, Result};
@@ -50,6 +50,8 @@ pub struct OpGenerator {
     slot_by_name: hashbrown::HashMap<String, usize>,
     metrics: Vec<CompiledMetric>,
     calendar: Calendar,
+    /// `time.extra_zones`: each zone's calendar and the prefix its days are stored under.
+    extra_zones: Vec<(Calendar, String)>,
     hourly: bool,
     quarterly: bool,
     max_value_length: usize,
@@ -134,6 +136,12 @@ impl OpGenerator {
             names,
             metrics,
             calendar: Calendar::new(config.time.zone()?),
+            extra_zones: config
+                .time
+                .extra_zones()?
+                .into_iter()
+                .map(|zone| (Calendar::new(zone), extra_zone_prefix(prefix, zone)))
+                .collect(),
             hourly: config.time.store_hourly,
             quarterly: config.time.store_quarter_hours,
             max_value_length: config.limits.max_value_length,
@@ -237,6 +245,23 @@ impl OpGenerator {
         &self.calendar
     }
 
+    /// The zones of `time.extra_zones` and the prefix each one's days are stored under.
+    pub fn extra_zones(&self) -> impl ExactSizeIterator<Item = (&Calendar, &str)> {
+        self.extra_zones.iter().map(|(c, p)| (c, p.as_str()))
+    }
+
+    /// The key prefix of calendar number `index` of a batch: the store's own (0), else that of
+    /// extra zone `index - 1`.
+    fn prefix_of(&self, index: u8) -> &str {
+        match index.checked_sub(1) {
+            Some(i) => self
+                .extra_zones
+                .get(usize::from(i))
+                .map_or(&self.prefix, |(_, p)| p),
+            None => &self.prefix,
+        }
+    }
+
     /// Starts a batch. Add events with [`BatchBuilder::add`], then call [`BatchBuilder::finish`].
     pub fn batch(&self) -> BatchBuilder<'_> {
         BatchBuilder::new(self)
@@ -312,6 +337,89 @@ mod tests {
             .collect();
         fields.sort();
         fields
+    }
+
+    #[test]
+    fn extra_zones_write_their_days_under_their_own_prefix() {
+        let mut config = TraqqConfig::default();
+        config.mapping.add = vec!["geo".into()];
+        config.mapping.add_value = vec![crate::config::AddValueConfig {
+            key: "geo".into(),
+            add_key: "amount".into(),
+        }];
+        config.time.extra_zones = vec!["Asia/Tokyo".into(), "America/Los_Angeles".into()];
+        let generator = OpGenerator::new(&config, "t").unwrap();
+        // 2025-11-28T20:00:00Z: the 28th in UTC and Los Angeles, the 29th in Tokyo.
+        let ts = 1_764_360_000;
+        let json = format!(r#"{{"event":"buy","geo":"JP","amount":2,"time":{ts}}}"#);
+        let event = IncomingEvent::parse_str(&json).unwrap();
+        let batch = generator.event_batch(&event, ts).unwrap();
+        let tokyo = 1_764_342_000; // 2025-11-29T00:00 +09:00
+        let los_angeles = 1_764_316_800; // 2025-11-28T00:00 -08:00
+        let utc = 1_764_288_000;
+        for (prefix, day) in [
+            ("t", utc),
+            ("t@Asia/Tokyo", tokyo),
+            ("t@America/Los_Angeles", los_angeles),
+        ] {
+            let key = format!("{prefix}:add:d:{day}:geo");
+            let entry = batch.get(&key).unwrap_or_else(|| panic!("{key} missing"));
+            assert_eq!((entry.bucket, entry.bucket_start), (BucketKind::Day, day));
+            match &entry.ops {
+                KeyOps::Hash(h) => assert_eq!(h.get("JP"), Some(&crate::batch::Number::Int(1))),
+                other => panic!("{other:?}"),
+            }
+            for suffix in ["", ":i", ":c"] {
+                assert!(batch
+                    .get(&format!("{prefix}:adv:d:{day}:amount:geo{suffix}"))
+                    .is_some());
+            }
+            let set = format!("{prefix}:k:d:{day}");
+            match &batch.get(&set).unwrap().ops {
+                KeyOps::Members(m) => assert!(m.contains(&key)),
+                other => panic!("{other:?}"),
+            }
+            match &batch.get(&format!("{prefix}:k:buckets")).unwrap().ops {
+                KeyOps::Members(m) => assert_eq!(m.iter().collect::<Vec<_>>(), [&set]),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Extra zones store days only, and count against the per-event cap like any bucket.
+        assert!(batch
+            .iter()
+            .all(|(k, e)| !k.starts_with("t@") || e.bucket == BucketKind::Day));
+        config.limits.max_metrics_per_event = 11;
+        let generator = OpGenerator::new(&config, "t").unwrap();
+        let err = generator.event_batch(&event, ts).unwrap_err();
+        assert!(matches!(err, Error::TooManyMetrics { count: 12, .. }), "{err}");
+    }
+
+    #[test]
+    fn extra_zones_are_checked() {
+        let mut config = TraqqConfig::default();
+        for (zones, fault) in [
+            (vec!["Mars/Olympus"], "time.extra_zones[0]"),
+            (vec!["Asia/Tokyo", "UTC"], "time.extra_zones[1]"),
+            (vec!["Asia/Tokyo", "Asia/Tokyo"], "time.extra_zones[1]"),
+        ] {
+            config.time.extra_zones = zones.iter().map(|z| z.to_string()).collect();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(fault), "{err}");
+        }
+        let many = chrono_tz::TZ_VARIANTS
+            .iter()
+            .filter(|z| z.name().starts_with("Europe/"));
+        config.time.extra_zones = many
+            .take(crate::config::MAX_EXTRA_ZONES + 1)
+            .map(|z| z.name().into())
+            .collect();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("more than the 8 allowed"));
+        config.time.extra_zones.pop();
+        config.validate().unwrap();
     }
 
     #[test]

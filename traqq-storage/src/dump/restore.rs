@@ -83,6 +83,9 @@ pub fn restore(
             held.len()
         )));
     }
+    // The restored buckets are not in any extra zone's stored days: an engine that marked
+    // them complete on this empty store must not be believed (see `time.extra_zones`).
+    storage.delete(&[traqq_core::key::extra_zones_key(prefix)])?;
     let mut lines = DumpLines {
         input,
         text: String::new(),

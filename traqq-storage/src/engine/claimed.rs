@@ -72,7 +72,7 @@ impl Traqq {
             if pending.is_empty() {
                 break;
             }
-            self.prune_if_due(now);
+            self.before_write(now)?;
             let mut batch = builder.finish();
             if claims.is_empty() {
                 self.storage.apply(&batch)?;

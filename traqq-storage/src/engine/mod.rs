@@ -3,8 +3,10 @@
 //! `zones`.
 
 mod claimed;
+mod zone_days;
 mod zones;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use traqq_core::bucket::{BucketKind, Calendar};
@@ -34,6 +36,9 @@ pub struct Traqq {
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
     auto_prune: AutoPrune,
+    /// Whether this engine has said, in the store, which extra zones' days it writes (its
+    /// first write does, see `zone_days`).
+    zones_marked: AtomicBool,
 }
 
 impl Traqq {
@@ -51,6 +56,7 @@ impl Traqq {
             generator,
             storage,
             clock: Arc::new(SystemClock),
+            zones_marked: AtomicBool::new(false),
         })
     }
 
@@ -66,13 +72,20 @@ impl Traqq {
         self.auto_prune.last()
     }
 
-    /// Prunes first when automatic pruning is due at `now` (one atomic load when it is not).
+    /// What a write at `now` does first: prune when automatic pruning is due, and on the
+    /// engine's first write, mark the extra zones whose days it writes. Two atomic loads after
+    /// that.
     #[inline]
-    fn prune_if_due(&self, now: i64) {
+    fn before_write(&self, now: i64) -> Result<()> {
         if self.auto_prune.due(now) {
             self.auto_prune
                 .run(now, self.generator.calendar(), || self.prune(now));
         }
+        if !self.zones_marked.load(Ordering::Acquire) {
+            self.mark_extra_zones(now)?;
+            self.zones_marked.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Replaces the clock (tests, backfills).
@@ -125,7 +138,7 @@ impl Traqq {
             };
         }
         let batch = self.generator.event_batch(&event, now)?;
-        self.prune_if_due(now);
+        self.before_write(now)?;
         self.storage.apply(&batch)?;
         Ok(Recorded::Counted)
     }
@@ -201,7 +214,7 @@ impl Traqq {
         now: i64,
     ) -> Result<BatchOutcome> {
         if outcome.recorded > 0 {
-            self.prune_if_due(now);
+            self.before_write(now)?;
             self.storage.apply(&builder.finish())?;
         }
         Ok(outcome)
@@ -309,6 +322,17 @@ impl Traqq {
             &self.config.retention,
             now,
         )?;
+        for (zone_calendar, zone_prefix) in self.generator.extra_zones() {
+            let zone = crate::retention::prune(
+                &*self.storage,
+                zone_prefix,
+                zone_calendar,
+                &self.config.retention,
+                now,
+            )?;
+            report.buckets += zone.buckets;
+            report.keys += zone.keys;
+        }
         if let Some(ids) = self.generator.id_policy() {
             report.id_sets =
                 crate::retention::prune_id_sets(&*self.storage, self.prefix(), calendar, ids, now)?;

@@ -67,9 +67,11 @@ impl Traqq {
     }
 
     /// A query whose days are the calendar days of `zone` rather than the store's
-    /// (`time.timezone`): each day assembled from the stored hour buckets inside it (23, 24 or
-    /// 25), counters and sums added, unique counts and leaderboards as the store's unions of
-    /// those hours. Needs `time.store_hourly`, and `zone` whole hours apart from the store's
+    /// (`time.timezone`). When `zone` is one of `time.extra_zones` and its stored days are
+    /// complete from the range's first day on, they are read as they are. Otherwise each day
+    /// is assembled from the stored hour buckets inside it (23, 24 or 25), counters and sums
+    /// added, unique counts and leaderboards as the store's unions of those hours: that needs
+    /// `time.store_hourly`, and `zone` whole hours apart from the store's
     /// zone at every day boundary of the range; hours deleted by `retention.hourly_days` are an
     /// error naming the dates. With `bucket = "h"` the hours are labelled in `zone`. A `Days`
     /// range counts days back from today in `zone`.
@@ -109,7 +111,8 @@ impl Traqq {
     }
 
     /// The metrics of `spans` (covering the days `days` of `calendar`), read from the stored
-    /// days in the store's own zone, else from the stored hours (or quarter hours) inside them.
+    /// days in the store's own zone or a complete extra zone, else from the stored hours (or
+    /// quarter hours) inside them.
     fn query_spans(
         &self,
         calendar: &Calendar,
@@ -126,13 +129,22 @@ impl Traqq {
             });
         };
         let end = calendar.next_bucket_start(BucketKind::Day, last);
-        let (bucket, cover) = if calendar.zone() == own.zone() {
-            (BucketKind::Day, Vec::new())
-        } else {
-            (
+        // Where the days come from: the store's own days; an extra zone's stored days
+        // (`time.extra_zones`), complete from some day on; else the hours inside them.
+        let stored = match calendar.zone() == own.zone() {
+            true => Some((self.prefix(), own)),
+            false => self
+                .stored_zone_days(calendar.zone(), first)?
+                .map(|prefix| (prefix, *calendar)),
+        };
+        let (prefix, store_calendar, bucket, cover) = match stored {
+            Some((prefix, days_calendar)) => (prefix, days_calendar, BucketKind::Day, Vec::new()),
+            None => (
+                self.prefix(),
+                own,
                 self.fine_buckets(calendar, days, end)?,
                 self.own_days_within(first, end),
-            )
+            ),
         };
         let opts = QueryOptions {
             min: first,
@@ -140,7 +152,7 @@ impl Traqq {
             bucket,
             ..opts
         };
-        let plan = QueryPlan::spanning(self.prefix(), own, &self.config.query, &opts, spans)?
+        let plan = QueryPlan::spanning(prefix, store_calendar, &self.config.query, &opts, spans)?
             .with_cover(BucketKind::Day, cover);
         self.run(plan)
     }
