@@ -84,6 +84,21 @@ fn whole_days(zone: Tz, from: (u32, u32), to: (u32, u32)) -> (i64, i64) {
     (min.timestamp(), max.timestamp())
 }
 
+/// [`config`] with `zones` in `time.extra_zones`.
+fn listing(zones: &[Tz]) -> TraqqConfig {
+    let mut config = config();
+    config.time.extra_zones = zones.iter().map(|z| z.name().to_owned()).collect();
+    config
+}
+
+/// Why `traqq` refuses a query of `range` in `zone`.
+fn refusal(traqq: &Traqq, range: QueryRange, zone: Tz) -> String {
+    traqq
+        .query_in_zone(range, QueryOptions::default(), zone)
+        .unwrap_err()
+        .to_string()
+}
+
 fn data(results: &[MetricResult], metric: MetricType, part: AdvPart) -> Option<&MetricData> {
     results
         .iter()
@@ -176,26 +191,7 @@ fn days_of_half_and_quarter_hour_zones_come_from_quarter_hours() {
         let result = traqq
             .query_in_zone(QueryRange::MinMax(min, max), QueryOptions::default(), zone)
             .unwrap();
-        let truth = truth(&events, zone, min, max);
-        assert_eq!(result.days.len(), truth.len(), "{zone}");
-        for day in &result.days {
-            let want = &truth[&day.date];
-            assert_eq!(
-                data(&day.results, MetricType::Add, AdvPart::Sums),
-                Some(&MetricData::Hash([("e".to_string(), want.events)].into())),
-                "{zone} {}",
-                day.date
-            );
-            let Some(MetricData::Count(unique)) = data(&day.results, MetricType::Bmp, AdvPart::Sums) else {
-                panic!()
-            };
-            assert!(
-                within_hll_error(*unique, want.ips.len()),
-                "{zone} {}: {unique} vs {}",
-                day.date,
-                want.ips.len()
-            );
-        }
+        assert_matches_truth(&result, &truth(&events, zone, min, max), zone);
     }
 }
 
@@ -205,24 +201,14 @@ fn zones_the_hours_cannot_answer_are_refused_naming_why() {
     let now = events.last().unwrap().0 + 3_600;
     let traqq = engine(now);
     let kolkata = chrono_tz::Asia::Kolkata;
-    let error = traqq
-        .query_in_zone(QueryRange::Days(3), QueryOptions::default(), kolkata)
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&traqq, QueryRange::Days(3), kolkata);
     assert!(error.contains("Asia/Kolkata is not whole hours apart"), "{error}");
     assert!(error.contains("time.store_quarter_hours"), "{error}");
     // Without hourly buckets, another zone's days cannot be assembled.
     let mut daily_only = config();
     daily_only.time.store_hourly = false;
     let traqq = Traqq::new(daily_only, MemoryStorage::new(), "z").unwrap();
-    let error = traqq
-        .query_in_zone(
-            QueryRange::Days(1),
-            QueryOptions::default(),
-            chrono_tz::Asia::Tokyo,
-        )
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&traqq, QueryRange::Days(1), chrono_tz::Asia::Tokyo);
     assert!(error.contains("time.store_hourly = true"), "{error}");
     // Hours deleted by retention are named.
     let mut kept = config();
@@ -230,14 +216,7 @@ fn zones_the_hours_cannot_answer_are_refused_naming_why() {
     let traqq = Traqq::new(kept, MemoryStorage::new(), "z")
         .unwrap()
         .with_clock(ManualClock::new(now));
-    let error = traqq
-        .query_in_zone(
-            QueryRange::Days(5),
-            QueryOptions::default(),
-            chrono_tz::Asia::Tokyo,
-        )
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&traqq, QueryRange::Days(5), chrono_tz::Asia::Tokyo);
     assert!(error.contains("retention.hourly_days = 2"), "{error}");
 }
 
@@ -247,14 +226,13 @@ fn zones_the_hours_cannot_answer_are_refused_naming_why() {
 fn days_of_extra_zones_are_stored_and_match_the_raw_events() {
     let events = events();
     let now = events.last().unwrap().0 + 3_600;
-    let mut config = config();
-    config.time.store_hourly = false;
     let zones = [
         chrono_tz::Asia::Tokyo,
         chrono_tz::America::New_York, // leaves summer time on 2026-11-01, inside the range
         chrono_tz::Asia::Kolkata,     // +5:30: hours could not tile its days
     ];
-    config.time.extra_zones = zones.iter().map(|z| z.name().to_owned()).collect();
+    let mut config = listing(&zones);
+    config.time.store_hourly = false;
     let traqq = engine_with(config, now);
     for zone in zones {
         // A store that held nothing when the zone was listed has all of its days.
@@ -293,14 +271,7 @@ fn days_of_extra_zones_are_stored_and_match_the_raw_events() {
         }
     }
     // Zones not listed are still assembled from hours, which this store does not keep.
-    let error = traqq
-        .query_in_zone(
-            QueryRange::Days(3),
-            QueryOptions::default(),
-            chrono_tz::Europe::London,
-        )
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&traqq, QueryRange::Days(3), chrono_tz::Europe::London);
     assert!(error.contains("time.store_hourly = true"), "{error}");
 }
 
@@ -315,8 +286,8 @@ fn extra_zone_days_count_from_when_every_writer_stores_them() {
     let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(MemoryStorage::new());
     let mut plain = config();
     plain.time.store_hourly = false;
-    let mut listing = plain.clone();
-    listing.time.extra_zones = vec![tokyo.name().into()];
+    let mut with_tokyo = listing(&[tokyo]);
+    with_tokyo.time.store_hourly = false;
     let line = |(ts, ip, geo, amount): &(i64, String, &str, f64)| {
         format!(r#"{{"event":"e","ip":"{ip}","geo":"{geo}","amount":{amount},"ts":{ts}}}"#)
     };
@@ -337,9 +308,9 @@ fn extra_zone_days_count_from_when_every_writer_stores_them() {
     record(&plain, events[split].0, &events[..split]);
     // ... the rest by ones that do, a day at a time, as they happen.
     let now = events[split + 59].0;
-    let traqq = record(&listing, now, &events[split..split + 60]);
+    let traqq = record(&with_tokyo, now, &events[split..split + 60]);
     for day in events[split + 60..].chunks(60) {
-        record(&listing, day[day.len() - 1].0, day);
+        record(&with_tokyo, day[day.len() - 1].0, day);
     }
     let since = traqq.extra_zone_since(tokyo).unwrap().unwrap();
     let later = tokyo.timestamp_opt(now + 86_400, 0).unwrap().date_naive() + chrono::Days::new(1);
@@ -352,31 +323,21 @@ fn extra_zone_days_count_from_when_every_writer_stores_them() {
         .query_in_zone(QueryRange::MinMax(since, last), QueryOptions::default(), tokyo)
         .unwrap();
     assert_matches_truth(&result, &truth(&events, tokyo, since, last), tokyo);
-    let error = traqq
-        .query_in_zone(
-            QueryRange::MinMax(since - 1, last),
-            QueryOptions::default(),
-            tokyo,
-        )
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&traqq, QueryRange::MinMax(since - 1, last), tokyo);
     assert!(error.contains("time.store_hourly = true"), "{error}");
     // A writer that does not list Tokyo: the stored Tokyo days are incomplete from now on.
     record(&plain, last, &events[events.len() - 1..]);
     assert_eq!(traqq.extra_zone_since(tokyo).unwrap(), None);
-    let error = traqq
-        .query_in_zone(QueryRange::MinMax(since, last), QueryOptions::default(), tokyo)
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&traqq, QueryRange::MinMax(since, last), tokyo);
     assert!(error.contains("time.store_hourly = true"), "{error}");
     // A writer listing it again starts over from its next day.
-    let again = record(&listing, last, &[]);
+    let again = record(&with_tokyo, last, &[]);
     assert_eq!(
         again.extra_zone_since(tokyo).unwrap(),
         None,
         "nothing written, nothing marked"
     );
-    let again = record(&listing, last, &events[events.len() - 1..]);
+    let again = record(&with_tokyo, last, &events[events.len() - 1..]);
     assert!(again.extra_zone_since(tokyo).unwrap().unwrap() > last);
 }
 
@@ -386,8 +347,7 @@ fn retention_prunes_extra_zone_days() {
     let tokyo = chrono_tz::Asia::Tokyo;
     let events = events();
     let now = events.last().unwrap().0 + 3_600;
-    let mut config = config();
-    config.time.extra_zones = vec![tokyo.name().into()];
+    let mut config = listing(&[tokyo]);
     config.time.store_hourly = false;
     config.retention.daily_days = 5;
     let traqq = engine_with(config, now).without_auto_prune();
@@ -504,8 +464,7 @@ fn a_restore_forgets_which_extra_zone_days_are_complete() {
     let tokyo = chrono_tz::Asia::Tokyo;
     let events = events();
     let now = events.last().unwrap().0 + 3_600;
-    let mut config = config();
-    config.time.extra_zones = vec![tokyo.name().into()];
+    let config = listing(&[tokyo]);
     let source = engine_with(config.clone(), now);
     let mut dump = Vec::new();
     export(&**source.storage(), "z", ExportRange::default(), &mut dump).unwrap();
