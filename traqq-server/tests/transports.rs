@@ -495,10 +495,19 @@ fn weeks_and_months_merge_their_days(wire: Wire) {
     server.stop().unwrap();
 }
 
-/// `"tz"`: the days of the zone the query names, assembled from the stored hours.
+/// `"tz"`: the days of the zone the query names, assembled from the stored hours, or read as
+/// stored when the zone is one of `time.extra_zones` (then without any hours).
 fn days_of_the_zone_the_query_names(wire: Wire) {
-    let mut config = mapping();
-    config.time.store_hourly = true;
+    let mut from_hours = mapping();
+    from_hours.time.store_hourly = true;
+    let mut stored = mapping();
+    stored.time.extra_zones = vec!["Asia/Tokyo".into()];
+    for config in [from_hours, stored] {
+        zone_days_over(wire, config);
+    }
+}
+
+fn zone_days_over(wire: Wire, config: TraqqConfig) {
     let server = start_with(loopback(), config, Arc::new(MemoryStorage::new()));
     let mut session = Session::open(&server, wire, None);
     // 2023-11-14 20:00 and 23:00 UTC: one UTC day, but 11-15 05:00 and 08:00 in Tokyo; and
