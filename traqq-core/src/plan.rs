@@ -142,6 +142,9 @@ pub struct QueryPlan {
     /// Coarser stored buckets read instead of the fine ones inside them for the whole-range
     /// unions: their kind and `(start, end)`s.
     cover: Option<(BucketKind, Vec<(i64, i64)>)>,
+    /// Buckets of another source read after `buckets`, all later than them: another prefix's
+    /// buckets of a kind (an extra zone's stored days, from the day they are complete on).
+    tail: Option<(String, BucketKind, Vec<i64>)>,
     limit: usize,
     filter: KeyFilter,
     quantiles: Vec<f64>,
@@ -195,6 +198,7 @@ impl QueryPlan {
             buckets: calendar.buckets(opts.bucket, opts.min, opts.max, config.max_buckets)?,
             spans,
             cover: None,
+            tail: None,
             limit,
             filter: KeyFilter::new(&opts.accept, &opts.ignore)?,
             quantiles,
@@ -211,38 +215,62 @@ impl QueryPlan {
         self
     }
 
+    /// Reads the `kind` buckets of `prefix` starting at `buckets` (oldest first) instead of the
+    /// plan's own from the first of them on: a range whose later days are stored as they are
+    /// (an extra zone's days) and whose earlier ones are assembled. Whole-range unions may take
+    /// a [`QueryPlan::with_cover`] only before the first of them.
+    pub fn with_tail(mut self, prefix: &str, kind: BucketKind, buckets: Vec<i64>) -> Self {
+        if let Some(&from) = buckets.first() {
+            self.buckets.retain(|&ts| ts < from);
+            self.tail = Some((prefix.to_owned(), kind, buckets));
+        }
+        self
+    }
+
     /// Stored bucket starts covered, oldest first.
     pub fn buckets(&self) -> &[i64] {
         &self.buckets
     }
 
+    /// Every bucket read, oldest first: its prefix, kind and start.
+    fn stored(&self) -> impl Iterator<Item = (&str, BucketKind, i64)> {
+        let own = self
+            .buckets
+            .iter()
+            .map(|&ts| (self.prefix.as_str(), self.kind, ts));
+        let tail = self
+            .tail
+            .iter()
+            .flat_map(|(prefix, kind, buckets)| buckets.iter().map(move |&ts| (prefix.as_str(), *kind, ts)));
+        own.chain(tail)
+    }
+
     /// Round one: the key set of every bucket (and of every covering one).
     pub fn key_set_reads(&self) -> Vec<Read> {
-        let cover = self
-            .cover
-            .iter()
-            .flat_map(|(kind, buckets)| buckets.iter().map(move |&(start, _)| (*kind, start)));
-        self.buckets
-            .iter()
-            .map(|&ts| (self.kind, ts))
+        let cover = self.cover.iter().flat_map(|(kind, buckets)| {
+            buckets
+                .iter()
+                .map(move |&(start, _)| (self.prefix.as_str(), *kind, start))
+        });
+        self.stored()
             .chain(cover)
-            .map(|(kind, ts)| Read::Members(key_set_key(&self.prefix, kind, ts)))
+            .map(|(prefix, kind, ts)| Read::Members(key_set_key(prefix, kind, ts)))
             .collect()
     }
 
-    /// Decodes a listed key of bucket `(kind, ts)`, or `None` for a key this query skips.
-    fn accept(&self, location: &str, kind: BucketKind, ts: i64) -> Option<MetricKey> {
+    /// Decodes a listed key of bucket `(kind, ts)` under `prefix`, or `None` for a key this
+    /// query skips.
+    fn accept(&self, location: &str, (prefix, kind, ts): (&str, BucketKind, i64)) -> Option<MetricKey> {
         // Keys from other prefixes or older formats are skipped, not fatal.
-        let key = MetricKey::decode(&self.prefix, location).ok()?;
+        let key = MetricKey::decode(prefix, location).ok()?;
         (key.bucket == kind && key.timestamp == ts && self.filter.allows(&key.filter_name())).then_some(key)
     }
 
     /// The span holding each stored bucket (`None` outside every span).
     fn span_of_buckets(&self) -> Vec<Option<usize>> {
         let mut s = 0;
-        self.buckets
-            .iter()
-            .map(|&ts| {
+        self.stored()
+            .map(|(_, _, ts)| {
                 while self.spans.get(s).is_some_and(|span| span.end <= ts) {
                     s += 1;
                 }
@@ -254,7 +282,8 @@ impl QueryPlan {
     /// Round two: reads for every listed key that passes the filters, given round one's answers.
     pub fn data_reads(&mut self, key_sets: Vec<ReadResult>) -> Result<Vec<Read>> {
         let cover = self.cover.take().unwrap_or((self.kind, Vec::new()));
-        check_len(key_sets.len(), self.buckets.len() + cover.1.len())?;
+        let stored: Vec<(&str, BucketKind, i64)> = self.stored().collect();
+        check_len(key_sets.len(), stored.len() + cover.1.len())?;
         let span_of = self.span_of_buckets();
         let covered = |ts: i64| cover.1.iter().any(|&(start, end)| (start..end).contains(&ts));
         // Per span and metric: the key of its first bucket and every location, oldest first.
@@ -268,13 +297,13 @@ impl QueryPlan {
             Some(other) => Err(mismatch("members", &other)),
             None => Ok(Vec::new()),
         };
-        for (&ts, span) in self.buckets.iter().zip(span_of) {
+        for (&bucket, span) in stored.iter().zip(span_of) {
             let members = members_of()?;
             let Some(span) = span else {
                 continue;
             };
             for location in members {
-                let Some(key) = self.accept(&location, self.kind, ts) else {
+                let Some(key) = self.accept(&location, bucket) else {
                     continue;
                 };
                 let id = (
@@ -293,7 +322,7 @@ impl QueryPlan {
         }
         for &(start, _) in &cover.1 {
             for location in members_of()? {
-                if let Some(key) = self.accept(&location, cover.0, start) {
+                if let Some(key) = self.accept(&location, (&self.prefix, cover.0, start)) {
                     if matches!(key.metric, MetricType::Bmp | MetricType::Top) {
                         covering
                             .entry((key.metric, key.pattern))

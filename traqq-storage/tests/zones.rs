@@ -281,13 +281,21 @@ fn days_of_extra_zones_are_stored_and_match_the_raw_events() {
 /// never from incomplete stored days.
 #[test]
 fn extra_zone_days_count_from_when_every_writer_stores_them() {
+    for hourly in [false, true] {
+        zone_marks(hourly);
+    }
+}
+
+/// The scenario above, with and without hours: with them, a range that starts before the
+/// mark is answered from hours up to it and from the stored days after it.
+fn zone_marks(hourly: bool) {
     let tokyo = chrono_tz::Asia::Tokyo;
     let events = events();
     let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(MemoryStorage::new());
     let mut plain = config();
-    plain.time.store_hourly = false;
+    plain.time.store_hourly = hourly;
     let mut with_tokyo = listing(&[tokyo]);
-    with_tokyo.time.store_hourly = false;
+    with_tokyo.time.store_hourly = hourly;
     let line = |(ts, ip, geo, amount): &(i64, String, &str, f64)| {
         format!(r#"{{"event":"e","ip":"{ip}","geo":"{geo}","amount":{amount},"ts":{ts}}}"#)
     };
@@ -323,13 +331,72 @@ fn extra_zone_days_count_from_when_every_writer_stores_them() {
         .query_in_zone(QueryRange::MinMax(since, last), QueryOptions::default(), tokyo)
         .unwrap();
     assert_matches_truth(&result, &truth(&events, tokyo, since, last), tokyo);
-    let error = refusal(&traqq, QueryRange::MinMax(since - 1, last), tokyo);
-    assert!(error.contains("time.store_hourly = true"), "{error}");
+    let (first, _) = whole_days(tokyo, (10, 21), (10, 21));
+    let across = QueryRange::MinMax(first, last);
+    if hourly {
+        let result = traqq
+            .query_in_zone(across, QueryOptions::default(), tokyo)
+            .unwrap();
+        assert_matches_truth(&result, &truth(&events, tokyo, first, last), tokyo);
+        for day in &result.days {
+            let location = &day.results[0].location;
+            let stored = location.starts_with("z@Asia/Tokyo:");
+            assert_eq!(
+                stored,
+                day.timestamp >= since,
+                "{} read from {location}",
+                day.date
+            );
+        }
+        // A month holding days on both sides of the mark (a Monday here) adds both up.
+        let months = traqq
+            .query_groups_in(across, QueryOptions::default(), Group::Month, Some(tokyo))
+            .unwrap();
+        let truth = truth(&events, tokyo, first, last);
+        let mark = tokyo.timestamp_opt(since, 0).unwrap().date_naive().to_string();
+        assert!(months.iter().any(|m| m.timestamp < since && m.last_date >= mark));
+        for month in &months {
+            let days = || truth.range(month.date.clone()..=month.last_date.clone());
+            let events: i64 = days().map(|(_, d)| d.events).sum();
+            let ips: BTreeSet<&String> = days().flat_map(|(_, d)| d.ips.iter()).collect();
+            let Some(MetricData::Count(unique)) = data(&month.results, MetricType::Bmp, AdvPart::Sums) else {
+                panic!()
+            };
+            assert!(
+                within_hll_error(*unique, ips.len()),
+                "{}: {unique} vs {}",
+                month.date,
+                ips.len()
+            );
+            assert_eq!(
+                data(&month.results, MetricType::Add, AdvPart::Sums),
+                Some(&MetricData::Hash([("e".to_string(), events)].into())),
+                "{}",
+                month.date
+            );
+        }
+    } else {
+        let error = refusal(&traqq, across, tokyo);
+        assert!(error.contains("time.store_hourly = true"), "{error}");
+    }
     // A writer that does not list Tokyo: the stored Tokyo days are incomplete from now on.
     record(&plain, last, &events[events.len() - 1..]);
     assert_eq!(traqq.extra_zone_since(tokyo).unwrap(), None);
-    let error = refusal(&traqq, QueryRange::MinMax(since, last), tokyo);
-    assert!(error.contains("time.store_hourly = true"), "{error}");
+    if hourly {
+        let result = traqq
+            .query_in_zone(QueryRange::MinMax(since, last), QueryOptions::default(), tokyo)
+            .unwrap();
+        assert!(
+            result
+                .days
+                .iter()
+                .all(|d| d.results[0].location.starts_with("z:")),
+            "{result:?}"
+        );
+    } else {
+        let error = refusal(&traqq, QueryRange::MinMax(since, last), tokyo);
+        assert!(error.contains("time.store_hourly = true"), "{error}");
+    }
     // A writer listing it again starts over from its next day.
     let again = record(&with_tokyo, last, &[]);
     assert_eq!(
@@ -493,4 +560,49 @@ fn a_restore_forgets_which_extra_zone_days_are_complete() {
         .record_json(&format!(r#"{{"event":"e","ts":{now}}}"#))
         .unwrap();
     assert!(traqq.extra_zone_since(tokyo).unwrap().unwrap() > now);
+}
+
+/// Days a writer listing a zone stored before its mark was taken away are not pruned by
+/// writers not listing it: a store whose own buckets are all gone still holds them, so it is
+/// not taken for an empty one (whose zone days would all count).
+#[test]
+fn a_zone_with_leftover_days_counts_from_its_next_day() {
+    let tokyo = chrono_tz::Asia::Tokyo;
+    let events = events();
+    let now = events.last().unwrap().0 + 3_600;
+    let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(MemoryStorage::new());
+    let engine = |config: TraqqConfig, now: i64| {
+        Traqq::with_shared_storage(config, storage.clone(), "z")
+            .unwrap()
+            .with_clock(ManualClock::new(now))
+            .without_auto_prune()
+    };
+    let listing_engine = engine(listing(&[tokyo]), now);
+    let line = format!(r#"{{"event":"e","ts":{now}}}"#);
+    listing_engine.record_json(&line).unwrap();
+    assert_eq!(
+        listing_engine.extra_zone_since(tokyo).unwrap(),
+        Some(MIN_TIMESTAMP)
+    );
+    // A writer not listing Tokyo takes the mark away, and later prunes every bucket of its own.
+    let mut plain = config();
+    plain.retention.daily_days = 1;
+    plain.retention.hourly_days = 1;
+    let later = now + 30 * 86_400;
+    let plain_engine = engine(plain, now);
+    plain_engine.record_json(&line).unwrap();
+    assert_eq!(plain_engine.extra_zone_since(tokyo).unwrap(), None);
+    plain_engine.prune(later).unwrap();
+    let registry = |prefix: &str| {
+        storage
+            .read(&[Read::Members(format!("{prefix}:k:buckets"))])
+            .unwrap()
+    };
+    assert_eq!(registry("z"), [ReadResult::Members(Vec::new())]);
+    assert_ne!(registry("z@Asia/Tokyo"), [ReadResult::Members(Vec::new())]);
+    let again = engine(listing(&[tokyo]), later);
+    again
+        .record_json(&format!(r#"{{"event":"e","ts":{later}}}"#))
+        .unwrap();
+    assert!(again.extra_zone_since(tokyo).unwrap().unwrap() > later);
 }

@@ -351,9 +351,10 @@ mod tests {
         let generator = OpGenerator::new(&config, "t").unwrap();
         // 2025-11-28T20:00:00Z: the 28th in UTC and Los Angeles, the 29th in Tokyo.
         let ts = 1_764_360_000;
-        let json = format!(r#"{{"event":"buy","geo":"JP","amount":2,"time":{ts}}}"#);
+        let json = format!(r#"{{"event":"buy","geo":"JP","amount":2,"ts":{ts}}}"#);
         let event = IncomingEvent::parse_str(&json).unwrap();
-        let batch = generator.event_batch(&event, ts).unwrap();
+        // Recorded a day later: the event's own time places it.
+        let batch = generator.event_batch(&event, ts + 86_400).unwrap();
         let tokyo = 1_764_342_000; // 2025-11-29T00:00 +09:00
         let los_angeles = 1_764_316_800; // 2025-11-28T00:00 -08:00
         let utc = 1_764_288_000;
@@ -390,7 +391,7 @@ mod tests {
             .all(|(k, e)| !k.starts_with("t@") || e.bucket == BucketKind::Day));
         config.limits.max_metrics_per_event = 11;
         let generator = OpGenerator::new(&config, "t").unwrap();
-        let err = generator.event_batch(&event, ts).unwrap_err();
+        let err = generator.event_batch(&event, ts + 86_400).unwrap_err();
         assert!(matches!(err, Error::TooManyMetrics { count: 12, .. }), "{err}");
     }
 

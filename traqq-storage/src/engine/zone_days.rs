@@ -19,7 +19,7 @@
 
 use traqq_core::batch::Batch;
 use traqq_core::bucket::{BucketKind, Calendar, Tz, MAX_TIMESTAMP, MIN_TIMESTAMP};
-use traqq_core::key::{bucket_registry_key, extra_zones_key};
+use traqq_core::key::{bucket_registry_key, extra_zone_prefix, extra_zones_key};
 use traqq_core::read::{Read, ReadResult};
 
 use super::Traqq;
@@ -52,17 +52,21 @@ impl Traqq {
         if missing.is_empty() {
             return Ok(());
         }
-        let registered = match self
-            .storage
-            .read(&[Read::Members(bucket_registry_key(prefix))])?
-            .pop()
-        {
-            Some(ReadResult::Members(m)) => m,
-            _ => Vec::new(),
-        };
+        // Empty: nothing under the store's prefix, nor under a zone's own (days a writer listing
+        // it wrote before its mark was taken away, which no prune of a writer not listing it
+        // deletes).
+        let mut registries = vec![Read::Members(bucket_registry_key(prefix))];
+        registries.extend(
+            missing
+                .iter()
+                .map(|&zone| Read::Members(bucket_registry_key(&extra_zone_prefix(prefix, zone)))),
+        );
+        let registered = self.storage.read(&registries)?.iter().any(|answer| match answer {
+            ReadResult::Members(m) => !m.is_empty(),
+            _ => true,
+        });
         // Data of traqq 0.2 or trk2 has no registry: the store may have to be scanned.
-        let empty =
-            registered.is_empty() && self.storage.key_sets(prefix)?.is_none_or(|sets| sets.is_empty());
+        let empty = !registered && self.storage.key_sets(prefix)?.is_none_or(|sets| sets.is_empty());
         let later = i64::try_from(self.config.event.max_future_secs).unwrap_or(i64::MAX);
         let mut batch = Batch::new();
         // Tagged with the last supported day, so a store that expires keys by bucket keeps it.
@@ -83,14 +87,13 @@ impl Traqq {
         self.storage.apply(&batch)
     }
 
-    /// The prefix `zone`'s days are stored under, when it is an extra zone whose stored days
-    /// are complete from `first_day` on.
-    pub(super) fn stored_zone_days(&self, zone: Tz, first_day: i64) -> Result<Option<&str>> {
+    /// The prefix `zone`'s days are stored under and the first day they are complete from, when
+    /// it is an extra zone the store names.
+    pub(super) fn stored_zone_days(&self, zone: Tz) -> Result<Option<(&str, i64)>> {
         let Some((_, prefix)) = self.generator.extra_zones().find(|(c, _)| c.zone() == zone) else {
             return Ok(None);
         };
-        let since = self.extra_zone_since(zone)?;
-        Ok(since.is_some_and(|since| first_day >= since).then_some(prefix))
+        Ok(self.extra_zone_since(zone)?.map(|since| (prefix, since)))
     }
 
     /// The first day from which the stored days of `zone` are complete, if the store names it

@@ -67,13 +67,12 @@ impl Traqq {
     }
 
     /// A query whose days are the calendar days of `zone` rather than the store's
-    /// (`time.timezone`). When `zone` is one of `time.extra_zones` and its stored days are
-    /// complete from the range's first day on, they are read as they are. Otherwise each day
-    /// is assembled from the stored hour buckets inside it (23, 24 or 25), counters and sums
-    /// added, unique counts and leaderboards as the store's unions of those hours: that needs
-    /// `time.store_hourly`, and `zone` whole hours apart from the store's
-    /// zone at every day boundary of the range; hours deleted by `retention.hourly_days` are an
-    /// error naming the dates. With `bucket = "h"` the hours are labelled in `zone`. A `Days`
+    /// (`time.timezone`). When `zone` is one of `time.extra_zones`, its stored days are read as
+    /// they are from the first day they are complete on. Other days are each assembled from the
+    /// stored hour buckets inside them (23, 24 or 25), counters and sums added, unique counts
+    /// and leaderboards as the store's unions of those hours: that needs `time.store_hourly`,
+    /// and `zone` whole hours apart from the store's zone at every day boundary they have;
+    /// hours deleted by `retention.hourly_days` are an error naming the dates. With `bucket = "h"` the hours are labelled in `zone`. A `Days`
     /// range counts days back from today in `zone`.
     pub fn query_in_zone(&self, range: QueryRange, opts: QueryOptions, zone: Tz) -> Result<QueryResult> {
         let calendar = Calendar::new(zone);
@@ -130,30 +129,43 @@ impl Traqq {
         };
         let end = calendar.next_bucket_start(BucketKind::Day, last);
         // Where the days come from: the store's own days; an extra zone's stored days
-        // (`time.extra_zones`), complete from some day on; else the hours inside them.
+        // (`time.extra_zones`) from the day they are complete on; else (and before that day) the
+        // hours inside them.
         let stored = match calendar.zone() == own.zone() {
-            true => Some((self.prefix(), own)),
-            false => self
-                .stored_zone_days(calendar.zone(), first)?
-                .map(|prefix| (prefix, *calendar)),
+            true => Some((self.prefix(), own.day_start(first))),
+            false => self.stored_zone_days(calendar.zone())?,
         };
-        let (prefix, store_calendar, bucket, cover) = match stored {
-            Some((prefix, days_calendar)) => (prefix, days_calendar, BucketKind::Day, Vec::new()),
-            None => (
-                self.prefix(),
-                own,
-                self.fine_buckets(calendar, days, end)?,
-                self.own_days_within(first, end),
-            ),
+        let plan = |prefix: &str, store_calendar: Calendar, bucket: BucketKind, spans: Vec<Span>| {
+            let opts = QueryOptions {
+                min: first,
+                max: end - 1,
+                bucket,
+                ..opts.clone()
+            };
+            QueryPlan::spanning(prefix, store_calendar, &self.config.query, &opts, spans)
         };
-        let opts = QueryOptions {
-            min: first,
-            max: end - 1,
-            bucket,
-            ..opts
+        let plan = match stored {
+            Some((prefix, since)) if since <= first => {
+                let days_calendar = if calendar.zone() == own.zone() {
+                    own
+                } else {
+                    *calendar
+                };
+                plan(prefix, days_calendar, BucketKind::Day, spans)?
+            }
+            Some((prefix, since)) if since < end => {
+                // Hours before the first complete stored day, stored days from it on.
+                let before: Vec<i64> = days.iter().copied().filter(|&d| d < since).collect();
+                let fine = self.fine_buckets(calendar, &before, since)?;
+                let stored_days =
+                    calendar.buckets(BucketKind::Day, since, end - 1, self.config.query.max_buckets)?;
+                plan(self.prefix(), own, fine, spans)?
+                    .with_cover(BucketKind::Day, self.own_days_within(first, since))
+                    .with_tail(prefix, BucketKind::Day, stored_days)
+            }
+            _ => plan(self.prefix(), own, self.fine_buckets(calendar, days, end)?, spans)?
+                .with_cover(BucketKind::Day, self.own_days_within(first, end)),
         };
-        let plan = QueryPlan::spanning(prefix, store_calendar, &self.config.query, &opts, spans)?
-            .with_cover(BucketKind::Day, cover);
         self.run(plan)
     }
 
