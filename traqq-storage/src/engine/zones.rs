@@ -132,7 +132,7 @@ impl Traqq {
         // (`time.extra_zones`) from the day they are complete on; else (and before that day) the
         // hours inside them.
         let stored = match calendar.zone() == own.zone() {
-            true => Some((self.prefix(), own.day_start(first))),
+            true => Some((self.prefix(), first)),
             false => self.stored_zone_days(calendar.zone())?,
         };
         let plan = |prefix: &str, store_calendar: Calendar, bucket: BucketKind, spans: Vec<Span>| {
@@ -145,14 +145,8 @@ impl Traqq {
             QueryPlan::spanning(prefix, store_calendar, &self.config.query, &opts, spans)
         };
         let plan = match stored {
-            Some((prefix, since)) if since <= first => {
-                let days_calendar = if calendar.zone() == own.zone() {
-                    own
-                } else {
-                    *calendar
-                };
-                plan(prefix, days_calendar, BucketKind::Day, spans)?
-            }
+            // The stored days are the calendar's own (the store's, or the extra zone's).
+            Some((prefix, since)) if since <= first => plan(prefix, *calendar, BucketKind::Day, spans)?,
             Some((prefix, since)) if since < end => {
                 // Hours before the first complete stored day, stored days from it on.
                 let before: Vec<i64> = days.iter().copied().filter(|&d| d < since).collect();
