@@ -212,7 +212,8 @@ pub(crate) struct RangeArgs {
     #[arg(long)]
     pub(crate) hourly: bool,
     /// Days (and --from/--to dates) of this IANA time zone instead of time.timezone, e.g.
-    /// Asia/Tokyo; assembled from the stored hours (needs time.store_hourly).
+    /// Asia/Tokyo; read as stored when listed in time.extra_zones, else assembled from the
+    /// stored hours (needs time.store_hourly).
     #[arg(long, value_name = "ZONE")]
     pub(crate) tz: Option<String>,
     /// Leaderboard length.
