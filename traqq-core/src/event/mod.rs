@@ -1,7 +1,9 @@
 //! Incoming events: a JSON object with a non-empty string `event`, flattened to scalar properties.
 //!
 //! Parsing borrows from the input wherever the JSON holds no escapes, so recording a line does
-//! not build a `serde_json::Value` tree or copy every string.
+//! not build a `serde_json::Value` tree or copy every string. Text (`parse_str*`,
+//! `reparse_str_with`) is first tried by a scanner for flat objects (the `flat` module), which
+//! gives what serde_json gives and leaves every other line to it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -10,6 +12,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 
 use crate::{Error, Result};
+
+mod flat;
 
 /// A scalar property value as it came in.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +132,22 @@ impl<'a> IncomingEvent<'a> {
     /// many lines parses each into one event and allocates nothing per line for the
     /// properties. On error the event is left empty.
     pub fn reparse_str_with(&mut self, json: &'a str, limits: EventLimits) -> Result<()> {
+        // The common flat line is scanned directly; any other goes to serde_json from the start.
+        let mut sink = Sink {
+            out: std::mem::take(&mut self.properties),
+            leaves: 0,
+            limits,
+        };
+        sink.out.clear();
+        let scanned = flat::scan(json, &mut sink);
+        self.properties = sink.out;
+        if scanned.is_some() {
+            let named = self.check_name();
+            if named.is_err() {
+                self.properties.clear();
+            }
+            return named;
+        }
         let mut de = serde_json::Deserializer::from_str(json);
         let parsed = self
             .deserialize_reusing(&mut de, limits)
@@ -333,6 +353,7 @@ enum Prefix<'p> {
 impl<'p> Prefix<'p> {
     /// The full name of `key` under this prefix, or `None` when it would be longer than `max`
     /// (then it is never built: a name costs at most `max` bytes, so flattening stays linear).
+    #[inline]
     fn join<'a>(self, key: Cow<'a, str>, max: usize) -> Option<Cow<'a, str>> {
         match self {
             Prefix::Dropped => None,
@@ -355,6 +376,7 @@ struct Sink<'de> {
 
 impl<'de> Sink<'de> {
     /// Counts one scalar value; an error names the limit once there are too many.
+    #[inline]
     fn count(&mut self) -> std::result::Result<(), String> {
         self.leaves += 1;
         if self.leaves > self.limits.max_properties {
@@ -366,6 +388,7 @@ impl<'de> Sink<'de> {
         Ok(())
     }
 
+    #[inline]
     fn push(&mut self, name: Option<Cow<'de, str>>, value: Scalar<'de>) -> std::result::Result<(), String> {
         self.count()?;
         if let Some(name) = name {
