@@ -48,6 +48,7 @@ pub mod read;
 pub mod result;
 pub mod sanitize;
 pub mod sketch;
+mod swar;
 
 pub use error::{Error, Result};
 

@@ -12,34 +12,25 @@
 use std::borrow::Cow;
 
 use super::{Prefix, Scalar, Sink};
+use crate::swar;
 
 /// Scans `json` into `sink`; `None` when the line is not one the fast path reads (the sink
 /// then holds part of it, for the caller to discard).
 pub(super) fn scan<'a>(json: &'a str, sink: &mut Sink<'a>) -> Option<()> {
     let mut s = Scanner { text: json, at: 0 };
-    s.skip_whitespace();
-    s.eat(b'{')?;
-    s.skip_whitespace();
-    if s.peek() == Some(b'}') {
-        s.at += 1;
-    } else {
+    s.expect(b'{')?;
+    if s.expect(b'}').is_none() {
         loop {
-            s.eat(b'"')?;
+            s.expect(b'"')?;
             let key = s.string()?;
-            s.skip_whitespace();
-            s.eat(b':')?;
-            s.skip_whitespace();
+            s.expect(b':')?;
             // `null` is skipped uncounted, as the serde path does.
             if let Some(value) = s.value()? {
                 let name = Prefix::Root.join(Cow::Borrowed(key), sink.limits.max_name_length);
                 sink.push(name, value).ok()?;
             }
-            s.skip_whitespace();
-            match s.peek()? {
-                b',' => {
-                    s.at += 1;
-                    s.skip_whitespace();
-                }
+            match s.peek_token()? {
+                b',' => s.at += 1,
                 b'}' => {
                     s.at += 1;
                     break;
@@ -48,8 +39,7 @@ pub(super) fn scan<'a>(json: &'a str, sink: &mut Sink<'a>) -> Option<()> {
             }
         }
     }
-    s.skip_whitespace();
-    (s.at == json.len()).then_some(())
+    (s.peek_token().is_none() && s.at == json.len()).then_some(())
 }
 
 /// Exact powers of ten (10^22 is the largest an `f64` holds exactly).
@@ -73,26 +63,29 @@ impl<'a> Scanner<'a> {
         self.text.as_bytes().get(self.at).copied()
     }
 
-    #[inline]
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.peek()? == byte).then(|| self.at += 1)
-    }
-
-    /// Skips JSON whitespace (exactly the four bytes serde_json skips).
-    #[inline]
-    fn skip_whitespace(&mut self) {
-        // Compact lines have none: one comparison decides the common case.
-        while let Some(&b) = self.text.as_bytes().get(self.at) {
-            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
-                break;
-            }
+    /// The next byte after any whitespace (exactly the four bytes serde_json skips), not
+    /// eaten. Compact lines have none: one comparison decides the common case.
+    #[inline(always)]
+    fn peek_token(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        if b > b' ' {
+            return Some(b);
+        }
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\t' | b'\r')) {
             self.at += 1;
         }
+        self.peek()
+    }
+
+    /// Eats `byte`, after any whitespace.
+    #[inline(always)]
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek_token()? == byte).then(|| self.at += 1)
     }
 
     /// The string whose opening quote was just eaten, borrowed; `None` at an escape, a control
     /// character or the end of the text.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         let start = self.at;
         let rest = self.text.as_bytes().get(start..)?;
@@ -100,7 +93,7 @@ impl<'a> Scanner<'a> {
         let mut chunks = rest.chunks_exact(8);
         let mut offset = 0;
         for chunk in &mut chunks {
-            let stops = stop_bytes(u64::from_le_bytes(chunk.try_into().ok()?));
+            let stops = stop_bytes(swar::word(chunk)?);
             if stops != 0 {
                 return self.close_string(start, start + offset + stops.trailing_zeros() as usize / 8);
             }
@@ -134,7 +127,7 @@ impl<'a> Scanner<'a> {
                 value
             })
         };
-        match self.peek()? {
+        match self.peek_token()? {
             b'"' => {
                 self.at += 1;
                 Some(Some(Scalar::Str(Cow::Borrowed(self.string()?))))
@@ -203,18 +196,11 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// The high bit of each byte of `word` (little-endian) that ends a string scan: `"`, `\` or a
-/// control character. Bytes above the lowest such byte may be flagged wrongly (a borrow),
-/// the lowest never is, and it is the only one used.
-#[inline]
+/// The high bit of each byte of `word` that ends a string scan: `"`, `\` or a control
+/// character (see [`crate::swar`]).
+#[inline(always)]
 fn stop_bytes(word: u64) -> u64 {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES << 7;
-    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w;
-    let control = below(word, 0x20);
-    let quote = below(word ^ (ONES * u64::from(b'"')), 1);
-    let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
-    (control | quote | backslash) & HIGH
+    swar::below(word, 0x20) | swar::equal(word, b'"') | swar::equal(word, b'\\')
 }
 
 #[cfg(test)]

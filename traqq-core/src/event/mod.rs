@@ -32,7 +32,16 @@ pub enum Scalar<'a> {
 
 impl Scalar<'_> {
     /// The value as text for a key: strings as they are, numbers and booleans formatted.
+    #[inline]
     pub fn as_text(&self) -> Cow<'_, str> {
+        // Strings, by far the most common, are answered inline; the rest formatted apart.
+        match self {
+            Scalar::Str(s) => Cow::Borrowed(s),
+            other => other.formatted(),
+        }
+    }
+
+    fn formatted(&self) -> Cow<'_, str> {
         match self {
             Scalar::Str(s) => Cow::Borrowed(s),
             Scalar::Int(n) => Cow::Owned(n.to_string()),
@@ -235,7 +244,7 @@ impl<'a> IncomingEvent<'a> {
     }
 
     /// All scalar properties in input order.
-    pub fn properties(&self) -> impl DoubleEndedIterator<Item = (&str, &Scalar<'a>)> {
+    pub fn properties(&self) -> impl DoubleEndedIterator<Item = (&str, &Scalar<'a>)> + ExactSizeIterator {
         self.properties.iter().map(|(n, v)| (n.as_ref(), v))
     }
 
@@ -353,7 +362,7 @@ enum Prefix<'p> {
 impl<'p> Prefix<'p> {
     /// The full name of `key` under this prefix, or `None` when it would be longer than `max`
     /// (then it is never built: a name costs at most `max` bytes, so flattening stays linear).
-    #[inline]
+    #[inline(always)]
     fn join<'a>(self, key: Cow<'a, str>, max: usize) -> Option<Cow<'a, str>> {
         match self {
             Prefix::Dropped => None,
@@ -388,7 +397,7 @@ impl<'de> Sink<'de> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, name: Option<Cow<'de, str>>, value: Scalar<'de>) -> std::result::Result<(), String> {
         self.count()?;
         if let Some(name) = name {
