@@ -9,7 +9,7 @@ use std::fmt;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use traqq_core::event::{BorrowedStr, EventLimits, IncomingEvent};
+use traqq_core::event::{scan_request, BorrowedStr, EventLimits, IncomingEvent};
 
 use crate::cmd::{clip, kind_of, parse_fields, Fields, Parsed};
 use crate::protocol::{
@@ -81,6 +81,18 @@ pub fn parse_line(
             ),
         )
     })?;
+    match scan_record_batch(text, limits) {
+        Some(parsed) => Ok(parsed),
+        None => parse_text(text, limits),
+    }
+}
+
+/// [`parse_line`] for any request text, through the serde seeds.
+fn parse_text(
+    text: &str,
+    limits: RequestLimits,
+) -> std::result::Result<(Request<'_>, Option<String>), BadRequest> {
+    let bad = |command, message: String| BadRequest { command, message };
     let envelope = parse_envelope(text, limits).map_err(|m| bad(Command::Invalid, m))?;
     let fields = Fields::Json(envelope.fields);
     let cmd = match fields.raw("cmd") {
@@ -124,6 +136,31 @@ pub fn parse_line(
     }
     .map_err(|m| bad(command, m))?;
     Ok((request, token))
+}
+
+/// The common batch line, `{"cmd":"record_batch","events":[…]}` with flat events (and perhaps a
+/// `token`), read by traqq-core's flat scanner in one pass, about twice as fast as the serde
+/// seeds. Anything else, an error included, is `None` and goes to [`parse_envelope`], so the
+/// answer and every message are the same either way.
+fn scan_record_batch(text: &str, limits: RequestLimits) -> Option<(Request<'_>, Option<String>)> {
+    let scanned = scan_request(text, "events", limits.event, limits.max_batch_events)?;
+    let (mut cmd, mut token) = (None, None);
+    for &(name, value) in &scanned.strings {
+        let field = match name {
+            "cmd" => &mut cmd,
+            "token" => &mut token,
+            _ => return None,
+        };
+        // A field given twice is left to the usual parser and its rule.
+        if field.replace(value).is_some() {
+            return None;
+        }
+    }
+    if Command::parse(cmd?) != Some(Command::RecordBatch) {
+        return None;
+    }
+    let events = scanned.events.into_iter().map(IncomingEvent::validate).collect();
+    Some((Request::RecordBatch(events), token.map(str::to_owned)))
 }
 
 /// Element of a parsed list: the event (validated), or an error naming what it was instead.
@@ -447,6 +484,51 @@ mod tests {
 
     fn err(line: &str) -> String {
         parse_line(line.as_bytes(), LIMITS).unwrap_err().message
+    }
+
+    /// The flat scanner's batch lines read exactly as the serde seeds read them; every other
+    /// line is left to the seeds.
+    #[test]
+    fn batch_lines_scan_as_the_seeds_parse_them() {
+        let event = |i: usize| {
+            format!(
+                r#"{{"event":"e{i}","geo":"US","n":{i},"f":1.50,"t":true,"z":null,"ua":"Mozilla/5.0 (X11)"}}"#
+            )
+        };
+        let ten = (0..10).map(event).collect::<Vec<_>>().join(",");
+        let scanned = [
+            format!(r#"{{"cmd":"record_batch","events":[{ten}]}}"#),
+            format!(r#"{{"events":[{ten}],"token":"s3cret","cmd":"record_batch"}}"#),
+            r#" { "cmd" : "record_batch" , "events" : [ ] } "#.to_owned(),
+            // Per-event verdicts are the same: no name, a blank one.
+            r#"{"cmd":"record_batch","events":[{"geo":"US"},{"event":" "},{}]}"#.to_owned(),
+        ];
+        for line in &scanned {
+            let fast = scan_record_batch(line, LIMITS).map(|r| format!("{r:?}"));
+            let seeds = parse_text(line, LIMITS).map(|r| format!("{r:?}"));
+            assert_eq!(fast, seeds.ok(), "{line}");
+        }
+        let eleven = (0..11).map(event).collect::<Vec<_>>().join(",");
+        let left = [
+            format!(r#"{{"cmd":"record_batch","events":[{eleven}]}}"#),
+            r#"{"cmd":"record","events":[]}"#.to_owned(),
+            r#"{"cmd":"record_batch","events":[],"id":"7"}"#.to_owned(),
+            r#"{"cmd":"record_batch","cmd":"record_batch","events":[]}"#.to_owned(),
+            r#"{"cmd":"record_batch","events":[],"events":[]}"#.to_owned(),
+            r#"{"cmd":"record_batch","events":[{"event":"a","d":{"x":1}}]}"#.to_owned(),
+            r#"{"cmd":"record_batch","events":[{"event":"a\u0041"}]}"#.to_owned(),
+            r#"{"cmd":"record_batch","events":["x"]}"#.to_owned(),
+            r#"{"cmd":"record_batch","events":[{"event":"a"},]}"#.to_owned(),
+            r#"{"cmd":"record_batch","events":{}}"#.to_owned(),
+            r#"{"cmd":"record_batch","token":5,"events":[]}"#.to_owned(),
+            r#"{"cmd":"record_batch","events":[]} x"#.to_owned(),
+        ];
+        for line in &left {
+            assert!(scan_record_batch(line, LIMITS).is_none(), "{line}");
+        }
+        // What the seeds say of those stays what the line gets.
+        assert!(err(&left[0]).contains("10"), "{}", err(&left[0]));
+        assert!(err(&left[8]).starts_with("malformed JSON request"));
     }
 
     #[test]

@@ -11,35 +11,67 @@
 
 use std::borrow::Cow;
 
-use super::{Prefix, Scalar, Sink};
+use super::{EventLimits, IncomingEvent, Prefix, Scalar, Sink};
 use crate::swar;
 
 /// Scans `json` into `sink`; `None` when the line is not one the fast path reads (the sink
 /// then holds part of it, for the caller to discard).
 pub(super) fn scan<'a>(json: &'a str, sink: &mut Sink<'a>) -> Option<()> {
     let mut s = Scanner { text: json, at: 0 };
+    s.object(sink)?;
+    s.at_end()
+}
+
+/// A request object read by the flat scanner: its plain string fields, and the flat events of
+/// its one list field.
+#[derive(Debug)]
+pub struct ScannedRequest<'a> {
+    /// Every other field, in order: name and text (no escapes in either).
+    pub strings: Vec<(&'a str, &'a str)>,
+    /// The events of the list, in order, each holding exactly its properties.
+    pub events: Vec<IncomingEvent<'a>>,
+}
+
+/// Reads `{"name":"text",…,"<list>":[{event},…]}` when every other field is a plain string and
+/// every element a line [`IncomingEvent::parse_str_with`] would read by its fast path, with at
+/// most `max_events` of them; `None` for anything else (a caller then parses the text its
+/// usual way, which gives every error). For servers whose batch requests are one such line:
+/// events come out as `parse_str_with` gives them, their `event` names not yet checked.
+pub fn scan_request<'a>(
+    text: &'a str,
+    list: &str,
+    limits: EventLimits,
+    max_events: usize,
+) -> Option<ScannedRequest<'a>> {
+    let mut s = Scanner { text, at: 0 };
+    let mut strings = Vec::new();
+    let mut events = None;
     s.expect(b'{')?;
     if s.expect(b'}').is_none() {
         loop {
             s.expect(b'"')?;
             let key = s.string()?;
             s.expect(b':')?;
-            // `null` is skipped uncounted, as the serde path does.
-            if let Some(value) = s.value()? {
-                let name = Prefix::Root.join(Cow::Borrowed(key), sink.limits.max_name_length);
-                sink.push(name, value).ok()?;
-            }
-            match s.peek_token()? {
-                b',' => s.at += 1,
-                b'}' => {
-                    s.at += 1;
-                    break;
+            if key == list {
+                // A list given twice is left to the usual parser and its rule.
+                if events.is_some() {
+                    return None;
                 }
-                _ => return None,
+                events = Some(s.events(limits, max_events)?);
+            } else {
+                s.expect(b'"')?;
+                strings.push((key, s.string()?));
+            }
+            if s.next_member(b'}')? {
+                break;
             }
         }
     }
-    (s.peek_token().is_none() && s.at == json.len()).then_some(())
+    s.at_end()?;
+    Some(ScannedRequest {
+        strings,
+        events: events?,
+    })
 }
 
 /// Exact powers of ten (10^22 is the largest an `f64` holds exactly).
@@ -81,6 +113,71 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     fn expect(&mut self, byte: u8) -> Option<()> {
         (self.peek_token()? == byte).then(|| self.at += 1)
+    }
+
+    /// One flat object into `sink`.
+    fn object(&mut self, sink: &mut Sink<'a>) -> Option<()> {
+        self.expect(b'{')?;
+        if self.expect(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            self.expect(b'"')?;
+            let key = self.string()?;
+            self.expect(b':')?;
+            // `null` is skipped uncounted, as the serde path does.
+            if let Some(value) = self.value()? {
+                let name = Prefix::Root.join(Cow::Borrowed(key), sink.limits.max_name_length);
+                sink.push(name, value).ok()?;
+            }
+            if self.next_member(b'}')? {
+                return Some(());
+            }
+        }
+    }
+
+    /// A list of at most `max` flat objects, each an event of exactly its properties.
+    fn events(&mut self, limits: EventLimits, max: usize) -> Option<Vec<IncomingEvent<'a>>> {
+        let mut out = Vec::new();
+        let mut sink = Sink {
+            out: Vec::new(),
+            leaves: 0,
+            limits,
+        };
+        self.expect(b'[')?;
+        if self.expect(b']').is_some() {
+            return Some(out);
+        }
+        loop {
+            if out.len() == max {
+                return None;
+            }
+            sink.leaves = 0;
+            self.object(&mut sink)?;
+            out.push(IncomingEvent {
+                properties: sink.out.drain(..).collect(),
+            });
+            if self.next_member(b']')? {
+                return Some(out);
+            }
+        }
+    }
+
+    /// After a member: `Some(false)` past a comma, `Some(true)` past `close`, else `None`.
+    #[inline(always)]
+    fn next_member(&mut self, close: u8) -> Option<bool> {
+        let b = self.peek_token()?;
+        self.at += 1;
+        match b {
+            b',' => Some(false),
+            b if b == close => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Only whitespace is left.
+    fn at_end(&mut self) -> Option<()> {
+        (self.peek_token().is_none() && self.at == self.text.len()).then_some(())
     }
 
     /// The string whose opening quote was just eaten, borrowed; `None` at an escape, a control

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::{Error, Result};
 
 mod flat;
+pub use flat::{scan_request, ScannedRequest};
 
 /// A scalar property value as it came in.
 #[derive(Debug, Clone, PartialEq)]
