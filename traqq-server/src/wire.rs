@@ -531,6 +531,47 @@ mod tests {
         assert!(err(&left[8]).starts_with("malformed JSON request"));
     }
 
+    /// Pieces of batch lines, valid and not, in any order and spacing.
+    fn member() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let event = prop_oneof![
+            Just(r#"{"event":"a","geo":"US","n":-0,"f":0.10}"#),
+            Just(r#"{"event":"b","ip":"1.2.3.4","ok":false,"z":null}"#),
+            Just(r#"{"geo":"DE"}"#),
+            Just(r#"{"event":"c","d":{"x":1}}"#),
+            Just(r#"{"event":"A"}"#),
+            Just(r#"{"event":"e","n":1e3}"#),
+            Just(r#""x""#),
+            Just("{}"),
+            Just("[]"),
+        ];
+        prop_oneof![
+            Just(r#""cmd":"record_batch""#.to_owned()),
+            Just(r#""cmd":"record""#.to_owned()),
+            Just(r#""token":"t""#.to_owned()),
+            Just(r#""token":7"#.to_owned()),
+            Just(r#""id":"x""#.to_owned()),
+            proptest::collection::vec(event.clone(), 0..12)
+                .prop_map(|e| format!(r#""events":[{}]"#, e.join(","))),
+            proptest::collection::vec(event, 0..3)
+                .prop_map(|e| format!(r#""events" : [ {} ] "#, e.join(" , "))),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whatever_the_scanner_reads_the_seeds_read_alike(
+            members in proptest::collection::vec(member(), 0..5),
+            tail in proptest::sample::select(vec!["", " ", "\n", ",", "}"]),
+        ) {
+            let line = format!("{{{}}}{tail}", members.join(","));
+            if let Some(fast) = scan_record_batch(&line, LIMITS) {
+                let seeds = parse_text(&line, LIMITS).map(|r| format!("{r:?}"));
+                proptest::prop_assert_eq!(Some(format!("{fast:?}")), seeds.ok(), "{}", line);
+            }
+        }
+    }
+
     #[test]
     fn parse_errors_are_clear() {
         assert!(err("{").starts_with("malformed JSON request"));
