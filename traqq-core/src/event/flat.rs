@@ -46,12 +46,12 @@ pub fn scan_request<'a>(
     let mut s = Scanner { text, at: 0 };
     let mut strings = Vec::new();
     let mut events = None;
-    s.expect(b'{')?;
-    if s.expect(b'}').is_none() {
+    s.eat(b'{')?;
+    if s.eat(b'}').is_none() {
         loop {
-            s.expect(b'"')?;
+            s.eat(b'"')?;
             let key = s.string()?;
-            s.expect(b':')?;
+            s.eat(b':')?;
             if key == list {
                 // A list given twice is left to the usual parser and its rule.
                 if events.is_some() {
@@ -59,7 +59,7 @@ pub fn scan_request<'a>(
                 }
                 events = Some(s.events(limits, max_events)?);
             } else {
-                s.expect(b'"')?;
+                s.eat(b'"')?;
                 strings.push((key, s.string()?));
             }
             if s.next_member(b'}')? {
@@ -111,20 +111,20 @@ impl<'a> Scanner<'a> {
 
     /// Eats `byte`, after any whitespace.
     #[inline(always)]
-    fn expect(&mut self, byte: u8) -> Option<()> {
+    fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek_token()? == byte).then(|| self.at += 1)
     }
 
     /// One flat object into `sink`.
     fn object(&mut self, sink: &mut Sink<'a>) -> Option<()> {
-        self.expect(b'{')?;
-        if self.expect(b'}').is_some() {
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
             return Some(());
         }
         loop {
-            self.expect(b'"')?;
+            self.eat(b'"')?;
             let key = self.string()?;
-            self.expect(b':')?;
+            self.eat(b':')?;
             // `null` is skipped uncounted, as the serde path does.
             if let Some(value) = self.value()? {
                 let name = Prefix::Root.join(Cow::Borrowed(key), sink.limits.max_name_length);
@@ -144,8 +144,8 @@ impl<'a> Scanner<'a> {
             leaves: 0,
             limits,
         };
-        self.expect(b'[')?;
-        if self.expect(b']').is_some() {
+        self.eat(b'[')?;
+        if self.eat(b']').is_some() {
             return Some(out);
         }
         loop {
