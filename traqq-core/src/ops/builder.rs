@@ -44,10 +44,11 @@ pub struct BatchBuilder<'g> {
     days: BucketCache,
     hours: BucketCache,
     quarters: BucketCache,
-    /// Per extra zone (`time.extra_zones`), its recent days ...
+    /// Per extra zone (`time.extra_zones`), its recent days.
     zone_days: Vec<BucketCache>,
-    /// ... and the current event's day in each.
-    zone_numbers: Vec<usize>,
+    /// The current event's buckets: its day, hour and quarter where stored, its day in each
+    /// extra zone (found once per event, not once per metric).
+    numbers: Vec<usize>,
     events: usize,
 }
 
@@ -126,7 +127,7 @@ impl<'g> BatchBuilder<'g> {
                 .iter()
                 .map(|_| BucketCache::default())
                 .collect(),
-            zone_numbers: Vec::with_capacity(generator.extra_zones.len()),
+            numbers: Vec::with_capacity(3 + generator.extra_zones.len()),
             events: 0,
         }
     }
@@ -169,19 +170,23 @@ impl BatchBuilder<'_> {
         }
 
         let own = (0, &g.calendar);
+        self.numbers.clear();
         let day = self.days.number(own, BucketKind::Day, ts, &mut self.buckets);
-        let hour = g
-            .hourly
-            .then(|| self.hours.number(own, BucketKind::Hour, ts, &mut self.buckets));
-        let quarter = g.quarterly.then(|| {
-            self.quarters
-                .number(own, BucketKind::Quarter, ts, &mut self.buckets)
-        });
-        self.zone_numbers.clear();
+        self.numbers.push(day);
+        if g.hourly {
+            let hour = self.hours.number(own, BucketKind::Hour, ts, &mut self.buckets);
+            self.numbers.push(hour);
+        }
+        if g.quarterly {
+            let quarter = self
+                .quarters
+                .number(own, BucketKind::Quarter, ts, &mut self.buckets);
+            self.numbers.push(quarter);
+        }
         for (i, ((calendar, _), cache)) in g.extra_zones.iter().zip(&mut self.zone_days).enumerate() {
             let index = u8::try_from(i + 1).unwrap_or(u8::MAX);
             let number = cache.number((index, calendar), BucketKind::Day, ts, &mut self.buckets);
-            self.zone_numbers.push(number);
+            self.numbers.push(number);
         }
         let per_bucket = g.metrics.len();
         let needed = self.buckets.len() * per_bucket;
@@ -215,8 +220,7 @@ impl BatchBuilder<'_> {
             } else {
                 None
             };
-            let zone_days = self.zone_numbers.iter().copied();
-            for number in std::iter::once(day).chain(hour).chain(quarter).chain(zone_days) {
+            for &number in &self.numbers {
                 let Some(slot) = self.slots.get_mut(number * per_bucket + index) else {
                     continue;
                 };
