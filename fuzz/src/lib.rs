@@ -176,7 +176,7 @@ pub fn check_batch(prefix: &str, batch: &Batch) {
                         assert!(x.is_finite(), "{key:?} {field:?} sums to {x}");
                     }
                 }
-                let fields = m.iter().map(|(f, n)| (f.clone(), *n));
+                let fields = m.iter().map(|(f, n)| (f.to_owned(), *n));
                 traqq_core::distribution::sketches_from_fields(fields)
                     .unwrap_or_else(|e| panic!("{key:?} does not decode as distributions: {e}"));
             }

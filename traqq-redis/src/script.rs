@@ -195,10 +195,10 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
                 for (field, by) in labelled(fields.iter().map(|(f, n)| (f, *n)), cap) {
                     match (by, op) {
                         (Number::Int(n), Op::Int) => {
-                            cmd.arg(field.as_str()).arg(n);
+                            cmd.arg(field).arg(n);
                         }
                         (Number::Float(x), Op::Float) => {
-                            cmd.arg(field.as_str());
+                            cmd.arg(field);
                             push_number(&mut cmd, x);
                         }
                         _ => {}
@@ -209,13 +209,13 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
             (KeyOps::Hash(_), _) => {}
             (KeyOps::Scores(members), _) => {
                 for (member, by) in labelled(members.iter().map(|(m, s)| (m, *s)), cap) {
-                    cmd.arg(member.as_str());
+                    cmd.arg(member);
                     push_number(&mut cmd, by);
                 }
             }
             (KeyOps::Hll(values), _) | (KeyOps::Members(values), _) => {
                 for v in values {
-                    cmd.arg(v.as_str());
+                    cmd.arg(v);
                 }
             }
         }
@@ -226,12 +226,12 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
 /// The items of a part: in byte order of the label when the key has a label cap (the script
 /// admits new labels in the order it meets them: see `traqq_core::labels`; a distribution's
 /// fields `LABEL:BIN` by their label first), as they come otherwise.
-fn labelled<'a, T>(items: impl Iterator<Item = (&'a String, T)>, cap: usize) -> Vec<(&'a String, T)> {
+fn labelled<'a, T>(items: impl Iterator<Item = (&'a str, T)>, cap: usize) -> Vec<(&'a str, T)> {
     if cap == 0 {
         return items.collect();
     }
     // Each label found once, not twice per comparison (that was an eighth of the client's CPU).
-    let mut keyed: Vec<(&'a str, &'a String, T)> = items.map(|(f, t)| (label_of(f), f, t)).collect();
+    let mut keyed: Vec<(&'a str, &'a str, T)> = items.map(|(f, t)| (label_of(f), f, t)).collect();
     keyed.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     keyed.into_iter().map(|(_, f, t)| (f, t)).collect()
 }

@@ -66,14 +66,14 @@ pub(crate) fn entries(value: &[u8]) -> Result<Entries<'_>, &'static str> {
 }
 
 /// Encodes the value hashes of one batch as an HLL operand, for a sketch of `family`.
-pub(crate) fn encode_hashes<'a>(
+pub(crate) fn encode_hashes<S: AsRef<str>>(
     family: SketchFamily,
-    values: impl ExactSizeIterator<Item = &'a String>,
+    values: impl ExactSizeIterator<Item = S>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + values.len() * 8);
     out.push(hashes_tag(family));
     for v in values {
-        out.extend_from_slice(&family.hash(v).to_le_bytes());
+        out.extend_from_slice(&family.hash(v.as_ref()).to_le_bytes());
     }
     out
 }

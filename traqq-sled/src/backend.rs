@@ -351,7 +351,7 @@ impl SledStorage {
                 for key in keys {
                     if let Some(KeyOps::Scores(more)) = pending(key) {
                         for (member, by) in more {
-                            *scores.entry(member.as_str()).or_insert(0.0) += by;
+                            *scores.entry(member).or_insert(0.0) += by;
                         }
                     }
                 }
@@ -369,7 +369,7 @@ impl SledStorage {
                     Entry::Number(_) => Err(corrupt(key, format!("{member:?} is not a set member"))),
                 })?;
                 if let Some(KeyOps::Members(more)) = pending(key) {
-                    members.extend(more.iter().cloned());
+                    members.extend(more.iter().map(str::to_owned));
                 }
                 ReadResult::Members(members.into_iter().collect())
             }

@@ -2,7 +2,7 @@
 //! it to the folded data; the fold writes it out.
 
 use hashbrown::HashMap;
-use traqq_core::batch::{Batch, KeyEntry, KeyOps};
+use traqq_core::batch::{Batch, FieldMap, FieldSet, KeyEntry, KeyOps};
 use traqq_core::bucket::BucketKind;
 
 /// Coalesced operations per key (like a [`Batch`], but merged into one key lookup per key and
@@ -82,20 +82,20 @@ impl Overlay {
 
 /// An empty hash.
 pub(crate) fn hash() -> KeyOps {
-    KeyOps::Hash(HashMap::new())
+    KeyOps::Hash(FieldMap::new())
 }
 
 /// An empty leaderboard.
 pub(crate) fn scores() -> KeyOps {
-    KeyOps::Scores(HashMap::new())
+    KeyOps::Scores(FieldMap::new())
 }
 
 /// An empty HyperLogLog insert set.
 pub(crate) fn hll() -> KeyOps {
-    KeyOps::Hll(hashbrown::HashSet::new())
+    KeyOps::Hll(FieldSet::new())
 }
 
 /// An empty set-member set.
 pub(crate) fn members() -> KeyOps {
-    KeyOps::Members(hashbrown::HashSet::new())
+    KeyOps::Members(FieldSet::new())
 }

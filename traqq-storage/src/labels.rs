@@ -114,8 +114,8 @@ impl LabelIndex {
 /// The labels `ops` touches.
 fn labels_of(ops: &KeyOps) -> Box<dyn Iterator<Item = &str> + '_> {
     match ops {
-        KeyOps::Hash(fields) => Box::new(fields.keys().map(String::as_str)),
-        KeyOps::Scores(members) => Box::new(members.keys().map(String::as_str)),
+        KeyOps::Hash(fields) => Box::new(fields.keys()),
+        KeyOps::Scores(members) => Box::new(members.keys()),
         KeyOps::Hll(_) | KeyOps::Members(_) => Box::new(std::iter::empty()),
     }
 }

@@ -92,7 +92,7 @@ impl Value {
         match (self, ops) {
             (Value::Hash(h), KeyOps::Hash(incrs)) => {
                 for (field, by) in incrs {
-                    let slot = h.entry_ref(field.as_str()).or_insert(match by {
+                    let slot = h.entry_ref(field).or_insert(match by {
                         Number::Int(_) => Number::Int(0),
                         Number::Float(_) => Number::Float(0.0),
                     });
@@ -102,13 +102,13 @@ impl Value {
             (Value::Hll(s), KeyOps::Hll(values)) => values.iter().for_each(|v| s.insert(v)),
             (Value::Scores(z), KeyOps::Scores(incrs)) => {
                 for (member, by) in incrs {
-                    *z.entry_ref(member.as_str()).or_insert(0.0) += by;
+                    *z.entry_ref(member).or_insert(0.0) += by;
                 }
             }
             (Value::Members(s), KeyOps::Members(members)) => {
                 for m in members {
                     if !s.contains(m) {
-                        s.insert(m.clone());
+                        s.insert(m.to_owned());
                     }
                 }
             }

@@ -330,7 +330,7 @@ mod tests {
         let mut fields: Vec<String> = batch
             .iter()
             .filter_map(|(_, entry)| match &entry.ops {
-                KeyOps::Hash(h) => Some(h.keys().cloned().collect::<Vec<_>>()),
+                KeyOps::Hash(h) => Some(h.keys().map(str::to_owned).collect::<Vec<_>>()),
                 _ => None,
             })
             .flatten()
