@@ -16,6 +16,7 @@ use crate::{Error, Result};
 
 mod builder;
 mod caches;
+mod names;
 pub use builder::BatchBuilder;
 
 /// The largest `add_value` amount accepted, in magnitude. An event whose amount is larger is
@@ -47,7 +48,7 @@ pub struct OpGenerator {
     /// Property names referenced by any pattern; a slot is an index into this list.
     names: Vec<String>,
     /// The slot of each name: an event's properties find their slots in one pass.
-    slot_by_name: hashbrown::HashMap<String, usize>,
+    slot_by_name: names::NameSlots,
     metrics: Vec<CompiledMetric>,
     calendar: Calendar,
     /// `time.extra_zones`: each zone's calendar and the prefix its days are stored under.
@@ -132,7 +133,7 @@ impl OpGenerator {
         }
         Ok(OpGenerator {
             prefix: prefix.to_owned(),
-            slot_by_name: names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
+            slot_by_name: names::NameSlots::new(&names),
             names,
             metrics,
             calendar: Calendar::new(config.time.zone()?),
@@ -289,7 +290,7 @@ impl OpGenerator {
         spans.clear();
         spans.resize(self.names.len(), None);
         for (name, value) in event.properties().rev() {
-            let Some(span) = self.slot_by_name.get(name).and_then(|&slot| spans.get_mut(slot)) else {
+            let Some(span) = self.slot_by_name.get(name).and_then(|slot| spans.get_mut(slot)) else {
                 continue;
             };
             if span.is_some() {
