@@ -18,15 +18,17 @@
 -- is written and the answer is {'seen', k1, j1, k2, j2, ...} (part k, item j, 1-based) naming
 -- every such id; otherwise the ids are added with the rest of the batch, in the same call.
 --
--- A capped part ('i', 'f', 'z' with a cap above 0; its items in byte order of the label) keeps the
--- key at no more than cap labels plus '(other)': a label the key does not hold yet, arriving when
--- it holds cap labels already, is counted under '(other)' (traqq_core::labels). A distribution's
+-- A capped part ('i', 'f', 'z' with a cap above 0; its items in any order) keeps the key at no
+-- more than cap labels plus '(other)': a label the key does not hold yet, arriving when it holds
+-- cap labels already, is counted under '(other)' (traqq_core::labels). When a part brings more
+-- new labels than there is room for, they are admitted in byte order of the label (the script
+-- sorts them: only then does order matter, so the client sends items unsorted). A distribution's
 -- fields are 'LABEL:BIN' (no other field holds a ':'): the cap counts their labels, and the
--- fields of a label past it go to '(other):BIN'. Its overflowed labels are counted once each, at
--- their one sum field 'LABEL:s'.
+-- fields of a label past it go to '(other):BIN'.
 --
--- Returns 0 when everything was applied, or {'overflow', n} when n new labels went to '(other)'. Every key's type is checked before anything is
--- written, so a key of the wrong type fails the batch with nothing applied: {i, 'WRONGTYPE ...', 0}.
+-- Returns 0 when everything was applied, or {'overflow', n} when n new labels went to '(other)'.
+-- Every key's type is checked before anything is written, so a key of the wrong type fails the
+-- batch with nothing applied: {i, 'WRONGTYPE ...', 0}.
 -- A command refused later (a corrupt HyperLogLog, an integer overflow) stops the script there
 -- and returns {i, error, 1}: what came before was applied (Redis has no rollback).
 local expected = { i = 'hash', f = 'hash', z = 'zset', p = 'string', s = 'set', c = 'set' }
@@ -79,12 +81,69 @@ end
 local chunk = 4000
 local min = math.min
 local call = redis.call
+local OTHER = '(other)'
+
+-- Byte order of two strings, whatever the server's locale (Lua's `<` on strings follows
+-- strcoll, and Redis sets LC_COLLATE from the environment).
+local function before(x, y)
+  local byte = string.byte
+  for i = 1, math.min(#x, #y) do
+    local p, q = byte(x, i), byte(y, i)
+    if p ~= q then return p < q end
+  end
+  return #x < #y
+end
+
+-- The new labels of a capped part (op `op`, n items from argv[a]) that do not fit in a key
+-- holding `held` labels of at most `cap`: their set, and whether the part's fields are a
+-- distribution's 'LABEL:BIN' (whose label is the text before ':'). New labels are admitted in
+-- byte order (traqq_core::labels), whatever order the items come in.
+local function overflowing(key, op, a, n, cap, held)
+  local split = op ~= 'z' and n > 0 and string.find(argv[a], ':', 1, true) ~= nil
+  local known = nil
+  if split then
+    known = {}
+    held = 0
+    for _, f in ipairs(call('HKEYS', key)) do
+      local l = string.match(f, '^[^:]*')
+      if l ~= OTHER and not known[l] then
+        known[l] = true
+        held = held + 1
+      end
+    end
+  end
+  local new, seen = {}, {}
+  for j = a, a + 2 * n - 1, 2 do
+    local label = argv[j]
+    if split then label = string.match(label, '^[^:]*') end
+    if label ~= OTHER and not seen[label] then
+      seen[label] = true
+      local has
+      if split then
+        has = known[label]
+      elseif op == 'z' then
+        has = call('ZSCORE', key, label)
+      else
+        has = call('HEXISTS', key, label) == 1
+      end
+      if not has then new[#new + 1] = label end
+    end
+  end
+  local room = cap - held
+  if room < 0 then room = 0 end
+  local over = {}
+  if #new <= room then return over, split end
+  if room > 0 then table.sort(new, before) end
+  for i = room + 1, #new do
+    over[new[i]] = true
+  end
+  return over, split
+end
 
 -- One protected call around all writes rather than redis.pcall and a check per command: the
 -- check alone cost ~4% of Redis's CPU per batch. `k` says which part a refusal was about.
 local k = 0
 local overflowed = 0
-local OTHER = '(other)'
 local ok, failure = pcall(function()
   local a = 2
   for i = 1, parts do
@@ -95,9 +154,11 @@ local ok, failure = pcall(function()
     local at = argv[a + 2]
     local cap = tonumber(argv[a + 3])
     a = a + 4
-    local held = 0
-    local split = nil
+    -- A capped part whose items may not all fit: `over` holds the new labels to count under
+    -- '(other)'.
+    local over, split = nil, false
     if cap > 0 then
+      local held
       if op == 'z' then
         held = call('ZCARD', key)
         if call('ZSCORE', key, OTHER) then held = held - 1 end
@@ -107,58 +168,28 @@ local ok, failure = pcall(function()
       end
       -- Room for every item: no label can overflow, no check per item (a key holds at least
       -- as many fields as labels).
-      if held + n <= cap then
-        cap = 0
-      elseif op ~= 'z' and n > 0 and string.find(argv[a], ':', 1, true) then
-        split = {}
-        held = 0
-        for _, f in ipairs(call('HKEYS', key)) do
-          local l = string.match(f, '^[^:]*')
-          if l ~= OTHER and not split[l] then
-            split[l] = true
-            held = held + 1
-          end
-        end
+      if held + n > cap then
+        over, split = overflowing(key, op, a, n, cap, held)
       end
     end
-    if split then
-      local cmd = (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
-      local last = a + 2 * n - 1
-      for j = a, last, 2 do
-        local field = argv[j]
-        local colon = string.find(field, ':', 1, true) or (#field + 1)
-        local label = string.sub(field, 1, colon - 1)
-        if label ~= OTHER and not split[label] then
-          if held >= cap then
-            field = OTHER .. string.sub(field, colon)
-            if string.sub(field, -2) == ':s' then overflowed = overflowed + 1 end
-          else
-            held = held + 1
-            split[label] = true
-          end
-        end
-        call(cmd, key, field, argv[j + 1])
-      end
-      a = last + 1
-    elseif cap > 0 then
+    if over then
       local z = op == 'z'
       local cmd = (z and 'ZINCRBY') or (op == 'i' and 'HINCRBY') or 'HINCRBYFLOAT'
       local last = a + 2 * n - 1
       for j = a, last, 2 do
-        local label = argv[j]
-        if label ~= OTHER then
-          local has
-          if z then has = call('ZSCORE', key, label) else has = call('HEXISTS', key, label) == 1 end
-          if not has then
-            if held >= cap then
-              label = OTHER
-              overflowed = overflowed + 1
-            else
-              held = held + 1
-            end
+        local field = argv[j]
+        if split then
+          local colon = string.find(field, ':', 1, true) or (#field + 1)
+          if over[string.sub(field, 1, colon - 1)] then
+            field = OTHER .. string.sub(field, colon)
+            -- A distribution's overflowed label counts once, at its one sum field 'LABEL:s'.
+            if string.sub(field, -2) == ':s' then overflowed = overflowed + 1 end
           end
+        elseif over[field] then
+          field = OTHER
+          overflowed = overflowed + 1
         end
-        if z then call(cmd, key, argv[j + 1], label) else call(cmd, key, label, argv[j + 1]) end
+        if z then call(cmd, key, argv[j + 1], field) else call(cmd, key, field, argv[j + 1]) end
       end
       a = last + 1
     elseif op == 'i' or op == 'f' then

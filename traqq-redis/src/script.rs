@@ -16,7 +16,6 @@ use std::borrow::Cow;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, RedisError, ServerErrorKind, Value};
 use traqq_core::batch::{KeyEntry, KeyOps, Number};
-use traqq_core::labels::label_of;
 
 /// The batch script (see the file for its argument layout).
 pub(crate) const APPLY_LUA: &str = include_str!("apply.lua");
@@ -192,7 +191,7 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
         };
         match (&entry.ops, p.op) {
             (KeyOps::Hash(fields), op @ (Op::Int | Op::Float)) => {
-                for (field, by) in labelled(fields.iter().map(|(f, n)| (f, *n)), cap) {
+                for (field, &by) in fields {
                     match (by, op) {
                         (Number::Int(n), Op::Int) => {
                             cmd.arg(field).arg(n);
@@ -208,7 +207,7 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
             // A hash part is always integers or floats (`push_parts`).
             (KeyOps::Hash(_), _) => {}
             (KeyOps::Scores(members), _) => {
-                for (member, by) in labelled(members.iter().map(|(m, s)| (m, *s)), cap) {
+                for (member, &by) in members {
                     cmd.arg(member);
                     push_number(&mut cmd, by);
                 }
@@ -221,19 +220,6 @@ pub(crate) fn call(sha: &str, parts: &[Part<'_>], applied_key: Option<&str>) -> 
         }
     }
     cmd
-}
-
-/// The items of a part: in byte order of the label when the key has a label cap (the script
-/// admits new labels in the order it meets them: see `traqq_core::labels`; a distribution's
-/// fields `LABEL:BIN` by their label first), as they come otherwise.
-fn labelled<'a, T>(items: impl Iterator<Item = (&'a str, T)>, cap: usize) -> Vec<(&'a str, T)> {
-    if cap == 0 {
-        return items.collect();
-    }
-    // Each label found once, not twice per comparison (that was an eighth of the client's CPU).
-    let mut keyed: Vec<(&'a str, &'a str, T)> = items.map(|(f, t)| (label_of(f), f, t)).collect();
-    keyed.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    keyed.into_iter().map(|(_, f, t)| (f, t)).collect()
 }
 
 /// `x` as integer text when it is a whole number (scores mostly are: shorter, exact).

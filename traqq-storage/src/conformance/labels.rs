@@ -14,6 +14,7 @@ use crate::storage::{Storage, StorageExt};
 /// Every label-cap check, in order.
 pub fn run_all(storage: &dyn Storage) {
     a_capped_key_counts_new_labels_past_its_cap_under_other(storage);
+    new_labels_are_admitted_in_byte_order_whatever_their_order(storage);
     concurrent_writers_never_pass_the_cap(storage);
     adv_sums_and_counts_keep_the_same_labels(storage);
 }
@@ -98,6 +99,79 @@ pub fn a_capped_key_counts_new_labels_past_its_cap_under_other(storage: &dyn Sto
     let many: Vec<String> = (0..50).map(|i| format!("l{i:02}")).collect();
     storage.apply(&capped_batch(&h2, &t2, 0, &many, 1)).unwrap();
     assert_eq!(hash_of(storage, &h2).len(), 50);
+}
+
+/// Cap 3, the key holding `A`: a batch bringing `é b B a A Z` (in that order: the batch keeps
+/// its insertion order) has five new labels for two places. Byte order admits `B` and `Z`
+/// (upper case before lower, `é` last), whatever order the fields come in and whatever a
+/// locale's collation would say; `a b é` count under `(other)`. The same for a hash, a sorted
+/// set, and a distribution's `LABEL:BIN` fields (capped by label, overflowing to `(other):BIN`).
+/// (`A` comes first in byte order, so a store that coalesces the two batches admits the same.)
+pub fn new_labels_are_admitted_in_byte_order_whatever_their_order(storage: &dyn Storage) {
+    let p = fresh_prefix("cap_order");
+    let (h, t, d) = (
+        key(&p, "add", "event~url"),
+        key(&p, "top", "url"),
+        key(&p, "dst", "ms:event~url"),
+    );
+    let arriving = ["é", "b", "B", "a", "A", "Z"];
+    let dst_batch = |labels: &[&str]| {
+        let mut b = Batch::new();
+        for (i, label) in labels.iter().enumerate() {
+            b.incr(&d, DAY, &format!("{label}:s"), Number::Float(1.5));
+            b.incr(&d, DAY, &format!("{label}:p{i}"), Number::Int(1));
+        }
+        let mut capped = Batch::new();
+        for (k, entry) in b.iter() {
+            capped.put(
+                k,
+                KeyEntry {
+                    max_labels: 3,
+                    ..entry.clone()
+                },
+            );
+        }
+        capped
+    };
+    storage
+        .apply(&capped_batch(&h, &t, 3, &labels(&["A"]), 1))
+        .unwrap();
+    storage.apply(&dst_batch(&["A"])).unwrap();
+    storage
+        .apply(&capped_batch(&h, &t, 3, &labels(&arriving), 1))
+        .unwrap();
+    storage.apply(&dst_batch(&arriving)).unwrap();
+    let want: BTreeMap<String, i64> = [("A", 2), ("B", 1), ("Z", 1), (OTHER, 3)]
+        .into_iter()
+        .map(|(l, n)| (l.to_owned(), n))
+        .collect();
+    assert_eq!(hash_of(storage, &h), want, "hash");
+    let top: BTreeMap<String, i64> = top_of(storage, &t)
+        .into_iter()
+        .map(|(l, s)| (l, s as i64))
+        .collect();
+    assert_eq!(top, want, "sorted set");
+    let dst: BTreeMap<String, Number> = storage.read_hash(&d).unwrap().into_iter().collect();
+    let labels_of_dst: BTreeSet<&str> = dst.keys().map(|f| traqq_core::labels::label_of(f)).collect();
+    assert_eq!(
+        labels_of_dst,
+        ["A", "B", "Z", OTHER].into_iter().collect(),
+        "distribution: {dst:?}"
+    );
+    // `é` came first (bin p0), `b` second, `a` fourth: their bins moved to `(other)`.
+    for bin in ["p0", "p1", "p3"] {
+        assert_eq!(
+            dst.get(&format!("{OTHER}:{bin}")),
+            Some(&Number::Int(1)),
+            "{bin}: {dst:?}"
+        );
+    }
+    assert_eq!(
+        dst.get(&format!("{OTHER}:s")).copied().map(Number::as_f64),
+        Some(4.5),
+        "{dst:?}"
+    );
+    assert_eq!(dst.get("A:s").copied().map(Number::as_f64), Some(3.0), "{dst:?}");
 }
 
 /// Eight writers adding 400 distinct labels each to keys capped at 100: never more than 100
