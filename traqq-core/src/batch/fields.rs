@@ -20,6 +20,25 @@ struct Field<V> {
     value: V,
 }
 
+/// Smallest buffer a map's first text gets: most keys of a batch hold a few short texts, and
+/// growing from a text's own length reallocated two or three times before it held them.
+const MIN_TEXT_BYTES: usize = 64;
+
+/// What [`FieldMap::reserve`] expects a text to take before the map holds any.
+const EXPECTED_TEXT_BYTES: usize = 24;
+
+/// Appends `field` to `text`, returning its range.
+#[inline]
+fn append(text: &mut String, field: &str) -> (usize, usize) {
+    // Doubling as usual, from `MIN_TEXT_BYTES`.
+    if text.capacity() - text.len() < field.len() {
+        text.reserve(field.len().max(MIN_TEXT_BYTES));
+    }
+    let start = text.len();
+    text.push_str(field);
+    (start, text.len())
+}
+
 /// The text of `field` in `text`. Fields are only made for whole inserted texts, so the range
 /// is always valid; `""` keeps the lookup total all the same.
 #[inline]
@@ -103,9 +122,7 @@ impl<V> FieldMap<V> {
         match entry {
             Entry::Occupied(found) => &mut found.into_mut().value,
             Entry::Vacant(room) => {
-                let start = text.len();
-                text.push_str(field);
-                let end = text.len();
+                let (start, end) = append(text, field);
                 &mut room
                     .insert(Field {
                         start,
@@ -125,9 +142,7 @@ impl<V> FieldMap<V> {
         if let Some(found) = self.fields.find_mut(hash, |f| text_of(text, f) == field) {
             return Some(std::mem::replace(&mut found.value, value));
         }
-        let start = self.text.len();
-        self.text.push_str(field);
-        let end = self.text.len();
+        let (start, end) = append(&mut self.text, field);
         let FieldMap { text, fields, hasher } = self;
         fields.insert_unique(hash, Field { start, end, value }, |f| {
             hasher.hash_one(text_of(text, f))
@@ -144,9 +159,15 @@ impl<V> FieldMap<V> {
         Some(found.remove().0.value)
     }
 
-    /// Makes room for `more` new fields at once.
+    /// Makes room for `more` new fields at once, and for their texts: as long as the texts so
+    /// far on average, or [`EXPECTED_TEXT_BYTES`] each.
     pub fn reserve(&mut self, more: usize) {
         let FieldMap { text, fields, hasher } = self;
+        let per_text = text
+            .len()
+            .checked_div(fields.len())
+            .map_or(EXPECTED_TEXT_BYTES, |mean| mean + 1);
+        text.reserve(more.saturating_mul(per_text));
         fields.reserve(more, |f| hasher.hash_one(text_of(text, f)));
     }
 }
