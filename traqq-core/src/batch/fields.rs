@@ -54,6 +54,9 @@ pub struct FieldMap<V> {
     /// is dropped).
     text: String,
     fields: HashTable<Field<V>>,
+    /// Fields added by [`FieldMap::insert_new`], not hashed yet: the next lookup through
+    /// `&mut self` moves them into `fields`; until then a lookup through `&self` scans them.
+    pending: Vec<Field<V>>,
     hasher: DefaultHashBuilder,
 }
 
@@ -63,25 +66,26 @@ impl<V> FieldMap<V> {
         FieldMap {
             text: String::new(),
             fields: HashTable::new(),
+            pending: Vec::new(),
             hasher: DefaultHashBuilder::default(),
         }
     }
 
     /// Number of fields.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.fields.len() + self.pending.len()
     }
 
     /// True when there is no field.
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.len() == 0
     }
 
     /// The fields and their values.
     pub fn iter(&self) -> Iter<'_, V> {
         Iter {
             text: &self.text,
-            fields: self.fields.iter(),
+            fields: self.fields.iter().chain(self.pending.iter()),
         }
     }
 
@@ -92,14 +96,16 @@ impl<V> FieldMap<V> {
 
     /// The values.
     pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
-        self.fields.iter().map(|f| &f.value)
+        self.fields.iter().chain(&self.pending).map(|f| &f.value)
     }
 
     /// The value of `field`.
     pub fn get(&self, field: &str) -> Option<&V> {
         let hash = self.hasher.hash_one(field);
+        let same = |f: &&Field<V>| text_of(&self.text, f) == field;
         self.fields
-            .find(hash, |f| text_of(&self.text, f) == field)
+            .find(hash, |f| same(&f))
+            .or_else(|| self.pending.iter().find(same))
             .map(|f| &f.value)
     }
 
@@ -112,7 +118,10 @@ impl<V> FieldMap<V> {
     /// text copied into the buffer).
     #[inline]
     pub fn or_insert(&mut self, field: &str, default: V) -> &mut V {
-        let FieldMap { text, fields, hasher } = self;
+        self.hash_pending();
+        let FieldMap {
+            text, fields, hasher, ..
+        } = self;
         let hash = hasher.hash_one(field);
         let entry = fields.entry(
             hash,
@@ -135,15 +144,50 @@ impl<V> FieldMap<V> {
         }
     }
 
+    /// Adds `field`, which the caller knows is not in the map yet, with `value`: no hashing,
+    /// no lookup (a batch's packed fields are distinct by construction). The field is hashed
+    /// by the next lookup that can change the map, if any: a batch's maps are mostly only
+    /// iterated.
+    #[inline]
+    pub fn insert_new(&mut self, field: &str, value: V) {
+        debug_assert!(
+            self.get(field).is_none(),
+            "insert_new of a present field {field:?}"
+        );
+        let (start, end) = append(&mut self.text, field);
+        self.pending.push(Field { start, end, value });
+    }
+
+    /// Moves the fields of [`FieldMap::insert_new`] into the table.
+    fn hash_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let FieldMap {
+            text,
+            fields,
+            pending,
+            hasher,
+        } = self;
+        let rehash = |f: &Field<V>| hasher.hash_one(text_of(text, f));
+        fields.reserve(pending.len(), rehash);
+        for f in pending.drain(..) {
+            fields.insert_unique(rehash(&f), f, rehash);
+        }
+    }
+
     /// Sets `field` to `value`, returning the value it had.
     pub fn insert(&mut self, field: &str, value: V) -> Option<V> {
+        self.hash_pending();
         let hash = self.hasher.hash_one(field);
         let text = &self.text;
         if let Some(found) = self.fields.find_mut(hash, |f| text_of(text, f) == field) {
             return Some(std::mem::replace(&mut found.value, value));
         }
         let (start, end) = append(&mut self.text, field);
-        let FieldMap { text, fields, hasher } = self;
+        let FieldMap {
+            text, fields, hasher, ..
+        } = self;
         fields.insert_unique(hash, Field { start, end, value }, |f| {
             hasher.hash_one(text_of(text, f))
         });
@@ -153,22 +197,37 @@ impl<V> FieldMap<V> {
     /// Removes `field`, returning its value (its text stays in the buffer until the map is
     /// dropped).
     pub fn remove(&mut self, field: &str) -> Option<V> {
+        self.hash_pending();
         let hash = self.hasher.hash_one(field);
         let text = &self.text;
         let found = self.fields.find_entry(hash, |f| text_of(text, f) == field).ok()?;
         Some(found.remove().0.value)
     }
 
-    /// Makes room for `more` new fields at once, and for their texts: as long as the texts so
-    /// far on average, or [`EXPECTED_TEXT_BYTES`] each.
+    /// Makes room for `more` new fields at once, and for their texts.
     pub fn reserve(&mut self, more: usize) {
-        let FieldMap { text, fields, hasher } = self;
-        let per_text = text
-            .len()
-            .checked_div(fields.len())
-            .map_or(EXPECTED_TEXT_BYTES, |mean| mean + 1);
-        text.reserve(more.saturating_mul(per_text));
+        self.reserve_text(more);
+        let FieldMap {
+            text, fields, hasher, ..
+        } = self;
         fields.reserve(more, |f| hasher.hash_one(text_of(text, f)));
+    }
+
+    /// [`FieldMap::reserve`] for `more` fields that [`FieldMap::insert_new`] will add.
+    pub fn reserve_new(&mut self, more: usize) {
+        self.reserve_text(more);
+        self.pending.reserve(more);
+    }
+
+    /// Room for `more` new texts: as long as the texts so far on average, or
+    /// [`EXPECTED_TEXT_BYTES`] each.
+    fn reserve_text(&mut self, more: usize) {
+        let per_text = self
+            .text
+            .len()
+            .checked_div(self.len())
+            .map_or(EXPECTED_TEXT_BYTES, |mean| mean + 1);
+        self.text.reserve(more.saturating_mul(per_text));
     }
 }
 
@@ -214,7 +273,7 @@ impl<'m, V> IntoIterator for &'m FieldMap<V> {
 #[derive(Clone)]
 pub struct Iter<'m, V> {
     text: &'m str,
-    fields: hashbrown::hash_table::Iter<'m, Field<V>>,
+    fields: std::iter::Chain<hashbrown::hash_table::Iter<'m, Field<V>>, std::slice::Iter<'m, Field<V>>>,
 }
 
 impl<'m, V> Iterator for Iter<'m, V> {
@@ -233,7 +292,9 @@ impl<V> ExactSizeIterator for Iter<'_, V> {}
 
 impl<V> fmt::Debug for Iter<'_, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter").field("left", &self.fields.len()).finish()
+        f.debug_struct("Iter")
+            .field("left", &self.fields.size_hint().0)
+            .finish()
     }
 }
 
@@ -325,6 +386,7 @@ impl<'s> IntoIterator for &'s FieldSet {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::btree_map::Entry;
     use std::collections::{BTreeMap, BTreeSet};
 
     use proptest::prelude::*;
@@ -336,8 +398,11 @@ mod tests {
     enum Op {
         Add(String, i64),
         Insert(String, i64),
+        /// `insert_new` when the field is absent (its contract), `or_insert` otherwise.
+        InsertNew(String, i64),
         Remove(String),
         Reserve(usize),
+        ReserveNew(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -345,8 +410,10 @@ mod tests {
         prop_oneof![
             (text, -5i64..5).prop_map(|(t, n)| Op::Add(t, n)),
             (text, -5i64..5).prop_map(|(t, n)| Op::Insert(t, n)),
+            (text, -5i64..5).prop_map(|(t, n)| Op::InsertNew(t, n)),
             text.prop_map(Op::Remove),
             (0usize..40).prop_map(Op::Reserve),
+            (0usize..40).prop_map(Op::ReserveNew),
         ]
     }
 
@@ -369,7 +436,22 @@ mod tests {
                     }
                     Op::Insert(f, n) => prop_assert_eq!(map.insert(&f, n), model.insert(f, n)),
                     Op::Remove(f) => prop_assert_eq!(map.remove(&f), model.remove(&f)),
+                    Op::InsertNew(f, n) => {
+                        // Checked through `&self` first: `get` finds fields not hashed yet.
+                        prop_assert_eq!(map.get(&f), model.get(&f));
+                        match model.entry(f.clone()) {
+                            Entry::Occupied(mut present) => {
+                                *map.or_insert(&f, 0) += n;
+                                *present.get_mut() += n;
+                            }
+                            Entry::Vacant(absent) => {
+                                map.insert_new(&f, n);
+                                absent.insert(n);
+                            }
+                        }
+                    }
                     Op::Reserve(n) => map.reserve(n),
+                    Op::ReserveNew(n) => map.reserve_new(n),
                 }
                 prop_assert_eq!(map.len(), model.len());
             }

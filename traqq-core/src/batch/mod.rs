@@ -88,6 +88,16 @@ impl KeyOps {
         }
     }
 
+    /// Sets hash field `field`, which the caller knows is not here yet, to `to`, or sorted-set
+    /// member `field` to score `to` (ignored for the other types).
+    pub fn add_new(&mut self, field: &str, to: Number) {
+        match self {
+            KeyOps::Hash(m) => m.insert_new(field, to),
+            KeyOps::Scores(m) => m.insert_new(field, to.as_f64()),
+            KeyOps::Hll(_) | KeyOps::Members(_) => {}
+        }
+    }
+
     /// Adds `by` to the score of `member` (ignored unless this is a sorted set).
     pub fn zincr(&mut self, member: &str, by: f64) {
         if let KeyOps::Scores(m) = self {
@@ -123,6 +133,15 @@ impl KeyOps {
             KeyOps::Hash(m) => m.reserve(more),
             KeyOps::Hll(s) | KeyOps::Members(s) => s.reserve(more),
             KeyOps::Scores(m) => m.reserve(more),
+        }
+    }
+
+    /// [`KeyOps::reserve`] for `more` fields that [`KeyOps::add_new`] will add.
+    pub fn reserve_new(&mut self, more: usize) {
+        match self {
+            KeyOps::Hash(m) => m.reserve_new(more),
+            KeyOps::Scores(m) => m.reserve_new(more),
+            KeyOps::Hll(s) | KeyOps::Members(s) => s.reserve(more),
         }
     }
 

@@ -338,16 +338,28 @@ impl BatchBuilder<'_> {
             } else {
                 0
             };
-            slot.ops.reserve(slot.counts.len() + slot.sums.len() + dst_bins);
+            // Packed fields are distinct, so while the slot holds no text field (a field whose
+            // ids did not fit) each is added without a lookup.
+            let fresh = slot.ops.is_empty() && slot.label_counts.is_empty();
+            let reserve = |ops: &mut KeyOps, more: usize| {
+                if fresh {
+                    ops.reserve_new(more)
+                } else {
+                    ops.reserve(more)
+                }
+            };
+            reserve(&mut slot.ops, slot.counts.len() + slot.sums.len() + dst_bins);
             if m.metric == MetricType::Adv {
-                slot.label_counts.reserve(slot.sums.len());
+                reserve(&mut slot.label_counts, slot.sums.len());
             }
+            let add = |ops: &mut KeyOps, field: &str, n: Number| match (fresh, &*ops) {
+                (true, _) => ops.add_new(field, n),
+                (false, KeyOps::Scores(_)) => ops.zincr(field, n.as_f64()),
+                (false, _) => ops.incr(field, n),
+            };
             for (packed, events) in slot.counts.drain() {
                 field_text(packed, &mut field);
-                match m.metric {
-                    MetricType::Top => slot.ops.zincr(&field, events as f64),
-                    _ => slot.ops.incr(&field, Number::Int(events as i64)),
-                }
+                add(&mut slot.ops, &field, Number::Int(events as i64));
             }
             let dst = m.metric == MetricType::Dst;
             for (packed, inc) in slot.sums.drain() {
@@ -355,17 +367,17 @@ impl BatchBuilder<'_> {
                 if dst {
                     field.push(FIELD_SEPARATOR);
                     field.push_str(SUM_SUFFIX);
-                    slot.ops.incr(&field, Number::Float(inc.sum));
+                    add(&mut slot.ops, &field, Number::Float(inc.sum));
                 } else {
-                    slot.ops.incr(&field, Number::Float(inc.sum));
-                    slot.label_counts.incr(&field, Number::Int(inc.events));
+                    add(&mut slot.ops, &field, Number::Float(inc.sum));
+                    add(&mut slot.label_counts, &field, Number::Int(inc.events));
                 }
             }
             for ((packed, bin), n) in slot.bins.drain() {
                 field_text(packed, &mut field);
                 field.push(FIELD_SEPARATOR);
                 bin.write_suffix(&mut field);
-                slot.ops.incr(&field, Number::Int(n as i64));
+                add(&mut slot.ops, &field, Number::Int(n as i64));
             }
             let b = (bucket, start);
             let mut key_ref = KeyRef {
