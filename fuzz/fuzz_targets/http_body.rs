@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
                 "batch of {} events accepted",
                 events.len()
             );
-            events.into_events().collect()
+            events
         }
         Ok(other) => panic!("a body parsed as {:?}", other.command()),
         Err(bad) => {
@@ -45,9 +45,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let n = events.len();
     let traqq = traqq_fuzz::engine();
-    // Recorded as the server records a batch: through an `EventList`.
     let outcome = traqq
-        .record_list(events.into_iter().collect())
+        .record_results(events.into_iter().map(|e| e.map_err(traqq_storage::Error::from)))
         .expect("the memory store never fails");
     assert_eq!(outcome.recorded + outcome.rejected.len(), n);
     if outcome.recorded > 0 {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use traqq_core::bucket::Tz;
-use traqq_core::event::{EventLimits, EventList, IncomingEvent};
+use traqq_core::event::{EventLimits, IncomingEvent};
 use traqq_core::group::Group;
 use traqq_core::plan::QueryOptions;
 use traqq_core::result::FindOptions;
@@ -178,7 +178,7 @@ pub enum Request<'a> {
     /// `record`: the event, or why it is not one.
     Record(EventResult<'a>),
     /// `record_batch`: each event, or why it is not one.
-    RecordBatch(EventList<'a>),
+    RecordBatch(Vec<EventResult<'a>>),
     /// `query` / `query_days`.
     Query {
         /// Which of the two.

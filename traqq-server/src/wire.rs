@@ -9,7 +9,7 @@ use std::fmt;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
-use traqq_core::event::{scan_request, BorrowedStr, EventLimits, EventList, IncomingEvent};
+use traqq_core::event::{scan_request, BorrowedStr, EventLimits, IncomingEvent};
 
 use crate::cmd::{clip, kind_of, parse_fields, Fields, Parsed};
 use crate::protocol::{
@@ -159,7 +159,8 @@ fn scan_record_batch(text: &str, limits: RequestLimits) -> Option<(Request<'_>, 
     if Command::parse(cmd?) != Some(Command::RecordBatch) {
         return None;
     }
-    Some((Request::RecordBatch(scanned.events), token.map(str::to_owned)))
+    let events = scanned.events.into_iter().map(IncomingEvent::validate).collect();
+    Some((Request::RecordBatch(events), token.map(str::to_owned)))
 }
 
 /// Element of a parsed list: the event (validated), or an error naming what it was instead.
@@ -177,7 +178,7 @@ fn checked_event(parsed: Parsed1<'_>) -> EventResult<'_> {
 type Parsed1<'a> = std::result::Result<IncomingEvent<'a>, &'static str>;
 /// A list of events, each already through [`checked_event`] (one pass, one vector), or
 /// `Err(kind)` when the value was not a list.
-type ParsedList<'a> = std::result::Result<EventList<'a>, &'static str>;
+type ParsedList<'a> = std::result::Result<Vec<EventResult<'a>>, &'static str>;
 
 /// A request line parsed in one pass: plain fields kept as raw JSON, `event`/`events` parsed
 /// into events on the way (so a 1,000-event batch is scanned once, not three times).
@@ -318,14 +319,14 @@ impl<'de> Wanted<'de> for EventSeed<'_, 'de> {
 }
 
 impl<'de> Wanted<'de> for EventsSeed {
-    type Out = EventList<'de>;
+    type Out = Vec<EventResult<'de>>;
     fn map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Err("an object"))
     }
     fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Kinded<Self::Out>, A::Error> {
         let max = self.0.max_batch_events;
-        let mut out = EventList::new();
+        let mut out = Vec::new();
         let mut scratch = IncomingEvent::default();
         loop {
             let seed = EventSeed {
@@ -422,7 +423,7 @@ pub fn parse_events_body(
     // NDJSON: lines are parsed one by one and counted as they go; one line past the limit
     // stops the request before anything past it is read.
     let lines = || -> Result<Request<'_>, BadRequest> {
-        let mut events = EventList::new();
+        let mut events = Vec::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             if events.len() == limits.max_batch_events {
                 return Err(fail(
@@ -670,10 +671,10 @@ mod tests {
             panic!("not a batch")
         };
         assert_eq!(list.len(), elements.len());
-        for (element, parsed) in elements.iter().zip(list.into_events()) {
+        for (element, parsed) in elements.iter().zip(&list) {
             let alone = IncomingEvent::parse_str_with(element, LIMITS.event);
             match (parsed, alone) {
-                (Ok(parsed), Ok(alone)) => assert_eq!(parsed, alone, "{element}"),
+                (Ok(parsed), Ok(alone)) => assert_eq!(*parsed, alone, "{element}"),
                 (Err(_), Err(_)) => {}
                 (parsed, alone) => panic!("{element}: in the batch {parsed:?}, alone {alone:?}"),
             }

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::{EventLimits, EventList, Prefix, Scalar, Sink};
+use super::{EventLimits, IncomingEvent, Prefix, Scalar, Sink};
 use crate::swar;
 
 /// Scans `json` into `sink`; `None` when the line is not one the fast path reads (the sink
@@ -28,16 +28,15 @@ pub(super) fn scan<'a>(json: &'a str, sink: &mut Sink<'a>) -> Option<()> {
 pub struct ScannedRequest<'a> {
     /// Every other field, in order: name and text (no escapes in either).
     pub strings: Vec<(&'a str, &'a str)>,
-    /// The events of the list, in order, each checked as [`IncomingEvent::validate`](super::IncomingEvent::validate) checks.
-    pub events: EventList<'a>,
+    /// The events of the list, in order, each holding exactly its properties.
+    pub events: Vec<IncomingEvent<'a>>,
 }
 
 /// Reads `{"name":"text",…,"<list>":[{event},…]}` when every other field is a plain string and
-/// every element a line [`IncomingEvent::parse_str_with`](super::IncomingEvent::parse_str_with) would read by its fast path, with at
+/// every element a line [`IncomingEvent::parse_str_with`] would read by its fast path, with at
 /// most `max_events` of them; `None` for anything else (a caller then parses the text its
 /// usual way, which gives every error). For servers whose batch requests are one such line:
-/// events come out as `parse_str_with` gives them, an event whose `event` name is bad as its
-/// error.
+/// events come out as `parse_str_with` gives them, their `event` names not yet checked.
 pub fn scan_request<'a>(
     text: &'a str,
     list: &str,
@@ -138,8 +137,8 @@ impl<'a> Scanner<'a> {
     }
 
     /// A list of at most `max` flat objects, each an event of exactly its properties.
-    fn events(&mut self, limits: EventLimits, max: usize) -> Option<EventList<'a>> {
-        let mut out = EventList::new();
+    fn events(&mut self, limits: EventLimits, max: usize) -> Option<Vec<IncomingEvent<'a>>> {
+        let mut out = Vec::new();
         let mut sink = Sink {
             out: Vec::new(),
             leaves: 0,
@@ -149,23 +148,15 @@ impl<'a> Scanner<'a> {
         if self.eat(b']').is_some() {
             return Some(out);
         }
-        let begin = self.at;
         loop {
             if out.len() == max {
                 return None;
             }
             sink.leaves = 0;
             self.object(&mut sink)?;
-            let properties = sink.out.len();
-            out.push_checked(sink.out.drain(..));
-            if out.len() == 1 {
-                // Room for the rest of the line at once, as many events and properties per byte
-                // as the first (the list would otherwise be copied at each doubling), and never
-                // more properties than the bytes left could hold (each takes 5, as in `"":1,`).
-                let (read, left) = ((self.at - begin).max(1), self.text.len() - self.at);
-                let events = (left / read + 1).min(max);
-                out.reserve(events, events.saturating_mul(properties + 1).min(left / 5 + 1));
-            }
+            out.push(IncomingEvent {
+                properties: sink.out.drain(..).collect(),
+            });
             if self.next_member(b']')? {
                 return Some(out);
             }

@@ -14,9 +14,7 @@ use serde::Deserialize;
 use crate::{Error, Result};
 
 mod flat;
-mod list;
 pub use flat::{scan_request, ScannedRequest};
-pub use list::EventList;
 
 /// A scalar property value as it came in.
 #[derive(Debug, Clone, PartialEq)]
@@ -309,23 +307,12 @@ impl<'a> IncomingEvent<'a> {
 
     /// Whether the `event` property is a non-blank string, else an error naming what it is.
     fn check_name(&self) -> Result<()> {
-        check_name(&self.properties)
-    }
-}
-
-/// Whether the `event` property of these properties (the last one, as [`IncomingEvent::get`]
-/// finds it) is a non-blank string, else an error naming what it is.
-fn check_name(properties: &[(Cow<'_, str>, Scalar<'_>)]) -> Result<()> {
-    match properties
-        .iter()
-        .rev()
-        .find(|(n, _)| n == "event")
-        .map(|(_, v)| v)
-    {
-        None => Err(Error::EventName("is missing")),
-        Some(Scalar::Str(s)) if s.trim().is_empty() => Err(Error::EventName("is empty")),
-        Some(Scalar::Str(_)) => Ok(()),
-        Some(_) => Err(Error::EventName("must be a string")),
+        match self.get("event") {
+            None => Err(Error::EventName("is missing")),
+            Some(Scalar::Str(s)) if s.trim().is_empty() => Err(Error::EventName("is empty")),
+            Some(Scalar::Str(_)) => Ok(()),
+            Some(_) => Err(Error::EventName("must be a string")),
+        }
     }
 }
 

@@ -5,13 +5,13 @@
 
 use std::time::Instant;
 
-use traqq_core::event::{EventList, IncomingEvent};
+use traqq_core::event::IncomingEvent;
 use traqq_storage::BatchOutcome;
 
 use super::record::DUPLICATE_DATA;
 use super::record_batch::report_data;
 use super::Ctx;
-use crate::protocol::{error_reply, success, Command, Reply, Status};
+use crate::protocol::{error_reply, success, Command, EventResult, Reply, Status};
 
 /// One request of a group.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub(crate) enum Grouped<'a> {
     /// A `record` of a valid event.
     Record(IncomingEvent<'a>),
     /// A `record_batch`: its events, or why each is not one.
-    Batch(EventList<'a>),
+    Batch(Vec<EventResult<'a>>),
 }
 
 impl Grouped<'_> {
@@ -49,15 +49,17 @@ pub(crate) fn record_group(
 ) {
     let lens: Vec<usize> = group.iter().map(|(_, g)| g.len()).collect();
     let mut requests = Vec::with_capacity(group.len());
-    let mut events = EventList::new();
+    let mut events = Vec::with_capacity(lens.iter().sum());
     for (started, grouped) in group {
         requests.push((started, grouped.command()));
         match grouped {
             Grouped::Record(event) => events.push(Ok(event)),
-            Grouped::Batch(batch) => events.append(batch),
+            Grouped::Batch(batch) => {
+                events.extend(batch.into_iter().map(|e| e.map_err(traqq_storage::Error::from)));
+            }
         }
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.traqq.record_list(events)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.traqq.record_results(events)));
     let outcome = match result {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => return answer_all(ctx, &requests, out, |command| failed(command, &e)),

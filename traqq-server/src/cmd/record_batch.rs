@@ -1,12 +1,13 @@
 //! `record_batch` (`POST /v1/events`): many events as one storage batch; bad events are
 //! reported by index and the others still count.
 
-use traqq_core::event::EventList;
-
 use super::{Answer, Ctx};
+use crate::protocol::EventResult;
 
-pub(super) fn run(ctx: Ctx<'_>, events: EventList<'_>) -> Answer {
-    let outcome = ctx.traqq.record_list(events)?;
+pub(super) fn run(ctx: Ctx<'_>, events: Vec<EventResult<'_>>) -> Answer {
+    let outcome = ctx
+        .traqq
+        .record_results(events.into_iter().map(|e| e.map_err(traqq_storage::Error::from)))?;
     ctx.metrics
         .events(outcome.recorded, outcome.rejected.len(), outcome.duplicates.len());
     Ok(Some(report_data(&outcome)))

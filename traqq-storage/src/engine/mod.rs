@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use traqq_core::bucket::{BucketKind, Calendar};
 use traqq_core::config::TraqqConfig;
-use traqq_core::event::{EventList, IncomingEvent};
+use traqq_core::event::IncomingEvent;
 use traqq_core::ops::{BatchBuilder, OpGenerator};
 use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
 use traqq_core::result::QueryResult;
@@ -203,28 +203,6 @@ impl Traqq {
                 event.and_then(|e| builder.add(&e, now).map_err(Error::from)),
             );
         }
-        self.apply_built(builder, outcome, now)
-    }
-
-    /// [`Traqq::record_results`] for an [`EventList`] (a server's batch lines): each event is
-    /// refilled into one scratch event, so recording allocates nothing per event.
-    pub fn record_list(&self, events: EventList<'_>) -> Result<BatchOutcome> {
-        let now = self.now();
-        if self.generator.claims_ids() {
-            return self.record_claimed(events.into_events().map(|e| e.map_err(Error::from)), now);
-        }
-        let mut builder = self.generator.batch();
-        let mut outcome = BatchOutcome::default();
-        let mut index = 0;
-        events.for_each(|event| {
-            outcome.count(
-                index,
-                event
-                    .map_err(Error::from)
-                    .and_then(|e| builder.add(e, now).map_err(Error::from)),
-            );
-            index += 1;
-        });
         self.apply_built(builder, outcome, now)
     }
 
