@@ -50,6 +50,38 @@ pub struct BatchBuilder<'g> {
     /// extra zone (found once per event, not once per metric).
     numbers: Vec<usize>,
     events: usize,
+    /// Emptied maps of an earlier batch's slots, for this batch's new slots.
+    spare: SpareMaps,
+}
+
+/// The packed-field maps of a finished batch's slots, emptied with their room kept: a
+/// recorder that hands them to its next batch ([`OpGenerator::batch_reusing`],
+/// [`BatchBuilder::finish_keeping`]) grows no map from empty again.
+#[derive(Debug, Default)]
+pub struct SpareMaps {
+    counts: Vec<HashMap<u64, u64>>,
+    sums: Vec<HashMap<u64, Increment>>,
+    bins: Vec<HashMap<(u64, Bin), u64>>,
+}
+
+impl SpareMaps {
+    /// Whether it holds count, sum and bin maps (for tests).
+    #[cfg(test)]
+    pub(super) fn kinds_held(&self) -> [bool; 3] {
+        [
+            !self.counts.is_empty(),
+            !self.sums.is_empty(),
+            !self.bins.is_empty(),
+        ]
+    }
+
+    /// Keeps `map`, emptied, unless it never held anything.
+    fn keep<K, V>(list: &mut Vec<HashMap<K, V>>, mut map: HashMap<K, V>) {
+        if map.capacity() > 0 {
+            map.clear();
+            list.push(map);
+        }
+    }
 }
 
 /// Bits per value id in a packed field; fields of more parts, or ids past this, use text.
@@ -74,16 +106,22 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(metric: MetricType) -> Slot {
+    /// A slot for `metric`, its maps taken from `spare` where the metric uses them.
+    fn new(metric: MetricType, spare: &mut SpareMaps) -> Slot {
+        let counting = matches!(metric, MetricType::Add | MetricType::Top);
+        let summing = matches!(metric, MetricType::Adv | MetricType::Dst);
         Slot {
             ops: match metric {
                 MetricType::Bmp => KeyOps::Hll(Default::default()),
                 MetricType::Add | MetricType::Adv | MetricType::Dst => KeyOps::Hash(Default::default()),
                 MetricType::Top => KeyOps::Scores(Default::default()),
             },
-            counts: HashMap::new(),
-            sums: HashMap::new(),
-            bins: HashMap::new(),
+            counts: counting.then(|| spare.counts.pop()).flatten().unwrap_or_default(),
+            sums: summing.then(|| spare.sums.pop()).flatten().unwrap_or_default(),
+            bins: (metric == MetricType::Dst)
+                .then(|| spare.bins.pop())
+                .flatten()
+                .unwrap_or_default(),
             label_counts: KeyOps::Hash(Default::default()),
             summary: Increment::default(),
         }
@@ -107,7 +145,7 @@ impl Increment {
 }
 
 impl<'g> BatchBuilder<'g> {
-    pub(super) fn new(generator: &'g OpGenerator) -> Self {
+    pub(super) fn new(generator: &'g OpGenerator, spare: SpareMaps) -> Self {
         BatchBuilder {
             generator,
             buckets: Vec::new(),
@@ -129,6 +167,7 @@ impl<'g> BatchBuilder<'g> {
                 .collect(),
             numbers: Vec::with_capacity(3 + generator.extra_zones.len()),
             events: 0,
+            spare,
         }
     }
 }
@@ -224,7 +263,7 @@ impl BatchBuilder<'_> {
                 let Some(slot) = self.slots.get_mut(number * per_bucket + index) else {
                     continue;
                 };
-                let slot = slot.get_or_insert_with(|| Slot::new(m.metric));
+                let slot = slot.get_or_insert_with(|| Slot::new(m.metric, &mut self.spare));
                 match (m.metric, packed) {
                     (MetricType::Bmp, _) => slot.ops.insert(&self.value),
                     (MetricType::Adv, Some(field)) => {
@@ -297,7 +336,14 @@ impl BatchBuilder<'_> {
     /// registers each bucket's key set in the prefix's bucket registry
     /// ([`bucket_registry_key`](crate::key::bucket_registry_key), read by retention), and returns the batch.
     pub fn finish(self) -> Batch {
+        self.finish_keeping().0
+    }
+
+    /// [`BatchBuilder::finish`], also giving back the slots' emptied maps for the next batch
+    /// ([`OpGenerator::batch_reusing`]).
+    pub fn finish_keeping(mut self) -> (Batch, SpareMaps) {
         let g = self.generator;
+        let mut spare = std::mem::take(&mut self.spare);
         let mut batch = Batch::new();
         let mut key = String::with_capacity(96);
         let mut field = String::with_capacity(96);
@@ -379,6 +425,9 @@ impl BatchBuilder<'_> {
                 bin.write_suffix(&mut field);
                 add(&mut slot.ops, &field, Number::Int(n as i64));
             }
+            SpareMaps::keep(&mut spare.counts, slot.counts);
+            SpareMaps::keep(&mut spare.sums, slot.sums);
+            SpareMaps::keep(&mut spare.bins, slot.bins);
             let b = (bucket, start);
             let mut key_ref = KeyRef {
                 metric: m.metric,
@@ -429,7 +478,7 @@ impl BatchBuilder<'_> {
             let zone = u8::try_from(zone).unwrap_or(u8::MAX);
             register_buckets(&mut batch, g.prefix_of(zone), list);
         }
-        batch
+        (batch, spare)
     }
 }
 

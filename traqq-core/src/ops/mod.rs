@@ -17,7 +17,7 @@ use crate::{Error, Result};
 mod builder;
 mod caches;
 mod names;
-pub use builder::BatchBuilder;
+pub use builder::{BatchBuilder, SpareMaps};
 
 /// The largest `add_value` amount accepted, in magnitude. An event whose amount is larger is
 /// rejected: below it, even 2^63 amounts (more than any count can hold) sum to less than
@@ -265,7 +265,13 @@ impl OpGenerator {
 
     /// Starts a batch. Add events with [`BatchBuilder::add`], then call [`BatchBuilder::finish`].
     pub fn batch(&self) -> BatchBuilder<'_> {
-        BatchBuilder::new(self)
+        BatchBuilder::new(self, SpareMaps::default())
+    }
+
+    /// [`OpGenerator::batch`] whose slots take their maps from `spare` (what
+    /// [`BatchBuilder::finish_keeping`] gave back for an earlier batch) before growing new ones.
+    pub fn batch_reusing(&self, spare: SpareMaps) -> BatchBuilder<'_> {
+        BatchBuilder::new(self, spare)
     }
 
     /// The batch of a single event (convenience for one-off records and tests).
@@ -338,6 +344,63 @@ mod tests {
             .collect();
         fields.sort();
         fields
+    }
+
+    /// A batch whose slots reuse an earlier batch's maps (every metric type, distributions
+    /// included) is the batch a fresh builder makes of the same events.
+    #[test]
+    fn a_batch_on_spare_maps_is_the_batch_a_fresh_builder_makes() {
+        let mut config = TraqqConfig::default();
+        config.mapping.bitmap = vec!["ip".into()];
+        config.mapping.add = vec!["event".into(), "event~geo".into()];
+        config.mapping.add_value = vec![crate::config::AddValueConfig {
+            key: "geo".into(),
+            add_key: "amount".into(),
+        }];
+        config.mapping.top = vec!["geo~page".into()];
+        config.mapping.distribution = vec![crate::config::DistributionConfig {
+            key: "geo".into(),
+            value_key: "amount".into(),
+        }];
+        config.time.store_hourly = true;
+        let generator = OpGenerator::new(&config, "t").unwrap();
+        let now = 1_764_288_000;
+        let lines = |seed: i64, n: i64| -> Vec<String> {
+            (0..n)
+                .map(|i| {
+                    let x = seed * 1_000 + i;
+                    format!(
+                        r#"{{"event":"e{}","geo":"g{}","page":"p{}","ip":"10.0.0.{}","amount":{},"ts":{}}}"#,
+                        x % 3,
+                        x % 7,
+                        x % 11,
+                        x % 200,
+                        x % 50 + 1,
+                        now - (x % 40) * 3_600
+                    )
+                })
+                .collect()
+        };
+        let build = |builder: &mut BatchBuilder<'_>, lines: &[String]| {
+            for line in lines {
+                builder
+                    .add(&IncomingEvent::parse_str(line).unwrap(), now)
+                    .unwrap();
+            }
+        };
+        // A first batch leaves maps of every kind, many of them grown.
+        let mut first = generator.batch();
+        build(&mut first, &lines(1, 500));
+        let (_, spare) = first.finish_keeping();
+        assert!(spare.kinds_held() == [true; 3], "{spare:?}");
+        let second = lines(2, 300);
+        let mut reusing = generator.batch_reusing(spare);
+        build(&mut reusing, &second);
+        let mut fresh = generator.batch();
+        build(&mut fresh, &second);
+        let (reused, fresh) = (reusing.finish(), fresh.finish());
+        assert!(fresh.iter().count() > 10);
+        assert_eq!(reused, fresh);
     }
 
     #[test]

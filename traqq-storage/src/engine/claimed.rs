@@ -46,7 +46,7 @@ impl Traqq {
         }
         let mut first_round = true;
         loop {
-            let mut builder = self.generator.batch();
+            let mut builder = self.builder();
             if !first_round {
                 claims = Claims::new();
                 for c in pending.iter().filter_map(|p| p.2) {
@@ -73,7 +73,8 @@ impl Traqq {
                 break;
             }
             self.before_write(now)?;
-            let mut batch = builder.finish();
+            let (mut batch, spare) = builder.finish_keeping();
+            self.keep_spare(spare);
             if claims.is_empty() {
                 self.storage.apply(&batch)?;
                 break;

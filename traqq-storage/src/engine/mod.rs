@@ -7,12 +7,12 @@ mod zone_days;
 mod zones;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use traqq_core::bucket::{BucketKind, Calendar};
 use traqq_core::config::TraqqConfig;
 use traqq_core::event::IncomingEvent;
-use traqq_core::ops::{BatchBuilder, OpGenerator};
+use traqq_core::ops::{BatchBuilder, OpGenerator, SpareMaps};
 use traqq_core::plan::{QueryOptions, QueryPlan, QueryRange};
 use traqq_core::result::QueryResult;
 
@@ -39,7 +39,13 @@ pub struct Traqq {
     /// Whether this engine has said, in the store, which extra zones' days it writes (its
     /// first write does, see `zone_days`).
     zones_marked: AtomicBool,
+    /// Maps earlier batches left, for the next ones (one set per recent concurrent recorder).
+    spare: Mutex<Vec<SpareMaps>>,
 }
+
+/// Sets of spare maps kept: one per recorder that may run at once in a typical server or import
+/// (a set holds one batch's maps, a few hundred KiB for 10,000 events).
+const SPARE_SETS: usize = 4;
 
 impl Traqq {
     /// An engine over `storage`, writing keys under `prefix`. Fails on an invalid config or prefix.
@@ -57,6 +63,7 @@ impl Traqq {
             storage,
             clock: Arc::new(SystemClock),
             zones_marked: AtomicBool::new(false),
+            spare: Mutex::new(Vec::new()),
         })
     }
 
@@ -175,7 +182,7 @@ impl Traqq {
         // One event parsed into over and over: its property list is allocated once per call.
         let now = self.now();
         let mut event = IncomingEvent::default();
-        let mut builder = self.generator.batch();
+        let mut builder = self.builder();
         let mut outcome = BatchOutcome::default();
         for (index, line) in lines.into_iter().enumerate() {
             let added = event
@@ -195,7 +202,7 @@ impl Traqq {
         if self.generator.claims_ids() {
             return self.record_claimed(events.into_iter(), now);
         }
-        let mut builder = self.generator.batch();
+        let mut builder = self.builder();
         let mut outcome = BatchOutcome::default();
         for (index, event) in events.into_iter().enumerate() {
             outcome.count(
@@ -215,9 +222,27 @@ impl Traqq {
     ) -> Result<BatchOutcome> {
         if outcome.recorded > 0 {
             self.before_write(now)?;
-            self.storage.apply(&builder.finish())?;
+            let (batch, spare) = builder.finish_keeping();
+            self.keep_spare(spare);
+            self.storage.apply(&batch)?;
         }
         Ok(outcome)
+    }
+
+    /// A builder for the next batch, its slots' maps taken from an earlier batch's where
+    /// there are some.
+    fn builder(&self) -> BatchBuilder<'_> {
+        let spare = self.spare.lock().ok().and_then(|mut s| s.pop());
+        self.generator.batch_reusing(spare.unwrap_or_default())
+    }
+
+    /// Keeps a finished batch's maps for a later one (up to [`SPARE_SETS`] sets).
+    fn keep_spare(&self, spare: SpareMaps) {
+        if let Ok(mut kept) = self.spare.lock() {
+            if kept.len() < SPARE_SETS {
+                kept.push(spare);
+            }
+        }
     }
 
     /// Daily buckets from the day holding `min` to the day holding `max`.
