@@ -9,23 +9,18 @@ use traqq_storage::{Error, Result};
 pub(crate) const BACKEND: &str = "redis";
 
 fn corrupt(key: &str, message: impl Into<String>) -> Error {
-    Error::Corrupt {
-        backend: BACKEND,
-        key: key.to_owned(),
-        source: Into::<String>::into(message).into(),
-    }
+    Error::corrupt(BACKEND, key, message.into())
 }
 
 fn server_error(key: &str, e: &redis::ServerError) -> Error {
-    Error::Backend {
-        backend: BACKEND,
-        source: format!(
+    Error::backend(
+        BACKEND,
+        format!(
             "reading {key:?}: {} {}",
             e.code(),
             e.details().unwrap_or_default()
-        )
-        .into(),
-    }
+        ),
+    )
 }
 
 /// The text of a string reply.

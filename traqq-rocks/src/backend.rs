@@ -70,11 +70,7 @@ fn each_entry<'v>(key: &str, value: &'v [u8], f: impl FnMut(&'v str, Entry) -> R
 }
 
 fn corrupt(key: &str, message: impl Into<String>) -> Error {
-    Error::Corrupt {
-        backend: BACKEND,
-        key: key.to_owned(),
-        source: Into::<String>::into(message).into(),
-    }
+    Error::corrupt(BACKEND, key, message.into())
 }
 
 fn full_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
@@ -102,11 +98,7 @@ fn guarded_merge(existing: Option<&[u8]>, operands: &MergeOperands, full: bool) 
 /// the store keeps: its marker's, or for a new store [`NEW_STORE_SKETCHES`] (marked).
 fn check_format(db: &DB, path: &Path) -> Result<SketchFamily> {
     let created = check_layout(db, path)?;
-    let refuse = |message: String| Error::Open {
-        backend: BACKEND,
-        path: path.display().to_string(),
-        source: message.into(),
-    };
+    let refuse = |message: String| Error::open(BACKEND, path.display().to_string(), message);
     let marker = db.get(SKETCH_FAMILY_KEY).map_err(|e| refuse(e.into_string()))?;
     if marker.is_none() && created {
         let mut write = WriteOptions::default();
@@ -120,11 +112,7 @@ fn check_format(db: &DB, path: &Path) -> Result<SketchFamily> {
 
 /// The layout half of [`check_format`]; whether the store was created by this open.
 fn check_layout(db: &DB, path: &Path) -> Result<bool> {
-    let refuse = |message: String| Error::Open {
-        backend: BACKEND,
-        path: path.display().to_string(),
-        source: message.into(),
-    };
+    let refuse = |message: String| Error::open(BACKEND, path.display().to_string(), message);
     let mark = || {
         let mut write = WriteOptions::default();
         write.set_sync(true);

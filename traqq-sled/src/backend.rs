@@ -89,11 +89,7 @@ fn each_entry<'v>(key: &str, value: &'v [u8], f: impl FnMut(&'v str, Entry) -> R
 }
 
 fn corrupt(key: &str, message: impl Into<String>) -> Error {
-    Error::Corrupt {
-        backend: BACKEND,
-        key: key.to_owned(),
-        source: Into::<String>::into(message).into(),
-    }
+    Error::corrupt(BACKEND, key, message.into())
 }
 
 impl SledStorage {
@@ -104,11 +100,7 @@ impl SledStorage {
     /// so a store that stays locked is reported after waiting up to 10 seconds.
     pub fn open(path: impl AsRef<Path>, config: SledConfig) -> Result<SledStorage> {
         let path = path.as_ref().to_path_buf();
-        let open_error = |message: String| Error::Open {
-            backend: BACKEND,
-            path: path.display().to_string(),
-            source: message.into(),
-        };
+        let open_error = |message: String| Error::open(BACKEND, path.display().to_string(), message);
         let sled_config = sled::Config::new()
             .path(&path)
             .cache_capacity(config.cache_mib.saturating_mul(1 << 20))

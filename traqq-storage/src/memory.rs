@@ -223,14 +223,13 @@ fn is_distribution(ops: &KeyOps) -> bool {
 }
 
 fn wrong_type(key: &str, held: &Value) -> Error {
-    Error::Backend {
-        backend: "memory",
-        source: format!(
+    Error::backend(
+        "memory",
+        format!(
             "key {key:?} holds a {}, not the type this operation needs",
             held.type_name()
-        )
-        .into(),
-    }
+        ),
+    )
 }
 
 impl Storage for MemoryStorage {

@@ -25,8 +25,8 @@ use traqq_core::config::RetentionConfig;
 use traqq_core::key::{bucket_registry_key, decode_id_set_key, decode_key_set_key, id_registry_key};
 use traqq_core::read::{Read, ReadResult};
 
-use crate::storage::Storage;
-use crate::{Error, Result};
+use crate::storage::{unexpected, Storage, StorageExt};
+use crate::Result;
 
 /// What one prune did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,10 +64,7 @@ pub fn prune_id_sets(
     now: i64,
 ) -> Result<usize> {
     let registry = id_registry_key(prefix);
-    let registered = match storage.read(&[Read::Members(registry.clone())])?.pop() {
-        Some(ReadResult::Members(m)) => m,
-        other => return Err(unexpected(other)),
-    };
+    let registered = storage.members(&registry)?;
     let from = ids.remembered_from(calendar, now);
     let expired: Vec<String> = registered
         .into_iter()
@@ -95,10 +92,7 @@ pub fn prune(
         return Ok(PruneReport::default());
     }
     let registry = bucket_registry_key(prefix);
-    let registered = match storage.read(&[Read::Members(registry.clone())])?.pop() {
-        Some(ReadResult::Members(m)) => m,
-        other => return Err(unexpected(other)),
-    };
+    let registered = storage.members(&registry)?;
     let expired: Vec<String> = registered
         .into_iter()
         .filter(|set| match decode_key_set_key(prefix, set) {
@@ -121,7 +115,7 @@ pub fn prune(
                 keys.into_iter()
                     .filter(|k| k.strip_prefix(prefix).is_some_and(|r| r.starts_with(':'))),
             ),
-            other => return Err(unexpected(Some(other))),
+            other => return Err(unexpected("members", Some(other))),
         }
     }
     doomed.extend(expired.iter().cloned());
@@ -216,16 +210,5 @@ impl AutoPrune {
     /// The last automatic prune, if any ran.
     pub(crate) fn last(&self) -> Option<AutoPruneStatus> {
         self.last.lock().clone()
-    }
-}
-
-fn unexpected(got: Option<ReadResult>) -> Error {
-    Error::Backend {
-        backend: "storage",
-        source: format!(
-            "answered a {} read where a members read was expected",
-            got.as_ref().map_or("missing", ReadResult::kind)
-        )
-        .into(),
     }
 }

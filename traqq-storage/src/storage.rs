@@ -320,13 +320,13 @@ pub trait StorageExt: Storage {
 
 impl<S: Storage + ?Sized> StorageExt for S {}
 
-fn unexpected(want: &str, got: Option<ReadResult>) -> crate::Error {
-    crate::Error::Backend {
-        backend: "storage",
-        source: format!(
+/// The error for a store answering a read with the wrong kind of result (or none).
+pub(crate) fn unexpected(want: &str, got: Option<ReadResult>) -> crate::Error {
+    crate::Error::backend(
+        "storage",
+        format!(
             "answered a {} read where a {want} read was expected",
             got.as_ref().map_or("missing", ReadResult::kind)
-        )
-        .into(),
-    }
+        ),
+    )
 }

@@ -12,11 +12,7 @@ impl RedisStorage {
         let target = urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",");
         let open_err = {
             let path = target.clone();
-            move |message: String| Error::Open {
-                backend: BACKEND,
-                path: path.clone(),
-                source: message.into(),
-            }
+            move |message: String| Error::open(BACKEND, path.clone(), message)
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
@@ -95,10 +91,13 @@ impl RedisStorage {
 /// file is named (then `rediss://` trusts the system's roots).
 fn tls_certificates(config: &RedisConfig) -> Result<Option<TlsCertificates>> {
     let read = |field: &str, path: &Path| {
-        std::fs::read(path).map_err(|e| Error::Open {
-            backend: BACKEND,
-            path: path.display().to_string(),
-            source: format!("{field}: cannot read {}: {e}", path.display()).into(),
+        std::fs::read(path).map_err(|e| {
+            let shown = path.display();
+            Error::open(
+                BACKEND,
+                shown.to_string(),
+                format!("{field}: cannot read {shown}: {e}"),
+            )
         })
     };
     let root_cert = match &config.tls_ca_file {

@@ -175,16 +175,15 @@ impl RedisStorage {
             let values =
                 values.map_err(|e| self.failure(&e, |i| idx.get(i).and_then(|j| labels.get(*j)).cloned()))?;
             if values.len() != idx.len() {
-                return Err(Error::Backend {
-                    backend: BACKEND,
-                    source: format!(
+                return Err(Error::backend(
+                    BACKEND,
+                    format!(
                         "{}: a pipeline of {} commands got {} answers",
                         self.target,
                         idx.len(),
                         values.len()
-                    )
-                    .into(),
-                });
+                    ),
+                ));
             }
             for (i, v) in idx.into_iter().zip(values) {
                 out[i] = v;
@@ -253,20 +252,22 @@ where
         let out = match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(map_err(&owned_target, &e)),
-            Err(_) => Err(Error::Unavailable {
-                backend: BACKEND,
-                source: format!(
+            Err(_) => Err(Error::unavailable(
+                BACKEND,
+                format!(
                     "{owned_target}: no answer within {} ms (a batch cut off here may or may not have been applied)",
                     limit.as_millis()
-                ).into(),
-            }),
+                ),
+            )),
         };
         // The caller may have gone away; nothing to do then.
         let _ = tx.send(out);
     });
-    rx.recv().map_err(|_| Error::Backend {
-        backend: BACKEND,
-        source: format!("{target}: the client runtime stopped before answering").into(),
+    rx.recv().map_err(|_| {
+        Error::backend(
+            BACKEND,
+            format!("{target}: the client runtime stopped before answering"),
+        )
     })?
 }
 
@@ -340,9 +341,9 @@ impl RedisStorage {
                 |(outcome, parts)| match outcome.map(|v| script::outcome(v, parts.len())) {
                     Ok(Ok(Outcome::Refused(refusal))) => {
                         let key = parts.get(refusal.part).map_or("?", |p| p.key);
-                        Err(Error::Backend {
-                            backend: BACKEND,
-                            source: format!(
+                        Err(Error::backend(
+                            BACKEND,
+                            format!(
                                 "{}: key {key:?}: {} ({})",
                                 self.target,
                                 refusal.message,
@@ -351,15 +352,13 @@ impl RedisStorage {
                                 } else {
                                     "nothing of this batch was applied"
                                 }
-                            )
-                            .into(),
-                        })
+                            ),
+                        ))
                     }
                     Ok(Ok(outcome)) => Ok(outcome),
-                    Ok(Err(unexpected)) => Err(Error::Backend {
-                        backend: BACKEND,
-                        source: format!("{}: {unexpected}", self.target).into(),
-                    }),
+                    Ok(Err(unexpected)) => {
+                        Err(Error::backend(BACKEND, format!("{}: {unexpected}", self.target)))
+                    }
                     Err(e) => {
                         if redirected(&e) {
                             if let Some(part) = parts.first() {
