@@ -130,6 +130,10 @@ pub struct PhaseReport {
     pub rss_after_kib: u64,
     /// Peak resident memory of the process, KiB.
     pub hwm_kib: u64,
+    /// The first `query_days(30)` + merged finds right after the last event, milliseconds: a
+    /// store that folds pending writes at read time (RocksDB) pays that here.
+    #[serde(default)]
+    pub query_ms_first: Option<f64>,
     /// Fastest `query_days(30)` + merged finds, milliseconds (none for parse-only phases).
     pub query_ms_min: Option<f64>,
     /// Median of the query runs, milliseconds.
@@ -191,6 +195,7 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseReport, Error> {
                 });
         }
     }
+    let query_ms_first = query_ms.first().copied();
     query_ms.sort_by(f64::total_cmp);
     query_cpu_ms.sort_by(f64::total_cmp);
     let seconds = spent.as_secs_f64();
@@ -207,6 +212,7 @@ pub fn run(spec: &PhaseSpec) -> Result<PhaseReport, Error> {
         rss_after_kib: after.map_or(0, |r| r.rss_kib),
         hwm_kib: Resident::now().map_or(0, |r| r.hwm_kib),
         disk_bytes,
+        query_ms_first,
         query_ms_min: query_ms.first().copied(),
         query_ms_median: query_ms.get(query_ms.len() / 2).copied(),
         query_cpu_ms_median: query_cpu_ms.get(query_cpu_ms.len() / 2).copied(),

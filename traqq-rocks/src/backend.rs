@@ -24,6 +24,7 @@ use traqq_storage::{
 
 use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR, UPGRADES_IN_PLACE};
 use crate::config::RocksConfig;
+use crate::fold_back::{self, Folds};
 use traqq_storage::format::{sketch_family, NEW_STORE_SKETCHES, SKETCH_FAMILY_KEY};
 
 const BACKEND: &str = "rocksdb";
@@ -37,8 +38,9 @@ pub struct RocksStorage {
     write: WriteOptions,
     /// `none` mode: the thread writing the in-process WAL buffer out; stopped on drop.
     flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
-    /// Shared by batch writers (their merges commute), exclusive for a read-modify-write
-    /// (`remove_members`), which must not lose a member merged in between.
+    /// Held by every write that changes data: shared by batch writers and deletes (their
+    /// writes commute), exclusive for a read-modify-write (`remove_members`, a read's
+    /// write-back of folded values), which must not lose a write made in between.
     writers: RwLock<()>,
     /// The claimed event ids of the sets this process touched (`apply_claimed`).
     claims: ClaimIndex,
@@ -73,8 +75,12 @@ fn corrupt(key: &str, message: impl Into<String>) -> Error {
     Error::corrupt(BACKEND, key, message.into())
 }
 
-fn full_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    guarded_merge(existing, operands, true)
+fn full_merge(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let merged = guarded_merge(existing, operands, true);
+    if let Some(value) = merged.as_deref().filter(|_| !operands.is_empty()) {
+        fold_back::offer(key, value);
+    }
+    merged
 }
 
 fn partial_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
@@ -244,6 +250,70 @@ impl RocksStorage {
         ro
     }
 
+    /// All `reads` at one snapshot: they see the same set of applied batches.
+    fn read_at_snapshot(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
+        let snapshot = self.db.snapshot();
+        reads.iter().map(|r| self.read_one(&snapshot, r)).collect()
+    }
+
+    /// The sketches of `keys` at one snapshot.
+    fn read_sketches_at_snapshot(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
+        let snapshot = self.db.snapshot();
+        let options = self.read_options(&snapshot);
+        keys.iter()
+            .map(|key| {
+                let Some(value) = self
+                    .db
+                    .get_pinned_opt(key.as_bytes(), &options)
+                    .map_err(backend_error)?
+                else {
+                    return Ok(None);
+                };
+                let sketch = codec::decode_sketch(&value).map_err(|m| corrupt(key, m))?;
+                Ok(Some(sketch.to_raw()))
+            })
+            .collect()
+    }
+
+    /// Runs the read `read`, then writes back the values it folded from merge operands (see
+    /// [`fold_back`]), so that the next read of those keys folds nothing.
+    fn keeping_folds<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
+        // Taken before the read's snapshot: equal at write-back time means nothing was
+        // written since, so every captured fold is still the key's value.
+        let seen = self.db.latest_sequence_number();
+        let capture = fold_back::Capture::start();
+        let out = read();
+        let folds = capture.finish();
+        if out.is_ok() {
+            self.write_back(seen, folds);
+        }
+        out
+    }
+
+    /// Writes `folds` over their keys' operands unless the store was written after sequence
+    /// number `seen`: a fold older than a write would undo it. Every write that changes data
+    /// holds `writers` (shared), so none can slip in between the check and this write.
+    ///
+    /// Without the WAL: a folded value is what the key's operands already add up to, so losing
+    /// it in a crash loses nothing (the operands are still there), and it costs no fsync.
+    /// Failing to write it costs the next read a fold, nothing else.
+    fn write_back(&self, seen: u64, folds: Folds) {
+        if folds.is_empty() {
+            return;
+        }
+        let _exclusive = self.writers.write();
+        if self.db.latest_sequence_number() != seen {
+            return;
+        }
+        let mut wb = WriteBatch::default();
+        for (key, value) in &folds {
+            wb.put(key, value);
+        }
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        let _ = self.db.write_opt(wb, &options);
+    }
+
     /// Calls `f(field, entry)` for every entry of the packed map at `key`, in byte order (none
     /// when the key is absent).
     fn entries(
@@ -404,7 +474,9 @@ impl Storage for RocksStorage {
     }
 
     fn apply(&self, batch: &Batch) -> Result<()> {
-        let batch = self.labels.apply_caps(batch, |reads| self.read(reads))?;
+        let batch = self
+            .labels
+            .apply_caps(batch, |reads| self.read_at_snapshot(reads))?;
         let wb = write_batch(&batch, self.sketches);
         // One WriteBatch: the whole batch is in the WAL record or none of it is.
         let _shared = self.writers.read();
@@ -415,7 +487,9 @@ impl Storage for RocksStorage {
     /// [`ClaimIndex`]), so after a crash the ids and the operations are both there or neither
     /// is; the check is in memory.
     fn apply_claimed(&self, batch: &Batch, claims: &Claims) -> Result<Vec<Seen>> {
-        let batch = self.labels.apply_caps(batch, |reads| self.read(reads))?;
+        let batch = self
+            .labels
+            .apply_caps(batch, |reads| self.read_at_snapshot(reads))?;
         let mut index = self.claims.lock();
         let seen = index.seen(claims, |set| self.id_chunks(set))?;
         if !seen.is_empty() {
@@ -434,9 +508,7 @@ impl Storage for RocksStorage {
     }
 
     fn read(&self, reads: &[Read]) -> Result<Vec<ReadResult>> {
-        // One snapshot for all reads: they see the same set of applied batches.
-        let snapshot = self.db.snapshot();
-        reads.iter().map(|r| self.read_one(&snapshot, r)).collect()
+        self.keeping_folds(|| self.read_at_snapshot(reads))
     }
 
     fn labels_overflowed(&self) -> u64 {
@@ -444,21 +516,7 @@ impl Storage for RocksStorage {
     }
 
     fn read_sketches(&self, keys: &[String]) -> Result<Vec<Option<RawSketch>>> {
-        let snapshot = self.db.snapshot();
-        let options = self.read_options(&snapshot);
-        keys.iter()
-            .map(|key| {
-                let Some(value) = self
-                    .db
-                    .get_pinned_opt(key.as_bytes(), &options)
-                    .map_err(backend_error)?
-                else {
-                    return Ok(None);
-                };
-                let sketch = codec::decode_sketch(&value).map_err(|m| corrupt(key, m))?;
-                Ok(Some(sketch.to_raw()))
-            })
-            .collect()
+        self.keeping_folds(|| self.read_sketches_at_snapshot(keys))
     }
 
     fn read_ids(&self, set_keys: &[String]) -> Result<Vec<Vec<u128>>> {
@@ -499,6 +557,8 @@ impl Storage for RocksStorage {
                 wb.delete_range(start, end);
             }
         }
+        // Shared: a read's write-back (exclusive) must not put a deleted key back.
+        let _shared = self.writers.read();
         self.db.write_opt(wb, &self.write).map_err(backend_error)
     }
 
@@ -532,5 +592,80 @@ impl Drop for RocksStorage {
         }
         // `none` mode: hand the buffered WAL tail to the OS before closing.
         let _ = self.db.flush_wal(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use traqq_core::bucket::BucketKind;
+    use traqq_storage::StorageExt;
+
+    use super::*;
+
+    const DAY: (BucketKind, i64) = (BucketKind::Day, 1_700_006_400);
+    const KEY: &str = "app:add:d:1700006400:event";
+
+    fn add_one(store: &RocksStorage) {
+        let mut b = Batch::new();
+        b.incr(KEY, DAY, "n", Number::Int(1));
+        store.apply(&b).unwrap();
+    }
+
+    /// What a read of `KEY` folds from operands (nothing is written back).
+    fn folds_of_a_read(store: &RocksStorage) -> Folds {
+        let capture = fold_back::Capture::start();
+        store.read_at_snapshot(&[Read::Hash(KEY.into())]).unwrap();
+        capture.finish()
+    }
+
+    fn n(store: &RocksStorage) -> i64 {
+        let hash = store.read_hash(KEY).unwrap();
+        assert_eq!(hash.len(), 1, "{hash:?}");
+        hash[0].1.as_i64()
+    }
+
+    #[test]
+    fn a_read_writes_back_what_it_folded_and_the_next_read_folds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
+        for _ in 0..10 {
+            add_one(&store);
+        }
+        assert_eq!(
+            folds_of_a_read(&store).len(),
+            1,
+            "ten operands wait in the memtable"
+        );
+        assert_eq!(n(&store), 10);
+        assert!(
+            folds_of_a_read(&store).is_empty(),
+            "the read above wrote its fold back"
+        );
+        assert_eq!(n(&store), 10);
+        add_one(&store);
+        assert_eq!(n(&store), 11, "a batch after a write-back counts once");
+        drop(store);
+        let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
+        assert_eq!(n(&store), 11);
+    }
+
+    #[test]
+    fn a_fold_older_than_a_write_is_not_written_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
+        for _ in 0..10 {
+            add_one(&store);
+        }
+        let seen = store.db.latest_sequence_number();
+        let folds = folds_of_a_read(&store);
+        assert_eq!(folds.len(), 1);
+        add_one(&store);
+        store.write_back(seen, folds.clone());
+        assert_eq!(n(&store), 11, "the stale fold would have put back 10");
+        // A deleted key stays deleted.
+        let seen = store.db.latest_sequence_number();
+        store.delete(&[KEY.to_owned()]).unwrap();
+        store.write_back(seen, folds);
+        assert!(store.read_hash(KEY).unwrap().is_empty());
     }
 }

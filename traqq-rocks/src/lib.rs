@@ -64,6 +64,7 @@
 mod backend;
 mod codec;
 mod config;
+mod fold_back;
 
 pub use backend::RocksStorage;
 pub use config::RocksConfig;

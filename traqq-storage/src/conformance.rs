@@ -49,6 +49,7 @@ pub fn run_all(storage: &dyn Storage) {
     remove_members(storage);
     batch_coalescing_equivalence(storage);
     concurrent_batches(storage);
+    reads_during_writes(storage);
     delete_keys(storage);
     retention_prunes_old_buckets(storage);
     claims::run_all(storage);
@@ -363,6 +364,58 @@ pub fn concurrent_batches(storage: &dyn Storage) {
     );
     let c = storage.count(&[&s]).unwrap() as f64;
     assert!((c - 400.0).abs() / 400.0 < 0.02, "{c}");
+}
+
+/// Reads running while 4 threads apply batches see counts that only grow, and lose nothing
+/// (a store may write back what a read folded, as RocksDB does: never over a newer write).
+/// Deleted while readers run, the keys stay deleted.
+pub fn reads_during_writes(storage: &dyn Storage) {
+    let p = fresh_prefix("readwrite");
+    let (h, z) = (key(&p, "add", "event"), key(&p, "top", "geo"));
+    let (writers, batches) = (4, 100);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let read_n = || hash_map(storage, &h).get("n").copied().unwrap_or(0.0);
+    std::thread::scope(|scope| {
+        for _ in 0..writers {
+            let (h, z, done) = (&h, &z, &done);
+            scope.spawn(move || {
+                for _ in 0..batches {
+                    let mut b = Batch::new();
+                    b.incr(h, DAY, "n", Number::Int(1));
+                    b.zincr(z, DAY, "all", 1.0);
+                    storage.apply(&b).unwrap();
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        for _ in 0..2 {
+            let (z, done) = (&z, &done);
+            scope.spawn(move || {
+                let mut last = 0.0;
+                while done.load(Ordering::SeqCst) < writers {
+                    let n = read_n();
+                    assert!(n >= last, "a read went back from {last} to {n}");
+                    last = n;
+                    storage.top(z, 1).unwrap();
+                }
+            });
+        }
+    });
+    let total = (writers * batches) as f64;
+    assert_eq!(read_n(), total);
+    assert_eq!(storage.top(&z, 1).unwrap(), vec![("all".to_owned(), total)]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| storage.delete(&[h.clone(), z.clone()]).unwrap());
+        for _ in 0..2 {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    read_n();
+                }
+            });
+        }
+    });
+    assert_eq!(read_n(), 0.0, "a deleted key came back");
+    assert!(storage.top(&z, 1).unwrap().is_empty());
 }
 
 /// `remove_members` removes the named members, keeps the rest, ignores missing members and

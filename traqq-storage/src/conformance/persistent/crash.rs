@@ -47,7 +47,7 @@ fn crash_engine(store: Box<dyn Storage>, ids: bool, path: &Path) -> Traqq {
 }
 
 /// The child of the crash scenario: records batches forever into the store [`CRASH_CHILD_ENV`]
-/// names, printing `ack N` after `record_json_lines` returns. A no-op when the variable is not
+/// names, querying after every tenth, printing `ack N` after `record_json_lines` returns. A no-op when the variable is not
 /// set, so the `#[test]` calling it passes in a normal test run.
 pub fn crash_child(open: &Open) {
     let Ok(spec) = std::env::var(CRASH_CHILD_ENV) else {
@@ -66,6 +66,11 @@ pub fn crash_child(open: &Open) {
         let lines = batch(i, ids);
         let outcome = traqq.record_json_lines(lines.iter().map(String::as_str)).unwrap();
         assert_eq!(outcome.recorded, PER_BATCH);
+        // Reads between writes too: a store may write what a read folded (RocksDB does), and
+        // that must neither lose nor double a batch when the process dies.
+        if i % 10 == 9 {
+            traqq.query(NOW - 3 * 86_400, NOW).unwrap();
+        }
         writeln!(out, "ack {i}").unwrap();
         out.flush().unwrap();
     }
