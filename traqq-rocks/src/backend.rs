@@ -624,13 +624,19 @@ mod tests {
         hash[0].1.as_i64()
     }
 
-    #[test]
-    fn a_read_writes_back_what_it_folded_and_the_next_read_folds_nothing() {
+    /// A new store in a temp dir whose `KEY` holds ten merge operands (in the memtable).
+    fn store_with_ten_operands() -> (tempfile::TempDir, RocksStorage) {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
         for _ in 0..10 {
             add_one(&store);
         }
+        (dir, store)
+    }
+
+    #[test]
+    fn a_read_writes_back_what_it_folded_and_the_next_read_folds_nothing() {
+        let (dir, store) = store_with_ten_operands();
         assert_eq!(
             folds_of_a_read(&store).len(),
             1,
@@ -651,11 +657,7 @@ mod tests {
 
     #[test]
     fn a_fold_older_than_a_write_is_not_written_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
-        for _ in 0..10 {
-            add_one(&store);
-        }
+        let (_dir, store) = store_with_ten_operands();
         let seen = store.db.latest_sequence_number();
         let folds = folds_of_a_read(&store);
         assert_eq!(folds.len(), 1);
