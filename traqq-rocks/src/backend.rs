@@ -25,6 +25,7 @@ use traqq_storage::{
 use crate::codec::{self, FORMAT, FORMAT_KEY, MERGE_OPERATOR, UPGRADES_IN_PLACE};
 use crate::config::RocksConfig;
 use crate::fold_back::{self, Folds};
+use crate::folder::{Folder, Key};
 use traqq_storage::format::{sketch_family, NEW_STORE_SKETCHES, SKETCH_FAMILY_KEY};
 
 const BACKEND: &str = "rocksdb";
@@ -40,8 +41,12 @@ pub struct RocksStorage {
     flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     /// Held by every write that changes data: shared by batch writers and deletes (their
     /// writes commute), exclusive for a read-modify-write (`remove_members`, a read's
-    /// write-back of folded values), which must not lose a write made in between.
-    writers: RwLock<()>,
+    /// write-back of folded values, the background folder), which must not lose a write made
+    /// in between.
+    writers: Arc<RwLock<()>>,
+    /// Folds keys that took several operands in the background (`fold_after_operands`);
+    /// stopped first on drop.
+    folder: Option<Folder>,
     /// The claimed event ids of the sets this process touched (`apply_claimed`).
     claims: ClaimIndex,
     /// The labels of the capped keys written (`[limits] max_labels`).
@@ -196,13 +201,25 @@ impl RocksStorage {
             });
             (stop, handle)
         });
+        let writers = Arc::new(RwLock::new(()));
+        let folder = match config.fold_after_operands {
+            0 => None,
+            threshold => {
+                let (db, writers) = (Arc::clone(&db), Arc::clone(&writers));
+                let fold = move |keys: &[Key]| fold_now(&db, &writers, keys);
+                let folder = Folder::spawn(threshold, fold)
+                    .map_err(|e| Error::open(BACKEND, path.display().to_string(), e))?;
+                Some(folder)
+            }
+        };
         Ok(RocksStorage {
             db,
             path,
             config,
             write,
             flusher,
-            writers: RwLock::new(()),
+            writers,
+            folder,
             claims: ClaimIndex::new(),
             labels: LabelIndex::new(),
             sketches,
@@ -292,11 +309,8 @@ impl RocksStorage {
 
     /// Writes `folds` over their keys' operands unless the store was written after sequence
     /// number `seen`: a fold older than a write would undo it. Every write that changes data
-    /// holds `writers` (shared), so none can slip in between the check and this write.
-    ///
-    /// Without the WAL: a folded value is what the key's operands already add up to, so losing
-    /// it in a crash loses nothing (the operands are still there), and it costs no fsync.
-    /// Failing to write it costs the next read a fold, nothing else.
+    /// holds `writers` (shared), so none can slip in between the check and this write (see
+    /// [`put_folds`]).
     fn write_back(&self, seen: u64, folds: Folds) {
         if folds.is_empty() {
             return;
@@ -305,13 +319,14 @@ impl RocksStorage {
         if self.db.latest_sequence_number() != seen {
             return;
         }
-        let mut wb = WriteBatch::default();
-        for (key, value) in &folds {
-            wb.put(key, value);
+        put_folds(&self.db, &folds);
+    }
+
+    /// Counts the operands `batch` (just written) gave its keys, for the background folder.
+    fn count_operands(&self, batch: &Batch) {
+        if let Some(folder) = &self.folder {
+            folder.wrote(batch.iter().map(|(key, _)| key.as_bytes()));
         }
-        let mut options = WriteOptions::default();
-        options.disable_wal(true);
-        let _ = self.db.write_opt(wb, &options);
     }
 
     /// Calls `f(field, entry)` for every entry of the packed map at `key`, in byte order (none
@@ -427,6 +442,35 @@ impl RocksStorage {
     }
 }
 
+/// Writes folded values over their keys' operands, without the WAL: a folded value is what the
+/// key's operands already add up to, so losing it in a crash loses nothing (the operands are
+/// still there), and it costs no fsync. Failing to write it costs the next read a fold.
+/// The caller holds the writers' lock exclusively.
+fn put_folds(db: &DB, folds: &Folds) {
+    if folds.is_empty() {
+        return;
+    }
+    let mut wb = WriteBatch::default();
+    for (key, value) in folds {
+        wb.put(key, value);
+    }
+    let mut options = WriteOptions::default();
+    options.disable_wal(true);
+    let _ = db.write_opt(wb, &options);
+}
+
+/// The background folder's work: reads `keys` under the writers' lock (exclusive, so no write
+/// comes between the read and the write-back) and writes back what the reads folded.
+fn fold_now(db: &DB, writers: &RwLock<()>, keys: &[Key]) {
+    let _exclusive = writers.write();
+    let capture = fold_back::Capture::start();
+    for key in keys {
+        // A failed read folds nothing, and the key is folded by a later read.
+        let _ = db.get_pinned(key);
+    }
+    put_folds(db, &capture.finish());
+}
+
 /// The write batch of `batch`: one merge operand per key.
 fn write_batch(batch: &Batch, sketches: SketchFamily) -> WriteBatch {
     let mut wb = WriteBatch::default();
@@ -479,8 +523,12 @@ impl Storage for RocksStorage {
             .apply_caps(batch, |reads| self.read_at_snapshot(reads))?;
         let wb = write_batch(&batch, self.sketches);
         // One WriteBatch: the whole batch is in the WAL record or none of it is.
-        let _shared = self.writers.read();
-        self.db.write_opt(wb, &self.write).map_err(backend_error)
+        {
+            let _shared = self.writers.read();
+            self.db.write_opt(wb, &self.write).map_err(backend_error)?;
+        }
+        self.count_operands(&batch);
+        Ok(())
     }
 
     /// The ids go into the batch's own `WriteBatch` as one chunk per day (see
@@ -504,6 +552,7 @@ impl Storage for RocksStorage {
             self.db.write_opt(wb, &self.write).map_err(backend_error)?;
         }
         index.commit(claims);
+        self.count_operands(&batch);
         Ok(Vec::new())
     }
 
@@ -586,6 +635,8 @@ impl Storage for RocksStorage {
 
 impl Drop for RocksStorage {
     fn drop(&mut self) {
+        // Joined before the flusher and the close: its last fold's write is done.
+        drop(self.folder.take());
         if let Some((stop, handle)) = self.flusher.take() {
             drop(stop);
             let _ = handle.join();
@@ -624,14 +675,61 @@ mod tests {
         hash[0].1.as_i64()
     }
 
+    /// The default options, without the background folder (these tests fold by reading).
+    fn config_folding_on_reads() -> RocksConfig {
+        RocksConfig {
+            fold_after_operands: 0,
+            ..RocksConfig::default()
+        }
+    }
+
     /// A new store in a temp dir whose `KEY` holds ten merge operands (in the memtable).
     fn store_with_ten_operands() -> (tempfile::TempDir, RocksStorage) {
         let dir = tempfile::tempdir().unwrap();
-        let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
+        let store = RocksStorage::open(dir.path().join("db"), config_folding_on_reads()).unwrap();
         for _ in 0..10 {
             add_one(&store);
         }
         (dir, store)
+    }
+
+    /// Polls until a read of `KEY` folds nothing (the folder wrote its fold back), or panics.
+    fn wait_until_folded(store: &RocksStorage) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !folds_of_a_read(store).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the folder never folded {KEY}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn the_folder_folds_a_key_that_took_its_threshold_of_operands() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RocksConfig {
+            fold_after_operands: 3,
+            ..RocksConfig::default()
+        };
+        let store = RocksStorage::open(dir.path().join("db"), config.clone()).unwrap();
+        add_one(&store);
+        add_one(&store);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(folds_of_a_read(&store).len(), 1, "two operands are not due yet");
+        add_one(&store);
+        wait_until_folded(&store);
+        assert_eq!(n(&store), 3);
+        assert_eq!(store.folder.as_ref().unwrap().pending(), (0, 0));
+        // Operands after the fold add to it, and are folded in turn.
+        for _ in 0..3 {
+            add_one(&store);
+        }
+        wait_until_folded(&store);
+        assert_eq!(n(&store), 6);
+        drop(store);
+        let store = RocksStorage::open(dir.path().join("db"), config).unwrap();
+        assert_eq!(n(&store), 6, "the folds, written without the WAL, lost nothing");
     }
 
     #[test]
@@ -651,7 +749,7 @@ mod tests {
         add_one(&store);
         assert_eq!(n(&store), 11, "a batch after a write-back counts once");
         drop(store);
-        let store = RocksStorage::open(dir.path().join("db"), RocksConfig::default()).unwrap();
+        let store = RocksStorage::open(dir.path().join("db"), config_folding_on_reads()).unwrap();
         assert_eq!(n(&store), 11);
     }
 

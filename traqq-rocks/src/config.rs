@@ -16,6 +16,10 @@ pub struct RocksConfig {
     pub write_buffer_mib: usize,
     /// In `none` mode, the longest time a write stays in the in-process WAL buffer.
     pub none_flush_ms: u64,
+    /// A key that took this many merge operands (one per batch that touched it) since its last
+    /// fold is folded on a background thread, so reads find it folded; `0` turns the thread
+    /// off (reads, writes and compactions still fold).
+    pub fold_after_operands: u32,
 }
 
 impl Default for RocksConfig {
@@ -24,6 +28,7 @@ impl Default for RocksConfig {
             sync: Durability::Batch,
             write_buffer_mib: 64,
             none_flush_ms: 100,
+            fold_after_operands: 4,
         }
     }
 }

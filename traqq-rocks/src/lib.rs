@@ -40,6 +40,9 @@
 //!   integers stay integers; members union). A batch's HyperLogLog inserts are one operand per
 //!   key holding the values' 64-bit hashes, folded into the sketch on merge. So a batch of
 //!   1,000 events costs ~120 memtable inserts (its keys), not several thousand (its fields).
+//! - Reads fold a key's pending operands; a thread of the store folds the keys that took
+//!   `fold_after_operands` (4) operands since their last fold while writes go on, and a read
+//!   writes back what it had to fold, so queries mostly find plain values.
 //! - The store records its layout (format 4) and the sketch family it keeps under reserved
 //!   keys. A format-2 or format-3 store (the same layout; sketches in the encoding
 //!   `hyperloglogplus` serialized, which still reads, or in traqq's own) is marked format 4 when
@@ -65,6 +68,7 @@ mod backend;
 mod codec;
 mod config;
 mod fold_back;
+mod folder;
 
 pub use backend::RocksStorage;
 pub use config::RocksConfig;
