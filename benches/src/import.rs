@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::mapping::standard_config_v02;
+use crate::mapping::{standard_config_v02, standard_mapping_toml};
 use crate::procfs::{cpus, load_average};
 use crate::verdict;
 use crate::workload::Workload;
@@ -164,11 +164,17 @@ pub fn bench(
         runs,
         cpus()
     );
+    // Both sides record the standard mapping (traqq 0.2's is `standard_config_v02`).
+    let config = dir.path().join("traqq.toml");
+    std::fs::write(&config, standard_mapping_toml())?;
+    let config_arg = config.display().to_string();
     let file_arg = file.display().to_string();
     let cores = cpus().to_string();
     let traqq_import = |name: &str, storage: &str, workers: &str| {
         let data = (storage != "memory").then(|| dir.path().join(storage));
         let mut args = vec![
+            "--config".to_owned(),
+            config_arg.clone(),
             "import".to_owned(),
             file_arg.clone(),
             "--storage".into(),

@@ -56,6 +56,21 @@ pub fn standard_config() -> TraqqConfig {
     }
 }
 
+/// The standard mapping as the `[mapping]` table of a `traqq` config file, for the commands
+/// the benches run as whole processes (without a config, `traqq` records its own smaller
+/// default mapping).
+pub fn standard_mapping_toml() -> String {
+    let list = |patterns: &[&str]| format!("{patterns:?}");
+    format!(
+        "[mapping]\nbitmap = {}\nadd = {}\nadd_value = [{{ key = {:?}, add_key = {:?} }}]\ntop = {}\n",
+        list(&BITMAP),
+        list(&ADD),
+        ADD_VALUE.0,
+        ADD_VALUE.1,
+        list(&TOP)
+    )
+}
+
 /// The standard mapping plus one distribution, [`DISTRIBUTION`] (`dst` of `amount` per
 /// `event~geo`): what `traqq-bench distribution` compares with [`standard_config`].
 pub fn distribution_config() -> TraqqConfig {
@@ -81,5 +96,21 @@ pub fn standard_config_v02() -> traqq02::TraqqConfig {
         },
         time: traqq02::TimeConfig::default(),
         limits: traqq02::LimitsConfig::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_toml_mapping_is_the_standard_one() {
+        #[derive(serde::Deserialize)]
+        struct File {
+            mapping: MappingConfig,
+        }
+        let file: File = toml::from_str(&standard_mapping_toml()).unwrap();
+        assert_eq!(file.mapping, standard_config().mapping);
     }
 }

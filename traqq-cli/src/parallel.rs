@@ -26,8 +26,6 @@ pub(crate) const BLOCK_BYTES: usize = 1 << 20;
 struct Block {
     /// Position in the input, from 0.
     seq: usize,
-    /// Line number of its first line, from 1.
-    first_line: usize,
     bytes: Vec<u8>,
 }
 
@@ -39,8 +37,14 @@ struct Recorded {
     lines: usize,
     recorded: usize,
     duplicates: usize,
-    /// `(line number, reason)`, in line order.
+    /// Newlines in the block: where the next block's line numbers start.
+    newlines: usize,
+    /// `(line number within the block, from 1, reason)`, in line order (numbered in input
+    /// order by [`InOrder`], so the reader need not count lines).
     rejected: Vec<(usize, String)>,
+    /// The block's buffer, back for the reader to fill again (a fresh megabyte per block cost
+    /// page faults).
+    buffer: Vec<u8>,
 }
 
 /// How a local import runs.
@@ -79,7 +83,10 @@ pub(crate) fn import(
             scope.spawn(move || work(&traqq, &blocks, batch, &to_main));
         }
         drop((to_main, blocks));
-        let mut order = InOrder::default();
+        let mut order = InOrder {
+            first_line: 1,
+            ..InOrder::default()
+        };
         let read = read_blocks(
             input,
             block_bytes.max(1),
@@ -106,10 +113,17 @@ fn read_blocks(
     mut take: impl FnMut(anyhow::Result<Recorded>) -> anyhow::Result<()>,
     results: &Receiver<anyhow::Result<Recorded>>,
 ) -> anyhow::Result<()> {
+    // The unfinished last line of the block read before.
     let mut carry: Vec<u8> = Vec::new();
-    let (mut seq, mut first_line) = (0, 1);
+    // Buffers of recorded blocks, to read into again.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let mut seq = 0;
     loop {
-        let mut bytes = std::mem::take(&mut carry);
+        let mut bytes = spare.pop().unwrap_or_default();
+        bytes.clear();
+        // Room for the whole block first: growing while reading copied it again.
+        bytes.reserve(carry.len() + block_bytes);
+        bytes.append(&mut carry);
         let n = (&mut *input)
             .take(block_bytes as u64)
             .read_to_end(&mut bytes)
@@ -126,22 +140,19 @@ fn read_blocks(
                 }
             }
         };
-        carry = bytes.split_off(end);
+        carry.extend_from_slice(bytes.get(end..).unwrap_or_default());
+        bytes.truncate(end);
         if !bytes.is_empty() {
-            let lines = memchr::memchr_iter(b'\n', &bytes).count();
-            let block = Block {
-                seq,
-                first_line,
-                bytes,
-            };
-            if to_workers.send(block).is_err() {
+            if to_workers.send(Block { seq, bytes }).is_err() {
                 // Every worker is gone: an error waits in `results`.
                 return Ok(());
             }
             seq += 1;
-            first_line += lines;
         }
-        for done in results.try_iter() {
+        for mut done in results.try_iter() {
+            if let Ok(recorded) = &mut done {
+                spare.push(std::mem::take(&mut recorded.buffer));
+            }
             take(done)?;
         }
         if n == 0 {
@@ -162,7 +173,7 @@ fn work(
         let Ok(block) = next else {
             return;
         };
-        let done = record_block(traqq, &block, batch);
+        let done = record_block(traqq, block, batch);
         let failed = done.is_err();
         if to_main.send(done).is_err() || failed {
             return;
@@ -170,8 +181,15 @@ fn work(
     }
 }
 
-/// Records the lines of `block`, `batch` at a time.
-fn record_block(traqq: &Traqq, block: &Block, batch: usize) -> anyhow::Result<Recorded> {
+/// Records the lines of `block`, `batch` at a time, and gives its buffer back.
+fn record_block(traqq: &Traqq, block: Block, batch: usize) -> anyhow::Result<Recorded> {
+    let mut out = record_lines(traqq, &block, batch)?;
+    out.buffer = block.bytes;
+    Ok(out)
+}
+
+/// [`record_block`]'s recording.
+fn record_lines(traqq: &Traqq, block: &Block, batch: usize) -> anyhow::Result<Recorded> {
     let mut out = Recorded {
         seq: block.seq,
         input_bytes: block.bytes.len(),
@@ -184,7 +202,9 @@ fn record_block(traqq: &Traqq, block: &Block, batch: usize) -> anyhow::Result<Re
     for (i, end) in ends.enumerate() {
         let raw = block.bytes.get(start..end).unwrap_or_default();
         start = end + 1;
-        let line = block.first_line + i;
+        // Every line but the one after the last newline ends with one.
+        out.newlines = i;
+        let line = i + 1;
         match std::str::from_utf8(raw) {
             Ok(text) if text.trim().is_empty() => {}
             Ok(text) => {
@@ -234,6 +254,8 @@ fn record_batch(
 #[derive(Default)]
 struct InOrder {
     next: usize,
+    /// Line number of the first line of block `next`.
+    first_line: usize,
     waiting: BTreeMap<usize, Recorded>,
 }
 
@@ -248,8 +270,9 @@ impl InOrder {
             totals.recorded += done.recorded;
             totals.duplicates += done.duplicates;
             for (line, reason) in &done.rejected {
-                tally.reject(*line, reason);
+                tally.reject(self.first_line + line - 1, reason);
             }
+            self.first_line += done.newlines;
             tally.progress.inc(done.input_bytes as u64);
             tally.show_rate();
         }

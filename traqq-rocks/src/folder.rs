@@ -27,7 +27,8 @@ const REST_PER_ROUND: u32 = 4;
 const MIN_REST: Duration = Duration::from_millis(5);
 /// Keys counted at most: past this many, the counts start over (a key forgotten is folded by
 /// its next read or compaction, as without the folder). Bounds the memory a store with many
-/// keys written once each (old buckets) would otherwise keep.
+/// keys written once each (old buckets) would otherwise keep. Also the most keys waiting for
+/// a round: past it, a key that falls due is left to its next read.
 const MAX_COUNTED_KEYS: usize = 1 << 16;
 
 /// A key, as RocksDB stores it.
@@ -89,7 +90,9 @@ impl Folder {
             *count += 1;
             if *count >= self.shared.threshold {
                 counts.remove(key);
-                due.push(key.into());
+                if due.len() < MAX_COUNTED_KEYS {
+                    due.push(key.into());
+                }
             }
         }
         if was_idle && !state.due.is_empty() {
@@ -235,6 +238,28 @@ mod tests {
         let keys: Vec<Vec<u8>> = (0..=MAX_COUNTED_KEYS).map(|i| i.to_le_bytes().to_vec()).collect();
         folder.wrote(keys.iter().map(Vec::as_slice));
         assert_eq!(folder.pending(), (1, 0), "the last key counted alone");
+    }
+
+    #[test]
+    fn keys_waiting_for_a_round_are_bounded() {
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock();
+        let folder = Folder::spawn(1, {
+            let gate = Arc::clone(&gate);
+            move |_: &[Key]| drop(gate.lock())
+        })
+        .unwrap();
+        // The thread takes the first key and waits at the gate: the rest wait for it.
+        folder.wrote([&b"first"[..]].into_iter());
+        wait_for(|| folder.pending() == (0, 0));
+        let keys: Vec<Vec<u8>> = (0..=MAX_COUNTED_KEYS).map(|i| i.to_le_bytes().to_vec()).collect();
+        folder.wrote(keys.iter().map(Vec::as_slice));
+        assert_eq!(
+            folder.pending(),
+            (0, MAX_COUNTED_KEYS),
+            "one key past the bound is left out"
+        );
+        drop(held);
     }
 
     #[test]
