@@ -139,12 +139,10 @@ fn run(shared: &Shared, fold: impl Fn(&[Key])) {
         for keys in due.chunks(KEYS_PER_CALL) {
             fold(keys);
         }
-        let rest = (started.elapsed() * REST_PER_ROUND).max(MIN_REST);
+        let rest_until = Instant::now() + (started.elapsed() * REST_PER_ROUND).max(MIN_REST);
         let mut state = shared.state.lock();
-        if !state.stop {
-            // Woken early only by `drop` (writers notify only while the thread waits for keys).
-            shared.wake.wait_for(&mut state, rest);
-        }
+        // Writers' notices (keys falling due) do not cut the rest short; `drop`'s does.
+        while !state.stop && !shared.wake.wait_until(&mut state, rest_until).timed_out() {}
         if state.stop {
             return;
         }
@@ -260,6 +258,28 @@ mod tests {
             "one key past the bound is left out"
         );
         drop(held);
+    }
+
+    #[test]
+    fn keys_falling_due_do_not_cut_a_rest_short() {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let folder = Folder::spawn(1, {
+            let calls = Arc::clone(&calls);
+            move |_: &[Key]| {
+                // A 20 ms round: the thread then rests at least 80 ms.
+                std::thread::sleep(Duration::from_millis(20));
+                calls.lock().push(Instant::now());
+            }
+        })
+        .unwrap();
+        folder.wrote([&b"a"[..]].into_iter());
+        wait_for(|| calls.lock().len() == 1);
+        folder.wrote([&b"b"[..]].into_iter());
+        wait_for(|| calls.lock().len() == 2);
+        let calls = calls.lock();
+        let gap = calls[1] - calls[0];
+        // The second call ends a rest (>= 80 ms) and a round (20 ms) after the first.
+        assert!(gap >= Duration::from_millis(95), "rested only {gap:?}");
     }
 
     #[test]
