@@ -121,9 +121,16 @@ fn read_blocks(
     loop {
         let mut bytes = spare.pop().unwrap_or_default();
         bytes.clear();
+        if carry.len() >= block_bytes {
+            // A line longer than a block goes on in its own buffer (copying it into a fresh
+            // one for every block it spans would be quadratic).
+            std::mem::swap(&mut bytes, &mut carry);
+        }
         // Room for the whole block first: growing while reading copied it again.
         bytes.reserve(carry.len() + block_bytes);
         bytes.append(&mut carry);
+        // What came before holds no newline (a block's unfinished tail, or a long line's start).
+        let read_from = bytes.len();
         let n = (&mut *input)
             .take(block_bytes as u64)
             .read_to_end(&mut bytes)
@@ -131,8 +138,8 @@ fn read_blocks(
         let end = if n == 0 {
             bytes.len()
         } else {
-            match memchr::memrchr(b'\n', &bytes) {
-                Some(last) => last + 1,
+            match memchr::memrchr(b'\n', bytes.get(read_from..).unwrap_or_default()) {
+                Some(last) => read_from + last + 1,
                 // A line longer than a block: read on until it ends.
                 None => {
                     carry = bytes;
